@@ -1,0 +1,1 @@
+"""Quality (sacrebleu, COMET) and latency (AL, LAAL, DAL, AP) metrics."""

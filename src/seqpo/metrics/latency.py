@@ -1,0 +1,99 @@
+"""Latency metrics for simultaneous translation, defined as SimulEval 1.1 computes them.
+
+Average Lagging (Ma et al., 2019, STACL), Length-Adaptive AL (Papi et al., 2022), Differentiable
+AL (Arivazhagan et al., 2019) and Average Proportion (Cho & Esipova, 2016). All take `delays`: for
+each written target unit, how much source had been read (in units, or in ms for speech).
+
+SimulEval computes these inside scorer classes bound to its Instance objects; we need them as pure
+functions over lists (rewards, live events, speech), hence this module. `tests/test_metrics_latency.py`
+checks every function against SimulEval's scorers on random delay sequences.
+
+`target_length` is the reference length (SimulEval's default `use_ref_len`); pass the prediction
+length to get the reference-free variant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def _check(delays: Sequence[float], source_length: float) -> None:
+    if not delays:
+        raise ValueError("latency is undefined for an empty prediction")
+    if source_length <= 0:
+        raise ValueError("latency is undefined for an empty source")
+
+
+def _lagging(delays: Sequence[float], source_length: float, target_length: float) -> float:
+    # Sum over target units up to tau, the first one written after the whole source was read.
+    if delays[0] > source_length:
+        return float(delays[0])
+    rate = target_length / source_length
+    total, tau = 0.0, 0
+    for i, d in enumerate(delays):
+        total += d - i / rate
+        tau = i + 1
+        if d >= source_length:
+            break
+    return total / tau
+
+
+def average_lagging(delays: Sequence[float], source_length: float, target_length: float) -> float:
+    """AL: mean over target units i<=tau of d_i - (i-1)*|X|/|Y|, with |Y| = `target_length`."""
+    _check(delays, source_length)
+    return _lagging(delays, source_length, target_length)
+
+
+def length_adaptive_average_lagging(
+    delays: Sequence[float], source_length: float, target_length: float
+) -> float:
+    """LAAL: AL with |Y| = max(prediction length, reference length), so over-generation is not rewarded."""
+    _check(delays, source_length)
+    return _lagging(delays, source_length, max(len(delays), target_length))
+
+
+def differentiable_average_lagging(delays: Sequence[float], source_length: float) -> float:
+    """DAL: AL where each unit lags at least 1/rate behind the previous one (uses prediction length)."""
+    _check(delays, source_length)
+    rate = len(delays) / source_length
+    total, previous = 0.0, 0.0
+    for i, d in enumerate(delays):
+        current = d if i == 0 else max(d, previous + 1 / rate)
+        total += current - i / rate
+        previous = current
+    return total / len(delays)
+
+
+def average_proportion(delays: Sequence[float], source_length: float, target_length: float) -> float:
+    """AP: sum of delays / (|X| * |Y|)."""
+    _check(delays, source_length)
+    return sum(delays) / (source_length * target_length)
+
+
+def computation_aware_delays(
+    delays: Sequence[float], elapsed_ms: Sequence[float], unit_ms: float
+) -> list[float]:
+    """Delays in source units that also count the model's own compute time.
+
+    Text has no clock, so we simulate a speaker who utters one source unit every `unit_ms`
+    milliseconds and never waits for the translator. Unit i is then written at time
+    d_i*unit_ms + elapsed_i (elapsed = cumulative compute), which is how SimulEval times speech
+    input (`step_to_elapsed`); dividing by unit_ms brings it back to source units.
+    """
+    if len(delays) != len(elapsed_ms):
+        raise ValueError("delays and elapsed must have one entry per target unit")
+    return [d + e / unit_ms for d, e in zip(delays, elapsed_ms)]
+
+
+def latency_scores(
+    delays: Sequence[float], source_length: float, target_length: float
+) -> dict[str, float]:
+    """All four metrics for one sentence; empty dict when latency is undefined."""
+    if not delays or source_length <= 0:
+        return {}
+    return {
+        "AL": average_lagging(delays, source_length, target_length),
+        "LAAL": length_adaptive_average_lagging(delays, source_length, target_length),
+        "DAL": differentiable_average_lagging(delays, source_length),
+        "AP": average_proportion(delays, source_length, target_length),
+    }

@@ -1,0 +1,123 @@
+"""The streaming episode: a source split into reads, and the record of each read/write step.
+
+SeqPO-SiMT (arXiv 2505.20622, sec. 3.1): at step t the policy has read source chunks 1..t and
+writes a target segment y_t (empty = wait). These records are plain data so an episode can be
+scored, replayed or trained on without a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+def split_units(text: str, unit: str) -> list[str]:
+    """Split text into latency units: whitespace words, or non-space characters for zh/ja."""
+    if unit == "char":
+        return [c for c in text if not c.isspace()]
+    if unit == "word":
+        return text.split()
+    raise ValueError(f"unknown unit {unit!r}")
+
+
+def join_units(units: list[str], unit: str) -> str:
+    return "".join(units) if unit == "char" else " ".join(units)
+
+
+def count_units(text: str, unit: str) -> int:
+    return len(split_units(text, unit))
+
+
+def chunk_source(text: str, unit: str, chunk: int) -> list[str]:
+    """Split a source into reads of `chunk` units each (the last read may be shorter).
+
+    For char sources the chunks are substrings of the original text (spaces kept inside a chunk),
+    so that joining all reads gives back the source exactly.
+    """
+    if chunk < 1:
+        raise ValueError("chunk size must be at least 1")
+    if unit == "word":
+        words = text.split()
+        return [" ".join(words[i : i + chunk]) for i in range(0, len(words), chunk)]
+    reads, current, n = [], "", 0
+    for ch in text.strip():
+        current += ch
+        if not ch.isspace():
+            n += 1
+            if n == chunk:
+                reads.append(current)
+                current, n = "", 0
+    if current.strip():
+        reads.append(current)
+    elif current and reads:
+        reads[-1] += current
+    return reads
+
+
+def join_reads(reads: list[str], unit: str) -> str:
+    return "".join(reads) if unit == "char" else " ".join(reads)
+
+
+def append_segment(target: str, segment: str, unit: str) -> str:
+    """Target so far + a newly written segment, with a space between words for word targets."""
+    segment = segment.strip()
+    if not segment:
+        return target
+    if not target or unit == "char":
+        return target + segment
+    return target + " " + segment
+
+
+@dataclass
+class Step:
+    """One policy step: after `read` source units were known, `written` was emitted (""=wait)."""
+
+    read: int
+    written: str
+    elapsed_ms: float = 0.0  # model time spent on this step
+    finished: bool = False  # the policy finished the sentence at this step
+
+
+@dataclass
+class Episode:
+    """A whole sentence streamed through a policy."""
+
+    source: str
+    source_unit: str
+    target_unit: str
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def source_length(self) -> int:
+        return count_units(self.source, self.source_unit)
+
+    @property
+    def prediction(self) -> str:
+        target = ""
+        for step in self.steps:
+            target = append_segment(target, step.written, self.target_unit)
+        return target
+
+    def delays(self) -> list[int]:
+        """Source units read when each target unit was written (SimulEval's `delays`)."""
+        out: list[int] = []
+        for step in self.steps:
+            out += [step.read] * count_units(step.written, self.target_unit)
+        return out
+
+    def elapsed(self) -> list[float]:
+        """Cumulative model time (ms) when each target unit was written."""
+        out: list[float] = []
+        total = 0.0
+        for step in self.steps:
+            total += step.elapsed_ms
+            out += [total] * count_units(step.written, self.target_unit)
+        return out
+
+    @property
+    def wait_fraction(self) -> float:
+        if not self.steps:
+            return 0.0
+        return sum(1 for s in self.steps if not s.written.strip()) / len(self.steps)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,89 @@
+"""Our latency functions against SimulEval's own scorers, on hand cases and random delays."""
+
+import random
+from types import SimpleNamespace
+
+import pytest
+
+from seqpo.metrics import latency as L
+
+scorers = pytest.importorskip("simuleval.evaluator.scorers.latency_scorer")
+
+
+def simuleval_score(scorer_cls, delays, source_length, ref_length, elapsed=None, ca=False):
+    ins = SimpleNamespace(
+        delays=list(delays),
+        elapsed=list(elapsed) if elapsed is not None else None,
+        source_length=source_length,
+        reference="x",  # only checked for None; its length comes from reference_length
+        reference_length=ref_length,
+    )
+    return scorer_cls(computation_aware=ca, use_ref_len=True).compute(ins)
+
+
+def random_case(rng):
+    source_length = rng.randint(1, 40)
+    # targets shorter and longer than the source, monotone delays within [1, source_length]
+    target_length = rng.randint(1, 2 * source_length + 5)
+    delays = sorted(rng.randint(1, source_length) for _ in range(target_length))
+    if rng.random() < 0.5:
+        delays[-1] = source_length
+    ref_length = rng.randint(1, 2 * source_length + 5)
+    return delays, source_length, ref_length
+
+
+def test_hand_computed_wait_1():
+    # wait-1 on 4 source words, 4 target words: delays 1,2,3,4; AL = mean(1-0, 2-1, 3-2, 4-3) = 1
+    assert L.average_lagging([1, 2, 3, 4], 4, 4) == pytest.approx(1.0)
+    # offline: everything after the full source; AL = |X| = 4 (tau = 1)
+    assert L.average_lagging([4, 4, 4, 4], 4, 4) == pytest.approx(4.0)
+    # LAAL ignores a too-short reference: |Y| = max(4, 2) = 4
+    assert L.length_adaptive_average_lagging([1, 2, 3, 4], 4, 2) == pytest.approx(1.0)
+    assert L.average_proportion([4, 4], 4, 2) == pytest.approx(1.0)
+
+
+def test_empty_prediction_raises_and_scores_empty():
+    with pytest.raises(ValueError):
+        L.average_lagging([], 3, 3)
+    assert L.latency_scores([], 3, 3) == {}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_agrees_with_simuleval_on_random_delays(seed):
+    rng = random.Random(seed)
+    for _ in range(100):
+        delays, src, ref = random_case(rng)
+        assert L.average_lagging(delays, src, ref) == pytest.approx(
+            simuleval_score(scorers.ALScorer, delays, src, ref), abs=1e-6
+        )
+        assert L.length_adaptive_average_lagging(delays, src, ref) == pytest.approx(
+            simuleval_score(scorers.LAALScorer, delays, src, ref), abs=1e-6
+        )
+        assert L.differentiable_average_lagging(delays, src) == pytest.approx(
+            simuleval_score(scorers.DALScorer, delays, src, ref), abs=1e-6
+        )
+        assert L.average_proportion(delays, src, ref) == pytest.approx(
+            simuleval_score(scorers.APScorer, delays, src, ref), abs=1e-6
+        )
+
+
+def test_computation_aware_matches_simuleval_speech_timing():
+    """SimulEval times speech as elapsed = read_ms + compute_ms; ours is that divided by unit_ms."""
+    rng = random.Random(7)
+    unit_ms = 400.0
+    for _ in range(200):
+        delays, src, ref = random_case(rng)
+        compute = sorted(rng.uniform(0, 3000) for _ in delays)
+        ours = L.average_lagging(L.computation_aware_delays(delays, compute, unit_ms), src, ref)
+        theirs_elapsed = [d * unit_ms + c for d, c in zip(delays, compute)]
+        theirs = simuleval_score(
+            scorers.ALScorer, delays, src * unit_ms, ref, elapsed=theirs_elapsed, ca=True
+        )
+        assert ours * unit_ms == pytest.approx(theirs, abs=1e-6)
+        ours_laal = L.length_adaptive_average_lagging(
+            L.computation_aware_delays(delays, compute, unit_ms), src, ref
+        )
+        theirs_laal = simuleval_score(
+            scorers.LAALScorer, delays, src * unit_ms, ref, elapsed=theirs_elapsed, ca=True
+        )
+        assert ours_laal * unit_ms == pytest.approx(theirs_laal, abs=1e-6)
