@@ -1,0 +1,80 @@
+"""Settings as dataclasses: every field has one default and one help line, and the CLI flags are
+generated from them (TRL-style), so defaults live in exactly one place.
+
+A `--config FILE` (YAML or JSON) may set any field; flags given on the command line win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import InputFileError
+
+
+def setting(default: Any, help: str, **argparse_kwargs) -> Any:
+    """A dataclass field with its CLI help (and optional extra argparse options, e.g. choices)."""
+    return dataclasses.field(default=default, metadata={"help": help, **argparse_kwargs})
+
+
+def add_settings(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = ()) -> None:
+    """Add one flag per dataclass field (`--foo-bar` for `foo_bar`)."""
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        meta = dict(f.metadata)
+        help_text = meta.pop("help", "")
+        kind = hints[f.name]
+        if f.name in positional:
+            parser.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, help=help_text, **meta)
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        shown = f" (default: {f.default})" if f.default not in (None, False, "") else ""
+        if kind is bool:
+            parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=help_text)
+            continue
+        base = int if kind in (int, "int") else float if kind in (float, "float") else str
+        if kind == (int | None):
+            base = int
+        parser.add_argument(flag, type=base, default=argparse.SUPPRESS, help=help_text + shown, **meta)
+    parser.add_argument("--config", default=None, help="YAML or JSON file with any of these settings")
+
+
+def load_config_file(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"config file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # any parse error of any format is the same user problem
+        raise InputFileError(f"cannot parse config file {p}: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise InputFileError(f"config file {p} must hold a mapping of settings")
+    return data
+
+
+def build_settings(cls, args: argparse.Namespace):
+    """Dataclass defaults < config file < command-line flags. Unknown config keys are an error."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        for key, value in load_config_file(args.config).items():
+            key = key.replace("-", "_")
+            if key not in names:
+                raise InputFileError(f"config file {args.config}: unknown setting '{key}'")
+            values[key] = value
+    for name in names:
+        if name in vars(args):
+            values[name] = getattr(args, name)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise InputFileError(f"invalid settings: {exc}") from exc

@@ -1,0 +1,217 @@
+"""Run a policy over a test set: `instances.jsonl` (SimulEval's instance fields, one line per
+finished sentence, appended as it finishes) and `scores.json` (corpus quality + mean latency).
+
+Re-running with the same output folder resumes after the finished sentences; a line cut short by
+a kill is dropped and its sentence redone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import __version__
+from .config import setting
+from .errors import InputFileError
+from .languages import LanguagePair, check_supported, parse_pair
+from .metrics.latency import computation_aware_delays, latency_scores
+from .metrics.quality import comet_scores, corpus_quality
+from .stream import Episode, count_units
+
+
+@dataclass
+class EvalSettings:
+    pair: str = setting("en-zh", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")
+    src: str = setting(None, "source file, one sentence per line")
+    ref: str = setting(None, "reference file, aligned with --src line by line")
+    policy: str = setting("llm", "read/write policy", choices=["offline", "wait-k", "llm"])
+    k: int = setting(3, "wait-k: reads before the first write")
+    chunk: int = setting(1, "source units per read (words; characters for zh/ja sources)")
+    model: str = setting(None, "causal LM: local path or hub id (default: the bundled Gemma-3-270M)")
+    adapter: str = setting(None, "peft LoRA adapter folder to apply on the model")
+    limit: int = setting(None, "evaluate only the first N lines")
+    out: str = setting(None, "output folder for instances.jsonl and scores.json (resumes if present)")
+    comet: str = setting(None, "path to a local unbabel-comet checkpoint to also report COMET")
+    batch_size: int = setting(8, "sentences decoded together (batched model calls)")
+    unit_ms: float = setting(400.0, "simulated speaking time per source unit (ms) for the "
+                                    "computation-aware AL_CA/LAAL_CA")
+
+    def validate(self) -> LanguagePair:
+        pair = check_supported(parse_pair(self.pair))
+        for name in ("src", "ref", "out"):
+            if not getattr(self, name):
+                raise InputFileError(f"--{name} is required")
+        if self.chunk < 1 or self.k < 1 or self.batch_size < 1:
+            raise InputFileError("--chunk, --k and --batch-size must be at least 1")
+        if self.limit is not None and self.limit < 1:
+            raise InputFileError("--limit must be at least 1")
+        return pair
+
+
+def read_lines(path: str | Path, what: str) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"{what} file not found: {p}")
+    try:
+        return p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"{what} file {p} is not UTF-8 text") from exc
+
+
+def load_test_set(settings: EvalSettings) -> tuple[list[str], list[str]]:
+    sources = read_lines(settings.src, "source")
+    references = read_lines(settings.ref, "reference")
+    if len(sources) != len(references):
+        raise InputFileError(
+            f"{settings.src} has {len(sources)} lines but {settings.ref} has {len(references)}"
+        )
+    if settings.limit:
+        sources, references = sources[: settings.limit], references[: settings.limit]
+    return sources, references
+
+
+def instance_record(index: int, episode: Episode, reference: str, unit_ms: float) -> dict:
+    delays, elapsed = episode.delays(), episode.elapsed()
+    src_len = episode.source_length
+    ref_len = count_units(reference, episode.target_unit)
+    record = {
+        "index": index,
+        "source": episode.source,
+        "prediction": episode.prediction,
+        "delays": delays,
+        "elapsed": elapsed,
+        "source_length": src_len,
+        "reference": reference,
+        "prediction_length": len(delays),
+        "reference_length": ref_len,
+        "wait_fraction": episode.wait_fraction,
+        "steps": [asdict(s) for s in episode.steps],
+        "metric": latency_scores(delays, src_len, ref_len),
+    }
+    if delays and src_len:
+        ca = latency_scores(computation_aware_delays(delays, elapsed, unit_ms), src_len, ref_len)
+        record["metric"].update({"AL_CA": ca["AL"], "LAAL_CA": ca["LAAL"]})
+    return record
+
+
+def read_finished(path: Path) -> dict[int, dict]:
+    """Finished instances; a trailing line cut off by a kill is truncated away."""
+    done: dict[int, dict] = {}
+    if not path.exists():
+        return done
+    good_bytes = 0
+    with path.open("rb") as fh:
+        for raw in fh:
+            try:
+                record = json.loads(raw)
+            except json.JSONDecodeError:
+                break
+            if not raw.endswith(b"\n"):
+                break
+            done[record["index"]] = record
+            good_bytes += len(raw)
+    if good_bytes != path.stat().st_size:
+        with path.open("r+b") as fh:
+            fh.truncate(good_bytes)
+    return done
+
+
+def signature(settings: EvalSettings, pair: LanguagePair, policy_settings: dict, quality: dict) -> dict:
+    return {
+        "pair": str(pair),
+        **policy_settings,
+        "chunk": settings.chunk,
+        "model": settings.model or "bundled:gemma-3-270m",
+        "adapter": settings.adapter,
+        "latency_unit": {"source": pair.source_unit, "target": pair.target_unit},
+        "latency_reference_length": "reference (SimulEval use_ref_len)",
+        "unit_ms": settings.unit_ms,
+        "batch_size": settings.batch_size,
+        "sacrebleu": quality.get("signatures", {}),
+        "seqpo": __version__,
+    }
+
+
+def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, policy_settings: dict) -> dict:
+    hyps = [r["prediction"] for r in records]
+    refs = [r["reference"] for r in records]
+    quality = corpus_quality(hyps, refs, pair.target)
+    scored = [r["metric"] for r in records if r["metric"]]
+
+    def mean(key):
+        vals = [m[key] for m in scored if key in m]
+        return round(statistics.fmean(vals), 3) if vals else None
+
+    steps = [s for r in records for s in r["steps"]]
+    seconds = sum(s["elapsed_ms"] for s in steps) / 1000
+    result = {
+        "BLEU": quality["BLEU"],
+        "chrF": quality["chrF"],
+        **{k: mean(k) for k in ("AL", "LAAL", "DAL", "AP", "AL_CA", "LAAL_CA")},
+        "wait_fraction": round(sum(1 for s in steps if not s["written"]) / max(1, len(steps)), 3),
+        "seconds_per_sentence": round(seconds / max(1, len(records)), 3),
+        "sentences": len(records),
+        "latency_scored_sentences": len(scored),
+    }
+    if settings.comet:
+        system, per_sentence = comet_scores([r["source"] for r in records], hyps, refs, settings.comet)
+        result["COMET"] = round(system, 2)
+    result["signature"] = signature(settings, pair, policy_settings, quality)
+    return result
+
+
+def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict:
+    """Evaluate (or resume evaluating) a policy; returns the scores also written to scores.json."""
+    from tqdm import tqdm
+
+    from .generation import Generator
+    from .model import load_model
+    from .policies import make_policy
+    from .simulate import run_episodes
+
+    pair = settings.validate()
+    sources, references = load_test_set(settings)
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    policy = make_policy(settings.policy, k=settings.k, chunk=settings.chunk)
+    run_settings = {"pair": str(pair), **policy.settings(), "chunk": settings.chunk,
+                    "model": settings.model, "adapter": settings.adapter,
+                    "src": str(settings.src), "ref": str(settings.ref)}
+    settings_file = out / "settings.json"
+    if settings_file.exists():
+        before = json.loads(settings_file.read_text())
+        changed = [k for k in run_settings if before.get(k) != run_settings[k]]
+        if changed:
+            raise InputFileError(
+                f"{out} holds a run with other settings ({', '.join(changed)}); use another --out"
+            )
+    settings_file.write_text(json.dumps(run_settings, indent=2))
+
+    path = out / "instances.jsonl"
+    done = read_finished(path)
+    todo = [(i, s) for i, s in enumerate(sources) if i not in done]
+    if loaded is None and any(s.strip() for _, s in todo):
+        loaded = load_model(settings.model, settings.adapter)
+    generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size) if loaded else None
+
+    bar = tqdm(total=len(sources), initial=len(done), unit="sent", disable=not progress,
+               desc=f"{pair} {settings.policy}", dynamic_ncols=True)
+    with path.open("a", encoding="utf-8") as fh:
+        def on_done(index, episode):
+            record = instance_record(index, episode, references[index], settings.unit_ms)
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            done[index] = record
+            bar.update(1)
+
+        run_episodes(todo, policy, generator, pair, settings.chunk, on_done=on_done,
+                     width=settings.batch_size)
+    bar.close()
+    records = [done[i] for i in range(len(sources))]
+    scores = score(records, pair, settings, policy.settings())
+    (out / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False))
+    return scores

@@ -1,0 +1,141 @@
+"""Batched text continuation with a cached few-shot prefix.
+
+Every policy step asks the LM to continue a prompt `prefix + prompt`, where `prefix` (instructions
+and few-shot examples) is shared by all steps and sentences. Its KV cache is computed once and
+copied into each batch, so a step only runs its own tokens through the model; requests that
+share a prefix are batched (left-padded after the prefix; positions come from the attention mask,
+so padding never shifts a token's position).
+
+transformers' `generate` does the decoding; what it lacks is a per-row stop rule in target units
+("stop after 3 words" for wait-k, "stop at the end of the line" for the SeqPO format), which is
+the small StoppingCriteria below.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from .stream import count_units
+
+
+@dataclass
+class Request:
+    prefix: str  # shared block, KV-cached (instructions + few-shot examples)
+    prompt: str  # this step's own text, appended after the prefix
+    max_new_tokens: int = 60
+    max_units: int | None = None  # stop once this many complete target units were written
+    unit: str = "word"
+
+
+@dataclass
+class Completion:
+    text: str  # up to (not including) the first newline
+    new_tokens: int
+    elapsed_ms: float  # wall time of the batch this request ran in
+    hit_newline: bool  # the model ended the line itself (as opposed to running out of tokens)
+
+
+class _StopRule(StoppingCriteria):
+    """Per-row stop: a newline was generated, or enough whole target units were written."""
+
+    def __init__(self, tokenizer, start: int, requests: list[Request]):
+        self.tokenizer, self.start, self.requests = tokenizer, start, requests
+
+    def __call__(self, input_ids, scores, **kwargs):
+        done = []
+        for row, req in zip(input_ids, self.requests):
+            text = self.tokenizer.decode(row[self.start :], skip_special_tokens=True)
+            stop = "\n" in text or len(row) - self.start >= req.max_new_tokens
+            if not stop and req.max_units is not None:
+                n = count_units(text, req.unit)
+                # a word is only known to be complete once the next one has started
+                stop = n > req.max_units if req.unit == "word" else n >= req.max_units
+            done.append(stop)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class Generator:
+    """Continues prompts with an LM, batching requests that share a prefix."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 8, do_sample: bool = False,
+                 temperature: float = 1.0, top_p: float = 1.0):
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size = batch_size
+        self.do_sample, self.temperature, self.top_p = do_sample, temperature, top_p
+        self._prefix_cache: dict[str, tuple[torch.Tensor, object]] = {}
+        self.tokens_processed = 0  # tokens run through the model (prompt + generated)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def _prefix(self, prefix: str):
+        if prefix not in self._prefix_cache:
+            ids = self.tokenizer(prefix, return_tensors="pt").input_ids.to(self.device)
+            with torch.inference_mode():
+                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            self.tokens_processed += ids.shape[1]
+            self._prefix_cache[prefix] = (ids, out.past_key_values)
+        return self._prefix_cache[prefix]
+
+    def complete(self, requests: list[Request]) -> list[Completion]:
+        results: list[Completion | None] = [None] * len(requests)
+        by_prefix: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            by_prefix.setdefault(r.prefix, []).append(i)
+        for prefix, indices in by_prefix.items():
+            for s in range(0, len(indices), self.batch_size):
+                batch = indices[s : s + self.batch_size]
+                for i, c in zip(batch, self._run_batch(prefix, [requests[i] for i in batch])):
+                    results[i] = c
+        return results  # type: ignore[return-value]
+
+    def _run_batch(self, prefix: str, reqs: list[Request]) -> list[Completion]:
+        t0 = time.perf_counter()
+        prefix_ids, prefix_kv = self._prefix(prefix)
+        tok = self.tokenizer
+        suffixes = [tok(r.prompt, add_special_tokens=False).input_ids for r in reqs]
+        width = max(len(x) for x in suffixes)
+        pad = tok.pad_token_id
+        b = len(reqs)
+        suffix = torch.full((b, width), pad, dtype=torch.long)
+        suffix_mask = torch.zeros((b, width), dtype=torch.long)
+        for row, ids in enumerate(suffixes):
+            if ids:
+                suffix[row, width - len(ids) :] = torch.tensor(ids)
+                suffix_mask[row, width - len(ids) :] = 1
+        input_ids = torch.cat([prefix_ids.expand(b, -1).cpu(), suffix], dim=1).to(self.device)
+        mask = torch.cat([torch.ones_like(prefix_ids).expand(b, -1).cpu(), suffix_mask], 1).to(self.device)
+        cache = copy.deepcopy(prefix_kv)  # generate extends the cache in place
+        if b > 1:
+            cache.batch_repeat_interleave(b)
+        start = input_ids.shape[1]
+        max_new = max(r.max_new_tokens for r in reqs)
+        sampling = dict(do_sample=True, temperature=self.temperature, top_p=self.top_p) if self.do_sample \
+            else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                cache=cache,
+                max_new_tokens=max_new,
+                stopping_criteria=StoppingCriteriaList([_StopRule(tok, start, reqs)]),
+                pad_token_id=pad,
+                **sampling,
+            )
+        elapsed = (time.perf_counter() - t0) * 1000
+        completions = []
+        for row, req in zip(out, reqs):
+            new = row[start:]
+            text = tok.decode(new, skip_special_tokens=True)
+            n_new = int((new != pad).sum())
+            self.tokens_processed += n_new
+            hit_newline = "\n" in text or bool((new == tok.eos_token_id).any())
+            completions.append(Completion(text.split("\n")[0], n_new, elapsed, hit_newline))
+        self.tokens_processed += int(suffix_mask.sum())
+        return completions

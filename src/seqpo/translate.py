@@ -1,0 +1,87 @@
+"""`seqpo translate`: stream sentences through a policy and show (or emit as JSON) every step."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+from .config import setting
+from .errors import InputFileError
+from .languages import check_supported, parse_pair
+from .metrics.latency import latency_scores
+from .stream import Episode, Step
+
+
+@dataclass
+class TranslateSettings:
+    text: str = setting(None, "text to translate, one sentence per line (default: read stdin)")
+    pair: str = setting("en-de", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")
+    policy: str = setting("llm", "read/write policy", choices=["offline", "wait-k", "llm"])
+    k: int = setting(3, "wait-k: reads before the first write")
+    chunk: int = setting(1, "source units per read (words; characters for zh/ja sources)")
+    model: str = setting(None, "causal LM: local path or hub id (default: the bundled Gemma-3-270M)")
+    adapter: str = setting(None, "peft LoRA adapter folder to apply on the model")
+    json: bool = setting(False, "print one JSON event per step instead of the live view")
+    max_chars: int = setting(20000, "refuse inputs longer than this many characters")
+
+
+def step_event(episode: Episode, step: Step) -> dict:
+    if step.written:
+        return {"type": "write", "text": step.written, "read": step.read,
+                "target": episode.prediction, "elapsed_ms": round(step.elapsed_ms, 1)}
+    return {"type": "wait", "read": step.read, "elapsed_ms": round(step.elapsed_ms, 1)}
+
+
+def done_event(episode: Episode) -> dict:
+    # no reference here: AL/LAAL use the prediction's own length (SimulEval without use_ref_len)
+    lat = latency_scores(episode.delays(), episode.source_length, len(episode.delays()))
+    return {"type": "done", "source": episode.source, "prediction": episode.prediction,
+            "delays": episode.delays(), "AL": lat.get("AL"), "LAAL": lat.get("LAAL"),
+            "wait_fraction": round(episode.wait_fraction, 3)}
+
+
+def read_input(settings: TranslateSettings) -> list[str]:
+    text = settings.text if settings.text is not None else sys.stdin.read()
+    if len(text) > settings.max_chars:
+        raise InputFileError(f"input has {len(text)} characters; the limit is {settings.max_chars} (--max-chars)")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InputFileError("nothing to translate: the input is empty")
+    return lines
+
+
+def translate(settings: TranslateSettings, out=sys.stdout) -> list[Episode]:
+    from .generation import Generator
+    from .model import load_model
+    from .policies import make_policy
+    from .simulate import stream_text
+
+    pair = check_supported(parse_pair(settings.pair))
+    if settings.chunk < 1 or settings.k < 1:
+        raise InputFileError("--chunk and --k must be at least 1")
+    lines = read_input(settings)
+    policy = make_policy(settings.policy, k=settings.k, chunk=settings.chunk)
+    loaded = load_model(settings.model, settings.adapter)
+    generator = Generator(loaded.model, loaded.tokenizer, batch_size=1)
+    episodes = []
+    if settings.json:
+        for line in lines:
+            def emit(_key, episode, step):
+                print(json.dumps(step_event(episode, step), ensure_ascii=False), file=out, flush=True)
+
+            ep = stream_text(line, policy, generator, pair, settings.chunk, on_step=emit)
+            print(json.dumps(done_event(ep), ensure_ascii=False), file=out, flush=True)
+            episodes.append(ep)
+        return episodes
+    from .live_view import LiveView
+
+    view = LiveView(pair, policy.settings())
+    with view:
+        for line in lines:
+            view.start(line, settings.chunk)
+            ep = stream_text(line, policy, generator, pair, settings.chunk,
+                             on_step=lambda _k, e, s: view.update(e, s))
+            view.finish(ep, done_event(ep))
+            episodes.append(ep)
+    return episodes
