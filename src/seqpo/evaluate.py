@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -152,7 +153,8 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
         "chrF": quality["chrF"],
         **{k: mean(k) for k in ("AL", "LAAL", "DAL", "AP", "AL_CA", "LAAL_CA")},
         "wait_fraction": round(sum(1 for s in steps if not s["written"]) / max(1, len(steps)), 3),
-        "seconds_per_sentence": round(seconds / max(1, len(records)), 3),
+        # model time each sentence waited for (a batch's time counts for every sentence in it)
+        "model_seconds_per_sentence": round(seconds / max(1, len(records)), 3),
         "sentences": len(records),
         "latency_scored_sentences": len(scored),
     }
@@ -197,6 +199,7 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
         loaded = load_model(settings.model, settings.adapter)
     generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size) if loaded else None
 
+    started = time.perf_counter()
     bar = tqdm(total=len(sources), initial=len(done), unit="sent", disable=not progress,
                desc=f"{pair} {settings.policy}", dynamic_ncols=True)
     with path.open("a", encoding="utf-8") as fh:
@@ -211,7 +214,10 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
         run_episodes(todo, policy, generator, pair, settings.chunk, on_done=on_done,
                      width=settings.batch_size)
     bar.close()
+    wall = time.perf_counter() - started
     records = [done[i] for i in range(len(sources))]
     scores = score(records, pair, settings, policy.settings())
+    # wall time of this invocation only (a resumed run times the sentences it ran)
+    scores["wall_seconds_per_sentence"] = round(wall / len(todo), 3) if todo else None
     (out / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False))
     return scores

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 
 from ..generation import Completion, Request
 from ..languages import LanguagePair
+from ..prompts import complete_prefix, seqpo_prompt
 from ..stream import count_units, join_units, split_units
+
+
+SENTENCE_END = ".。!！?？"
 
 
 @dataclass
@@ -36,15 +40,39 @@ def final_budget(state: State) -> int:
     return min(512, 16 + 3 * remaining)  # ~2 tokens per word, ~1 per character, plus slack
 
 
-def whole_units(completion: Completion, unit: str, limit: int | None = None) -> str:
-    """The complete target units of a completion: a word cut off by the token limit is dropped."""
+def finish_request(state: State) -> Request:
+    """The last step: translate the rest of the sentence.
+
+    Small base models sometimes loop ("3D3D3D..."); capping the whole target at 1.5x the
+    expected length (+4 source units' worth) bounds the damage and the time it costs.
+    """
+    unit = state.pair.target_unit
+    cap = math.ceil(state.pair.unit_ratio * (1.5 * state.read_units + 4))
+    todo = max(1, cap - count_units(state.target, unit))
+    return Request(complete_prefix(state.pair), seqpo_prompt(state.pair, state.source_prefix, state.target),
+                   max_new_tokens=final_budget(state), max_units=todo, unit=unit)
+
+
+def finished_text(state: State, completion: Completion) -> str:
+    return whole_units(completion, state.pair.target_unit, limit=None, final=True)
+
+
+def whole_units(completion: Completion, unit: str, limit: int | None = None, final: bool = False) -> str:
+    """The complete target units of a completion: a word cut off by the token limit is dropped
+    (except at the final step, where nothing more will come)."""
     units = split_units(completion.text.replace("\ufffd", ""), unit)
-    ended = completion.hit_newline
+    ended = completion.hit_newline or final
     if limit is not None and len(units) > limit:
         units, ended = units[:limit], True
     if not ended and unit == "word" and units:
         units = units[:-1]
-    return join_units(units, unit)
+    text = join_units(units, unit)
+    if not final:
+        # A model shown a source prefix translates it as if it were a whole sentence and closes it
+        # with a full stop, after which it believes the translation is done. Mid-sentence, a
+        # sentence end is never safe to write.
+        text = text.rstrip(SENTENCE_END).rstrip()
+    return text
 
 
 class Policy(ABC):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..generation import Completion, Request
-from ..prompts import complete_prefix, seqpo_prompt
-from .base import Policy, State, final_budget
+from .base import Policy, State, finish_request, finished_text
 
 
 class OfflinePolicy(Policy):
@@ -13,12 +12,7 @@ class OfflinePolicy(Policy):
     def plan(self, state: State) -> Request | None:
         if not state.source_finished:
             return None
-        return Request(
-            prefix=complete_prefix(state.pair),
-            prompt=seqpo_prompt(state.pair, state.source_prefix, state.target),
-            max_new_tokens=final_budget(state),
-            unit=state.pair.target_unit,
-        )
+        return finish_request(state)
 
     def segment(self, state: State, completion: Completion) -> str:
-        return completion.text.replace("\ufffd", "").strip()
+        return finished_text(state, completion)

@@ -14,7 +14,7 @@ import math
 from ..generation import Completion, Request
 from ..prompts import complete_prefix, seqpo_prompt
 from ..stream import count_units
-from .base import Policy, State, final_budget, whole_units
+from .base import Policy, State, finish_request, finished_text, whole_units
 
 
 class WaitKPolicy(Policy):
@@ -32,10 +32,10 @@ class WaitKPolicy(Policy):
         return math.ceil(state.pair.unit_ratio * (state.read_units - lag_units) - 1e-9)
 
     def plan(self, state: State) -> Request | None:
+        if state.source_finished:
+            return finish_request(state)
         prompt = seqpo_prompt(state.pair, state.source_prefix, state.target)
         unit = state.pair.target_unit
-        if state.source_finished:
-            return Request(complete_prefix(state.pair), prompt, final_budget(state), unit=unit)
         todo = self.allowed_units(state) - count_units(state.target, unit)
         if todo <= 0:
             return None
@@ -44,7 +44,7 @@ class WaitKPolicy(Policy):
 
     def segment(self, state: State, completion: Completion) -> str:
         if state.source_finished:
-            return completion.text.replace("\ufffd", "").strip()
+            return finished_text(state, completion)
         todo = self.allowed_units(state) - count_units(state.target, state.pair.target_unit)
         return whole_units(completion, state.pair.target_unit, limit=todo)
 
