@@ -80,7 +80,7 @@ class Generator:
             with torch.inference_mode():
                 out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
             self.tokens_processed += ids.shape[1]
-            self._prefix_cache[prefix] = (ids, out.past_key_values)
+            self._prefix_cache[prefix] = (ids, out["cache"])  # transformers>=5 names it `cache`
         return self._prefix_cache[prefix]
 
     def complete(self, requests: list[Request]) -> list[Completion]:

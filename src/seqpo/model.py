@@ -98,8 +98,11 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
     configure_threads()
     path = resolve_model_path(model)
+    hf_logging.disable_progress_bar()  # a cached load takes ~1 s; its bar is noise in live output
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         lm = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))

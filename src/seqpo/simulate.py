@@ -1,7 +1,8 @@
 """Stream sources through a policy, many episodes in lockstep so model calls are batched.
 
-At step t every unfinished episode reads its t-th chunk, and all their generation requests go to
-the model together. An episode ends after its last read (where the policy finishes the sentence).
+Every active episode advances until its policy needs the model (reads where it waits without
+the model cost nothing), then all pending requests go to the model together. An episode ends
+after its last read, where the policy finishes the sentence.
 """
 
 from __future__ import annotations
@@ -71,31 +72,36 @@ def run_episodes(
                 continue
             active.append(run)
 
+    def record(run: _Run, state: State, step: Step) -> bool:
+        step.finished = state.source_finished
+        run.episode.steps.append(step)
+        if on_step:
+            on_step(run.key, run.episode, step)
+        return state.source_finished
+
     refill()
     while active:
-        states, requests = [], []
+        # Advance every episode through the steps that need no model (waits) until it needs the
+        # model or ends, so each model call batches one request from every active episode.
+        pending: list[tuple[_Run, State, object]] = []
+        finished: list[_Run] = []
         for run in active:
-            run.t += 1
-            state = _state(run, pair)
-            states.append(state)
-            requests.append(policy.plan(state))
-        wanted = [r for r in requests if r is not None]
-        if wanted and generator is None:
+            while True:
+                run.t += 1
+                state = _state(run, pair)
+                request = policy.plan(state)
+                if request is not None:
+                    pending.append((run, state, request))
+                    break
+                if record(run, state, Step(read=state.read_units, written="", elapsed_ms=0.0)):
+                    finished.append(run)
+                    break
+        if pending and generator is None:
             raise RuntimeError(f"policy '{policy.name}' needs a model")
-        completions = iter(generator.complete(wanted) if wanted else [])
-        finished = []
-        for run, state, req in zip(active, states, requests):
-            if req is None:
-                step = Step(read=state.read_units, written="", elapsed_ms=0.0)
-            else:
-                completion = next(completions)
-                written = policy.segment(state, completion)
-                step = Step(read=state.read_units, written=written, elapsed_ms=completion.elapsed_ms)
-            step.finished = state.source_finished
-            run.episode.steps.append(step)
-            if on_step:
-                on_step(run.key, run.episode, step)
-            if state.source_finished:
+        completions = generator.complete([r for _, _, r in pending]) if pending else []
+        for (run, state, _), completion in zip(pending, completions):
+            written = policy.segment(state, completion)
+            if record(run, state, Step(read=state.read_units, written=written, elapsed_ms=completion.elapsed_ms)):
                 finished.append(run)
         for run in finished:
             active.remove(run)

@@ -51,12 +51,13 @@ def read_input(settings: TranslateSettings) -> list[str]:
     return lines
 
 
-def translate(settings: TranslateSettings, out=sys.stdout) -> list[Episode]:
+def translate(settings: TranslateSettings, out=None) -> list[Episode]:
     from .generation import Generator
     from .model import load_model
     from .policies import make_policy
     from .simulate import stream_text
 
+    out = out or sys.stdout
     pair = check_supported(parse_pair(settings.pair))
     if settings.chunk < 1 or settings.k < 1:
         raise InputFileError("--chunk and --k must be at least 1")

@@ -1,0 +1,36 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up .venv and watch a live simultaneous translation on the bundled model
+#   make test   set up .venv and run the test suite (the real-model test included)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SEQPO  := $(VENV)/bin/seqpo
+PYTHON ?= python3
+
+.PHONY: demo test test-fast setup clean
+
+setup: $(VENV)/.installed
+
+# torch is pinned to the CPU wheel that ships with this machine image; any other spec pulls a
+# multi-GB CUDA build. On a GPU machine install your own torch first, then `pip install -e .`.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(SEQPO) translate --pair en-de --policy llm \
+	  "The city council approved the new budget for public schools yesterday." \
+	  "My sister lives in a small village near the sea."
+	$(SEQPO) translate --pair en-zh --policy wait-k --k 3 \
+	  "Our team released a new version of the software last week."
+
+test: setup
+	$(PY) -m pytest -q -m "slow or not slow"
+
+test-fast: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -1,0 +1,75 @@
+"""Shared fixtures: a tiny randomly initialised Gemma-3 model with a tokenizer trained here,
+so end-to-end paths run in seconds without the real model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wmt"
+
+CORPUS = [
+    "The weather is nice today. I would like a cup of tea, please.",
+    "Our team released the new version of the software last week.",
+    "Das Wetter ist heute schön. Ich hätte gern eine Tasse Tee.",
+    "Unser Team hat letzte Woche die neue Version der Software veröffentlicht.",
+    "今天天气很好。请给我一杯茶。我们团队上周发布了新版本的软件。",
+    "Translate from English to Chinese in a streaming style:\nEnglish: hello\nChinese: 你好\n\n",
+    "Translate from English to German in a streaming style:\nEnglish: hello\nGerman: Hallo\n\n",
+]
+
+
+def build_tiny_model(path: Path) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<pad>", "<bos>", "<eos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS * 5, trainer)
+    from tokenizers.processors import TemplateProcessing
+
+    tok.post_processor = TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", tok.token_to_id("<bos>"))])
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>",
+                                     pad_token="<pad>", padding_side="left")
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=64,
+        max_position_embeddings=4096, pad_token_id=hf_tok.pad_token_id,
+        bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
+    )
+    model = Gemma3ForCausalLM(config)
+    model.save_pretrained(path)
+    hf_tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-gemma3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_model_dir):
+    from seqpo.model import load_model
+
+    return load_model(str(tiny_model_dir))
+
+
+@pytest.fixture
+def en_zh_files() -> tuple[Path, Path]:
+    return FIXTURES / "tiny.en-zh.en", FIXTURES / "tiny.en-zh.zh"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    # never let a test write into the user's real cache, except the slow real-model tests
+    if "SEQPO_CACHE" not in os.environ:
+        monkeypatch.setenv("SEQPO_CACHE", str(tmp_path / "cache"))

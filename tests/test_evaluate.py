@@ -1,0 +1,110 @@
+"""`seqpo eval` end to end on the tiny model: outputs, resume, and bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from seqpo.cli import main
+
+FIELDS = {"index", "source", "prediction", "delays", "elapsed", "source_length", "reference"}
+
+
+def eval_args(model, src, ref, out, *extra):
+    return ["eval", "--pair", "en-zh", "--src", str(src), "--ref", str(ref), "--model", str(model),
+            "--out", str(out), "--quiet", *extra]
+
+
+def test_eval_writes_instances_and_scores(tiny_model_dir, en_zh_files, tmp_path, capsys):
+    src, ref = en_zh_files
+    out = tmp_path / "run"
+    assert main(eval_args(tiny_model_dir, src, ref, out, "--policy", "wait-k", "--k", "2")) == 0
+    lines = [json.loads(x) for x in (out / "instances.jsonl").read_text().splitlines()]
+    assert sorted(r["index"] for r in lines) == [0, 1, 2, 3, 4]
+    for r in lines:
+        assert FIELDS <= r.keys()
+        assert len(r["delays"]) == len(r["elapsed"]) == r["prediction_length"]
+    empty = next(r for r in lines if r["index"] == 2)
+    assert empty["prediction"] == "" and empty["delays"] == []
+    scores = json.loads((out / "scores.json").read_text())
+    for key in ("BLEU", "chrF", "AL", "LAAL", "DAL", "AP"):
+        assert isinstance(scores[key], (int, float))
+    assert scores["signature"]["k"] == 2 and scores["signature"]["latency_unit"]["target"] == "char"
+    assert scores["latency_scored_sentences"] <= 4
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["BLEU"] == scores["BLEU"]
+
+
+def test_eval_resumes_after_a_kill(tiny_model_dir, en_zh_files, tmp_path):
+    src, ref = en_zh_files
+    out = tmp_path / "run"
+    assert main(eval_args(tiny_model_dir, src, ref, out, "--policy", "offline", "--limit", "3")) == 0
+    path = out / "instances.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    first = json.loads(lines[0])
+    # simulate a kill in the middle of writing the last line
+    path.write_text(lines[0] + lines[1][: len(lines[1]) // 2])
+    assert main(eval_args(tiny_model_dir, src, ref, out, "--policy", "offline")) == 0
+    records = [json.loads(x) for x in path.read_text().splitlines()]
+    assert sorted(r["index"] for r in records) == [0, 1, 2, 3, 4]
+    assert records[0] == first  # finished work was kept, not redone
+
+
+def test_eval_refuses_to_mix_settings_in_one_folder(tiny_model_dir, en_zh_files, tmp_path, capsys):
+    src, ref = en_zh_files
+    out = tmp_path / "run"
+    assert main(eval_args(tiny_model_dir, src, ref, out, "--policy", "offline", "--limit", "1")) == 0
+    assert main(eval_args(tiny_model_dir, src, ref, out, "--policy", "llm", "--limit", "1")) == 2
+    assert "other settings (policy" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("missing", "source file not found"),
+    ("mismatch", "has 5 lines but"),
+    ("pair", "unknown language 'xx'"),
+    ("unsupported", "not supported"),
+    ("config", "cannot parse config file"),
+    ("model", "model path not found"),
+])
+def test_bad_input_is_one_line_and_nonzero(problem, expected, tiny_model_dir, en_zh_files, tmp_path, capsys):
+    src, ref = en_zh_files
+    args = eval_args(tiny_model_dir, src, ref, tmp_path / "o")
+    if problem == "missing":
+        args[args.index(str(src))] = str(tmp_path / "nope.en")
+    elif problem == "mismatch":
+        short = tmp_path / "short.zh"
+        short.write_text("一\n二\n", encoding="utf-8")
+        args[args.index(str(ref))] = str(short)
+    elif problem == "pair":
+        args[args.index("en-zh")] = "en-xx"
+    elif problem == "unsupported":
+        args[args.index("en-zh")] = "de-zh"
+    elif problem == "config":
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("policy: [unclosed\n")
+        args += ["--config", str(bad)]
+    elif problem == "model":
+        args[args.index(str(tiny_model_dir))] = str(tmp_path / "no-model")
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert len(err.splitlines()) == 1 and expected in err
+
+
+def test_config_file_sets_defaults_and_flags_win(tiny_model_dir, en_zh_files, tmp_path):
+    src, ref = en_zh_files
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text("policy: wait-k\nk: 5\nlimit: 2\n")
+    out = tmp_path / "run"
+    assert main(eval_args(tiny_model_dir, src, ref, out, "--config", str(cfg), "--k", "4")) == 0
+    sig = json.loads((out / "scores.json").read_text())["signature"]
+    assert sig["policy"] == "wait-k" and sig["k"] == 4
+    assert json.loads((out / "scores.json").read_text())["sentences"] == 2
+
+
+def test_console_script_exit_code(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "seqpo.cli", "eval", "--pair", "en-zh", "--src",
+                           str(tmp_path / "x"), "--ref", str(tmp_path / "y"), "--out", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"seqpo eval: error: source file not found: {tmp_path / 'x'}"
