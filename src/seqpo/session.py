@@ -1,0 +1,137 @@
+"""Incremental episodes: one sentence whose source arrives piece by piece (a live speaker, a server
+session), driven through the same `Policy`, `State`, `Episode` and `Step` as `seqpo.simulate`.
+
+`simulate.run_episodes` knows the whole source in advance, so it knows which read is the last one.
+Live, a read is only known to be the last when the speaker says the sentence ended; text is only
+counted once a word is complete (followed by whitespace, or at the end). Each read of `chunk` units
+is one policy step (SeqPO-SiMT, arXiv 2505.20622, sec. 3.1); at the end the remaining units are
+read, the last step with `source_finished=True`. When the end arrives after every unit was already
+read, one extra finishing step (no new read) lets the policy complete the sentence.
+
+This module owns no model and no clock: the caller asks for the next `State`, sends the policy's
+request wherever it runs models (a batched worker, a plain Generator) and records the completion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .errors import SeqpoError
+from .generation import Completion, Generator, Request
+from .languages import LanguagePair
+from .policies.base import Policy, State
+from .stream import Episode, Step, split_units
+
+
+class SentenceTooLongError(SeqpoError):
+    """A live sentence grew past the allowed number of source units."""
+
+
+@dataclass
+class PlannedStep:
+    """A read that is due: its state, and the model request (None: wait without the model)."""
+
+    state: State
+    request: Request | None
+
+
+class LiveEpisode:
+    """One sentence streamed live: `feed` text, `end` it, and step through `next_step`/`record`."""
+
+    def __init__(self, pair: LanguagePair, policy: Policy, chunk: int = 1, max_units: int | None = None):
+        if chunk < 1:
+            raise ValueError("chunk size must be at least 1")
+        self.pair, self.policy, self.chunk, self.max_units = pair, policy, chunk, max_units
+        self.text = ""  # everything received so far, as received
+        self.ended = False
+        self.read_units = 0  # units the policy has seen
+        self.episode = Episode(source="", source_unit=pair.source_unit, target_unit=pair.target_unit)
+        self._open: PlannedStep | None = None  # a step waiting for its completion
+
+    # -- the source side ----------------------------------------------------------------------
+    def feed(self, text: str) -> None:
+        if self.ended:
+            raise RuntimeError("this sentence has ended; start a new LiveEpisode")
+        self.text += text
+        if self.max_units is not None and len(split_units(self.text, self.pair.source_unit)) > self.max_units:
+            raise SentenceTooLongError(
+                f"sentence longer than {self.max_units} {self.pair.source_unit}s; send an end sooner")
+
+    def end(self) -> None:
+        self.ended = True
+        self.episode.source = self.text.strip()
+
+    def complete_units(self) -> int:
+        """Source units known to be complete: a trailing word may still grow until whitespace or end."""
+        units = split_units(self.text, self.pair.source_unit)
+        if self.pair.source_unit == "word" and units and not self.ended and not self.text[-1].isspace():
+            return len(units) - 1
+        return len(units)
+
+    def prefix(self, n: int) -> str:
+        """The first n source units, as `simulate` shows them (words joined by one space; for
+        character sources the original substring, inner spaces kept)."""
+        if self.pair.source_unit == "word":
+            return " ".join(self.text.split()[:n])
+        seen = 0
+        stripped = self.text.strip()
+        for i, ch in enumerate(stripped):
+            if not ch.isspace():
+                seen += 1
+                if seen == n:
+                    return stripped[: i + 1]
+        return stripped
+
+    # -- the policy side ----------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        """The sentence is finished: ended, and its finishing step recorded (or it was empty)."""
+        if not self.ended or self._open is not None:
+            return False
+        return self.complete_units() == 0 or bool(self.episode.steps and self.episode.steps[-1].finished)
+
+    def next_step(self) -> PlannedStep | None:
+        """The next due read (consumed now), or None: a step is open, not enough source, or done."""
+        if self._open is not None or self.done:
+            return None
+        available = self.complete_units()
+        if self.ended:
+            if available == 0:
+                return None
+            n = min(available, self.read_units + self.chunk)
+            finished = n == available
+        elif available - self.read_units >= self.chunk:
+            n, finished = self.read_units + self.chunk, False
+        else:
+            return None
+        self.read_units = n
+        state = State(pair=self.pair, source_prefix=self.prefix(n), read_units=n, source_finished=finished,
+                      target=self.episode.prediction, step=len(self.episode.steps) + 1)
+        self._open = PlannedStep(state, self.policy.plan(state))
+        return self._open
+
+    def record(self, completion: Completion | None, elapsed_ms: float | None = None) -> Step:
+        """Close the open step with the model's completion (None when the policy asked for none)."""
+        planned, self._open = self._open, None
+        if planned is None:
+            raise RuntimeError("no step is open")
+        if (completion is None) != (planned.request is None):
+            raise ValueError("a completion is needed exactly when the step made a request")
+        state = planned.state
+        written = self.policy.segment(state, completion) if completion is not None else ""
+        if elapsed_ms is None:
+            elapsed_ms = completion.elapsed_ms if completion is not None else 0.0
+        step = Step(read=state.read_units, written=written, elapsed_ms=elapsed_ms, finished=state.source_finished)
+        self.episode.steps.append(step)
+        return step
+
+
+def run_live(live: LiveEpisode, generator: Generator | None) -> Iterator[Step]:
+    """Run every step that is due now with a plain Generator (scripts and tests; the server batches
+    sessions through its worker instead)."""
+    while (planned := live.next_step()) is not None:
+        if planned.request is not None and generator is None:
+            raise RuntimeError(f"policy '{live.policy.name}' needs a model")
+        completion = generator.complete([planned.request])[0] if planned.request is not None else None
+        yield live.record(completion)

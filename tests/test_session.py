@@ -1,0 +1,82 @@
+"""LiveEpisode: a source fed piece by piece gives the same reads and steps as `simulate`."""
+
+import pytest
+
+from seqpo.generation import Generator
+from seqpo.languages import parse_pair
+from seqpo.policies import OfflinePolicy, WaitKPolicy
+from seqpo.session import LiveEpisode, SentenceTooLongError, run_live
+from seqpo.simulate import stream_text
+
+
+def test_words_complete_only_after_whitespace_or_end():
+    live = LiveEpisode(parse_pair("en-de"), OfflinePolicy(), chunk=1)
+    live.feed("Hel")
+    assert live.next_step() is None  # "Hel" may still grow
+    live.feed("lo wor")
+    planned = live.next_step()
+    assert planned.state.source_prefix == "Hello" and planned.request is None
+    live.record(None)
+    assert live.next_step() is None
+    live.feed("ld")
+    live.end()
+    planned = live.next_step()
+    assert planned.state.source_prefix == "Hello world" and planned.state.source_finished
+    assert planned.request is not None  # offline translates at the end
+
+
+def test_chunks_and_finishing_step_without_new_read():
+    live = LiveEpisode(parse_pair("en-de"), WaitKPolicy(k=5, chunk=2), chunk=2)
+    live.feed("a b c d ")
+    reads = []
+    while (p := live.next_step()) is not None:
+        reads.append((p.state.read_units, p.state.source_finished))
+        live.record(None)
+    assert reads == [(2, False), (4, False)]
+    live.end()  # every unit was already read: one finishing step at the same read count
+    p = live.next_step()
+    assert (p.state.read_units, p.state.source_finished) == (4, True)
+
+
+def test_char_source_counts_characters():
+    live = LiveEpisode(parse_pair("zh-en"), OfflinePolicy(), chunk=2)
+    live.feed("今天 天")
+    p = live.next_step()
+    assert p.state.source_prefix == "今天" and p.state.read_units == 2
+    live.record(None)
+    live.feed("气")
+    assert live.next_step().state.source_prefix == "今天 天气"
+
+
+def test_empty_sentence_is_done_without_steps():
+    live = LiveEpisode(parse_pair("en-de"), OfflinePolicy())
+    live.feed("   ")
+    live.end()
+    assert live.done and live.next_step() is None and live.episode.steps == []
+
+
+def test_too_long_sentence_is_refused():
+    live = LiveEpisode(parse_pair("en-de"), OfflinePolicy(), max_units=3)
+    live.feed("a b c")
+    with pytest.raises(SentenceTooLongError, match="longer than 3 words"):
+        live.feed(" d")
+
+
+def test_live_matches_simulate_on_tiny_model(tiny_loaded):
+    pair = parse_pair("en-de")
+    policy = WaitKPolicy(k=2)
+    gen = Generator(tiny_loaded.model, tiny_loaded.tokenizer, batch_size=1)
+    source = "The weather is nice today."
+    expected = stream_text(source, policy, gen, pair, chunk=1)
+    live = LiveEpisode(pair, policy, chunk=1)
+    steps = []
+    for piece in ["The wea", "ther is ", "nice", " today."]:
+        live.feed(piece)
+        steps += list(run_live(live, gen))
+    live.end()
+    steps += list(run_live(live, gen))
+    assert live.done
+    assert [(s.read, s.written, s.finished) for s in steps] == \
+        [(s.read, s.written, s.finished) for s in expected.steps]
+    assert live.episode.prediction == expected.prediction
+    assert live.episode.source == source
