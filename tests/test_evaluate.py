@@ -108,3 +108,15 @@ def test_console_script_exit_code(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"seqpo eval: error: source file not found: {tmp_path / 'x'}"
+
+
+def test_corrupt_model_is_one_line(tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = next(broken.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert main(["translate", "--model", str(broken), "hello"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("seqpo translate: error: cannot load model")

@@ -39,8 +39,16 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from .serve import ServeSettings, serve
+
+    serve(build_settings(ServeSettings, args))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .evaluate import EvalSettings
+    from .serve import ServeSettings
     from .translate import TranslateSettings
 
     parser = argparse.ArgumentParser(prog="seqpo", description=DESCRIPTION,
@@ -66,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(p, EvalSettings)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser(
+        "serve", help="live translation server: WebSocket, HTTP API and a web page",
+        description="Serve live translation on http://HOST:PORT/ (web page), ws://HOST:PORT/ws/translate "
+        "(stream text, get write/wait/done events), POST /translate, GET /health and GET /metrics.",
+    )
+    add_settings(p, ServeSettings)
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 

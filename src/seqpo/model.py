@@ -103,10 +103,24 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
     configure_threads()
     path = resolve_model_path(model)
     hf_logging.disable_progress_bar()  # a cached load takes ~1 s; its bar is noise in live output
+    def attempt():
+        tok = AutoTokenizer.from_pretrained(path)
+        return tok, AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
-    except (OSError, ValueError, RuntimeError) as exc:
+        try:
+            tokenizer, lm = attempt()
+        except Exception:
+            if path != str(cache_dir() / "gemma-3-270m"):
+                raise
+            # our own cache is damaged (disk full, manual edits): rebuild it once from the GGUF
+            log.warning("cached copy of the bundled model is unreadable; rebuilding it")
+            shutil.rmtree(path, ignore_errors=True)
+            path = resolve_model_path(model)
+            tokenizer, lm = attempt()
+    # A corrupt checkpoint surfaces as whatever its parser raises (OSError, SafetensorError,
+    # JSONDecodeError, ...); at this boundary every one of them means "this model cannot be loaded".
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"cannot load model '{model or DEFAULT_MODEL}': {first}") from exc
     if tokenizer.pad_token is None:

@@ -1,0 +1,56 @@
+"""`seqpo serve`: a live translation server (FastAPI + uvicorn) with a web page.
+
+WebSocket `/ws/translate` streams a speaker's text through a policy and answers every step
+(protocol in `connection.py`); `POST /translate` runs one sentence; `/health`, `/metrics`
+(Prometheus) and the page at `/` (static files, no build step). All model work goes through one
+worker (`worker.py`) that batches the sessions' steps fairly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import setting
+
+
+@dataclass
+class ServeSettings:
+    host: str = setting("127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
+    port: int = setting(8000, "TCP port")
+    pair: str = setting("en-de", "default language pair of a session (a client's start may choose another)")
+    policy: str = setting("llm", "default read/write policy of a session", choices=["offline", "wait-k", "llm"])
+    k: int = setting(3, "default wait-k: reads before the first write")
+    chunk: int = setting(1, "default source units per read (words; characters for zh/ja sources)")
+    model: str = setting(None, "causal LM: local path or hub id (default: the bundled Gemma-3-270M)")
+    adapter: str = setting(None, "peft LoRA adapter folder to apply on the model")
+    batch_size: int = setting(8, "most model requests (from different sessions) run in one model call")
+    queue_size: int = setting(64, "most model requests waiting; beyond it a step is refused as busy")
+    max_message_bytes: int = setting(16384, "largest client message accepted (bytes)")
+    max_sentence_words: int = setting(200, "longest sentence accepted, in source units (words or characters)")
+    idle_timeout: float = setting(300.0, "close a WebSocket after this many seconds without a client message")
+    log_level: str = setting("warning", "uvicorn log level", choices=["critical", "error", "warning", "info", "debug"])
+
+
+def serve(settings: ServeSettings) -> None:
+    """Load the model, then serve until interrupted."""
+    import uvicorn
+
+    from ..errors import InputFileError
+    from ..generation import Generator
+    from ..languages import check_supported, parse_pair
+    from ..model import load_model
+    from .app import create_app
+
+    check_supported(parse_pair(settings.pair))
+    for name in ("k", "chunk", "batch_size", "queue_size", "max_message_bytes", "max_sentence_words", "port"):
+        if getattr(settings, name) < 1:
+            raise InputFileError(f"--{name.replace('_', '-')} must be at least 1")
+    if settings.idle_timeout <= 0:
+        raise InputFileError("--idle-timeout must be positive")
+    loaded = load_model(settings.model, settings.adapter)
+    generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size)
+    app = create_app(settings, generator, model_name=loaded.name)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+__all__ = ["ServeSettings", "serve"]

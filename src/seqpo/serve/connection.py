@@ -1,0 +1,262 @@
+"""The WebSocket protocol of `/ws/translate`: one `Connection` per client, its own sentences.
+
+Client -> server (JSON text frames):
+  {"type": "start", "pair": "en-de", "policy": "llm", "k": 3, "chunk": 1}   (all but type optional)
+  {"type": "source", "text": "..."}   text as it arrives; a word counts once whitespace follows it
+  {"type": "end"}                     the sentence is complete
+Server -> client:
+  {"type": "ready", ...settings}      after each start
+  {"type": "write", "sentence", "text", "read", "target", "elapsed_ms", "latency_ms"}
+  {"type": "wait", "sentence", "read", "elapsed_ms", "latency_ms"}
+  {"type": "done", "sentence", "source", "prediction", "delays", "AL", "LAAL", "wait_fraction"}
+  {"type": "error", "code", "message"[, "sentence"]}   the connection stays usable
+
+Two coroutines share a connection: the receive loop applies messages at once (so source keeps
+arriving while the model runs) and the stepper runs due policy steps of the oldest unfinished
+sentence through the shared `ModelWorker`. A sentence that fails (busy, too long, model error) is
+dropped with one error; the rest of its source, up to its end, is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from ..errors import SeqpoError
+from ..languages import check_supported, parse_pair
+from ..policies import POLICY_NAMES, make_policy
+from ..session import LiveEpisode, SentenceTooLongError
+from ..stream import Step
+from ..translate import done_event, step_event
+from .metrics import ServerMetrics
+from .worker import Busy, ModelWorker
+
+log = logging.getLogger(__name__)
+
+
+class ProtocolError(SeqpoError):
+    """A client message the server cannot act on; `code` names the kind for clients."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class SessionConfig:
+    pair: str
+    policy: str
+    k: int
+    chunk: int
+
+
+def parse_config(msg: dict, defaults) -> SessionConfig:
+    """Settings of a start message (or a POST body), falling back to the server's settings."""
+    pair = msg.get("pair", defaults.pair)
+    policy = msg.get("policy", defaults.policy)
+    if not isinstance(pair, str):
+        raise ProtocolError("bad_pair", "pair must be a string like 'en-de'")
+    try:
+        pair = str(check_supported(parse_pair(pair)))
+    except SeqpoError as exc:
+        raise ProtocolError("bad_pair", str(exc)) from exc
+    if policy not in POLICY_NAMES:
+        raise ProtocolError("bad_policy", f"unknown policy {policy!r} (choose from {', '.join(POLICY_NAMES)})")
+    numbers = {}
+    for name in ("k", "chunk"):
+        value = msg.get(name, getattr(defaults, name))
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+            raise ProtocolError("bad_value", f"{name} must be an integer from 1 to 64")
+        numbers[name] = value
+    return SessionConfig(pair, policy, **numbers)
+
+
+def new_episode(config: SessionConfig, max_units: int) -> LiveEpisode:
+    policy = make_policy(config.policy, k=config.k, chunk=config.chunk)
+    return LiveEpisode(parse_pair(config.pair), policy, chunk=config.chunk, max_units=max_units)
+
+
+async def run_due_steps(live: LiveEpisode, worker: ModelWorker, owner: object,
+                        metrics: ServerMetrics) -> AsyncIterator[tuple[Step, float]]:
+    """Run every step of `live` that is due now through the worker; yields (step, latency ms)."""
+    while (planned := live.next_step()) is not None:
+        t0 = time.perf_counter()
+        completion = None
+        if planned.request is not None:
+            completion = await worker.submit(owner, planned.request)
+            metrics.step_latency.observe(time.perf_counter() - t0)
+        step = live.record(completion)
+        metrics.steps.labels("write" if step.written else "wait").inc()
+        yield step, (time.perf_counter() - t0) * 1000
+
+
+def step_payload(index: int, live: LiveEpisode, step: Step, latency_ms: float) -> dict:
+    return {**step_event(live.episode, step), "sentence": index, "latency_ms": round(latency_ms, 1)}
+
+
+def done_payload(index: int, live: LiveEpisode) -> dict:
+    return {**done_event(live.episode), "sentence": index}
+
+
+@dataclass
+class _Sentence:
+    index: int
+    live: LiveEpisode
+    failed: bool = False
+
+
+class Connection:
+    def __init__(self, ws: WebSocket, settings, worker: ModelWorker, metrics: ServerMetrics):
+        self.ws, self.settings, self.worker, self.metrics = ws, settings, worker, metrics
+        self.config: SessionConfig | None = None
+        self.sentences: deque[_Sentence] = deque()  # oldest first; only the last may be open
+        self.count = 0
+        self.wake = asyncio.Event()
+        self.send_lock = asyncio.Lock()
+
+    async def send(self, payload: dict) -> None:
+        async with self.send_lock:
+            if self.ws.application_state == WebSocketState.CONNECTED:
+                await self.ws.send_text(json.dumps(payload, ensure_ascii=False))
+
+    async def error(self, code: str, message: str, sentence: int | None = None) -> None:
+        self.metrics.errors.labels(code).inc()
+        payload = {"type": "error", "code": code, "message": message}
+        if sentence is not None:
+            payload["sentence"] = sentence
+        await self.send(payload)
+
+    async def run(self) -> None:
+        self.metrics.sessions.inc()
+        self.metrics.sessions_active.inc()
+        stepper = asyncio.create_task(self._step_loop())
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(self.ws.receive(), timeout=self.settings.idle_timeout)
+                except asyncio.TimeoutError:
+                    await self.error("idle", f"no message for {self.settings.idle_timeout:g} s; closing")
+                    await self.ws.close(code=1000)
+                    return
+                if message["type"] == "websocket.disconnect":
+                    return
+                try:
+                    await self.handle(message)
+                except ProtocolError as exc:
+                    await self.error(exc.code, str(exc))
+                if stepper.done():  # a bug in the stepper must not leave a silent session
+                    stepper.result()
+        except WebSocketDisconnect:
+            return
+        finally:
+            stepper.cancel()
+            dropped = self.worker.drop(self)
+            self.metrics.dropped.set(self.worker.dropped)
+            self.metrics.sessions_active.dec()
+            if dropped:
+                log.info("client gone: dropped %d queued requests", dropped)
+
+    # -- receiving ----------------------------------------------------------------------------
+    async def handle(self, message: dict) -> None:
+        if message.get("text") is None:
+            raise ProtocolError("binary", "binary frames are not supported; send JSON text frames")
+        text = message["text"]
+        size = len(text.encode("utf-8"))
+        if size > self.settings.max_message_bytes:
+            raise ProtocolError("too_large", f"message of {size} bytes; the limit is "
+                                f"{self.settings.max_message_bytes}")
+        try:
+            msg = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ProtocolError("bad_json", f"malformed JSON: {exc}") from exc
+        if not isinstance(msg, dict):
+            raise ProtocolError("bad_message", "a message must be a JSON object with a 'type'")
+        kind = msg.get("type")
+        if kind == "start":
+            self.start(msg)
+            await self.send({"type": "ready", **asdict(self.config)})
+        elif kind == "source":
+            await self.source(msg)
+        elif kind == "end":
+            self.end()
+        else:
+            raise ProtocolError("bad_type", f"unknown message type {kind!r} (start, source, end)")
+        self.wake.set()
+
+    def start(self, msg: dict) -> None:
+        self.config = parse_config(msg, self.settings)
+        for sentence in self.sentences:  # a new start abandons unfinished sentences
+            sentence.failed = True
+            sentence.live.ended = True
+        # their queued step (at most one) still runs; the stepper discards its result
+
+    def open_sentence(self) -> _Sentence | None:
+        if self.sentences and not self.sentences[-1].live.ended:
+            return self.sentences[-1]
+        return None
+
+    async def source(self, msg: dict) -> None:
+        if self.config is None:
+            raise ProtocolError("no_start", "send {\"type\": \"start\"} before any source text")
+        text = msg.get("text")
+        if not isinstance(text, str):
+            raise ProtocolError("bad_message", "a source message needs a string 'text'")
+        sentence = self.open_sentence()
+        if sentence is None:
+            self.count += 1
+            sentence = _Sentence(self.count, new_episode(self.config, self.settings.max_sentence_words))
+            self.sentences.append(sentence)
+        if sentence.failed:
+            return  # the rest of a dropped sentence
+        try:
+            sentence.live.feed(text)
+        except SentenceTooLongError as exc:
+            sentence.failed = True
+            await self.error("too_long", f"{exc}; sentence dropped", sentence.index)
+
+    def end(self) -> None:
+        sentence = self.open_sentence()
+        if sentence is None:
+            raise ProtocolError("no_sentence", "end without a sentence: send source text first")
+        sentence.live.end()
+
+    # -- stepping -----------------------------------------------------------------------------
+    async def _step_loop(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.sentences:
+                sentence = self.sentences[0]
+                if not sentence.failed:
+                    await self._advance(sentence)
+                if sentence.failed and sentence.live.ended:
+                    self.sentences.popleft()
+                elif sentence.live.done:
+                    self.sentences.popleft()
+                    self.metrics.sentences.labels("ws").inc()
+                    await self.send(done_payload(sentence.index, sentence.live))
+                else:
+                    break  # waiting for more source
+
+    async def _advance(self, sentence: _Sentence) -> None:
+        try:
+            async for step, latency_ms in run_due_steps(sentence.live, self.worker, self, self.metrics):
+                if sentence.failed:  # dropped (restart, too long) while its step ran
+                    return
+                await self.send(step_payload(sentence.index, sentence.live, step, latency_ms))
+        except Busy as exc:
+            sentence.failed = True
+            await self.error("busy", f"{exc}; sentence dropped, send it again later", sentence.index)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the model failed on this sentence: tell the client, keep serving
+            log.exception("step failed")
+            sentence.failed = True
+            await self.error("model", f"translation failed: {exc}", sentence.index)

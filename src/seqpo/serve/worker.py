@@ -1,0 +1,126 @@
+"""The one place the server runs the model: a single asyncio task that owns the Generator.
+
+Sessions submit one request per policy step into a bounded queue kept per session; the worker
+takes requests round-robin across sessions (one per session per round, so a chatty client cannot
+starve the others) and runs up to `batch_size` of them, from different sessions, in one
+`Generator.complete` call on a dedicated thread, keeping the event loop free for I/O.
+A full queue refuses at once (`Busy`) instead of making clients wait without bound; a session that
+goes away has its queued requests dropped (`drop`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..errors import SeqpoError
+from ..generation import Completion, Generator, Request
+
+log = logging.getLogger(__name__)
+
+
+class Busy(SeqpoError):
+    """The model queue is full; the request was not accepted."""
+
+
+@dataclass
+class _Job:
+    request: Request
+    future: asyncio.Future
+
+
+class ModelWorker:
+    def __init__(self, generator: Generator, queue_size: int = 64, batch_size: int = 8,
+                 on_batch: Callable[[int], None] | None = None):
+        if queue_size < 1 or batch_size < 1:
+            raise ValueError("queue_size and batch_size must be at least 1")
+        self.generator = generator
+        self.queue_size, self.batch_size = queue_size, batch_size
+        self.on_batch = on_batch  # called with each batch's size (metrics)
+        self._queues: OrderedDict[object, deque[_Job]] = OrderedDict()
+        self._pending = 0
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        # one thread: torch already uses every core inside a forward pass, and the Generator's
+        # prefix cache is not meant to be shared between threads
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqpo-model")
+        self.dropped = 0  # queued requests discarded because their session went away
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="seqpo-model-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, owner: object, request: Request) -> Completion:
+        """Queue one request for `owner` (a session) and wait for its completion."""
+        if self._pending >= self.queue_size:
+            raise Busy(f"server busy: {self._pending} model requests queued (limit {self.queue_size})")
+        future = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(owner, deque()).append(_Job(request, future))
+        self._pending += 1
+        self._wake.set()
+        return await future
+
+    def drop(self, owner: object) -> int:
+        """Discard `owner`'s queued requests (a request already running finishes unseen)."""
+        jobs = self._queues.pop(owner, deque())
+        for job in jobs:
+            job.future.cancel()
+        self._pending -= len(jobs)
+        self.dropped += len(jobs)
+        return len(jobs)
+
+    def _take_batch(self) -> list[_Job]:
+        batch: list[_Job] = []
+        while self._queues and len(batch) < self.batch_size:
+            for owner in list(self._queues):  # one round: at most one job per session
+                if len(batch) == self.batch_size:
+                    break
+                jobs = self._queues[owner]
+                job = jobs.popleft()
+                self._pending -= 1
+                if jobs:
+                    self._queues.move_to_end(owner)  # served: to the back of the line
+                else:
+                    del self._queues[owner]
+                if not job.future.done():  # its session may have stopped waiting
+                    batch.append(job)
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while batch := self._take_batch():
+                if self.on_batch:
+                    self.on_batch(len(batch))
+                try:
+                    completions = await loop.run_in_executor(
+                        self._executor, self.generator.complete, [job.request for job in batch])
+                except Exception as exc:  # a failed model call fails its requests, not the server
+                    log.exception("model call failed")
+                    for job in batch:
+                        if not job.future.done():
+                            job.future.set_exception(exc)
+                    continue
+                for job, completion in zip(batch, completions):
+                    if not job.future.done():
+                        job.future.set_result(completion)
