@@ -120,3 +120,12 @@ def test_corrupt_model_is_one_line(tiny_model_dir, tmp_path, capsys):
     assert main(["translate", "--model", str(broken), "hello"]) == 3
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("seqpo translate: error: cannot load model")
+
+
+@pytest.mark.parametrize("command", [[], ["eval"], ["translate"]])
+def test_help_explains_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: seqpo" in text and len(text.splitlines()) > 8

@@ -20,6 +20,18 @@ def setting(default: Any, help: str, **argparse_kwargs) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **argparse_kwargs})
 
 
+@dataclasses.dataclass
+class PolicySettings:
+    """Settings shared by every command that streams text through a policy."""
+
+    pair: str = setting("en-zh", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")
+    policy: str = setting("llm", "read/write policy", choices=["offline", "wait-k", "llm"])
+    k: int = setting(3, "wait-k: reads before the first write")
+    chunk: int = setting(1, "source units per read (words; characters for zh/ja sources)")
+    model: str = setting(None, "causal LM: local path or hub id (default: the bundled Gemma-3-270M)")
+    adapter: str = setting(None, "peft LoRA adapter folder to apply on the model")
+
+
 def add_settings(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = ()) -> None:
     """Add one flag per dataclass field (`--foo-bar` for `foo_bar`)."""
     hints = get_type_hints(cls)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import __version__
-from .config import setting
+from .config import PolicySettings, setting
 from .errors import InputFileError
 from .languages import LanguagePair, check_supported, parse_pair
 from .metrics.latency import computation_aware_delays, latency_scores
@@ -24,15 +24,9 @@ from .stream import Episode, count_units
 
 
 @dataclass
-class EvalSettings:
-    pair: str = setting("en-zh", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")
+class EvalSettings(PolicySettings):
     src: str = setting(None, "source file, one sentence per line")
     ref: str = setting(None, "reference file, aligned with --src line by line")
-    policy: str = setting("llm", "read/write policy", choices=["offline", "wait-k", "llm"])
-    k: int = setting(3, "wait-k: reads before the first write")
-    chunk: int = setting(1, "source units per read (words; characters for zh/ja sources)")
-    model: str = setting(None, "causal LM: local path or hub id (default: the bundled Gemma-3-270M)")
-    adapter: str = setting(None, "peft LoRA adapter folder to apply on the model")
     limit: int = setting(None, "evaluate only the first N lines")
     out: str = setting(None, "output folder for instances.jsonl and scores.json (resumes if present)")
     comet: str = setting(None, "path to a local unbabel-comet checkpoint to also report COMET")

@@ -92,16 +92,18 @@ def _examples(pair: LanguagePair) -> list[AlignedExample]:
     return EXAMPLES[(pair.source, pair.target)]
 
 
+def _snapshot(pair: LanguagePair, example: AlignedExample, cut: int) -> str:
+    """One few-shot block: the first `cut` chunks read, and everything written after them."""
+    source = join_reads([s for s, _ in example.chunks[:cut]], pair.source_unit)
+    target = ""
+    for _, t in example.chunks[:cut]:
+        target = append_segment(target, t, pair.target_unit)
+    return seqpo_prompt(pair, source, target) + "\n\n"
+
+
 def complete_prefix(pair: LanguagePair) -> str:
     """Few-shot block of whole-sentence translations (offline, wait-k, and the final SeqPO step)."""
-    blocks = []
-    for ex in _examples(pair):
-        source = join_reads([s for s, _ in ex.chunks], pair.source_unit)
-        target = ""
-        for _, t in ex.chunks:
-            target = append_segment(target, t, pair.target_unit)
-        blocks.append(seqpo_prompt(pair, source, target) + "\n\n")
-    return "".join(blocks)
+    return "".join(_snapshot(pair, ex, len(ex.chunks)) for ex in _examples(pair))
 
 
 def streaming_prefix(pair: LanguagePair) -> str:
@@ -110,15 +112,7 @@ def streaming_prefix(pair: LanguagePair) -> str:
     A snapshot whose safe target is empty ends the line right after the colon: that is how the
     model learns that an empty continuation means *wait*.
     """
-    blocks = []
-    for ex in _examples(pair):
-        for cut in ex.cuts:
-            source = join_reads([s for s, _ in ex.chunks[:cut]], pair.source_unit)
-            target = ""
-            for _, t in ex.chunks[:cut]:
-                target = append_segment(target, t, pair.target_unit)
-            blocks.append(seqpo_prompt(pair, source, target) + "\n\n")
-    return "".join(blocks)
+    return "".join(_snapshot(pair, ex, cut) for ex in _examples(pair) for cut in ex.cuts)
 
 
 def supported_pairs() -> list[str]:

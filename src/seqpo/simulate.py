@@ -74,6 +74,7 @@ def run_episodes(
 
     def record(run: _Run, state: State, step: Step) -> bool:
         step.finished = state.source_finished
+        step.chunk = run.reads[run.t - 1]
         run.episode.steps.append(step)
         if on_step:
             on_step(run.key, run.episode, step)

@@ -71,10 +71,11 @@ def append_segment(target: str, segment: str, unit: str) -> str:
 class Step:
     """One policy step: after `read` source units were known, `written` was emitted (""=wait)."""
 
-    read: int
-    written: str
+    read: int  # source units known at this step (cumulative)
+    written: str  # target segment written at this step ("" = wait)
     elapsed_ms: float = 0.0  # model time spent on this step
     finished: bool = False  # the policy finished the sentence at this step
+    chunk: str = ""  # the source text read at this step
 
 
 @dataclass

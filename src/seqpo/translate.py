@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from .config import setting
+from .config import PolicySettings, setting
 from .errors import InputFileError
 from .languages import check_supported, parse_pair
 from .metrics.latency import latency_scores
@@ -14,14 +14,9 @@ from .stream import Episode, Step
 
 
 @dataclass
-class TranslateSettings:
+class TranslateSettings(PolicySettings):
     text: str = setting(None, "text to translate, one sentence per line (default: read stdin)")
     pair: str = setting("en-de", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")
-    policy: str = setting("llm", "read/write policy", choices=["offline", "wait-k", "llm"])
-    k: int = setting(3, "wait-k: reads before the first write")
-    chunk: int = setting(1, "source units per read (words; characters for zh/ja sources)")
-    model: str = setting(None, "causal LM: local path or hub id (default: the bundled Gemma-3-270M)")
-    adapter: str = setting(None, "peft LoRA adapter folder to apply on the model")
     json: bool = setting(False, "print one JSON event per step instead of the live view")
     max_chars: int = setting(20000, "refuse inputs longer than this many characters")
 
