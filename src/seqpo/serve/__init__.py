@@ -27,7 +27,8 @@ class ServeSettings:
     queue_size: int = setting(64, "most model requests waiting; beyond it a step is refused as busy")
     max_message_bytes: int = setting(16384, "largest client message accepted (bytes)")
     max_sentence_words: int = setting(200, "longest sentence accepted, in source units (words or characters)")
-    idle_timeout: float = setting(300.0, "close a WebSocket after this many seconds without a client message")
+    idle_timeout: float = setting(300.0, "close a WebSocket after this many seconds without a client message "
+                                  "(not counting time its sentences are being translated)")
     log_level: str = setting("warning", "uvicorn log level", choices=["critical", "error", "warning", "info", "debug"])
 
 

@@ -142,6 +142,8 @@ class Connection:
                 try:
                     message = await asyncio.wait_for(self.ws.receive(), timeout=self.settings.idle_timeout)
                 except asyncio.TimeoutError:
+                    if self.working():  # the client waits for us, it is not idle
+                        continue
                     await self.error("idle", f"no message for {self.settings.idle_timeout:g} s; closing")
                     await self.ws.close(code=1000)
                     return
@@ -162,6 +164,10 @@ class Connection:
             self.metrics.sessions_active.dec()
             if dropped:
                 log.info("client gone: dropped %d queued requests", dropped)
+
+    def working(self) -> bool:
+        """Some ended sentence is still being translated."""
+        return any(s.live.ended and not s.failed and not s.live.done for s in self.sentences)
 
     # -- receiving ----------------------------------------------------------------------------
     async def handle(self, message: dict) -> None:
