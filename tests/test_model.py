@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from seqpo.errors import ModelLoadError
+from seqpo.model import cache_dir, load_model
+
+
+def test_cache_dir_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("SEQPO_CACHE", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"
+
+
+def test_adapter_round_trip(tiny_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    saved = {k: v.clone() for k, v in lora.state_dict().items() if "lora_" in k}
+
+    loaded = load_model(str(tiny_model_dir), adapter=str(tmp_path / "adapter"))
+    got = {k: v for k, v in loaded.model.state_dict().items() if "lora_" in k}
+    assert saved.keys() == got.keys() and all(torch.equal(saved[k], got[k]) for k in saved)
+    ids = torch.tensor([[1, 5, 6, 7]])
+    plain = load_model(str(tiny_model_dir)).model(ids).logits
+    assert not torch.allclose(loaded.model(ids).logits, plain)  # the adapter changes the model
+
+
+def test_missing_adapter_is_clear(tiny_model_dir, tmp_path):
+    with pytest.raises(ModelLoadError, match="no adapter_config.json"):
+        load_model(str(tiny_model_dir), adapter=str(tmp_path))
