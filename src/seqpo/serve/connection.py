@@ -159,6 +159,8 @@ class Connection:
             return
         finally:
             stepper.cancel()
+            # collects the stepper's end; a send to a client that just left fails there, harmlessly
+            await asyncio.gather(stepper, return_exceptions=True)
             dropped = self.worker.drop(self)
             self.metrics.dropped.set(self.worker.dropped)
             self.metrics.sessions_active.dec()

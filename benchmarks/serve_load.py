@@ -1,0 +1,174 @@
+"""Load test of `seqpo serve`: many concurrent WebSocket speakers for a bounded time.
+
+Starts the real server as a subprocess (default: the tiny random Gemma-3 of tests/conftest.py,
+so it measures the serving machinery; `--model bundled` or a path for a real model), runs
+`--sessions` clients that each speak sentences word by word at `--wpm` words per minute, and
+prints a Markdown table: sentences done, steps, p50/p95 latency of model steps (queue + model, as
+the server reports it), mean batch size of the model calls, and errors (which must be 0).
+
+Usage: python benchmarks/serve_load.py [--sessions 20] [--duration 30] [--model bundled]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTENCES = [
+    "The city council approved the new budget for public schools yesterday.",
+    "My sister lives in a small village near the sea.",
+    "Our team released a new version of the software last week.",
+    "If it rains tomorrow, we will stay at home and read.",
+    "The train to Berlin was late because of the storm.",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: str, port: int, extra: list[str], log_path: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "seqpo.cli", "serve", "--port", str(port), *extra]
+    if model != "bundled":
+        cmd += ["--model", model]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    sys.exit(f"server did not answer /health in 300 s:\n{log_path.read_text()}")
+
+
+async def speaker(url: str, n: int, args, stats: dict) -> None:
+    """One client: speak sentences until the time is up, then finish the current one."""
+    pause = 60.0 / args.wpm
+    async with connect(url, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "start", "pair": args.pair, "policy": args.policy}))
+        ready = json.loads(await ws.recv())
+        if ready["type"] != "ready":
+            stats["errors"].append(ready)
+            return
+        i = n  # each session starts at a different sentence
+        while time.monotonic() < stats["stop_at"]:
+            words = SENTENCES[i % len(SENTENCES)].split()
+            i += 1
+
+            async def talk():
+                for j, word in enumerate(words):
+                    await ws.send(json.dumps({"type": "source",
+                                              "text": word + (" " if j < len(words) - 1 else "")}))
+                    await asyncio.sleep(pause)
+                await ws.send(json.dumps({"type": "end"}))
+
+            talking = asyncio.create_task(talk())
+            while True:
+                event = json.loads(await asyncio.wait_for(ws.recv(), args.step_timeout))
+                if event["type"] in ("write", "wait"):
+                    stats["steps"] += 1
+                    if event["elapsed_ms"] > 0:  # a model step (waits without the model cost 0)
+                        stats["latency"].append(event["latency_ms"])
+                elif event["type"] == "done":
+                    stats["sentences"] += 1
+                    if event["AL"] is not None:
+                        stats["AL"].append(event["AL"])
+                    break
+                else:
+                    stats["errors"].append(event)
+                    break
+            await talking
+
+
+def scrape(port: int, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+async def run_clients(port: int, args) -> dict:
+    stats = {"steps": 0, "sentences": 0, "latency": [], "AL": [], "errors": [],
+             "stop_at": time.monotonic() + args.duration}
+    url = f"ws://127.0.0.1:{port}/ws/translate"
+    results = await asyncio.gather(*[speaker(url, n, args, stats) for n in range(args.sessions)],
+                                   return_exceptions=True)
+    stats["errors"] += [repr(r) for r in results if isinstance(r, BaseException)]
+    return stats
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=None, help="'bundled', a model path, or omit for the tiny random model")
+    p.add_argument("--sessions", type=int, default=20)
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of new sentences (current ones finish)")
+    p.add_argument("--wpm", type=float, default=150.0, help="speaking rate of each client, words per minute")
+    p.add_argument("--pair", default="en-de")
+    p.add_argument("--policy", default="llm", choices=["offline", "wait-k", "llm"])
+    p.add_argument("--step-timeout", type=float, default=120.0, help="longest wait for one event (s)")
+    p.add_argument("--server-args", default="", help="extra `seqpo serve` flags, e.g. '--batch-size 4'")
+    args = p.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="seqpo-load-") as tmp:
+        model = args.model
+        if model is None:
+            sys.path.insert(0, str(ROOT / "tests"))
+            from conftest import build_tiny_model
+
+            model = str(build_tiny_model(Path(tmp) / "tiny"))
+        port = free_port()
+        log_path = Path(tmp) / "server.log"
+        proc = start_server(model, port, args.server_args.split(), log_path)
+        try:
+            t0 = time.monotonic()
+            stats = asyncio.run(run_clients(port, args))
+            wall = time.monotonic() - t0
+            batches = scrape(port, "seqpo_batch_size_count")
+            mean_batch = scrape(port, "seqpo_batch_size_sum") / batches if batches else float("nan")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        if stats["errors"]:
+            print("errors:", *stats["errors"][:5], sep="\n  ", file=sys.stderr)
+    name = "tiny random" if args.model is None else ("Gemma-3-270M (bundled)" if model == "bundled" else model)
+    lat = stats["latency"]
+    print(f"\n{args.sessions} sessions, {args.policy} {args.pair}, {args.wpm:g} words/min each, "
+          f"{args.duration:g} s of speech ({wall:.0f} s wall), {os.cpu_count()} CPU cores\n")
+    print("| model | sessions | sentences done | steps | model steps | p50 step latency (ms) "
+          "| p95 step latency (ms) | mean batch | mean AL | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    mean_al = statistics.fmean(stats["AL"]) if stats["AL"] else float("nan")
+    print(f"| {name} | {args.sessions} | {stats['sentences']} | {stats['steps']} | {len(lat)} "
+          f"| {percentile(lat, 50):.0f} | {percentile(lat, 95):.0f} | {mean_batch:.1f} | {mean_al:.2f} "
+          f"| {len(stats['errors'])} |")
+    sys.exit(1 if stats["errors"] else 0)
+
+
+if __name__ == "__main__":
+    main()
