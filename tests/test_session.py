@@ -35,7 +35,7 @@ def test_chunks_and_finishing_step_without_new_read():
     assert reads == [(2, False), (4, False)]
     live.end()  # every unit was already read: one finishing step at the same read count
     p = live.next_step()
-    assert (p.state.read_units, p.state.source_finished) == (4, True)
+    assert (p.state.read_units, p.state.source_finished, p.chunk) == (4, True, "")
 
 
 def test_char_source_counts_characters():
@@ -45,7 +45,8 @@ def test_char_source_counts_characters():
     assert p.state.source_prefix == "今天" and p.state.read_units == 2
     live.record(None)
     live.feed("气")
-    assert live.next_step().state.source_prefix == "今天 天气"
+    p = live.next_step()
+    assert p.state.source_prefix == "今天 天气" and p.chunk == " 天气"  # as simulate's chunk_source cuts it
 
 
 def test_empty_sentence_is_done_without_steps():
@@ -76,7 +77,7 @@ def test_live_matches_simulate_on_tiny_model(tiny_loaded):
     live.end()
     steps += list(run_live(live, gen))
     assert live.done
-    assert [(s.read, s.written, s.finished) for s in steps] == \
-        [(s.read, s.written, s.finished) for s in expected.steps]
+    assert [(s.read, s.chunk, s.written, s.finished) for s in steps] == \
+        [(s.read, s.chunk, s.written, s.finished) for s in expected.steps]
     assert live.episode.prediction == expected.prediction
     assert live.episode.source == source

@@ -34,6 +34,7 @@ class PlannedStep:
 
     state: State
     request: Request | None
+    chunk: str = ""  # the source text newly read at this step ("" for a finishing step)
 
 
 class LiveEpisode:
@@ -105,10 +106,14 @@ class LiveEpisode:
             n, finished = self.read_units + self.chunk, False
         else:
             return None
+        before = self.prefix(self.read_units) if self.read_units else ""
+        chunk = self.prefix(n)[len(before):]
+        if self.pair.source_unit == "word":
+            chunk = chunk.lstrip()
         self.read_units = n
         state = State(pair=self.pair, source_prefix=self.prefix(n), read_units=n, source_finished=finished,
                       target=self.episode.prediction, step=len(self.episode.steps) + 1)
-        self._open = PlannedStep(state, self.policy.plan(state))
+        self._open = PlannedStep(state, self.policy.plan(state), chunk)
         return self._open
 
     def record(self, completion: Completion | None, elapsed_ms: float | None = None) -> Step:
@@ -122,7 +127,8 @@ class LiveEpisode:
         written = self.policy.segment(state, completion) if completion is not None else ""
         if elapsed_ms is None:
             elapsed_ms = completion.elapsed_ms if completion is not None else 0.0
-        step = Step(read=state.read_units, written=written, elapsed_ms=elapsed_ms, finished=state.source_finished)
+        step = Step(read=state.read_units, written=written, elapsed_ms=elapsed_ms, finished=state.source_finished,
+                    chunk=planned.chunk)
         self.episode.steps.append(step)
         return step
 

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import setting
+from ..config import PolicySettings, setting
 
 
 @dataclass
-class ServeSettings:
+class ServeSettings(PolicySettings):
+    """pair, policy, k and chunk are a session's defaults; a client's start message may choose others."""
+
     host: str = setting("127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
     port: int = setting(8000, "TCP port")
     pair: str = setting("en-de", "default language pair of a session (a client's start may choose another)")
-    policy: str = setting("llm", "default read/write policy of a session", choices=["offline", "wait-k", "llm"])
-    k: int = setting(3, "default wait-k: reads before the first write")
-    chunk: int = setting(1, "default source units per read (words; characters for zh/ja sources)")
-    model: str = setting(None, "causal LM: local path or hub id (default: the bundled Gemma-3-270M)")
-    adapter: str = setting(None, "peft LoRA adapter folder to apply on the model")
     batch_size: int = setting(8, "most model requests (from different sessions) run in one model call")
     queue_size: int = setting(64, "most model requests waiting; beyond it a step is refused as busy")
     max_message_bytes: int = setting(16384, "largest client message accepted (bytes)")
