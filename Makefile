@@ -20,9 +20,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(SEQPO) translate --pair en-de --policy llm \
-	  "The city council approved the new budget for public schools yesterday." \
-	  "My sister lives in a small village near the sea."
+	printf '%s\n' "The city council approved the new budget for public schools yesterday." \
+	  "My sister lives in a small village near the sea." | $(SEQPO) translate --pair en-de --policy llm
 	$(SEQPO) translate --pair en-zh --policy wait-k --k 3 \
 	  "Our team released a new version of the software last week."
 
