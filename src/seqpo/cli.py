@@ -46,6 +46,14 @@ def _cmd_serve(args) -> int:
     return 0
 
 
+def _cmd_data_partial(args) -> int:
+    from .data.build import PartialDataSettings, build_partial
+
+    summary = build_partial(build_settings(PartialDataSettings, args), progress=not args.quiet)
+    print(json.dumps(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .evaluate import EvalSettings
     from .serve import ServeSettings
@@ -74,6 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(p, EvalSettings)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
+
+    from .data.build import PartialDataSettings
+
+    p = sub.add_parser("data", help="build training data (partial-translation pairs for warm-up SFT)")
+    data_sub = p.add_subparsers(dest="data_command", metavar="KIND", required=True)
+    p = data_sub.add_parser(
+        "partial", help="one example per read: source prefix, target so far -> next segment",
+        description="For every sentence and every read of --chunk source units, write one JSON line: "
+        "source_prefix, target_prefix, segment (\"\" = wait), final. Segments slice the reference, so they "
+        "concatenate to it exactly. Builders: agreement (offline: local agreement between the model's "
+        "translations of each prefix and of the whole sentence) or teacher (a strong LLM aligns chunks). "
+        "Re-running with the same --out resumes; prints a summary (examples, wait fraction, mean segment length).",
+    )
+    add_settings(p, PartialDataSettings)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_data_partial)
 
     p = sub.add_parser(
         "serve", help="live translation server: WebSocket, HTTP API and a web page",

@@ -1,0 +1,1 @@
+"""Warm-up data for SeqPO: partial-translation pairs (source prefix, target so far -> next segment)."""

@@ -1,0 +1,120 @@
+"""Schedule builders: local agreement (pure math + tiny model end to end) and the teacher LLM
+(against a real local HTTP server speaking the OpenAI chat API, giving good and bad answers)."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from seqpo.cli import main
+from seqpo.data.agreement import schedule_from_translations
+from seqpo.data.teacher import parse_alignment, schedule_from_alignment
+from seqpo.languages import parse_pair
+
+EN_DE = parse_pair("en-de")
+EN_ZH = parse_pair("en-zh")
+
+
+def test_agreement_schedule_transfers_the_agreed_fraction():
+    # full translation has 4 words; the prefix translations agree with it on 0, 1, 2, 4 words
+    hyps = ["Es", "Das Haus", "Das Wetter", "Das Wetter ist schön"]
+    schedule = schedule_from_translations(hyps, "Das Wetter ist heute schön .", EN_DE)
+    # reference has 6 words: floor(a/4*6) with a = 0, 1, 2 -> 0, 1, 3, and all 6 at the end
+    assert schedule == [0, 1, 3, 6]
+
+
+def test_agreement_schedule_never_goes_back():
+    schedule = schedule_from_translations(["Das Wetter", "Ein Haus", "Das Wetter ist"], "A B C", EN_DE)
+    assert schedule == [2, 2, 3]
+
+
+def test_parse_alignment_validates_concatenation():
+    src, ref = "If it rains we stay", "Wenn es regnet, bleiben wir"
+    good = json.dumps([["If", ""], ["it rains", "Wenn es regnet,"], ["we stay", "bleiben wir"]])
+    assert parse_alignment(good, src, ref) == [("If", ""), ("it rains", "Wenn es regnet,"), ("we stay", "bleiben wir")]
+    assert parse_alignment("```json\n" + good + "\n```", src, ref) is not None
+    assert parse_alignment(json.dumps([["If it rains", "Wenn es regnet,"]]), src, ref) is None  # source lost
+    assert parse_alignment(json.dumps([["If it rains we stay", "Wenn es regnet"]]), src, ref) is None
+    assert parse_alignment("sure! here it is", src, ref) is None
+    assert parse_alignment(json.dumps({"a": 1}), src, ref) is None
+
+
+def test_schedule_from_alignment_by_reads():
+    pairs = [("If", ""), ("it rains", "Wenn es regnet,"), ("we stay", "bleiben wir")]
+    assert schedule_from_alignment(pairs, "If it rains we stay", EN_DE, 1) == [0, 0, 3, 3, 5]
+    assert schedule_from_alignment(pairs, "If it rains we stay", EN_DE, 2) == [0, 3, 5]
+
+
+class FakeTeacher(BaseHTTPRequestHandler):
+    answers: list = []
+    calls: list = []
+
+    def do_POST(self):  # noqa: N802 (http.server API)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeTeacher.calls.append((self.path, body, self.headers.get("Authorization")))
+        content = FakeTeacher.answers.pop(0) if FakeTeacher.answers else "no"
+        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def teacher_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTeacher)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    FakeTeacher.calls.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_teacher_builder_retries_then_skips(teacher_url, tmp_path, monkeypatch, capsys):
+    src = tmp_path / "s.en"
+    ref = tmp_path / "r.zh"
+    src.write_text("If it rains\nWe stay home\n", encoding="utf-8")
+    ref.write_text("如果下雨\n我们待在家里\n", encoding="utf-8")
+    FakeTeacher.answers = [
+        "not json",  # sentence 0: invalid, then valid on the retry
+        json.dumps([["If", ""], ["it rains", "如果下雨"]]),
+        "[]", "[[\"We\", \"我们\"]]", "oops",  # sentence 1: three invalid answers -> skipped
+    ]
+    monkeypatch.setenv("MY_KEY", "secret")
+    out = tmp_path / "pairs.jsonl"
+    args = ["data", "partial", "--pair", "en-zh", "--src", str(src), "--ref", str(ref), "--out", str(out),
+            "--builder", "teacher", "--teacher-url", teacher_url, "--teacher-key-env", "MY_KEY", "--quiet"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary == {"examples": 3, "wait_fraction": 0.667, "mean_segment_units": 4.0, "skipped_sentences": 1}
+    assert len(FakeTeacher.calls) == 5
+    path, body, auth = FakeTeacher.calls[0]
+    assert path == "/v1/chat/completions" and auth == "Bearer secret" and body["messages"][-1]["role"] == "user"
+    rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["segment"] for r in rows if not r.get("skipped")] == ["", "", "如果下雨"]
+    # resume: nothing left to ask
+    assert main(args) == 0 and len(FakeTeacher.calls) == 5
+
+
+def test_agreement_builder_end_to_end_tiny_model(tiny_model_dir, tmp_path, capsys):
+    src = tmp_path / "s.en"
+    ref = tmp_path / "r.de"
+    src.write_text("The weather is nice today.\n\nI like tea.\n", encoding="utf-8")
+    ref.write_text("Das Wetter ist heute  schön.\nleer\nIch mag Tee.\n", encoding="utf-8")
+    out = tmp_path / "pairs.jsonl"
+    assert main(["data", "partial", "--pair", "en-de", "--src", str(src), "--ref", str(ref), "--out", str(out),
+                 "--model", str(tiny_model_dir), "--quiet"]) == 0
+    rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    by_sentence = {}
+    for r in rows:
+        by_sentence.setdefault(r["index"], []).append(r)
+    assert sorted(by_sentence) == [0, 2]  # the empty line has no examples
+    assert "".join(r["segment"] for r in by_sentence[0]) == "Das Wetter ist heute  schön."
+    assert [r["step"] for r in by_sentence[0]] == [1, 2, 3, 4, 5] and by_sentence[0][-1]["final"]
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["examples"] == 8
