@@ -54,6 +54,14 @@ def _cmd_data_partial(args) -> int:
     return 0
 
 
+def _cmd_sft(args) -> int:
+    from .sft import SFTSettings, train_sft
+
+    out = train_sft(build_settings(SFTSettings, args), progress=not args.quiet)
+    print(json.dumps({"adapter": str(out)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .evaluate import EvalSettings
     from .serve import ServeSettings
@@ -98,6 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(p, PartialDataSettings)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_data_partial)
+
+    from .sft import SFTSettings
+
+    p = sub.add_parser(
+        "sft", help="warm-up LoRA fine-tuning on partial-translation pairs",
+        description="Fine-tune a LoRA adapter (peft) on examples from `seqpo data partial`, with the loss only "
+        "on the next segment and its end-of-line marker. Checkpoints go to OUT/checkpoints and a re-run resumes "
+        "from the last one; the final adapter is saved in OUT (use it with --adapter OUT). Runs unchanged under "
+        "`accelerate launch -m seqpo.cli sft ...` on several GPUs.",
+    )
+    add_settings(p, SFTSettings)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_sft)
 
     p = sub.add_parser(
         "serve", help="live translation server: WebSocket, HTTP API and a web page",

@@ -30,6 +30,16 @@ class PolicySettings:
     chunk: int = setting(1, "source units per read (words; characters for zh/ja sources)")
     model: str = setting(None, "causal LM: local path or hub id (default: the bundled Gemma-3-270M)")
     adapter: str = setting(None, "peft LoRA adapter folder to apply on the model")
+    few_shot: str = setting("auto", "show the model few-shot examples: auto = only without --adapter "
+                            "(a fine-tuned adapter knows the format)", choices=["auto", "yes", "no"])
+
+    def use_few_shot(self) -> bool:
+        return self.few_shot == "yes" or (self.few_shot == "auto" and not self.adapter)
+
+    def build_policy(self):
+        from .policies import make_policy
+
+        return make_policy(self.policy, k=self.k, chunk=self.chunk, few_shot=self.use_few_shot())
 
 
 def add_settings(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = ()) -> None:

@@ -165,21 +165,21 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
 
     from .generation import Generator
     from .model import load_model
-    from .policies import make_policy
     from .simulate import run_episodes
 
     pair = settings.validate()
     sources, references = load_test_set(settings)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    policy = make_policy(settings.policy, k=settings.k, chunk=settings.chunk)
+    policy = settings.build_policy()
     run_settings = {"pair": str(pair), **policy.settings(), "chunk": settings.chunk,
                     "model": settings.model, "adapter": settings.adapter,
                     "src": str(settings.src), "ref": str(settings.ref)}
     settings_file = out / "settings.json"
     if settings_file.exists():
         before = json.loads(settings_file.read_text())
-        changed = [k for k in run_settings if before.get(k) != run_settings[k]]
+        # keys an older seqpo did not record are not compared
+        changed = [k for k in run_settings if k in before and before[k] != run_settings[k]]
         if changed:
             raise InputFileError(
                 f"{out} holds a run with other settings ({', '.join(changed)}); use another --out"

@@ -49,7 +49,6 @@ def read_input(settings: TranslateSettings) -> list[str]:
 def translate(settings: TranslateSettings, out=None) -> list[Episode]:
     from .generation import Generator
     from .model import load_model
-    from .policies import make_policy
     from .simulate import stream_text
 
     out = out or sys.stdout
@@ -57,7 +56,7 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
     if settings.chunk < 1 or settings.k < 1:
         raise InputFileError("--chunk and --k must be at least 1")
     lines = read_input(settings)
-    policy = make_policy(settings.policy, k=settings.k, chunk=settings.chunk)
+    policy = settings.build_policy()
     loaded = load_model(settings.model, settings.adapter)
     generator = Generator(loaded.model, loaded.tokenizer, batch_size=1)
     episodes = []

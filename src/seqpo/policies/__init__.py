@@ -10,9 +10,9 @@ POLICY_NAMES = ("offline", "wait-k", "llm")
 
 def make_policy(name: str, k: int = 3, chunk: int = 1, few_shot: bool = True) -> Policy:
     if name == "offline":
-        return OfflinePolicy()
+        return OfflinePolicy(few_shot=few_shot)
     if name == "wait-k":
-        return WaitKPolicy(k=k, chunk=chunk)
+        return WaitKPolicy(k=k, chunk=chunk, few_shot=few_shot)
     if name == "llm":
         return LLMPolicy(few_shot=few_shot)
     raise ValueError(f"unknown policy '{name}' (choose from {', '.join(POLICY_NAMES)})")

@@ -40,7 +40,7 @@ def final_budget(state: State) -> int:
     return min(512, 16 + 3 * remaining)  # ~2 tokens per word, ~1 per character, plus slack
 
 
-def finish_request(state: State) -> Request:
+def finish_request(state: State, few_shot: bool = True) -> Request:
     """The last step: translate the rest of the sentence.
 
     Small base models sometimes loop ("3D3D3D..."); capping the whole target at 1.5x the
@@ -49,7 +49,8 @@ def finish_request(state: State) -> Request:
     unit = state.pair.target_unit
     cap = math.ceil(state.pair.unit_ratio * (1.5 * state.read_units + 4))
     todo = max(1, cap - count_units(state.target, unit))
-    return Request(complete_prefix(state.pair), seqpo_prompt(state.pair, state.source_prefix, state.target),
+    return Request(complete_prefix(state.pair) if few_shot else "",
+                   seqpo_prompt(state.pair, state.source_prefix, state.target),
                    max_new_tokens=final_budget(state), max_units=todo, unit=unit)
 
 
@@ -77,6 +78,7 @@ def whole_units(completion: Completion, unit: str, limit: int | None = None, fin
 
 class Policy(ABC):
     name: str = "policy"
+    few_shot: bool = True  # prepend few-shot examples (base models); adapters know the format
 
     @abstractmethod
     def plan(self, state: State) -> Request | None:
@@ -87,4 +89,4 @@ class Policy(ABC):
         """Turn the model's completion into the segment written at this step ("" = wait)."""
 
     def settings(self) -> dict:
-        return {"policy": self.name}
+        return {"policy": self.name, "few_shot": self.few_shot}

@@ -26,10 +26,7 @@ class LLMPolicy(Policy):
 
     def plan(self, state: State) -> Request | None:
         if state.source_finished:
-            request = finish_request(state)
-            if not self.few_shot:
-                request.prefix = ""
-            return request
+            return finish_request(state, self.few_shot)
         todo = self.room(state)
         if todo <= 0:
             return None

@@ -20,10 +20,10 @@ from .base import Policy, State, finish_request, finished_text, whole_units
 class WaitKPolicy(Policy):
     name = "wait-k"
 
-    def __init__(self, k: int = 3, chunk: int = 1):
+    def __init__(self, k: int = 3, chunk: int = 1, few_shot: bool = True):
         if k < 1:
             raise ValueError("wait-k needs k >= 1")
-        self.k, self.chunk = k, chunk
+        self.k, self.chunk, self.few_shot = k, chunk, few_shot
 
     def allowed_units(self, state: State) -> int:
         lag_units = (self.k - 1) * self.chunk
@@ -33,13 +33,13 @@ class WaitKPolicy(Policy):
 
     def plan(self, state: State) -> Request | None:
         if state.source_finished:
-            return finish_request(state)
+            return finish_request(state, self.few_shot)
         prompt = seqpo_prompt(state.pair, state.source_prefix, state.target)
         unit = state.pair.target_unit
         todo = self.allowed_units(state) - count_units(state.target, unit)
         if todo <= 0:
             return None
-        return Request(complete_prefix(state.pair), prompt, max_new_tokens=4 * todo + 4,
+        return Request(complete_prefix(state.pair) if self.few_shot else "", prompt, max_new_tokens=4 * todo + 4,
                        max_units=todo, unit=unit)
 
     def segment(self, state: State, completion: Completion) -> str:
@@ -49,4 +49,4 @@ class WaitKPolicy(Policy):
         return whole_units(completion, state.pair.target_unit, limit=todo)
 
     def settings(self) -> dict:
-        return {"policy": self.name, "k": self.k}
+        return {"policy": self.name, "k": self.k, "few_shot": self.few_shot}

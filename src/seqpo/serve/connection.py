@@ -55,6 +55,7 @@ class SessionConfig:
     policy: str
     k: int
     chunk: int
+    few_shot: bool = True
 
 
 def parse_config(msg: dict, defaults) -> SessionConfig:
@@ -75,11 +76,11 @@ def parse_config(msg: dict, defaults) -> SessionConfig:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
             raise ProtocolError("bad_value", f"{name} must be an integer from 1 to 64")
         numbers[name] = value
-    return SessionConfig(pair, policy, **numbers)
+    return SessionConfig(pair, policy, **numbers, few_shot=defaults.use_few_shot())
 
 
 def new_episode(config: SessionConfig, max_units: int) -> LiveEpisode:
-    policy = make_policy(config.policy, k=config.k, chunk=config.chunk)
+    policy = make_policy(config.policy, k=config.k, chunk=config.chunk, few_shot=config.few_shot)
     return LiveEpisode(parse_pair(config.pair), policy, chunk=config.chunk, max_units=max_units)
 
 

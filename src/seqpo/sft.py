@@ -1,0 +1,167 @@
+"""Warm-up SFT (SeqPO-SiMT, arXiv 2505.20622, sec. 3.2): LoRA fine-tuning on partial-translation
+pairs so the model knows the streaming format before RL.
+
+Each example is the SeqPO prompt (source prefix, target so far) followed by the next segment and
+its end marker (a newline; a bare newline = wait). Loss is on the segment and marker only.
+
+transformers' Trainer runs the loop (checkpoints, resume, `accelerate launch` for several GPUs);
+we override only `compute_loss`: Gemma-3's vocabulary has 262k entries, and the default loss
+materialises full-vocabulary logits for every position of the batch (8x128 positions = 1 GB in
+fp32) when only the few segment positions carry a loss. We apply the LM head at those positions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import setting
+from .errors import InputFileError
+from .languages import LanguagePair, check_supported, parse_pair
+from .prompts import seqpo_prompt
+
+log = logging.getLogger(__name__)
+IGNORE = -100
+
+
+@dataclass
+class SFTSettings:
+    pairs: str = setting(None, "partial-translation examples (JSONL from `seqpo data partial`)")
+    pair: str = setting("en-zh", "language pair of the examples, source-target")
+    out: str = setting(None, "output folder: checkpoints while training, the final peft adapter at the top")
+    model: str = setting(None, "base causal LM (default: the bundled Gemma-3-270M)")
+    epochs: float = setting(1.0, "passes over the examples")
+    max_steps: int = setting(-1, "stop after this many optimizer steps (-1: run the epochs)")
+    lr: float = setting(2e-4, "AdamW learning rate (LoRA)")
+    batch_size: int = setting(8, "examples per device per step")
+    grad_accum: int = setting(1, "gradient accumulation steps")
+    lora_r: int = setting(16, "LoRA rank")
+    lora_alpha: int = setting(32, "LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = setting(0.05, "LoRA dropout")
+    lora_targets: str = setting("q_proj,k_proj,v_proj,o_proj", "comma-separated module names to adapt")
+    max_length: int = setting(256, "longest example in tokens (longer ones keep their end)")
+    save_steps: int = setting(50, "checkpoint every N steps (resume picks up the last one)")
+    logging_steps: int = setting(10, "log loss every N steps")
+    bf16: str = setting("auto", "bf16 mixed precision: auto (if the hardware supports it), yes, no",
+                        choices=["auto", "yes", "no"])
+    seed: int = setting(0, "random seed")
+    limit: int = setting(None, "use only the first N examples")
+
+
+def format_example(pair: LanguagePair, source_prefix: str, target_prefix: str, segment: str) -> tuple[str, str]:
+    """(prompt, completion): the completion continues right after the target so far, as at inference."""
+    target = target_prefix.strip()
+    prompt = seqpo_prompt(pair, source_prefix, target)
+    text = segment.rstrip()
+    if not target:
+        text = " " + text.lstrip() if text.strip() else ""
+    return prompt, text + "\n"
+
+
+def tokenize_example(tokenizer, prompt: str, completion: str, max_length: int) -> dict:
+    """input_ids and labels (prompt masked with -100); truncated from the left to keep the segment."""
+    p = tokenizer(prompt).input_ids  # with BOS
+    c = tokenizer(completion, add_special_tokens=False).input_ids
+    ids, labels = p + c, [IGNORE] * len(p) + c
+    if len(ids) > max_length:
+        ids, labels = ids[-max_length:], labels[-max_length:]
+    return {"input_ids": ids, "labels": labels}
+
+
+def read_pairs(path: str | Path, limit: int | None = None) -> list[dict]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"pairs file not found: {p}")
+    rows = []
+    with p.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputFileError(f"{p}:{n}: not JSON ({exc.msg})") from exc
+            if row.get("skipped"):
+                continue
+            if not {"source_prefix", "target_prefix", "segment"} <= row.keys():
+                raise InputFileError(f"{p}:{n}: needs source_prefix, target_prefix and segment")
+            rows.append(row)
+    if not rows:
+        raise InputFileError(f"{p} holds no examples")
+    return rows[:limit] if limit else rows
+
+
+def segment_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
+    """Mean cross-entropy over labelled tokens, computing logits only where a label exists."""
+    body = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = body.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+    target = labels[:, 1:]  # (B, T-1): position t predicts token t+1
+    keep = target != IGNORE
+    h = hidden[:, :-1][keep]  # (N, H) only the positions with a loss
+    logits = body.lm_head(h).float()  # (N, V)
+    cap = getattr(body.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return torch.nn.functional.cross_entropy(logits, target[keep])
+
+
+def _bf16(choice: str) -> bool:
+    if choice != "auto":
+        return choice == "yes"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        return "AMX" in torch.backends.cpu.get_cpu_capability() or "AVX512" in torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        return False
+
+
+def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
+    """Fine-tune and save the adapter in `settings.out`; resumes from the last checkpoint there."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from .model import load_model
+
+    pair = check_supported(parse_pair(settings.pair))
+    if not settings.pairs or not settings.out:
+        raise InputFileError("--pairs and --out are required")
+    rows = read_pairs(settings.pairs, settings.limit)
+    loaded = load_model(settings.model)
+    tokenizer, base = loaded.tokenizer, loaded.model
+    base.train()
+    model = get_peft_model(base, LoraConfig(
+        r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+        target_modules=[t.strip() for t in settings.lora_targets.split(",") if t.strip()], task_type="CAUSAL_LM"))
+    encoded = [tokenize_example(tokenizer, *format_example(pair, r["source_prefix"], r["target_prefix"], r["segment"]),
+                                settings.max_length) for r in rows]
+    dataset = encoded  # a list of dicts is a map-style dataset for Trainer
+
+    class SegmentLossTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = segment_loss(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+            return (loss, None) if return_outputs else loss
+
+    out = Path(settings.out)
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"), num_train_epochs=settings.epochs, max_steps=settings.max_steps,
+        learning_rate=settings.lr, per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum, save_steps=settings.save_steps, save_total_limit=2,
+        logging_steps=settings.logging_steps, bf16=_bf16(settings.bf16), seed=settings.seed,
+        report_to=[], disable_tqdm=not progress, remove_unused_columns=False, lr_scheduler_type="cosine",
+        warmup_steps=0.03, dataloader_num_workers=0,  # a float is a fraction of all steps
+    )
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
+    trainer = SegmentLossTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
+    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    if last:
+        log.warning("resuming from %s", last)
+    trainer.train(resume_from_checkpoint=last)
+    if trainer.is_world_process_zero():
+        model.save_pretrained(out)
+        (out / "seqpo.json").write_text(json.dumps({"pair": str(pair), "format": "seqpo", "base_model": loaded.name,
+                                                    "examples": len(rows)}, indent=2))
+    return out
