@@ -14,6 +14,7 @@ import json
 import os
 
 from ..errors import SeqpoError
+from ..generation import Request
 from ..languages import LanguagePair
 from ..stream import chunk_source, count_units, join_reads
 
@@ -109,16 +110,14 @@ class LocalTeacher:
     """A local causal LM (its chat template when it has one), answering on one line."""
 
     def __init__(self, generator, tokenizer, max_new_tokens: int = 512):
-        from ..generation import Request
-
-        self.generator, self.tokenizer, self.max_new_tokens, self._request = generator, tokenizer, max_new_tokens, Request
+        self.generator, self.tokenizer, self.max_new_tokens = generator, tokenizer, max_new_tokens
 
     def ask(self, messages: list[dict]) -> str:
         if getattr(self.tokenizer, "chat_template", None):
             prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         else:
             prompt = "\n".join(m["content"] for m in messages) + "\nAnswer: "
-        req = self._request(prefix="", prompt=prompt, max_new_tokens=self.max_new_tokens)
+        req = Request(prefix="", prompt=prompt, max_new_tokens=self.max_new_tokens)
         return self.generator.complete([req])[0].text
 
 
