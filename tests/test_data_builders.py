@@ -118,3 +118,21 @@ def test_agreement_builder_end_to_end_tiny_model(tiny_model_dir, tmp_path, capsy
     assert [r["step"] for r in by_sentence[0]] == [1, 2, 3, 4, 5] and by_sentence[0][-1]["final"]
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["examples"] == 8
+
+
+def test_local_teacher_model_invalid_answers_are_skipped(tiny_model_dir, tmp_path, capsys):
+    src = tmp_path / "s.en"
+    ref = tmp_path / "r.de"
+    src.write_text("Hello there\n", encoding="utf-8")
+    ref.write_text("Hallo du\n", encoding="utf-8")
+    out = tmp_path / "pairs.jsonl"
+    assert main(["data", "partial", "--pair", "en-de", "--src", str(src), "--ref", str(ref), "--out", str(out),
+                 "--builder", "teacher", "--teacher-model", str(tiny_model_dir), "--retries", "0", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["skipped_sentences"] == 1 and summary["examples"] == 0  # a random model never aligns
+
+
+def test_teacher_builder_needs_a_teacher(tmp_path, capsys):
+    assert main(["data", "partial", "--src", "a", "--ref", "b", "--out", str(tmp_path / "o"),
+                 "--builder", "teacher"]) == 2
+    assert "needs --teacher-url or --teacher-model" in capsys.readouterr().err
