@@ -47,16 +47,21 @@ class _StopRule(StoppingCriteria):
         self.tokenizer, self.start, self.requests = tokenizer, start, requests
 
     def __call__(self, input_ids, scores, **kwargs):
-        done = []
-        for row, req in zip(input_ids, self.requests):
-            text = self.tokenizer.decode(row[self.start :], skip_special_tokens=True)
-            stop = "\n" in text or len(row) - self.start >= req.max_new_tokens
-            if not stop and req.max_units is not None:
-                n = count_units(text, req.unit)
-                # a word is only known to be complete once the next one has started
-                stop = n > req.max_units if req.unit == "word" else n >= req.max_units
-            done.append(stop)
+        done = [stop_reached(self.tokenizer.decode(row[self.start :], skip_special_tokens=True),
+                             len(row) - self.start, req)
+                for row, req in zip(input_ids, self.requests)]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def stop_reached(text: str, new_tokens: int, req: Request) -> bool:
+    """A row is done: it ended the line, used its token budget, or wrote enough whole units."""
+    if "\n" in text or new_tokens >= req.max_new_tokens:
+        return True
+    if req.max_units is None:
+        return False
+    n = count_units(text, req.unit)
+    # a word is only known to be complete once the next one has started
+    return n > req.max_units if req.unit == "word" else n >= req.max_units
 
 
 class Generator:
