@@ -48,7 +48,7 @@ class SourceRegionFullError(SeqpoError):
     """More source tokens arrived than the slots region reserved for the sentence."""
 
 
-@dataclass
+@dataclass(eq=False)  # a handle: two episodes in the same state are still two rows
 class StreamState:
     """One episode's handle. Token tuples are (id, kind, position, vis); see `seqpo.slots`."""
 
@@ -250,7 +250,7 @@ class StreamingEngine:
             s.gen_ids, s.gen_cols = ids[: len(new_cols[r])], new_cols[r]
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             hit = "\n" in text or eos in ids
-            out.append(Completion(text.split("\n")[0], len(ids), elapsed, hit))
+            out.append(Completion(text.split("\n")[0], len(ids), elapsed, hit, ids))
         return out
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:

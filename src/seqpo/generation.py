@@ -38,6 +38,7 @@ class Completion:
     new_tokens: int
     elapsed_ms: float  # wall time of the batch this request ran in
     hit_newline: bool  # the model ended the line itself (as opposed to running out of tokens)
+    token_ids: list[int] | None = None  # the generated tokens (for training on rollouts)
 
 
 class _StopRule(StoppingCriteria):
@@ -141,6 +142,7 @@ class Generator:
             n_new = int((new != pad).sum())
             self.tokens_processed += n_new
             hit_newline = "\n" in text or bool((new == tok.eos_token_id).any())
-            completions.append(Completion(text.split("\n")[0], n_new, elapsed, hit_newline))
+            completions.append(Completion(text.split("\n")[0], n_new, elapsed, hit_newline,
+                                          new[new != pad].tolist()))
         self.tokens_processed += int(suffix_mask.sum())
         return completions

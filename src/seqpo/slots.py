@@ -85,6 +85,7 @@ class SlotsEpisode:
     loss_mask: torch.Tensor  # bool: positions whose label is a policy output
     kind: torch.Tensor
     vis: torch.Tensor
+    step_starts: list[int]  # index of each step's re-fed token: where the step's decision is made
 
 
 def slots_episode(tokenizer, pair: LanguagePair, reads: list[str], segments: list[str], slot: int = 16,
@@ -124,7 +125,9 @@ def slots_episode(tokenizer, pair: LanguagePair, reads: list[str], segments: lis
         put(t, TARGET, tgt, 1)
         tgt += 1
     last, last_pos, written = line[-1], tgt, False
+    starts = []
     for step, segment in enumerate(segments, 1):
+        starts.append(len(ids))
         new = target_piece_ids(tokenizer, pair, segment, first=not written)
         written = written or bool(new)
         chain = [last] + new
@@ -146,4 +149,4 @@ def slots_episode(tokenizer, pair: LanguagePair, reads: list[str], segments: lis
     mask[idx, idx] |= True  # hidden and pad tokens still see themselves (defined softmax)
     labels = torch.tensor(label)
     kinds[hidden] = DEAD  # for the caller: these entries are not in the inference cache
-    return SlotsEpisode(torch.tensor(ids), tags["q_pos"], mask, labels, labels != -100, kinds, tags["q_vis"])
+    return SlotsEpisode(torch.tensor(ids), tags["q_pos"], mask, labels, labels != -100, kinds, tags["q_vis"], starts)
