@@ -22,6 +22,10 @@ class TranslateSettings:
     chunk: int = setting(1, "source units per read (words; characters for zh/ja sources)")
     model: str = setting(None, "causal LM: local path or hub id (default: the bundled Gemma-3-270M)")
     adapter: str = setting(None, "peft LoRA adapter folder to apply on the model")
+    decoding: str = setting("reencode", "decoding engine: reencode (each step re-runs its prompt), append "
+                            "(conversational transcript, cache only extended) or slots (ExPosST reserved "
+                            "source positions)", choices=["reencode", "append", "slots"])
+    slot: int = setting(16, "slots decoding: source positions are reserved in slots of this many tokens")
     json: bool = setting(False, "print one JSON event per step instead of the live view")
     max_chars: int = setting(20000, "refuse inputs longer than this many characters")
 
@@ -52,19 +56,19 @@ def read_input(settings: TranslateSettings) -> list[str]:
 
 
 def translate(settings: TranslateSettings, out=None) -> list[Episode]:
-    from .generation import Generator
+    from .engine import make_engine
     from .model import load_model
     from .policies import make_policy
     from .simulate import stream_text
 
     out = out or sys.stdout
     pair = check_supported(parse_pair(settings.pair))
-    if settings.chunk < 1 or settings.k < 1:
-        raise InputFileError("--chunk and --k must be at least 1")
+    if settings.chunk < 1 or settings.k < 1 or settings.slot < 1:
+        raise InputFileError("--chunk, --k and --slot must be at least 1")
     lines = read_input(settings)
     policy = make_policy(settings.policy, k=settings.k, chunk=settings.chunk)
     loaded = load_model(settings.model, settings.adapter)
-    generator = Generator(loaded.model, loaded.tokenizer, batch_size=1)
+    generator = make_engine(loaded, settings.decoding, settings.slot, batch_size=1)
     episodes = []
     if settings.json:
         for line in lines:
