@@ -12,3 +12,4 @@ def test_bench_table_on_tiny_model(tiny_loaded, tmp_path):
     assert all(r["rollouts_per_min_forked"] > 0 for r in rows[1:])
     table = markdown_table(rows).splitlines()
     assert len(table) == 2 + 4 and table[0].startswith("| decoding |")
+    assert all(r["forward_passes"] >= 1 for r in rows)

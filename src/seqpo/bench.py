@@ -44,6 +44,14 @@ def _timed(sources, policy, engine, pair, chunk, width, group=1):
     from .simulate import run_episodes
 
     first_write = {}
+    forwards = [0]
+    model_forward = engine.model.forward
+
+    def counted(*args, **kwargs):  # one pass over the weights each: what a CPU's time goes to
+        forwards[0] += 1
+        return model_forward(*args, **kwargs)
+
+    engine.model.forward = counted
     t0 = time.perf_counter()
     tokens0 = engine.tokens_processed
 
@@ -51,12 +59,15 @@ def _timed(sources, policy, engine, pair, chunk, width, group=1):
         if step.written and id(episode) not in first_write:
             first_write[id(episode)] = time.perf_counter()
 
-    episodes = run_episodes(sources, policy, engine, pair, chunk, on_step=on_step, width=width, group=group)
+    try:
+        episodes = run_episodes(sources, policy, engine, pair, chunk, on_step=on_step, width=width, group=group)
+    finally:
+        del engine.model.forward  # back to the class's method
     wall = time.perf_counter() - t0
     # from the start of the run: with --limit <= --batch-size every episode starts then (lockstep)
     ttfw = [first_write[i] - t0 for i in first_write]
     out_tokens = sum(len(engine.tokenizer(e.prediction, add_special_tokens=False).input_ids) for e in episodes)
-    return episodes, wall, engine.tokens_processed - tokens0, out_tokens, ttfw
+    return episodes, wall, engine.tokens_processed - tokens0, out_tokens, ttfw, forwards[0]
 
 
 def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
@@ -72,8 +83,8 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     loaded = loaded or load_model(settings.model)
     rows = []
 
-    def add(name, episodes, wall, tokens, out_tokens, ttfw):
-        rows.append({"decoding": name, "model_tokens": tokens, "wall_s": round(wall, 2),
+    def add(name, episodes, wall, tokens, out_tokens, ttfw, forwards):
+        rows.append({"decoding": name, "model_tokens": tokens, "forward_passes": forwards, "wall_s": round(wall, 2),
                      "ms_per_output_token": round(1000 * wall / max(1, out_tokens), 1),
                      "first_write_s": round(sum(ttfw) / len(ttfw), 2) if ttfw else None,
                      "output_tokens": out_tokens})
@@ -110,7 +121,8 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     return rows
 
 
-COLUMNS = [("decoding", "decoding"), ("model_tokens", "tokens through model"), ("wall_s", "wall s"),
+COLUMNS = [("decoding", "decoding"), ("model_tokens", "tokens through model"), ("forward_passes", "forward passes"),
+           ("output_tokens", "output tokens"), ("wall_s", "wall s"),
            ("ms_per_output_token", "ms / output token"), ("first_write_s", "first write s"),
            ("x_offline", "x offline wall"), ("rollouts_per_min_forked", "rollouts/min forked"),
            ("rollouts_per_min_separate", "rollouts/min separate")]

@@ -36,10 +36,9 @@ from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWar
 from .errors import SeqpoError
 from .generation import Completion, Generator, Request, stop_reached
 from .languages import LanguagePair
-from .prompts import conversation_prefix, conversation_read, conversation_write
+from .prompts import conversation_prefix, conversation_read, conversation_write, slots_separator
 from .slots import DEAD, PREFIX, SOURCE, TARGET, prefix_ids, region_size, source_piece_ids, \
     target_piece_ids, visible
-from .prompts import slots_separator
 
 MODES = ("reencode", "append", "slots")
 
