@@ -30,3 +30,13 @@ def test_empty_and_huge_input(tiny_model_dir, capsys):
     assert "input is empty" in capsys.readouterr().err
     assert main(["translate", "--model", str(tiny_model_dir), "--max-chars", "10", "a" * 11]) == 2
     assert "limit is 10" in capsys.readouterr().err
+
+
+def test_decoding_modes_on_the_command_line(tiny_model_dir, capsys):
+    for mode in ("append", "slots"):
+        code = main(["translate", "--pair", "en-de", "--model", str(tiny_model_dir), "--json", "--policy",
+                     "wait-k", "--k", "2", "--decoding", mode, "--slot", "8", "The weather is nice today."])
+        assert code == 0
+        events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+        assert [e["read"] for e in events[:-1]] == [1, 2, 3, 4, 5]
+        assert events[0]["type"] == "wait" and events[-1]["type"] == "done"

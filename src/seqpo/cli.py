@@ -62,7 +62,16 @@ def _cmd_sft(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    from .bench import BenchSettings, markdown_table, run_bench
+
+    rows = run_bench(build_settings(BenchSettings, args), log=lambda m: print(m, file=sys.stderr))
+    print(markdown_table(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .bench import BenchSettings
     from .evaluate import EvalSettings
     from .serve import ServeSettings
     from .translate import TranslateSettings
@@ -127,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings(p, ServeSettings)
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser(
+        "bench", help="time the decoding modes (reencode, append, slots) against offline decoding",
+        description="Stream the first --limit lines of --src through a policy once per decoding mode, and "
+        "decode them offline, in one run; print a Markdown table (tokens through the model, wall time, "
+        "ms per output token, time to first write, ratio to offline) and rollouts per minute for a "
+        "forked group vs separate episodes.",
+    )
+    add_settings(p, BenchSettings)
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -32,6 +32,10 @@ class PolicySettings:
     adapter: str = setting(None, "peft LoRA adapter folder to apply on the model")
     few_shot: str = setting("auto", "show the model few-shot examples: auto = only without --adapter "
                             "(a fine-tuned adapter knows the format)", choices=["auto", "yes", "no"])
+    decoding: str = setting("reencode", "decoding engine: reencode (each step re-runs its prompt), append "
+                            "(conversational transcript, cache only extended) or slots (ExPosST reserved "
+                            "source positions)", choices=["reencode", "append", "slots"])
+    slot: int = setting(16, "slots decoding: source positions are reserved in slots of this many tokens")
 
     def use_few_shot(self) -> bool:
         return self.few_shot == "yes" or (self.few_shot == "auto" and not self.adapter)

@@ -39,8 +39,8 @@ class EvalSettings(PolicySettings):
         for name in ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")
-        if self.chunk < 1 or self.k < 1 or self.batch_size < 1:
-            raise InputFileError("--chunk, --k and --batch-size must be at least 1")
+        if self.chunk < 1 or self.k < 1 or self.batch_size < 1 or self.slot < 1:
+            raise InputFileError("--chunk, --k, --batch-size and --slot must be at least 1")
         if self.limit is not None and self.limit < 1:
             raise InputFileError("--limit must be at least 1")
         return pair
@@ -125,6 +125,8 @@ def signature(settings: EvalSettings, pair: LanguagePair, policy_settings: dict,
         "latency_reference_length": "reference (SimulEval use_ref_len)",
         "unit_ms": settings.unit_ms,
         "batch_size": settings.batch_size,
+        "decoding": settings.decoding,
+        "slot": settings.slot if settings.decoding == "slots" else None,
         "sacrebleu": quality.get("signatures", {}),
         "seqpo": __version__,
     }
@@ -163,7 +165,7 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     """Evaluate (or resume evaluating) a policy; returns the scores also written to scores.json."""
     from tqdm import tqdm
 
-    from .generation import Generator
+    from .engine import make_engine
     from .model import load_model
     from .simulate import run_episodes
 
@@ -175,6 +177,8 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     run_settings = {"pair": str(pair), **policy.settings(), "chunk": settings.chunk,
                     "model": settings.model, "adapter": settings.adapter,
                     "src": str(settings.src), "ref": str(settings.ref)}
+    if settings.decoding != "reencode":  # absent for re-encode, so runs made before it still resume
+        run_settings.update(decoding=settings.decoding, slot=settings.slot)
     settings_file = out / "settings.json"
     if settings_file.exists():
         before = json.loads(settings_file.read_text())
@@ -191,7 +195,7 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     todo = [(i, s) for i, s in enumerate(sources) if i not in done]
     if loaded is None and any(s.strip() for _, s in todo):
         loaded = load_model(settings.model, settings.adapter)
-    generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size) if loaded else None
+    generator = make_engine(loaded, settings.decoding, settings.slot, settings.batch_size) if loaded else None
 
     started = time.perf_counter()
     bar = tqdm(total=len(sources), initial=len(done), unit="sent", disable=not progress,

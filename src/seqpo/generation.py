@@ -38,6 +38,7 @@ class Completion:
     new_tokens: int
     elapsed_ms: float  # wall time of the batch this request ran in
     hit_newline: bool  # the model ended the line itself (as opposed to running out of tokens)
+    token_ids: list[int] | None = None  # the generated tokens (for training on rollouts)
 
 
 class _StopRule(StoppingCriteria):
@@ -47,16 +48,21 @@ class _StopRule(StoppingCriteria):
         self.tokenizer, self.start, self.requests = tokenizer, start, requests
 
     def __call__(self, input_ids, scores, **kwargs):
-        done = []
-        for row, req in zip(input_ids, self.requests):
-            text = self.tokenizer.decode(row[self.start :], skip_special_tokens=True)
-            stop = "\n" in text or len(row) - self.start >= req.max_new_tokens
-            if not stop and req.max_units is not None:
-                n = count_units(text, req.unit)
-                # a word is only known to be complete once the next one has started
-                stop = n > req.max_units if req.unit == "word" else n >= req.max_units
-            done.append(stop)
+        done = [stop_reached(self.tokenizer.decode(row[self.start :], skip_special_tokens=True),
+                             len(row) - self.start, req)
+                for row, req in zip(input_ids, self.requests)]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def stop_reached(text: str, new_tokens: int, req: Request) -> bool:
+    """A row is done: it ended the line, used its token budget, or wrote enough whole units."""
+    if "\n" in text or new_tokens >= req.max_new_tokens:
+        return True
+    if req.max_units is None:
+        return False
+    n = count_units(text, req.unit)
+    # a word is only known to be complete once the next one has started
+    return n > req.max_units if req.unit == "word" else n >= req.max_units
 
 
 class Generator:
@@ -136,6 +142,7 @@ class Generator:
             n_new = int((new != pad).sum())
             self.tokens_processed += n_new
             hit_newline = "\n" in text or bool((new == tok.eos_token_id).any())
-            completions.append(Completion(text.split("\n")[0], n_new, elapsed, hit_newline))
+            completions.append(Completion(text.split("\n")[0], n_new, elapsed, hit_newline,
+                                          new[new != pad].tolist()))
         self.tokens_processed += int(suffix_mask.sum())
         return completions

@@ -117,3 +117,54 @@ def streaming_prefix(pair: LanguagePair) -> str:
 
 def supported_pairs() -> list[str]:
     return [f"{s}-{t}" for s, t in EXAMPLES]
+
+
+# -- Conversational (append-only) format ------------------------------------------------------
+# ExPosST (MISSION.md sec. 2) compares against dialogue-style SimulMT; HPO reuses its KV cache the
+# same way: each read and each written segment is appended as a turn, so the prompt only grows.
+# The last read is marked so the model knows it must finish the sentence (re-encode shows it the
+# whole-sentence few-shot block instead).
+LAST_READ_MARK = " [end]"
+
+
+def conversation_read(pair: LanguagePair, chunk: str, last: bool) -> str:
+    """One source turn; the target turn header follows it at once (the model writes after it)."""
+    return f"{pair.source_name}: {chunk.strip()}{LAST_READ_MARK if last else ''}\n{pair.target_name}:"
+
+
+def conversation_write(segment: str) -> str:
+    """The rest of a target turn: the written segment, or nothing (a wait), then the end of line."""
+    segment = segment.strip()
+    return f" {segment}\n" if segment else "\n"
+
+
+def conversation_prefix(pair: LanguagePair) -> str:
+    """Instruction + every aligned example as a full transcript of read/write turns."""
+    blocks = [f"Translate from {pair.source_name} to {pair.target_name} in a streaming style. After each "
+              f"{pair.source_name} chunk, write the {pair.target_name} that is safe to say so far "
+              f"(nothing if unsure).\n\n"]
+    for ex in _examples(pair):
+        turns = [conversation_read(pair, s, i == len(ex.chunks) - 1) + conversation_write(t)
+                 for i, (s, t) in enumerate(ex.chunks)]
+        blocks.append("".join(turns) + "\n")
+    return "".join(blocks)
+
+
+# -- Slots (ExPosST) format -------------------------------------------------------------------
+# The SeqPO line format, cut into pieces whose tokens the slots engine places at fixed positions:
+# header (before the source region), source pieces (inside it), target line (after it).
+def slots_header(pair: LanguagePair) -> str:
+    return f"Translate from {pair.source_name} to {pair.target_name} in a streaming style:\n{pair.source_name}:"
+
+
+def slots_separator(pair: LanguagePair) -> str:
+    return f"\n{pair.target_name}:"
+
+
+def line_piece(text: str, unit: str, first: bool) -> str:
+    """A source read or target segment as it continues its line: `Name: a b` + ` c`; characters
+    join without spaces after the first piece (as join_reads / append_segment do)."""
+    text = text.strip() if unit == "word" or first else text
+    if not text.strip():
+        return ""
+    return f" {text}" if (first or unit == "word") else text

@@ -3,6 +3,10 @@
 Every active episode advances until its policy needs the model (reads where it waits without
 the model cost nothing), then all pending requests go to the model together. An episode ends
 after its last read, where the policy finishes the sentence.
+
+The model side is a `StreamingEngine` (any decoding mode; a plain `Generator` means re-encode):
+the driver tells it every read and every written segment, waits included, so append/slots modes
+can keep each episode's cache in step with what was read and written.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .engine import StreamingEngine, StreamState
 from .generation import Generator
 from .languages import LanguagePair
 from .policies.base import Policy, State
@@ -22,6 +27,7 @@ class _Run:
     key: object
     episode: Episode
     reads: list[str]
+    stream: StreamState | None = None
     t: int = 0  # reads consumed
 
 
@@ -37,40 +43,57 @@ def _state(run: _Run, pair: LanguagePair) -> State:
     )
 
 
+def as_engine(generator: Generator | StreamingEngine | None) -> StreamingEngine | None:
+    """A plain Generator is the re-encode mode of an engine."""
+    if generator is None or isinstance(generator, StreamingEngine):
+        return generator
+    return StreamingEngine.reencoding(generator)
+
+
 def run_episodes(
     sources: Iterable[tuple[object, str]],
     policy: Policy,
-    generator: Generator | None,
+    generator: Generator | StreamingEngine | None,
     pair: LanguagePair,
     chunk: int,
     on_step: Callable[[object, Episode, Step], None] | None = None,
     on_done: Callable[[object, Episode], None] | None = None,
     width: int = 8,
+    group: int = 1,
 ) -> list[Episode]:
-    """Run (key, source) pairs through `policy`, `width` episodes at a time.
+    """Run (key, source) pairs through `policy`, `width` sources at a time.
 
-    `on_step` sees every step as it happens (live views, servers), `on_done` every finished
-    episode (eval writes its JSONL line there). Returns the episodes in input order.
+    `group` > 1 runs that many rollouts of each source (GRPO groups): they are forked from one
+    engine state after the episode opens, so the prefix cache is shared, and the result holds
+    `group` consecutive episodes per source. `on_step` sees every step as it happens (live views,
+    servers), `on_done` every finished episode (eval writes its JSONL line there). Returns the
+    episodes in input order.
     """
+    engine = as_engine(generator)
     results: dict[int, Episode] = {}
     queue = iter(enumerate(sources))
     active: list[_Run] = []
 
     def refill():
-        while len(active) < width:
+        while len(active) < width * group:
             item = next(queue, None)
             if item is None:
                 return
             pos, (key, src) = item
-            ep = Episode(source=src.strip(), source_unit=pair.source_unit, target_unit=pair.target_unit)
             reads = chunk_source(src, pair.source_unit, chunk)
-            run = _Run(pos, key, ep, reads)
             if not reads:  # empty line: empty prediction, no steps
-                results[pos] = ep
-                if on_done:
-                    on_done(key, ep)
+                for g in range(group):
+                    ep = Episode(source=src.strip(), source_unit=pair.source_unit, target_unit=pair.target_unit)
+                    results[pos * group + g] = ep
+                    if on_done:
+                        on_done(key, ep)
                 continue
-            active.append(run)
+            streams = [None] * group
+            if engine is not None:
+                streams = engine.fork(engine.open(pair, reads), group) if group > 1 else [engine.open(pair, reads)]
+            for g, stream in enumerate(streams):
+                ep = Episode(source=src.strip(), source_unit=pair.source_unit, target_unit=pair.target_unit)
+                active.append(_Run(pos * group + g, key, ep, reads, stream))
 
     def record(run: _Run, state: State, step: Step) -> bool:
         step.finished = state.source_finished
@@ -90,22 +113,30 @@ def run_episodes(
             while True:
                 run.t += 1
                 state = _state(run, pair)
+                if engine is not None:
+                    engine.read(run.stream, run.reads[run.t - 1], last=state.source_finished)
                 request = policy.plan(state)
                 if request is not None:
                     pending.append((run, state, request))
                     break
+                if engine is not None:
+                    engine.write(run.stream, "")
                 if record(run, state, Step(read=state.read_units, written="", elapsed_ms=0.0)):
                     finished.append(run)
                     break
-        if pending and generator is None:
+        if pending and engine is None:
             raise RuntimeError(f"policy '{policy.name}' needs a model")
-        completions = generator.complete([r for _, _, r in pending]) if pending else []
+        completions = engine.generate([r.stream for r, _, _ in pending], [q for _, _, q in pending]) \
+            if pending else []
         for (run, state, _), completion in zip(pending, completions):
             written = policy.segment(state, completion)
+            engine.write(run.stream, written)
             if record(run, state, Step(read=state.read_units, written=written, elapsed_ms=completion.elapsed_ms)):
                 finished.append(run)
         for run in finished:
             active.remove(run)
+            if engine is not None:
+                engine.close(run.stream)
             results[run.pos] = run.episode
             if on_done:
                 on_done(run.key, run.episode)

@@ -47,18 +47,18 @@ def read_input(settings: TranslateSettings) -> list[str]:
 
 
 def translate(settings: TranslateSettings, out=None) -> list[Episode]:
-    from .generation import Generator
+    from .engine import make_engine
     from .model import load_model
     from .simulate import stream_text
 
     out = out or sys.stdout
     pair = check_supported(parse_pair(settings.pair))
-    if settings.chunk < 1 or settings.k < 1:
-        raise InputFileError("--chunk and --k must be at least 1")
+    if settings.chunk < 1 or settings.k < 1 or settings.slot < 1:
+        raise InputFileError("--chunk, --k and --slot must be at least 1")
     lines = read_input(settings)
     policy = settings.build_policy()
     loaded = load_model(settings.model, settings.adapter)
-    generator = Generator(loaded.model, loaded.tokenizer, batch_size=1)
+    generator = make_engine(loaded, settings.decoding, settings.slot, batch_size=1)
     episodes = []
     if settings.json:
         for line in lines:

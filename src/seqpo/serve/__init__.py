@@ -45,6 +45,8 @@ def serve(settings: ServeSettings) -> None:
             raise InputFileError(f"--{name.replace('_', '-')} must be at least 1")
     if settings.idle_timeout <= 0:
         raise InputFileError("--idle-timeout must be positive")
+    if settings.decoding != "reencode":  # live sessions drive policies step by step (session.py)
+        raise InputFileError("seqpo serve supports --decoding reencode only for now")
     loaded = load_model(settings.model, settings.adapter)
     generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size)
     app = create_app(settings, generator, model_name=loaded.name)

@@ -1,0 +1,358 @@
+"""One streaming decoding engine, three modes: re-encode, append (conversational) and slots
+(ExPosST zero-recompute caching, MISSION.md sec. 2).
+
+- `reencode`: each step's request (cached few-shot prefix + the whole step prompt) goes to
+  `Generator.complete`, as the policies build it. The baseline and reference output.
+- `append`: one running transcript per episode (`prompts.conversation_*`): each read appends
+  `English: chunk\\nGerman:`, each step appends ` segment\\n` (or `\\n` for a wait). The cache is only
+  extended, so a step runs only its new tokens; the result equals re-encoding the transcript.
+- `slots`: the SeqPO line format with the source at reserved positions (`seqpo.slots`): target
+  positions never move when more source arrives, source tokens never see the target, and
+  visibility comes from per-token tags through an explicit attention mask.
+
+In append/slots mode the engine owns the per-episode state: the driver calls `open` (a
+`StreamState`), `read` each source chunk, `generate` for the steps that need the model, `write`
+each step's segment ("" for a wait), `close`. All open episodes share one batched cache; rows of
+different lengths are aligned with *dead* entries (padding inside the cache, masked for every
+query), so every model call still batches all episodes. Positions and masks are explicit, which is
+why this is a hand loop and not `generate`: `generate` derives positions from the 2D mask and
+applies Gemma-3's sliding window by cache index, so dead entries would shift both, and it cannot
+change per-row masks per step the way slots need. Generated tokens the policy does not keep are
+marked dead rather than cropped, so one row's rollback never touches the others.
+
+`fork(state, n)` copies one episode's row n times (GRPO groups): the few-shot prefix and the
+source read so far are shared, not recomputed.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+from .errors import SeqpoError
+from .generation import Completion, Generator, Request, stop_reached
+from .languages import LanguagePair
+from .prompts import conversation_prefix, conversation_read, conversation_write, slots_separator
+from .slots import DEAD, PREFIX, SOURCE, TARGET, prefix_ids, region_size, source_piece_ids, \
+    target_piece_ids, visible
+
+MODES = ("reencode", "append", "slots")
+
+
+class SourceRegionFullError(SeqpoError):
+    """More source tokens arrived than the slots region reserved for the sentence."""
+
+
+@dataclass(eq=False)  # a handle: two episodes in the same state are still two rows
+class StreamState:
+    """One episode's handle. Token tuples are (id, kind, position, vis); see `seqpo.slots`."""
+
+    pair: LanguagePair
+    n_read: int = 0
+    pending: list[tuple[int, int, int, int]] = field(default_factory=list)  # not yet run
+    next_pos: int = 0  # append: next transcript position; slots: next source position
+    region_end: int = 0  # slots: first target position
+    last: tuple[int, int] | None = None  # slots: (id, position) of the target's last token, re-fed
+    wrote: bool = False  # slots: a target segment was written
+    gen_cols: list[int] = field(default_factory=list)  # cache columns of this step's generated tokens
+    gen_ids: list[int] = field(default_factory=list)
+    refed_col: int | None = None  # slots: cache column of this step's re-fed last token
+
+
+class StreamingEngine:
+    """Continue episodes in one of `MODES`; the interface is the same for all three."""
+
+    def __init__(self, model, tokenizer, mode: str = "reencode", slot: int = 16, batch_size: int = 8,
+                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+                 few_shot: bool = True):
+        if mode not in MODES:
+            raise ValueError(f"unknown decoding mode '{mode}' (choose from {', '.join(MODES)})")
+        self.model, self.tokenizer, self.mode, self.slot = model, tokenizer, mode, slot
+        self.few_shot = few_shot
+        self.do_sample = do_sample
+        self.generator = Generator(model, tokenizer, batch_size, do_sample, temperature, top_p)
+        warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
+        warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
+        self.warpers = LogitsProcessorList(warpers)
+        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        layer_types = getattr(cfg, "layer_types", None) or []
+        self.window = cfg.sliding_window if "sliding_attention" in layer_types else None
+        self.rows: list[StreamState] = []
+        self.cache: DynamicCache | None = None
+        self.tags: torch.Tensor | None = None  # [4, B, L]: kind, position, vis, token id per entry
+        self._prefix: tuple | None = None  # (pair, per-layer (keys, values), length, ids)
+        self._tokens = 0
+
+    @classmethod
+    def reencoding(cls, generator: Generator) -> "StreamingEngine":
+        """The re-encode mode over an existing Generator (its prefix cache and settings)."""
+        engine = cls(generator.model, generator.tokenizer, "reencode", batch_size=generator.batch_size,
+                     do_sample=generator.do_sample, temperature=generator.temperature, top_p=generator.top_p)
+        engine.generator = generator
+        return engine
+
+    @property
+    def tokens_processed(self) -> int:
+        """Tokens run through the model (prompt + generated), dead padding not counted."""
+        return self._tokens + self.generator.tokens_processed
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids if text else []
+
+    # -- episodes ---------------------------------------------------------------------------
+    def open(self, pair: LanguagePair, reads: list[str]) -> StreamState:
+        """Start an episode whose source will arrive as `reads` (slots size the region from them)."""
+        state = StreamState(pair)
+        if self.mode == "reencode":
+            return state
+        P = self._ensure_prefix(pair)
+        state.next_pos = P
+        if self.mode == "slots":
+            n_src = sum(len(p) for p in source_piece_ids(self.tokenizer, pair, reads))
+            state.region_end = P + region_size(n_src, self.slot)
+            line = self._ids(slots_separator(pair))
+            state.pending = [(t, TARGET, state.region_end + i, 1) for i, t in enumerate(line[:-1])]
+            state.last = (line[-1], state.region_end + len(line) - 1)
+        self._add_row(state)
+        return state
+
+    def read(self, state: StreamState, chunk: str, last: bool = False) -> None:
+        if self.mode == "reencode":
+            return
+        state.n_read += 1
+        if self.mode == "append":
+            state.pending += [(t, PREFIX, -1, 0) for t in self._ids(conversation_read(state.pair, chunk, last))]
+            return
+        piece = source_piece_ids(self.tokenizer, state.pair, [chunk] if state.n_read == 1 else ["", chunk])[-1]
+        if state.next_pos + len(piece) > state.region_end:
+            raise SourceRegionFullError("source longer than its reserved slots region")
+        state.pending += [(t, SOURCE, state.next_pos + i, state.n_read) for i, t in enumerate(piece)]
+        state.next_pos += len(piece)
+
+    def write(self, state: StreamState, segment: str) -> None:
+        """Commit the segment written at this step: matching generated tokens stay cached, the rest
+        of the model's output is marked dead, and text the model did not produce becomes pending."""
+        if self.mode == "reencode":
+            return
+        row = self.rows.index(state)
+        if self.mode == "append":
+            want = self._ids(conversation_write(segment))
+        else:
+            want = target_piece_ids(self.tokenizer, state.pair, segment, first=not state.wrote)
+            state.wrote = state.wrote or bool(want)
+        keep = 0
+        while keep < min(len(want), len(state.gen_ids)) and want[keep] == state.gen_ids[keep]:
+            keep += 1
+        if self.mode == "slots" and want and keep == len(want):
+            keep -= 1  # the new last token is re-fed at the next step, seeing the next read
+        dead = state.gen_cols[keep:]
+        if self.mode == "slots" and not want and state.refed_col is not None:
+            dead.append(state.refed_col)  # a wait: the re-fed copy is superseded by the next one
+        if dead:
+            self.tags[0, row, dead] = DEAD
+        if self.mode == "append":
+            state.next_pos -= len(state.gen_ids) - keep
+            state.pending += [(t, PREFIX, -1, 0) for t in want[keep:]]
+        elif want:
+            if state.refed_col is None:  # the step ran no model: the old last token is still pending
+                state.pending.append((state.last[0], TARGET, state.last[1], state.n_read))
+            base = state.last[1] + 1
+            state.pending += [(t, TARGET, base + i, state.n_read) for i, t in enumerate(want[keep:-1], keep)]
+            state.last = (want[-1], base + len(want) - 1)
+        state.gen_cols, state.gen_ids, state.refed_col = [], [], None
+
+    def close(self, state: StreamState) -> None:
+        if self.mode == "reencode":
+            return
+        row = self.rows.index(state)
+        self.rows.pop(row)
+        if not self.rows:
+            self.cache, self.tags = None, None
+            return
+        self._select_rows([i for i in range(len(self.rows) + 1) if i != row])
+        self._compact()
+
+    def fork(self, state: StreamState, n: int) -> list[StreamState]:
+        """`state` and n-1 copies that share everything run so far (rows of the same cache)."""
+        if self.mode == "reencode":
+            return [state] + [copy.deepcopy(state) for _ in range(n - 1)]
+        row = self.rows.index(state)
+        copies = [copy.deepcopy(state) for _ in range(n - 1)]
+        order = list(range(len(self.rows))) + [row] * (n - 1)
+        self._select_rows(order)
+        self.rows += copies
+        return [state] + copies
+
+    def context(self, state: StreamState) -> list[tuple[int, int, int, int]]:
+        """The live cache entries of an episode, in cache order: (id, kind, position, vis)."""
+        kind, pos, vis, ids = self.tags[:, self.rows.index(state)]
+        live = (kind != DEAD).nonzero()[:, 0].tolist()
+        return [(int(ids[i]), int(kind[i]), int(pos[i]), int(vis[i])) for i in live]
+
+    # -- the model ----------------------------------------------------------------------------
+    def generate(self, states: list[StreamState], requests: list[Request]) -> list[Completion]:
+        """Continue each state (its pending tokens, then decoding under its request's limits)."""
+        if self.mode == "reencode":
+            return self.generator.complete(requests)
+        t0 = time.perf_counter()
+        self._compact()
+        rows = [self.rows.index(s) for s in states]
+        blocks: dict[int, list[tuple[int, int, int, int]]] = {}
+        for s, r in zip(states, rows):
+            block = list(s.pending)
+            if self.mode == "slots":
+                block.append((s.last[0], TARGET, s.last[1], s.n_read))
+            blocks[r] = block
+            s.pending = []
+        logits, cols = self._forward(blocks)
+        for s, r in zip(states, rows):
+            if self.mode == "slots":
+                s.refed_col = cols[r][-1]
+        # decode: one token per active row per forward
+        active = {r: req for r, req in zip(rows, requests)}
+        new_ids: dict[int, list[int]] = {r: [] for r in rows}
+        new_cols: dict[int, list[int]] = {r: [] for r in rows}
+        eos = self.tokenizer.eos_token_id
+        while active:
+            nxt = self._pick(logits)
+            step: dict[int, list[tuple[int, int, int, int]]] = {}
+            for r in list(active):
+                tok = int(nxt[r])
+                new_ids[r].append(tok)
+                s = self.rows[r]
+                if self.mode == "append":
+                    step[r] = [(tok, PREFIX, -1, 0)]
+                else:
+                    step[r] = [(tok, TARGET, s.last[1] + len(new_ids[r]), s.n_read)]
+                text = self.tokenizer.decode(new_ids[r], skip_special_tokens=True)
+                if tok == eos or stop_reached(text, len(new_ids[r]), active[r]):
+                    del active[r]
+            # the token that ended a row is still run, so an append row's "\n" is cached for reuse;
+            # when no row continues, it is left out (it will come back as pending if kept)
+            if not active:
+                break
+            logits, cols = self._forward(step)
+            for r, c in cols.items():
+                new_cols[r] += c
+        elapsed = (time.perf_counter() - t0) * 1000
+        out = []
+        for s, r in zip(states, rows):
+            ids = new_ids[r]
+            s.gen_ids, s.gen_cols = ids[: len(new_cols[r])], new_cols[r]
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            hit = "\n" in text or eos in ids
+            out.append(Completion(text.split("\n")[0], len(ids), elapsed, hit, ids))
+        return out
+
+    def _pick(self, logits: torch.Tensor) -> torch.Tensor:
+        if not self.do_sample:
+            return logits.argmax(-1)
+        probs = torch.softmax(self.warpers(None, logits), -1)
+        return torch.multinomial(probs, 1)[:, 0]
+
+    def _forward(self, blocks: dict[int, list[tuple[int, int, int, int]]]):
+        """Run each row's new tokens (left-aligned with dead padding so every row's last real token
+        sits in the last column); returns last-column logits [B, V] and each row's new columns."""
+        B, L = len(self.rows), self.tags.shape[2]
+        W = max((len(b) for b in blocks.values()), default=0)
+        ids = torch.full((B, W), self.tokenizer.pad_token_id, dtype=torch.long)
+        new = torch.zeros((4, B, W), dtype=torch.long)  # DEAD, position 0, vis 0
+        cols: dict[int, list[int]] = {}
+        for r, block in blocks.items():
+            s = self.rows[r]
+            off = W - len(block)
+            for i, (tok, kind, pos, vis) in enumerate(block):
+                if pos < 0:  # append: positions are contiguous over the live transcript
+                    pos, s.next_pos = s.next_pos, s.next_pos + 1
+                ids[r, off + i] = tok
+                new[:, r, off + i] = torch.tensor([kind, pos, vis, tok])
+            cols[r] = list(range(L + off, L + W))
+            self._tokens += len(block)
+        self.tags = torch.cat([self.tags, new], dim=2)
+        kind, pos, vis, _ = self.tags
+        q = (kind[:, L:], pos[:, L:], vis[:, L:])
+        full = visible(*q, kind, pos, vis)
+        diag = torch.arange(W)
+        full[:, diag, L + diag] |= kind[:, L:] == DEAD  # padding sees itself: softmax stays defined
+        masks = {"full_attention": self._additive(full)}
+        if self.window is not None:
+            local = visible(*q, kind, pos, vis, window=self.window)
+            local[:, diag, L + diag] |= kind[:, L:] == DEAD
+            masks["sliding_attention"] = self._additive(local)
+        with torch.inference_mode():
+            out = self.model(input_ids=ids.to(self.device), position_ids=q[1].to(self.device),
+                             attention_mask=masks, cache=self.cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :].float(), cols
+
+    def _additive(self, ok: torch.Tensor) -> torch.Tensor:
+        dtype = next(self.model.parameters()).dtype
+        zero = torch.zeros((), dtype=dtype)
+        return torch.where(ok, zero, torch.finfo(dtype).min)[:, None].to(self.device)
+
+    # -- the batched cache ----------------------------------------------------------------------
+    def _ensure_prefix(self, pair: LanguagePair) -> int:
+        if self._prefix is not None:
+            if self._prefix[0] != pair:
+                raise ValueError("one engine serves one language pair at a time")
+            return self._prefix[2]
+        if self.mode == "append":
+            ids = self.tokenizer((conversation_prefix(pair) if self.few_shot else "")).input_ids
+        else:
+            ids = prefix_ids(self.tokenizer, pair, self.few_shot)
+        cache = DynamicCache()  # full layers: the sliding window is applied by our masks
+        with torch.inference_mode():
+            self.model(input_ids=torch.tensor([ids], device=self.device), cache=cache, use_cache=True,
+                       logits_to_keep=1)
+        self._tokens += len(ids)
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        self._prefix = (pair, kv, len(ids), ids)
+        return len(ids)
+
+    def _add_row(self, state: StreamState) -> None:
+        _, kv, P, ids = self._prefix
+        if self.cache is None:
+            self.cache = DynamicCache()
+            for i, (k, v) in enumerate(kv):
+                self.cache.update(k.clone(), v.clone(), i)
+            self.tags = torch.zeros((4, 1, P), dtype=torch.long)
+            self.tags[0, 0], self.tags[1, 0], self.tags[3, 0] = PREFIX, torch.arange(P), torch.tensor(ids)
+        else:
+            L = self.tags.shape[2]
+            for layer, (k, v) in zip(self.cache.layers, kv):
+                pad = (0, 0, 0, L - P)
+                layer.keys = torch.cat([layer.keys, torch.nn.functional.pad(k, pad)], 0)
+                layer.values = torch.cat([layer.values, torch.nn.functional.pad(v, pad)], 0)
+            row = torch.zeros((4, 1, L), dtype=torch.long)
+            row[0, 0, :P], row[1, 0, :P], row[3, 0, :P] = PREFIX, torch.arange(P), torch.tensor(ids)
+            self.tags = torch.cat([self.tags, row], 1)
+        self.rows.append(state)
+
+    def _select_rows(self, order: list[int]) -> None:
+        idx = torch.tensor(order)
+        self.cache.batch_select_indices(idx.to(self.device))
+        self.tags = self.tags[:, idx]
+
+    def _compact(self) -> None:
+        """Drop cache columns dead in every row (finished episodes, rolled-back tokens)."""
+        if self.tags is None or any(s.gen_cols or s.refed_col is not None for s in self.rows):
+            return
+        keep = (self.tags[0] != DEAD).any(0)
+        if bool(keep.all()):
+            return
+        idx = keep.nonzero()[:, 0]
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(2, idx.to(layer.keys.device))
+            layer.values = layer.values.index_select(2, idx.to(layer.values.device))
+        self.tags = self.tags[:, :, idx]
+
+
+def make_engine(loaded, mode: str = "reencode", slot: int = 16, batch_size: int = 8, **sampling) -> StreamingEngine:
+    return StreamingEngine(loaded.model, loaded.tokenizer, mode=mode, slot=slot, batch_size=batch_size, **sampling)

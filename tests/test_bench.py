@@ -1,0 +1,15 @@
+from seqpo.bench import BenchSettings, markdown_table, run_bench
+
+
+def test_bench_table_on_tiny_model(tiny_loaded, tmp_path):
+    src = tmp_path / "src.en"
+    src.write_text("The weather is nice today.\n\nOur team released it.\n")
+    rows = run_bench(BenchSettings(src=str(src), limit=2, policy="wait-k", group=2), loaded=tiny_loaded,
+                     log=lambda m: None)
+    assert [r["decoding"] for r in rows] == ["offline", "reencode (wait-k)", "append (wait-k)", "slots (wait-k)"]
+    assert rows[0]["x_offline"] == 1.0
+    assert all(r["model_tokens"] > 0 and r["wall_s"] >= 0 for r in rows)
+    assert all(r["rollouts_per_min_forked"] > 0 for r in rows[1:])
+    table = markdown_table(rows).splitlines()
+    assert len(table) == 2 + 4 and table[0].startswith("| decoding |")
+    assert all(r["forward_passes"] >= 1 for r in rows)
