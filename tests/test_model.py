@@ -30,3 +30,21 @@ def test_adapter_round_trip(tiny_model_dir, tmp_path):
 def test_missing_adapter_is_clear(tiny_model_dir, tmp_path):
     with pytest.raises(ModelLoadError, match="no adapter_config.json"):
         load_model(str(tiny_model_dir), adapter=str(tmp_path))
+
+
+def test_adapter_resolution(monkeypatch, tmp_path):
+    from seqpo import model as m
+
+    monkeypatch.setattr(m, "shipped_adapter_dir", lambda pair: tmp_path / pair)
+    assert m.resolve_adapter(None, "en-zh", None) is None  # nothing shipped
+    (tmp_path / "en-zh").mkdir()
+    (tmp_path / "en-zh" / "adapter_config.json").write_text("{}")
+    assert m.resolve_adapter(None, "en-zh", None) == str(tmp_path / "en-zh")
+    assert m.resolve_adapter("none", "en-zh", None) is None
+    assert m.resolve_adapter(None, "en-zh", "/some/other/model") is None  # trained on the bundled model only
+    assert m.resolve_adapter("/my/adapter", "en-zh", None) == "/my/adapter"
+    from seqpo.evaluate import EvalSettings
+
+    s = EvalSettings(pair="en-zh")
+    assert s.adapter == str(tmp_path / "en-zh") and not s.use_few_shot()
+    assert EvalSettings(pair="en-zh", adapter="none").use_few_shot()

@@ -29,13 +29,19 @@ class PolicySettings:
     k: int = setting(3, "wait-k: reads before the first write")
     chunk: int = setting(1, "source units per read (words; characters for zh/ja sources)")
     model: str = setting(None, "causal LM: local path or hub id (default: the bundled Gemma-3-270M)")
-    adapter: str = setting(None, "peft LoRA adapter folder to apply on the model")
+    adapter: str = setting(None, "peft LoRA adapter folder; default: the adapter shipped for the pair "
+                           "(bundled model only), 'none' = the bare model")
     few_shot: str = setting("auto", "show the model few-shot examples: auto = only without --adapter "
                             "(a fine-tuned adapter knows the format)", choices=["auto", "yes", "no"])
     decoding: str = setting("reencode", "decoding engine: reencode (each step re-runs its prompt), append "
                             "(conversational transcript, cache only extended) or slots (ExPosST reserved "
                             "source positions)", choices=["reencode", "append", "slots"])
     slot: int = setting(16, "slots decoding: source positions are reserved in slots of this many tokens")
+
+    def __post_init__(self):
+        from .model import resolve_adapter
+
+        self.adapter = resolve_adapter(self.adapter, self.pair, self.model)
 
     def use_few_shot(self) -> bool:
         return self.few_shot == "yes" or (self.few_shot == "auto" and not self.adapter)

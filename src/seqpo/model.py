@@ -85,6 +85,24 @@ def resolve_model_path(model: str | None) -> str:
     raise ModelLoadError(f"model path not found: {model}")
 
 
+def shipped_adapter_dir(pair: str) -> Path:
+    """Where the adapter trained for `pair` ships inside the package (src/seqpo/models/<pair>)."""
+    return Path(__file__).parent / "models" / str(pair).strip().lower()
+
+
+def resolve_adapter(adapter: str | None, pair: str, model: str | None) -> str | None:
+    """The adapter to load: an explicit path; 'none' for the bare model; by default the adapter
+    shipped for the pair, but only on the bundled model it was trained on."""
+    if adapter is not None and str(adapter).strip().lower() in ("none", ""):
+        return None
+    if adapter:
+        return str(adapter)
+    if model not in (None, "", DEFAULT_MODEL, "bundled"):
+        return None
+    shipped = shipped_adapter_dir(pair)
+    return str(shipped) if (shipped / "adapter_config.json").exists() else None
+
+
 @dataclass
 class LoadedModel:
     model: object
