@@ -1,36 +1,66 @@
-"""Collect `scores.json` files under a folder into one Markdown table.
+"""Collect evaluation runs under a folder into one Markdown table.
 
-Usage: python benchmarks/collect_scores.py runs/base [--with-ca]
+Usage: python benchmarks/collect_scores.py runs/base [--limit N]
+
+With --limit, every run is rescored on its first N sentences from its instances.jsonl (the same
+scoring code as `seqpo eval`), so runs of different lengths compare on the same lines. Wall time
+per sentence comes from the run's own scores.json (its last invocation).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
-COLUMNS = ["BLEU", "chrF", "AL", "LAAL", "DAL", "AP", "AL_CA", "wait_fraction", "wall_seconds_per_sentence"]
+from seqpo.evaluate import EvalSettings, read_finished, score
+from seqpo.languages import parse_pair
+
+COLUMNS = ["BLEU", "chrF", "AL", "LAAL", "DAL", "AP", "AL_CA", "wait_fraction"]
 HEADER = ["BLEU", "chrF", "AL", "LAAL", "DAL", "AP", "AL (CA)", "wait frac.", "s/sent. (wall)"]
 
 
-def policy_label(sig: dict) -> str:
-    return f"wait-k k={sig['k']}" if sig["policy"] == "wait-k" else sig["policy"]
+def rescore(run: Path, limit: int | None) -> dict | None:
+    settings = json.loads((run / "settings.json").read_text())
+    done = read_finished(run / "instances.jsonl")
+    n = limit or len(done)
+    if any(i not in done for i in range(n)):
+        return None  # the run has not reached N sentences yet
+    pair = parse_pair(settings["pair"])
+    policy = {k: settings[k] for k in ("policy", "k") if k in settings}
+    es = EvalSettings(pair=settings["pair"], chunk=settings["chunk"], model=settings.get("model"),
+                      adapter=settings.get("adapter") or "none")
+    scores = score([done[i] for i in range(n)], pair, es, policy)
+    old = run / "scores.json"
+    scores["wall_seconds_per_sentence"] = json.loads(old.read_text()).get("wall_seconds_per_sentence") if old.exists() else None
+    return scores
 
 
-def main(root: str) -> None:
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root", nargs="?", default="runs/base")
+    ap.add_argument("--limit", type=int, default=None)
+    args = ap.parse_args()
     rows = []
-    for path in sorted(Path(root).rglob("scores.json")):
-        s = json.loads(path.read_text())
+    for settings_file in sorted(Path(args.root).rglob("settings.json")):
+        s = rescore(settings_file.parent, args.limit)
+        if s is None:
+            continue
         sig = s["signature"]
-        rows.append((sig["pair"], sig["policy"] != "offline", sig.get("k", 0) if sig["policy"] == "wait-k" else 99,
-                     [sig["pair"], policy_label(sig), str(s["sentences"])]
-                     + ["-" if s.get(c) is None else f"{s[c]:.2f}" for c in COLUMNS]))
-    rows.sort(key=lambda r: r[:3])
+        label = f"wait-k k={sig['k']}" if sig["policy"] == "wait-k" else sig["policy"]
+        if sig.get("adapter"):
+            label += " + adapter"
+        order = 0 if sig["policy"] == "offline" else sig.get("k", 99) if sig["policy"] == "wait-k" else 100
+        wall = s.get("wall_seconds_per_sentence")
+        cells = [sig["pair"], label, str(s["sentences"])] + ["-" if s.get(c) is None else f"{s[c]:.2f}" for c in COLUMNS]
+        cells.append("-" if wall is None else f"{wall:.2f}")
+        rows.append(((sig["pair"], order, label), cells))
+    rows.sort(key=lambda r: r[0])
     print("| pair | policy | lines | " + " | ".join(HEADER) + " |")
     print("|" + "---|" * (3 + len(HEADER)))
-    for *_, cells in rows:
+    for _, cells in rows:
         print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "runs/base")
+    main()
