@@ -3,7 +3,7 @@
 # of generaltest2022 en-zh, LoRA SFT, then eval on the first M lines of the dev split (the last 200
 # lines of generaltest2023, never trained on): SFT llm vs base llm vs base wait-3. Resumable.
 set -euo pipefail
-N=${N:-60}; M=${M:-50}; EPOCHS=${EPOCHS:-2}
+N=${N:-60}; M=${M:-50}; EPOCHS=${EPOCHS:-1}
 D=${SEQPO_DATA:-../shared/data}/wmt
 R=runs/sft
 mkdir -p $R runs/dev
@@ -15,5 +15,5 @@ seqpo sft --pairs $R/en-zh.pairs.jsonl --pair en-zh --out $R/adapter-en-zh --epo
 ev() { name=$1; shift; seqpo eval --pair en-zh --src runs/dev/dev200.en-zh.en --ref runs/dev/dev200.en-zh.zh \
   --limit $M --out $R/eval/$name --quiet "$@"; }
 ev sft-llm --policy llm --adapter $R/adapter-en-zh
-ev base-llm --policy llm
-ev base-wait-3 --policy wait-k --k 3
+ev base-llm --policy llm --adapter none
+ev base-wait-3 --policy wait-k --k 3 --adapter none
