@@ -70,3 +70,4 @@ def test_bad_pairs_file(tmp_path, capsys):
     bad.write_text("{not json\n")
     assert main(["sft", "--pairs", str(bad), "--out", str(tmp_path / "o"), "--pair", "en-de"]) == 2
     assert "bad.jsonl:1: not JSON" in capsys.readouterr().err
+

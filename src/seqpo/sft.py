@@ -118,10 +118,24 @@ def _bf16(choice: str) -> bool:
         return False
 
 
+def _training_arguments(settings: SFTSettings, out: Path, progress: bool):
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(out / "checkpoints"), num_train_epochs=settings.epochs, max_steps=settings.max_steps,
+        learning_rate=settings.lr, per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum, save_steps=settings.save_steps, save_total_limit=2,
+        logging_steps=settings.logging_steps, bf16=_bf16(settings.bf16), seed=settings.seed,
+        report_to=[], disable_tqdm=not progress, remove_unused_columns=False, lr_scheduler_type="cosine",
+        warmup_steps=0.03, dataloader_num_workers=0,  # a float is a fraction of all steps
+        use_cpu=not torch.cuda.is_available(),  # transformers refuses bf16 on CPU unless told
+    )
+
+
 def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
     """Fine-tune and save the adapter in `settings.out`; resumes from the last checkpoint there."""
     from peft import LoraConfig, get_peft_model
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import DataCollatorForSeq2Seq, Trainer
     from transformers.trainer_utils import get_last_checkpoint
 
     from .model import load_model
@@ -146,14 +160,10 @@ def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
             return (loss, None) if return_outputs else loss
 
     out = Path(settings.out)
-    args = TrainingArguments(
-        output_dir=str(out / "checkpoints"), num_train_epochs=settings.epochs, max_steps=settings.max_steps,
-        learning_rate=settings.lr, per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum, save_steps=settings.save_steps, save_total_limit=2,
-        logging_steps=settings.logging_steps, bf16=_bf16(settings.bf16), seed=settings.seed,
-        report_to=[], disable_tqdm=not progress, remove_unused_columns=False, lr_scheduler_type="cosine",
-        warmup_steps=0.03, dataloader_num_workers=0,  # a float is a fraction of all steps
-    )
+    try:
+        args = _training_arguments(settings, out, progress)
+    except ValueError as exc:  # transformers validates combinations (precision vs device, steps)
+        raise InputFileError(f"invalid training settings: {str(exc).strip().splitlines()[0]}") from exc
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
     trainer = SegmentLossTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
