@@ -129,3 +129,37 @@ def test_help_explains_every_command(command, capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "usage: seqpo" in text and len(text.splitlines()) > 8
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("chunk: '2'\nlimit: 1\n", None),  # a quoted number is converted like a flag
+    ("policy: waitk\n", "must be one of offline, wait-k, llm"),
+    ("chunk: two\n", "setting 'chunk' must be int"),
+    ("few_shot: yes\nlimit: 1\n", None),  # YAML's boolean yes means the choice 'yes'
+    ("colour: red\n", "unknown setting 'colour'"),
+])
+def test_config_values_are_typed_and_checked(text, expected, tiny_model_dir, en_zh_files, tmp_path, capsys):
+    src, ref = en_zh_files
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    out = tmp_path / "run"
+    code = main(eval_args(tiny_model_dir, src, ref, out, "--config", str(cfg), "--policy", "offline")
+                if "policy" not in text else eval_args(tiny_model_dir, src, ref, out, "--config", str(cfg)))
+    err = capsys.readouterr().err.strip()
+    if expected is None:
+        assert code == 0, err
+        sig = json.loads((out / "scores.json").read_text())["signature"]
+        assert sig["chunk"] == (2 if "chunk" in text else 1)
+        if "few_shot" in text:
+            assert sig["few_shot"] is True
+    else:
+        assert code == 2 and len(err.splitlines()) == 1 and expected in err
+
+
+def test_resume_refuses_another_decoding_mode(tiny_model_dir, en_zh_files, tmp_path, capsys):
+    src, ref = en_zh_files
+    out = tmp_path / "run"
+    assert main(eval_args(tiny_model_dir, src, ref, out, "--policy", "offline", "--limit", "1",
+                          "--decoding", "append")) == 0
+    assert main(eval_args(tiny_model_dir, src, ref, out, "--policy", "offline")) == 2
+    assert "other settings (decoding" in capsys.readouterr().err

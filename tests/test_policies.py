@@ -67,5 +67,7 @@ def test_whole_units_drops_cut_words_and_sentence_ends():
 def test_make_policy_rejects_unknown():
     import pytest
 
-    with pytest.raises(ValueError):
+    from seqpo.errors import SettingsError
+
+    with pytest.raises(SettingsError):
         make_policy("greedy")

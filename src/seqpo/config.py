@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .errors import InputFileError
+from .errors import InputFileError, SettingsError
 
 
 def setting(default: Any, help: str, **argparse_kwargs) -> Any:
@@ -93,6 +93,35 @@ def load_config_file(path: str | Path) -> dict:
     return data
 
 
+def _coerce(cls, name: str, value: Any, source: str) -> Any:
+    """A config-file value converted to the field's type and checked against its choices, as
+    argparse does for flags (YAML reads `yes` as True and `2` as an int, for instance)."""
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    kind = get_type_hints(cls)[name]
+    if value is None:
+        return None
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                    raise ValueError(value)
+                value = value.lower() in ("true", "yes", "1")
+            value = bool(value)
+        elif kind is int and not isinstance(value, bool):
+            value = int(value)
+        elif kind is float and not isinstance(value, bool):
+            value = float(value)
+        elif kind is str:
+            # YAML turns yes/no into booleans; a str setting wants the word back
+            value = {True: "yes", False: "no"}.get(value, value) if isinstance(value, bool) else str(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{source}: setting '{name}' must be {getattr(kind, '__name__', kind)}, got {value!r}") from exc
+    choices = field.metadata.get("choices")
+    if choices and value not in choices:
+        raise SettingsError(f"{source}: setting '{name}' must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return value
+
+
 def build_settings(cls, args: argparse.Namespace):
     """Dataclass defaults < config file < command-line flags. Unknown config keys are an error."""
     names = {f.name for f in dataclasses.fields(cls)}
@@ -102,11 +131,11 @@ def build_settings(cls, args: argparse.Namespace):
             key = key.replace("-", "_")
             if key not in names:
                 raise InputFileError(f"config file {args.config}: unknown setting '{key}'")
-            values[key] = value
+            values[key] = _coerce(cls, key, value, f"config file {args.config}")
     for name in names:
         if name in vars(args):
             values[name] = getattr(args, name)
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
-        raise InputFileError(f"invalid settings: {exc}") from exc
+        raise SettingsError(f"invalid settings: {exc}") from exc

@@ -354,5 +354,7 @@ class StreamingEngine:
         self.tags = self.tags[:, :, idx]
 
 
-def make_engine(loaded, mode: str = "reencode", slot: int = 16, batch_size: int = 8, **sampling) -> StreamingEngine:
-    return StreamingEngine(loaded.model, loaded.tokenizer, mode=mode, slot=slot, batch_size=batch_size, **sampling)
+def make_engine(loaded, mode: str = "reencode", slot: int = 16, batch_size: int = 8, few_shot: bool = True,
+                **sampling) -> StreamingEngine:
+    return StreamingEngine(loaded.model, loaded.tokenizer, mode=mode, slot=slot, batch_size=batch_size,
+                           few_shot=few_shot, **sampling)

@@ -15,6 +15,10 @@ class InputFileError(SeqpoError):
     """A source/reference/config file is missing, unreadable or inconsistent."""
 
 
+class SettingsError(SeqpoError):
+    """A setting has the wrong type or a value outside its choices."""
+
+
 class ModelLoadError(SeqpoError):
     """A model or adapter could not be loaded."""
 

@@ -46,6 +46,10 @@ class EvalSettings(PolicySettings):
         return pair
 
 
+# Settings that older seqpo versions did not record in settings.json, with the value they used.
+LEGACY_DEFAULTS = {"decoding": "reencode", "slot": None, "few_shot": True}
+
+
 def read_lines(path: str | Path, what: str) -> list[str]:
     p = Path(path)
     if not p.is_file():
@@ -133,6 +137,11 @@ def signature(settings: EvalSettings, pair: LanguagePair, policy_settings: dict,
 
 
 def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, policy_settings: dict) -> dict:
+    for r in records:  # computation-aware latency always with this run's --unit-ms, even after a resume
+        if r["delays"] and r["source_length"]:
+            ca = latency_scores(computation_aware_delays(r["delays"], r["elapsed"], settings.unit_ms),
+                                r["source_length"], r["reference_length"])
+            r["metric"].update({"AL_CA": ca["AL"], "LAAL_CA": ca["LAAL"]})
     hyps = [r["prediction"] for r in records]
     refs = [r["reference"] for r in records]
     quality = corpus_quality(hyps, refs, pair.target)
@@ -177,13 +186,12 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     run_settings = {"pair": str(pair), **policy.settings(), "chunk": settings.chunk,
                     "model": settings.model, "adapter": settings.adapter,
                     "src": str(settings.src), "ref": str(settings.ref)}
-    if settings.decoding != "reencode":  # absent for re-encode, so runs made before it still resume
-        run_settings.update(decoding=settings.decoding, slot=settings.slot)
+    run_settings.update(decoding=settings.decoding, slot=settings.slot if settings.decoding == "slots" else None)
     settings_file = out / "settings.json"
     if settings_file.exists():
         before = json.loads(settings_file.read_text())
-        # keys an older seqpo did not record are not compared
-        changed = [k for k in run_settings if k in before and before[k] != run_settings[k]]
+        before = {**LEGACY_DEFAULTS, **before}  # what runs of older versions did without recording it
+        changed = [k for k in run_settings if before.get(k) != run_settings[k]]
         if changed:
             raise InputFileError(
                 f"{out} holds a run with other settings ({', '.join(changed)}); use another --out"
@@ -195,7 +203,8 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     todo = [(i, s) for i, s in enumerate(sources) if i not in done]
     if loaded is None and any(s.strip() for _, s in todo):
         loaded = load_model(settings.model, settings.adapter)
-    generator = make_engine(loaded, settings.decoding, settings.slot, settings.batch_size) if loaded else None
+    generator = make_engine(loaded, settings.decoding, settings.slot, settings.batch_size,
+                            few_shot=settings.use_few_shot()) if loaded else None
 
     started = time.perf_counter()
     bar = tqdm(total=len(sources), initial=len(done), unit="sent", disable=not progress,

@@ -122,8 +122,9 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
     path = resolve_model_path(model)
     hf_logging.disable_progress_bar()  # a cached load takes ~1 s; its bar is noise in live output
     def attempt():
-        tok = AutoTokenizer.from_pretrained(path)
-        return tok, AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        # nothing is ever downloaded at run time: hub ids resolve from the local HF cache only
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return tok, AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), local_files_only=True)
 
     try:
         try:

@@ -58,7 +58,7 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
     lines = read_input(settings)
     policy = settings.build_policy()
     loaded = load_model(settings.model, settings.adapter)
-    generator = make_engine(loaded, settings.decoding, settings.slot, batch_size=1)
+    generator = make_engine(loaded, settings.decoding, settings.slot, batch_size=1, few_shot=settings.use_few_shot())
     episodes = []
     if settings.json:
         for line in lines:

@@ -117,7 +117,7 @@ class LocalTeacher:
             prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         else:
             prompt = "\n".join(m["content"] for m in messages) + "\nAnswer: "
-        req = Request(prefix="", prompt=prompt, max_new_tokens=self.max_new_tokens)
+        req = Request(prefix="", prompt=prompt, max_new_tokens=self.max_new_tokens, stop_at_newline=False)
         return self.generator.complete([req])[0].text
 
 
@@ -126,7 +126,15 @@ def teacher_schedule(teacher, source: str, reference: str, pair: LanguagePair, c
     """A schedule from the teacher's alignment; None after `retries`+1 invalid answers."""
     messages = teacher_messages(source, reference, pair)
     for _ in range(retries + 1):
-        pairs = parse_alignment(teacher.ask(messages), source, reference)
+        answer = teacher.ask(messages)
+        pairs = parse_alignment(answer, source, reference)
         if pairs is not None:
             return schedule_from_alignment(pairs, source, pair, chunk)
+        # a deterministic teacher asked the same question gives the same answer: say what was wrong
+        messages = messages + [
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": "That answer is invalid: it must be one JSON list of "
+             "[source chunk, target chunk] pairs whose source chunks concatenate exactly to the "
+             "sentence and whose target chunks concatenate exactly to the translation. Try again."},
+        ]
     return None

@@ -1,5 +1,6 @@
 """Read/write policies: offline, wait-k and the LLM-decides SeqPO policy."""
 
+from ..errors import SettingsError
 from .base import Policy, State
 from .llm import LLMPolicy
 from .offline import OfflinePolicy
@@ -15,7 +16,7 @@ def make_policy(name: str, k: int = 3, chunk: int = 1, few_shot: bool = True) ->
         return WaitKPolicy(k=k, chunk=chunk, few_shot=few_shot)
     if name == "llm":
         return LLMPolicy(few_shot=few_shot)
-    raise ValueError(f"unknown policy '{name}' (choose from {', '.join(POLICY_NAMES)})")
+    raise SettingsError(f"unknown policy '{name}' (choose from {', '.join(POLICY_NAMES)})")
 
 
 __all__ = ["Policy", "State", "LLMPolicy", "OfflinePolicy", "WaitKPolicy", "make_policy", "POLICY_NAMES"]
