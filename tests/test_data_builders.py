@@ -136,3 +136,19 @@ def test_teacher_builder_needs_a_teacher(tmp_path, capsys):
     assert main(["data", "partial", "--src", "a", "--ref", "b", "--out", str(tmp_path / "o"),
                  "--builder", "teacher"]) == 2
     assert "needs --teacher-url or --teacher-model" in capsys.readouterr().err
+
+
+def test_partial_refuses_to_mix_settings_and_sft_checks_the_pair(tiny_model_dir, tmp_path, capsys):
+    src = tmp_path / "s.en"
+    ref = tmp_path / "r.de"
+    src.write_text("I like tea.\n", encoding="utf-8")
+    ref.write_text("Ich mag Tee.\n", encoding="utf-8")
+    out = tmp_path / "pairs.jsonl"
+    args = ["data", "partial", "--pair", "en-de", "--src", str(src), "--ref", str(ref), "--out", str(out),
+            "--model", str(tiny_model_dir), "--quiet"]
+    assert main(args) == 0
+    assert json.loads((tmp_path / "pairs.settings.json").read_text())["chunk"] == 1
+    assert main(args + ["--chunk", "2"]) == 2
+    assert "other settings (chunk)" in capsys.readouterr().err
+    assert main(["sft", "--pairs", str(out), "--pair", "en-zh", "--out", str(tmp_path / "a")]) == 2
+    assert "holds en-de examples, not en-zh" in capsys.readouterr().err

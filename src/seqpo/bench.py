@@ -19,7 +19,7 @@ from .languages import check_supported, parse_pair
 
 @dataclass
 class BenchSettings:
-    pair: str = setting("en-de", "language pair, source-target")
+    pair: str = setting("en-zh", "language pair, source-target")
     src: str = setting(None, "source file, one sentence per line")
     limit: int = setting(4, "benchmark the first N non-empty lines")
     policy: str = setting("llm", "streaming policy timed in every mode", choices=["wait-k", "llm"])

@@ -143,6 +143,9 @@ def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
     pair = check_supported(parse_pair(settings.pair))
     if not settings.pairs or not settings.out:
         raise InputFileError("--pairs and --out are required")
+    sidecar = Path(settings.pairs).with_name(Path(settings.pairs).stem + ".settings.json")
+    if sidecar.exists() and json.loads(sidecar.read_text()).get("pair") not in (None, str(pair)):
+        raise InputFileError(f"{settings.pairs} holds {json.loads(sidecar.read_text())['pair']} examples, not {pair}")
     rows = read_pairs(settings.pairs, settings.limit)
     loaded = load_model(settings.model)
     tokenizer, base = loaded.tokenizer, loaded.model

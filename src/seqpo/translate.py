@@ -16,7 +16,6 @@ from .stream import Episode, Step
 @dataclass
 class TranslateSettings(PolicySettings):
     text: str = setting(None, "text to translate, one sentence per line (default: read stdin)")
-    pair: str = setting("en-de", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")
     json: bool = setting(False, "print one JSON event per step instead of the live view")
     max_chars: int = setting(20000, "refuse inputs longer than this many characters")
 

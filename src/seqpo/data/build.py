@@ -33,6 +33,22 @@ class PartialDataSettings:
     batch_size: int = setting(8, "agreement: sentences translated together")
 
 
+def settings_path(pairs: Path) -> Path:
+    """The sidecar recording how a pairs file was built (pairs.jsonl -> pairs.settings.json)."""
+    return pairs.with_name(pairs.stem + ".settings.json")
+
+
+def check_run_settings(path: Path, settings: dict) -> None:
+    """Refuse to append to a file built with other settings; record them for the next run."""
+    if path.exists():
+        before = json.loads(path.read_text())
+        changed = [k for k in settings if before.get(k) != settings[k]]
+        if changed:
+            raise InputFileError(f"{path.parent / (path.name.replace('.settings.json', '.jsonl'))} was built "
+                                 f"with other settings ({', '.join(changed)}); use another --out")
+    path.write_text(json.dumps(settings, indent=2))
+
+
 def build_partial(settings: PartialDataSettings, loaded=None, progress: bool = True) -> dict:
     from tqdm import tqdm
 
@@ -54,6 +70,12 @@ def build_partial(settings: PartialDataSettings, loaded=None, progress: bool = T
         sources, refs = sources[: settings.limit], refs[: settings.limit]
     out = Path(settings.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    check_run_settings(settings_path(out), {
+        "pair": str(pair), "chunk": settings.chunk, "builder": settings.builder,
+        "src": str(settings.src), "ref": str(settings.ref),
+        **({"model": settings.model, "adapter": settings.adapter} if settings.builder == "agreement" else
+           {"teacher": settings.teacher_url or settings.teacher_model, "teacher_name": settings.teacher_name}),
+    })
     done = finished_indices(out)
     todo = [i for i in range(len(sources)) if i not in done and sources[i].strip() and refs[i].strip()]
 
