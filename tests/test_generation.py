@@ -35,3 +35,25 @@ def test_unit_limit_stops_rows_independently(tiny_loaded):
     a, b = gen.complete(reqs)
     assert a.new_tokens <= 40 and b.new_tokens <= 5
     assert gen.tokens_processed > 0
+
+
+def test_must_write_rows_never_end_the_line_first(tiny_loaded):
+    from seqpo.generation import line_end_ids
+
+    tok = tiny_loaded.tokenizer
+    gen = Generator(tiny_loaded.model, tok, batch_size=2)
+    # bias the tiny model so that ending the line is by far the most likely next token
+    nl = line_end_ids(tok)
+
+    def favour_newline(_module, _inputs, logits):
+        logits[..., nl] += 100.0
+        return logits
+
+    hook = tiny_loaded.model.lm_head.register_forward_hook(favour_newline)
+    try:
+        free, forced = gen.complete([Request("", "Das", max_new_tokens=3, unit="word"),
+                                     Request("", "Das", max_new_tokens=3, unit="word", must_write=True)])
+    finally:
+        hook.remove()
+    assert free.new_tokens == 1 and free.text == ""  # ends the line at once: a wait
+    assert forced.new_tokens >= 2  # its first token was not allowed to end the line

@@ -71,3 +71,13 @@ def test_bad_pairs_file(tmp_path, capsys):
     assert main(["sft", "--pairs", str(bad), "--out", str(tmp_path / "o"), "--pair", "en-de"]) == 2
     assert "bad.jsonl:1: not JSON" in capsys.readouterr().err
 
+
+
+def test_balance_waits():
+    from seqpo.sft import balance_waits
+
+    rows = [{"segment": ""}] * 8 + [{"segment": "x"}] * 2
+    out = balance_waits(rows, 0.5)
+    assert sum(1 for r in out if not r["segment"]) == 2 and len(out) == 4
+    assert balance_waits(rows, 1.0) == rows
+    assert len(balance_waits(rows, 0.0)) == 2

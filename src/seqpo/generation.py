@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from .stream import count_units
 
@@ -31,6 +31,7 @@ class Request:
     max_units: int | None = None  # stop once this many complete target units were written
     unit: str = "word"
     stop_at_newline: bool = True  # the SeqPO format ends a segment with a newline
+    must_write: bool = False  # the last step: the line may not end before something is written
 
 
 @dataclass
@@ -40,6 +41,34 @@ class Completion:
     elapsed_ms: float  # wall time of the batch this request ran in
     hit_newline: bool  # the model ended the line itself (as opposed to running out of tokens)
     token_ids: list[int] | None = None  # the generated tokens (for training on rollouts)
+
+
+def line_end_ids(tokenizer) -> list[int]:
+    """Token ids that end the line at once: the newline pieces and EOS."""
+    ids = {tokenizer.eos_token_id}
+    for text in ("\n", "\n\n"):
+        pieces = tokenizer(text, add_special_tokens=False).input_ids
+        if len(pieces) == 1:
+            ids.add(pieces[0])
+    return sorted(i for i in ids if i is not None)
+
+
+class _NoEmptyFinish(LogitsProcessor):
+    """Rows whose request `must_write` cannot end the line with their first token.
+
+    transformers' `begin_suppress_tokens` does this for a whole batch; a batch here mixes last
+    steps (which must finish the sentence) with mid-sentence steps (where an empty line is a wait).
+    """
+
+    def __init__(self, start: int, rows: list[int], banned: list[int]):
+        self.start, self.rows, self.banned = start, rows, banned
+
+    def __call__(self, input_ids, scores):
+        if input_ids.shape[1] == self.start and self.rows:
+            rows = torch.tensor(self.rows, device=scores.device)
+            banned = torch.tensor(self.banned, device=scores.device)
+            scores[rows.unsqueeze(1), banned.unsqueeze(0)] = float("-inf")
+        return scores
 
 
 class _StopRule(StoppingCriteria):
@@ -132,6 +161,8 @@ class Generator:
                 cache=cache,
                 max_new_tokens=max_new,
                 stopping_criteria=StoppingCriteriaList([_StopRule(tok, start, reqs)]),
+                logits_processor=LogitsProcessorList([_NoEmptyFinish(
+                    start, [i for i, r in enumerate(reqs) if r.must_write], line_end_ids(tok))]),
                 pad_token_id=pad,
                 **sampling,
             )

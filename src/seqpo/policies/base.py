@@ -51,7 +51,8 @@ def finish_request(state: State, few_shot: bool = True) -> Request:
     todo = max(1, cap - count_units(state.target, unit))
     return Request(complete_prefix(state.pair) if few_shot else "",
                    seqpo_prompt(state.pair, state.source_prefix, state.target),
-                   max_new_tokens=final_budget(state), max_units=todo, unit=unit)
+                   max_new_tokens=final_budget(state), max_units=todo, unit=unit,
+                   must_write=state.read_units > 0)
 
 
 def finished_text(state: State, completion: Completion) -> str:
