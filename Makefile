@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	printf '%s\n' "The city council approved the new budget for public schools yesterday." \
 	  "My sister lives in a small village near the sea." | $(SEQPO) translate --pair en-de --policy llm
-	$(SEQPO) translate --pair en-zh --policy wait-k --k 3 \
+	$(SEQPO) translate --pair en-zh --policy llm \
 	  "Our team released a new version of the software last week."
 
 test: setup

@@ -6,7 +6,7 @@ pair=$1; n=$2; root=${3:-runs/base}
 D=${SEQPO_DATA:-../shared/data}/wmt
 src=${pair%-*}; tgt=${pair#*-}
 run() { name=$1; shift; seqpo eval --pair "$pair" --src "$D/generaltest2023.$pair.$src" \
-  --ref "$D/generaltest2023.$pair.$tgt" --limit "$n" --out "$root/$pair/$name" --quiet "$@"; }
+  --ref "$D/generaltest2023.$pair.$tgt" --limit "$n" --out "$root/$pair/$name" --adapter none --quiet "$@"; }
 run offline --policy offline
 for k in 1 3 5 7; do run wait-$k --policy wait-k --k $k; done
 run llm --policy llm

@@ -48,3 +48,12 @@ def test_adapter_resolution(monkeypatch, tmp_path):
     s = EvalSettings(pair="en-zh")
     assert s.adapter == str(tmp_path / "en-zh") and not s.use_few_shot()
     assert EvalSettings(pair="en-zh", adapter="none").use_few_shot()
+
+
+def test_shipped_en_zh_adapter_is_the_default_for_the_bundled_model():
+    from seqpo.model import resolve_adapter, shipped_adapter_dir
+
+    shipped = shipped_adapter_dir("en-zh")
+    assert (shipped / "adapter_config.json").exists() and (shipped / "adapter_model.safetensors").exists()
+    assert resolve_adapter(None, "en-zh", None) == str(shipped)
+    assert resolve_adapter(None, "en-de", None) is None  # no en-de adapter ships yet

@@ -35,3 +35,14 @@ def test_bundled_model_translates_two_sentences(tmp_path, capsys):
     # a real 270M model with few-shot prompting gets simple sentences partly right
     assert scores["chrF"] > 20
     assert 1.0 <= scores["AL"] <= 6.0
+
+
+def test_shipped_adapter_streams_en_zh(capsys):
+    """The default en-zh policy is the shipped warm-up adapter, zero-shot: it waits and writes."""
+    code = main(["translate", "--pair", "en-zh", "--json",
+                 "The city council approved the new budget for public schools yesterday."])
+    assert code == 0
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    done = events[-1]
+    assert done["type"] == "done" and done["prediction"].strip()
+    assert any(ch >= "\u4e00" for ch in done["prediction"])  # Chinese characters came out
