@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,7 +152,9 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
         from peft import PeftModel
 
         try:
-            lm = PeftModel.from_pretrained(lm, str(adapter_path))
+            with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5; not ours to fix
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                lm = PeftModel.from_pretrained(lm, str(adapter_path))
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise ModelLoadError(f"cannot load adapter '{adapter}': {str(exc).splitlines()[0]}") from exc
     lm.eval()
