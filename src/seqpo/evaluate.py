@@ -20,6 +20,7 @@ from .errors import InputFileError
 from .languages import LanguagePair, check_supported, parse_pair
 from .metrics.latency import computation_aware_delays, latency_scores
 from .metrics.quality import comet_scores, corpus_quality
+from .resume import check_run_settings, read_complete_jsonl
 from .stream import Episode, count_units
 
 
@@ -60,15 +61,14 @@ def read_lines(path: str | Path, what: str) -> list[str]:
         raise InputFileError(f"{what} file {p} is not UTF-8 text") from exc
 
 
-def load_test_set(settings: EvalSettings) -> tuple[list[str], list[str]]:
-    sources = read_lines(settings.src, "source")
-    references = read_lines(settings.ref, "reference")
+def load_parallel(src: str | Path, ref: str | Path, limit: int | None = None) -> tuple[list[str], list[str]]:
+    """Source and reference lines, checked to align, cut to the first `limit`."""
+    sources = read_lines(src, "source")
+    references = read_lines(ref, "reference")
     if len(sources) != len(references):
-        raise InputFileError(
-            f"{settings.src} has {len(sources)} lines but {settings.ref} has {len(references)}"
-        )
-    if settings.limit:
-        sources, references = sources[: settings.limit], references[: settings.limit]
+        raise InputFileError(f"{src} has {len(sources)} lines but {ref} has {len(references)}")
+    if limit:
+        sources, references = sources[:limit], references[:limit]
     return sources, references
 
 
@@ -97,25 +97,8 @@ def instance_record(index: int, episode: Episode, reference: str, unit_ms: float
 
 
 def read_finished(path: Path) -> dict[int, dict]:
-    """Finished instances; a trailing line cut off by a kill is truncated away."""
-    done: dict[int, dict] = {}
-    if not path.exists():
-        return done
-    good_bytes = 0
-    with path.open("rb") as fh:
-        for raw in fh:
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError:
-                break
-            if not raw.endswith(b"\n"):
-                break
-            done[record["index"]] = record
-            good_bytes += len(raw)
-    if good_bytes != path.stat().st_size:
-        with path.open("r+b") as fh:
-            fh.truncate(good_bytes)
-    return done
+    """Finished instances by index; a trailing line cut off by a kill is truncated away."""
+    return {record["index"]: record for record in read_complete_jsonl(path)}
 
 
 def signature(settings: EvalSettings, pair: LanguagePair, policy_settings: dict, quality: dict) -> dict:
@@ -179,7 +162,7 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     from .simulate import run_episodes
 
     pair = settings.validate()
-    sources, references = load_test_set(settings)
+    sources, references = load_parallel(settings.src, settings.ref, settings.limit)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     policy = settings.build_policy()
@@ -187,16 +170,7 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
                     "model": settings.model, "adapter": settings.adapter,
                     "src": str(settings.src), "ref": str(settings.ref)}
     run_settings.update(decoding=settings.decoding, slot=settings.slot if settings.decoding == "slots" else None)
-    settings_file = out / "settings.json"
-    if settings_file.exists():
-        before = json.loads(settings_file.read_text())
-        before = {**LEGACY_DEFAULTS, **before}  # what runs of older versions did without recording it
-        changed = [k for k in run_settings if before.get(k) != run_settings[k]]
-        if changed:
-            raise InputFileError(
-                f"{out} holds a run with other settings ({', '.join(changed)}); use another --out"
-            )
-    settings_file.write_text(json.dumps(run_settings, indent=2))
+    check_run_settings(out / "settings.json", run_settings, out, legacy=LEGACY_DEFAULTS)
 
     path = out / "instances.jsonl"
     done = read_finished(path)

@@ -161,7 +161,9 @@ def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
     pair = check_supported(parse_pair(settings.pair))
     if not settings.pairs or not settings.out:
         raise InputFileError("--pairs and --out are required")
-    sidecar = Path(settings.pairs).with_name(Path(settings.pairs).stem + ".settings.json")
+    from .data.build import settings_path
+
+    sidecar = settings_path(Path(settings.pairs))
     if sidecar.exists() and json.loads(sidecar.read_text()).get("pair") not in (None, str(pair)):
         raise InputFileError(f"{settings.pairs} holds {json.loads(sidecar.read_text())['pair']} examples, not {pair}")
     rows = balance_waits(read_pairs(settings.pairs, settings.limit), settings.max_wait_share, settings.seed)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..config import setting
 from ..errors import InputFileError
-from ..evaluate import read_lines
+from ..evaluate import load_parallel
+from ..resume import check_run_settings
 from ..languages import check_supported, parse_pair
 from .partial import append_examples, examples_from_schedule, finished_indices, summarize
 
@@ -38,17 +39,6 @@ def settings_path(pairs: Path) -> Path:
     return pairs.with_name(pairs.stem + ".settings.json")
 
 
-def check_run_settings(path: Path, settings: dict) -> None:
-    """Refuse to append to a file built with other settings; record them for the next run."""
-    if path.exists():
-        before = json.loads(path.read_text())
-        changed = [k for k in settings if before.get(k) != settings[k]]
-        if changed:
-            raise InputFileError(f"{path.parent / (path.name.replace('.settings.json', '.jsonl'))} was built "
-                                 f"with other settings ({', '.join(changed)}); use another --out")
-    path.write_text(json.dumps(settings, indent=2))
-
-
 def build_partial(settings: PartialDataSettings, loaded=None, progress: bool = True) -> dict:
     from tqdm import tqdm
 
@@ -63,11 +53,7 @@ def build_partial(settings: PartialDataSettings, loaded=None, progress: bool = T
             raise InputFileError(f"--{name} is required")
     if settings.builder == "teacher" and not (settings.teacher_url or settings.teacher_model):
         raise InputFileError("the teacher builder needs --teacher-url or --teacher-model")
-    sources, refs = read_lines(settings.src, "source"), read_lines(settings.ref, "reference")
-    if len(sources) != len(refs):
-        raise InputFileError(f"{settings.src} has {len(sources)} lines but {settings.ref} has {len(refs)}")
-    if settings.limit:
-        sources, refs = sources[: settings.limit], refs[: settings.limit]
+    sources, refs = load_parallel(settings.src, settings.ref, settings.limit)
     out = Path(settings.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     check_run_settings(settings_path(out), {
@@ -75,7 +61,7 @@ def build_partial(settings: PartialDataSettings, loaded=None, progress: bool = T
         "src": str(settings.src), "ref": str(settings.ref),
         **({"model": settings.model, "adapter": settings.adapter} if settings.builder == "agreement" else
            {"teacher": settings.teacher_url or settings.teacher_model, "teacher_name": settings.teacher_name}),
-    })
+    }, out)
     done = finished_indices(out)
     todo = [i for i in range(len(sources)) if i not in done and sources[i].strip() and refs[i].strip()]
 

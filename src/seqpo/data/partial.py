@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..languages import LanguagePair
+from ..resume import read_complete_jsonl
 from ..stream import chunk_source, count_units, join_reads
 
 
@@ -68,25 +69,9 @@ def examples_from_schedule(index: int, source: str, reference: str, pair: Langua
 
 
 def finished_indices(path: Path) -> set[int]:
-    """Sentences already written; a line cut short by a kill is truncated away."""
-    done: set[int] = set()
-    if not path.exists():
-        return done
-    good = 0
-    with path.open("rb") as fh:
-        for raw in fh:
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError:
-                break
-            good += len(raw)
-            if rec.get("final") or rec.get("skipped"):
-                done.add(rec["index"])
-    with path.open("r+b") as fh:
-        fh.truncate(good)
-    return done
+    """Sentences already written (their final example, or a skip mark); a line cut short by a
+    kill is truncated away."""
+    return {r["index"] for r in read_complete_jsonl(path) if r.get("final") or r.get("skipped")}
 
 
 def append_examples(fh, examples: Iterable[PartialExample]) -> None:
