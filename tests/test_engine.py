@@ -122,3 +122,31 @@ def test_append_reuses_the_cache(tiny_loaded):
                      LLMPolicy(max_step_tokens=3), engine, PAIR, chunk=1)
         counts[mode] = engine.tokens_processed
     assert counts["append"] < counts["reencode"]
+
+
+def test_must_write_applies_in_every_decoding_mode(tiny_loaded):
+    """The last step may not end the line first, in the engine's own decode loop too."""
+    from seqpo.engine import StreamingEngine
+    from seqpo.generation import Request
+    from seqpo.languages import parse_pair
+
+    pair = parse_pair("en-de")
+    nl = tiny_loaded.tokenizer("\n", add_special_tokens=False).input_ids
+
+    def favour_newline(_module, _inputs, logits):
+        logits[..., nl] += 100.0
+        return logits
+
+    hook = tiny_loaded.model.lm_head.register_forward_hook(favour_newline)
+    try:
+        for mode in ("append", "slots"):
+            engine = StreamingEngine(tiny_loaded.model, tiny_loaded.tokenizer, mode=mode, few_shot=False)
+            free, forced = engine.open(pair, ["Das", "Haus"]), engine.open(pair, ["Das", "Haus"])
+            for state in (free, forced):
+                engine.read(state, "Das", last=False)
+            a, b = engine.generate([free, forced], [Request("", "", max_new_tokens=3),
+                                                    Request("", "", max_new_tokens=3, must_write=True)])
+            assert a.new_tokens == 1 and a.text == "", mode
+            assert b.new_tokens >= 2, mode
+    finally:
+        hook.remove()

@@ -34,7 +34,7 @@ import torch
 from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from .errors import SeqpoError
-from .generation import Completion, Generator, Request, stop_reached
+from .generation import Completion, Generator, Request, forbid_line_end, stop_reached
 from .languages import LanguagePair
 from .prompts import conversation_prefix, conversation_read, conversation_write, slots_separator
 from .slots import DEAD, PREFIX, SOURCE, TARGET, prefix_ids, region_size, source_piece_ids, \
@@ -213,6 +213,7 @@ class StreamingEngine:
             blocks[r] = block
             s.pending = []
         logits, cols = self._forward(blocks)
+        logits = forbid_line_end(logits, [r for r, req in zip(rows, requests) if req.must_write], self.generator.line_end)
         for s, r in zip(states, rows):
             if self.mode == "slots":
                 s.refed_col = cols[r][-1]

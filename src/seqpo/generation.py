@@ -53,8 +53,19 @@ def line_end_ids(tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def forbid_line_end(scores: torch.Tensor, rows: list[int], banned: list[int]) -> torch.Tensor:
+    """The first-token rule of requests that `must_write`: in `rows` of scores [B, V], the tokens
+    that would end the line at once get no probability. Every decoding path applies it."""
+    if rows:
+        scores = scores.clone()  # the engine's logits are inference tensors: no in-place edits
+        r = torch.tensor(rows, device=scores.device)
+        b = torch.tensor(banned, device=scores.device)
+        scores[r.unsqueeze(1), b.unsqueeze(0)] = float("-inf")
+    return scores
+
+
 class _NoEmptyFinish(LogitsProcessor):
-    """Rows whose request `must_write` cannot end the line with their first token.
+    """`forbid_line_end` at the first generated position of a `generate` call.
 
     transformers' `begin_suppress_tokens` does this for a whole batch; a batch here mixes last
     steps (which must finish the sentence) with mid-sentence steps (where an empty line is a wait).
@@ -64,10 +75,8 @@ class _NoEmptyFinish(LogitsProcessor):
         self.start, self.rows, self.banned = start, rows, banned
 
     def __call__(self, input_ids, scores):
-        if input_ids.shape[1] == self.start and self.rows:
-            rows = torch.tensor(self.rows, device=scores.device)
-            banned = torch.tensor(self.banned, device=scores.device)
-            scores[rows.unsqueeze(1), banned.unsqueeze(0)] = float("-inf")
+        if input_ids.shape[1] == self.start:
+            return forbid_line_end(scores, self.rows, self.banned)
         return scores
 
 
@@ -104,6 +113,7 @@ class Generator:
         self.batch_size = batch_size
         self.do_sample, self.temperature, self.top_p = do_sample, temperature, top_p
         self._prefix_cache: dict[str, tuple[torch.Tensor, object]] = {}
+        self.line_end = line_end_ids(tokenizer)
         self.tokens_processed = 0  # tokens run through the model (prompt + generated)
 
     @property
@@ -162,7 +172,7 @@ class Generator:
                 max_new_tokens=max_new,
                 stopping_criteria=StoppingCriteriaList([_StopRule(tok, start, reqs)]),
                 logits_processor=LogitsProcessorList([_NoEmptyFinish(
-                    start, [i for i, r in enumerate(reqs) if r.must_write], line_end_ids(tok))]),
+                    start, [i for i, r in enumerate(reqs) if r.must_write], self.line_end)]),
                 pad_token_id=pad,
                 **sampling,
             )
