@@ -21,7 +21,7 @@ from .errors import SeqpoError
 from .generation import Completion, Generator, Request
 from .languages import LanguagePair
 from .policies.base import Policy, State
-from .stream import Episode, Step, split_units
+from .stream import Episode, Step, chunk_source, join_reads, split_units
 
 
 class SentenceTooLongError(SeqpoError):
@@ -73,16 +73,8 @@ class LiveEpisode:
     def prefix(self, n: int) -> str:
         """The first n source units, as `simulate` shows them (words joined by one space; for
         character sources the original substring, inner spaces kept)."""
-        if self.pair.source_unit == "word":
-            return " ".join(self.text.split()[:n])
-        seen = 0
-        stripped = self.text.strip()
-        for i, ch in enumerate(stripped):
-            if not ch.isspace():
-                seen += 1
-                if seen == n:
-                    return stripped[: i + 1]
-        return stripped
+        unit = self.pair.source_unit
+        return join_reads(chunk_source(self.text, unit, 1)[:n], unit)
 
     # -- the policy side ----------------------------------------------------------------------
     @property

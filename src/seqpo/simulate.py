@@ -18,7 +18,7 @@ from .engine import StreamingEngine, StreamState
 from .generation import Generator
 from .languages import LanguagePair
 from .policies.base import Policy, State
-from .stream import Episode, Step, append_segment, chunk_source, count_units, join_reads
+from .stream import Episode, Step, chunk_source, count_units, join_reads
 
 
 @dataclass
@@ -80,10 +80,11 @@ def run_episodes(
             if item is None:
                 return
             pos, (key, src) = item
+            fields = dict(source=src.strip(), source_unit=pair.source_unit, target_unit=pair.target_unit)
             reads = chunk_source(src, pair.source_unit, chunk)
             if not reads:  # empty line: empty prediction, no steps
                 for g in range(group):
-                    ep = Episode(source=src.strip(), source_unit=pair.source_unit, target_unit=pair.target_unit)
+                    ep = Episode(**fields)
                     results[pos * group + g] = ep
                     if on_done:
                         on_done(key, ep)
@@ -92,8 +93,7 @@ def run_episodes(
             if engine is not None:
                 streams = engine.fork(engine.open(pair, reads), group) if group > 1 else [engine.open(pair, reads)]
             for g, stream in enumerate(streams):
-                ep = Episode(source=src.strip(), source_unit=pair.source_unit, target_unit=pair.target_unit)
-                active.append(_Run(pos * group + g, key, ep, reads, stream))
+                active.append(_Run(pos * group + g, key, Episode(**fields), reads, stream))
 
     def record(run: _Run, state: State, step: Step) -> bool:
         step.finished = state.source_finished
@@ -150,4 +150,4 @@ def stream_text(source: str, policy: Policy, generator: Generator | None, pair: 
     return run_episodes([(0, source)], policy, generator, pair, chunk, on_step=on_step)[0]
 
 
-__all__ = ["run_episodes", "stream_text", "append_segment"]
+__all__ = ["run_episodes", "stream_text"]
