@@ -90,10 +90,16 @@ def instance_record(index: int, episode: Episode, reference: str, unit_ms: float
         "steps": [asdict(s) for s in episode.steps],
         "metric": latency_scores(delays, src_len, ref_len),
     }
-    if delays and src_len:
-        ca = latency_scores(computation_aware_delays(delays, elapsed, unit_ms), src_len, ref_len)
-        record["metric"].update({"AL_CA": ca["AL"], "LAAL_CA": ca["LAAL"]})
+    add_computation_aware(record, unit_ms)
     return record
+
+
+def add_computation_aware(record: dict, unit_ms: float) -> None:
+    """AL_CA / LAAL_CA of one instance record, at `unit_ms` per source unit."""
+    if record["delays"] and record["source_length"]:
+        ca = latency_scores(computation_aware_delays(record["delays"], record["elapsed"], unit_ms),
+                            record["source_length"], record["reference_length"])
+        record["metric"].update({"AL_CA": ca["AL"], "LAAL_CA": ca["LAAL"]})
 
 
 def read_finished(path: Path) -> dict[int, dict]:
@@ -121,10 +127,7 @@ def signature(settings: EvalSettings, pair: LanguagePair, policy_settings: dict,
 
 def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, policy_settings: dict) -> dict:
     for r in records:  # computation-aware latency always with this run's --unit-ms, even after a resume
-        if r["delays"] and r["source_length"]:
-            ca = latency_scores(computation_aware_delays(r["delays"], r["elapsed"], settings.unit_ms),
-                                r["source_length"], r["reference_length"])
-            r["metric"].update({"AL_CA": ca["AL"], "LAAL_CA": ca["LAAL"]})
+        add_computation_aware(r, settings.unit_ms)
     hyps = [r["prediction"] for r in records]
     refs = [r["reference"] for r in records]
     quality = corpus_quality(hyps, refs, pair.target)

@@ -28,6 +28,11 @@ def cache_dir() -> Path:
     return Path(base) / "seqpo"
 
 
+def bundled_cache_dir() -> Path:
+    """Where the dequantized bundled model is cached."""
+    return cache_dir() / "gemma-3-270m"
+
+
 def configure_threads() -> None:
     """Use every core for intra-op work; inter-op parallelism only adds contention for one model."""
     import torch
@@ -42,7 +47,7 @@ def configure_threads() -> None:
 
 def _bundled_model_dir() -> Path:
     """Dequantize the bundled GGUF once and cache it as safetensors (~50 s once, ~1 s after)."""
-    target = cache_dir() / "gemma-3-270m"
+    target = bundled_cache_dir()
     if (target / "config.json").exists() and any(target.glob("*.safetensors")):
         return target
     try:
@@ -131,7 +136,7 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
         try:
             tokenizer, lm = attempt()
         except Exception:
-            if path != str(cache_dir() / "gemma-3-270m"):
+            if path != str(bundled_cache_dir()):
                 raise
             # our own cache is damaged (disk full, manual edits): rebuild it once from the GGUF
             log.warning("cached copy of the bundled model is unreadable; rebuilding it")
