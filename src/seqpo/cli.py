@@ -70,10 +70,23 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _add_command(sub, name: str, settings_cls, func, help: str, description: str,
+                 positional: tuple[str, ...] = (), quiet: bool = False) -> argparse.ArgumentParser:
+    """One subcommand: flags from its settings dataclass, optionally --quiet, and its handler."""
+    p = sub.add_parser(name, help=help, description=description)
+    add_settings(p, settings_cls, positional=positional)
+    if quiet:
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .bench import BenchSettings
+    from .data.build import PartialDataSettings
     from .evaluate import EvalSettings
     from .serve import ServeSettings
+    from .sft import SFTSettings
     from .translate import TranslateSettings
 
     parser = argparse.ArgumentParser(prog="seqpo", description=DESCRIPTION,
@@ -81,71 +94,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"seqpo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser(
-        "translate", help="stream text through a policy and watch it translate",
+    _add_command(
+        sub, "translate", TranslateSettings, _cmd_translate, positional=("text",),
+        help="stream text through a policy and watch it translate",
         description="Translate TEXT (or stdin, one sentence per line) read by read. In a terminal a live "
         "view shows the source arriving and the translation following; --json prints one event per "
         'step ({"type": "write"|"wait", ...}) and a final {"type": "done", "prediction", "AL", "LAAL"}.',
     )
-    add_settings(p, TranslateSettings, positional=("text",))
-    p.set_defaults(func=_cmd_translate)
-
-    p = sub.add_parser(
-        "eval", help="evaluate a policy on a test set (BLEU, chrF, AL, LAAL, DAL, AP)",
+    _add_command(
+        sub, "eval", EvalSettings, _cmd_eval, quiet=True,
+        help="evaluate a policy on a test set (BLEU, chrF, AL, LAAL, DAL, AP)",
         description="Stream every source line through a policy. Writes OUT/instances.jsonl (SimulEval "
         "instance fields, one line per finished sentence) and OUT/scores.json (quality, latency and "
         "the settings that produced them). Re-running with the same --out resumes.",
     )
-    add_settings(p, EvalSettings)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_eval)
-
-    from .data.build import PartialDataSettings
-
-    p = sub.add_parser("data", help="build training data (partial-translation pairs for warm-up SFT)")
-    data_sub = p.add_subparsers(dest="data_command", metavar="KIND", required=True)
-    p = data_sub.add_parser(
-        "partial", help="one example per read: source prefix, target so far -> next segment",
+    data = sub.add_parser("data", help="build training data (partial-translation pairs for warm-up SFT)")
+    data_sub = data.add_subparsers(dest="data_command", metavar="KIND", required=True)
+    _add_command(
+        data_sub, "partial", PartialDataSettings, _cmd_data_partial, quiet=True,
+        help="one example per read: source prefix, target so far -> next segment",
         description="For every sentence and every read of --chunk source units, write one JSON line: "
         "source_prefix, target_prefix, segment (\"\" = wait), final. Segments slice the reference, so they "
         "concatenate to it exactly. Builders: agreement (offline: local agreement between the model's "
         "translations of each prefix and of the whole sentence) or teacher (a strong LLM aligns chunks). "
         "Re-running with the same --out resumes; prints a summary (examples, wait fraction, mean segment length).",
     )
-    add_settings(p, PartialDataSettings)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_data_partial)
-
-    from .sft import SFTSettings
-
-    p = sub.add_parser(
-        "sft", help="warm-up LoRA fine-tuning on partial-translation pairs",
+    _add_command(
+        sub, "sft", SFTSettings, _cmd_sft, quiet=True,
+        help="warm-up LoRA fine-tuning on partial-translation pairs",
         description="Fine-tune a LoRA adapter (peft) on examples from `seqpo data partial`, with the loss only "
         "on the next segment and its end-of-line marker. Checkpoints go to OUT/checkpoints and a re-run resumes "
         "from the last one; the final adapter is saved in OUT (use it with --adapter OUT). Runs unchanged under "
         "`accelerate launch -m seqpo.cli sft ...` on several GPUs.",
     )
-    add_settings(p, SFTSettings)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_sft)
-
-    p = sub.add_parser(
-        "serve", help="live translation server: WebSocket, HTTP API and a web page",
+    _add_command(
+        sub, "serve", ServeSettings, _cmd_serve,
+        help="live translation server: WebSocket, HTTP API and a web page",
         description="Serve live translation on http://HOST:PORT/ (web page), ws://HOST:PORT/ws/translate "
         "(stream text, get write/wait/done events), POST /translate, GET /health and GET /metrics.",
     )
-    add_settings(p, ServeSettings)
-    p.set_defaults(func=_cmd_serve)
-
-    p = sub.add_parser(
-        "bench", help="time the decoding modes (reencode, append, slots) against offline decoding",
+    _add_command(
+        sub, "bench", BenchSettings, _cmd_bench,
+        help="time the decoding modes (reencode, append, slots) against offline decoding",
         description="Stream the first --limit lines of --src through a policy once per decoding mode, and "
         "decode them offline, in one run; print a Markdown table (tokens through the model, wall time, "
         "ms per output token, time to first write, ratio to offline) and rollouts per minute for a "
         "forked group vs separate episodes.",
     )
-    add_settings(p, BenchSettings)
-    p.set_defaults(func=_cmd_bench)
     return parser
 
 
