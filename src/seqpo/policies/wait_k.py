@@ -31,12 +31,16 @@ class WaitKPolicy(Policy):
             return 0
         return math.ceil(state.pair.unit_ratio * (state.read_units - lag_units) - 1e-9)
 
+    def room(self, state: State) -> int:
+        """Target units the schedule still allows at this step."""
+        return self.allowed_units(state) - count_units(state.target, state.pair.target_unit)
+
     def plan(self, state: State) -> Request | None:
         if state.source_finished:
             return finish_request(state, self.few_shot)
         prompt = seqpo_prompt(state.pair, state.source_prefix, state.target)
         unit = state.pair.target_unit
-        todo = self.allowed_units(state) - count_units(state.target, unit)
+        todo = self.room(state)
         if todo <= 0:
             return None
         return Request(complete_prefix(state.pair) if self.few_shot else "", prompt, max_new_tokens=4 * todo + 4,
@@ -45,8 +49,7 @@ class WaitKPolicy(Policy):
     def segment(self, state: State, completion: Completion) -> str:
         if state.source_finished:
             return finished_text(state, completion)
-        todo = self.allowed_units(state) - count_units(state.target, state.pair.target_unit)
-        return whole_units(completion, state.pair.target_unit, limit=todo)
+        return whole_units(completion, state.pair.target_unit, limit=self.room(state))
 
     def settings(self) -> dict:
         return {"policy": self.name, "k": self.k, "few_shot": self.few_shot}
