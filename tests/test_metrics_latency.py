@@ -1,5 +1,6 @@
 """Our latency functions against SimulEval's own scorers, on hand cases and random delays."""
 
+import json
 import random
 from types import SimpleNamespace
 
@@ -87,3 +88,44 @@ def test_computation_aware_matches_simuleval_speech_timing():
             scorers.LAALScorer, delays, src * unit_ms, ref, elapsed=theirs_elapsed, ca=True
         )
         assert ours_laal * unit_ms == pytest.approx(theirs_laal, abs=1e-6)
+
+
+def test_speech_offsets_hand_computed():
+    # 3 s of audio; target units written at 1.0 s, 1.0 s, 2.5 s and after the end (3.0 s)
+    s = L.speech_latency_scores([1000, 1000, 2500, 3000], [1200, 1300, 2900, 3600], 3000, 4)
+    assert s["StartOffset"] == 1000 and s["EndOffset"] == 0
+    assert s["StartOffset_CA"] == 1200 and s["EndOffset_CA"] == 600
+    # AL: rate 4/3000; mean(1000-0, 1000-750, 2500-1500, 3000-2250) = (1000+250+1000+750)/4
+    assert s["AL"] == pytest.approx(750.0)
+    assert L.speech_latency_scores([], [], 3000, 4) == {}
+
+
+def simuleval_speech_instance(delays, elapsed, source_ms, reference, unit):
+    """A SpeechToTextInstance as SimulEval rebuilds it from an instances.log line (--score-only)."""
+    from simuleval.evaluator.instance import LogInstance
+
+    line = {"index": 0, "prediction": "", "delays": delays, "elapsed": elapsed,
+            "source_length": source_ms, "reference": reference}
+    return LogInstance(json.dumps(line), latency_unit=unit)
+
+
+@pytest.mark.parametrize("unit", ["word", "char"])
+def test_speech_scores_agree_with_simuleval(unit):
+    rng = random.Random(11)
+    for _ in range(150):
+        source_ms = rng.uniform(500, 20000)
+        n = rng.randint(1, 40)
+        delays = sorted(rng.uniform(0, source_ms) for _ in range(n))
+        if rng.random() < 0.5:
+            delays[-1] = source_ms
+        compute = sorted(rng.uniform(0, 4000) for _ in range(n))
+        elapsed = L.computation_aware_delays(delays, compute, 1.0)
+        ref_len = rng.randint(1, 50)
+        reference = " ".join(["w"] * ref_len) if unit == "word" else "字" * ref_len
+        ins = simuleval_speech_instance(delays, elapsed, source_ms, reference, unit)
+        ours = L.speech_latency_scores(delays, elapsed, source_ms, ref_len)
+        for name, cls in (("StartOffset", scorers.StartOffsetScorer), ("EndOffset", scorers.EndOffsetScorer),
+                          ("AL", scorers.ALScorer), ("LAAL", scorers.LAALScorer)):
+            for suffix, ca in (("", False), ("_CA", True)):
+                theirs = cls(computation_aware=ca, use_ref_len=True).compute(ins)
+                assert ours[name + suffix] == pytest.approx(theirs, abs=1e-6), (name + suffix)

@@ -1,8 +1,9 @@
 """Latency metrics for simultaneous translation, defined as SimulEval 1.1 computes them.
 
 Average Lagging (Ma et al., 2019, STACL), Length-Adaptive AL (Papi et al., 2022), Differentiable
-AL (Arivazhagan et al., 2019) and Average Proportion (Cho & Esipova, 2016). All take `delays`: for
-each written target unit, how much source had been read (in units, or in ms for speech).
+AL (Arivazhagan et al., 2019) and Average Proportion (Cho & Esipova, 2016), plus SimulEval's
+speech-to-text StartOffset/EndOffset. All take `delays`: for each written target unit, how much
+source had been read (in units, or in ms of audio for speech).
 
 SimulEval computes these inside scorer classes bound to its Instance objects; we need them as pure
 functions over lists (rewards, live events, speech), hence this module. `tests/test_metrics_latency.py`
@@ -97,3 +98,37 @@ def latency_scores(
         "DAL": differentiable_average_lagging(delays, source_length),
         "AP": average_proportion(delays, source_length, target_length),
     }
+
+
+def start_offset(delays: Sequence[float]) -> float:
+    """StartOffset: how much source was read before the first target unit was written."""
+    if not delays:
+        raise ValueError("latency is undefined for an empty prediction")
+    return float(delays[0])
+
+
+def end_offset(delays: Sequence[float], source_length: float) -> float:
+    """EndOffset: when the last target unit was written, relative to the end of the source."""
+    if not delays:
+        raise ValueError("latency is undefined for an empty prediction")
+    return float(delays[-1]) - source_length
+
+
+def speech_latency_scores(
+    delays_ms: Sequence[float], elapsed_ms: Sequence[float], source_ms: float, target_length: float
+) -> dict[str, float]:
+    """Speech-to-text latency of one sentence in ms of audio, as SimulEval scores a
+    SpeechToTextInstance: `delays_ms[i]` = audio received when target unit i was written,
+    `elapsed_ms[i]` = that plus all computation so far (SimulEval's `elapsed`), `source_ms` =
+    audio duration. The `_CA` variants score `elapsed_ms`. Empty dict when latency is undefined."""
+    if not delays_ms or source_ms <= 0:
+        return {}
+    if len(delays_ms) != len(elapsed_ms):
+        raise ValueError("delays and elapsed must have one entry per target unit")
+    out: dict[str, float] = {}
+    for suffix, times in (("", delays_ms), ("_CA", elapsed_ms)):
+        out["StartOffset" + suffix] = start_offset(times)
+        out["EndOffset" + suffix] = end_offset(times, source_ms)
+        out["AL" + suffix] = average_lagging(times, source_ms, target_length)
+        out["LAAL" + suffix] = length_adaptive_average_lagging(times, source_ms, target_length)
+    return out
