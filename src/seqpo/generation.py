@@ -41,6 +41,8 @@ class Completion:
     elapsed_ms: float  # wall time of the batch this request ran in
     hit_newline: bool  # the model ended the line itself (as opposed to running out of tokens)
     token_ids: list[int] | None = None  # the generated tokens (for training on rollouts)
+    prompt_ids: list[int] | None = None  # prefix + prompt tokens exactly as the model saw them
+    logprobs: list[float] | None = None  # of token_ids under the sampling distribution (sampling only)
 
 
 def line_end_ids(tokenizer) -> list[int]:
@@ -78,6 +80,35 @@ class _NoEmptyFinish(LogitsProcessor):
         if input_ids.shape[1] == self.start:
             return forbid_line_end(scores, self.rows, self.banned)
         return scores
+
+
+class _LogProbRecorder(LogitsProcessor):
+    """Log-probabilities of the sampled tokens under the distribution they were drawn from.
+
+    transformers applies user processors before its sampling warpers (temperature, top-k, top-p),
+    and the Generator samples with top-k off and top-p 1, so that distribution is
+    log_softmax(scores / T) of the scores seen here (after the must-write rule). At each call the
+    previous step's token is the last column of input_ids; `finish` picks up the last one.
+    """
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+        self.prev: torch.Tensor | None = None
+        self.picked: list[torch.Tensor] = []
+
+    def __call__(self, input_ids, scores):
+        if self.prev is not None:
+            self.picked.append(self.prev.gather(1, input_ids[:, -1:])[:, 0])
+        self.prev = torch.log_softmax(scores.float() / self.temperature, -1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor, n_new: int) -> torch.Tensor:
+        if self.prev is not None and len(self.picked) < n_new:
+            self.picked.append(self.prev.gather(1, sequences[:, -1:])[:, 0])
+        self.prev = None
+        if not self.picked:
+            return torch.zeros((sequences.shape[0], 0))
+        return torch.stack(self.picked, 1).cpu()
 
 
 class _StopRule(StoppingCriteria):
@@ -141,11 +172,18 @@ class Generator:
                     results[i] = c
         return results  # type: ignore[return-value]
 
+    def prompt_ids(self, request: Request) -> list[int]:
+        """The token ids a request's model call starts from (prefix with BOS, then the prompt)."""
+        return self.tokenizer(request.prefix).input_ids + self._suffix_ids(request)
+
+    def _suffix_ids(self, request: Request) -> list[int]:
+        return self.tokenizer(request.prompt, add_special_tokens=False).input_ids
+
     def _run_batch(self, prefix: str, reqs: list[Request]) -> list[Completion]:
         t0 = time.perf_counter()
         prefix_ids, prefix_kv = self._prefix(prefix)
         tok = self.tokenizer
-        suffixes = [tok(r.prompt, add_special_tokens=False).input_ids for r in reqs]
+        suffixes = [self._suffix_ids(r) for r in reqs]
         width = max(len(x) for x in suffixes)
         pad = tok.pad_token_id
         b = len(reqs)
@@ -162,8 +200,13 @@ class Generator:
             cache.batch_repeat_interleave(b)
         start = input_ids.shape[1]
         max_new = max(r.max_new_tokens for r in reqs)
-        sampling = dict(do_sample=True, temperature=self.temperature, top_p=self.top_p) if self.do_sample \
+        # top-k off when sampling: rollouts need the plain (temperature, top-p) distribution
+        sampling = dict(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0) if self.do_sample \
             else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+        processors = [_NoEmptyFinish(start, [i for i, r in enumerate(reqs) if r.must_write], self.line_end)]
+        recorder = _LogProbRecorder(self.temperature) if self.do_sample else None
+        if recorder:
+            processors.append(recorder)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=input_ids,
@@ -171,14 +214,14 @@ class Generator:
                 cache=cache,
                 max_new_tokens=max_new,
                 stopping_criteria=StoppingCriteriaList([_StopRule(tok, start, reqs)]),
-                logits_processor=LogitsProcessorList([_NoEmptyFinish(
-                    start, [i for i, r in enumerate(reqs) if r.must_write], self.line_end)]),
+                logits_processor=LogitsProcessorList(processors),
                 pad_token_id=pad,
                 **sampling,
             )
         elapsed = (time.perf_counter() - t0) * 1000
+        logprobs = recorder.finish(out, out.shape[1] - start) if recorder else None
         completions = []
-        for row, req in zip(out, reqs):
+        for i, (row, req) in enumerate(zip(out, reqs)):
             new = row[start:]
             text = tok.decode(new, skip_special_tokens=True)
             n_new = int((new != pad).sum())
@@ -187,7 +230,9 @@ class Generator:
             # row's own budget was generated by the model
             hit_newline = "\n" in text or bool((new[: req.max_new_tokens] == tok.eos_token_id).any())
             kept = text.split("\n")[0] if req.stop_at_newline else text
-            completions.append(Completion(kept, n_new, elapsed, hit_newline,
-                                          new[new != pad].tolist()))
+            keep = (new != pad).cpu()
+            completions.append(Completion(kept, n_new, elapsed, hit_newline, new[new != pad].tolist(),
+                                          prefix_ids[0].tolist() + suffixes[i],
+                                          logprobs[i][keep].tolist() if logprobs is not None else None))
         self.tokens_processed += int(suffix_mask.sum())
         return completions

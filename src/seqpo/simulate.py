@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .engine import StreamingEngine, StreamState
-from .generation import Generator
+from .generation import Completion, Generator
 from .languages import LanguagePair
 from .policies.base import Policy, State
 from .stream import Episode, Step, chunk_source, count_units, join_reads
@@ -60,14 +60,16 @@ def run_episodes(
     on_done: Callable[[object, Episode], None] | None = None,
     width: int = 8,
     group: int = 1,
+    on_model: Callable[[object, Episode, Step, Completion], None] | None = None,
 ) -> list[Episode]:
     """Run (key, source) pairs through `policy`, `width` sources at a time.
 
     `group` > 1 runs that many rollouts of each source (GRPO groups): they are forked from one
     engine state after the episode opens, so the prefix cache is shared, and the result holds
     `group` consecutive episodes per source. `on_step` sees every step as it happens (live views,
-    servers), `on_done` every finished episode (eval writes its JSONL line there). Returns the
-    episodes in input order.
+    servers), `on_done` every finished episode (eval writes its JSONL line there), `on_model` every
+    step that ran the model together with its completion (token ids for training on rollouts).
+    Returns the episodes in input order.
     """
     engine = as_engine(generator)
     results: dict[int, Episode] = {}
@@ -131,7 +133,10 @@ def run_episodes(
         for (run, state, _), completion in zip(pending, completions):
             written = policy.segment(state, completion)
             engine.write(run.stream, written)
-            if record(run, state, Step(read=state.read_units, written=written, elapsed_ms=completion.elapsed_ms)):
+            step = Step(read=state.read_units, written=written, elapsed_ms=completion.elapsed_ms)
+            if on_model:
+                on_model(run.key, run.episode, step, completion)
+            if record(run, state, step):
                 finished.append(run)
         for run in finished:
             active.remove(run)

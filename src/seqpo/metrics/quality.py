@@ -7,6 +7,7 @@ signature so a number can be traced to how it was made.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -48,6 +49,28 @@ def sentence_bleu(hypothesis: str, reference: str, target_lang: str) -> float:
     return metric.sentence_score(hypothesis, [reference]).score
 
 
+@functools.lru_cache(maxsize=1)
+def _comet_model(path: str):
+    """Loaded once per process: RL rewards score every training step with it."""
+    from comet import load_from_checkpoint  # optional dependency, imported only when asked for
+
+    return load_from_checkpoint(path)
+
+
+def sentence_scores(sources: list[str], hypotheses: list[str], references: list[str], target_lang: str,
+                    metric: str = "chrf", comet: str | Path | None = None) -> list[float]:
+    """One quality score (0-100) per sentence: chrF, BLEU or COMET (needs a local checkpoint)."""
+    if metric == "chrf":
+        return [sentence_chrf(h, r) if h else 0.0 for h, r in zip(hypotheses, references)]
+    if metric == "bleu":
+        return [sentence_bleu(h, r, target_lang) if h else 0.0 for h, r in zip(hypotheses, references)]
+    if metric == "comet":
+        if not comet:
+            raise InputFileError("the COMET quality metric needs --comet PATH (a local checkpoint)")
+        return comet_scores(sources, hypotheses, references, comet)[1]
+    raise ValueError(f"unknown quality metric {metric!r} (chrf, bleu, comet)")
+
+
 def comet_scores(
     sources: list[str], hypotheses: list[str], references: list[str], checkpoint: str | Path,
     batch_size: int = 8,
@@ -58,9 +81,7 @@ def comet_scores(
     path = Path(checkpoint)
     if not path.exists():
         raise InputFileError(f"COMET checkpoint not found: {path}")
-    from comet import load_from_checkpoint  # optional dependency, imported only when asked for
-
-    model = load_from_checkpoint(str(path))
+    model = _comet_model(str(path))
     data = [{"src": s, "mt": h, "ref": r} for s, h, r in zip(sources, hypotheses, references)]
     out = model.predict(data, batch_size=batch_size, gpus=0, progress_bar=False)
     return 100 * float(out.system_score), [100 * float(s) for s in out.scores]

@@ -1,0 +1,103 @@
+"""Figures: training curves of a `seqpo train` run, and quality-latency points of `seqpo eval` runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import setting
+from .errors import InputFileError
+from .resume import read_complete_jsonl
+
+CURVES = [("reward_mean", "reward (mean)"), ("quality", "sentence quality"), ("AL", "AL"),
+          ("wait_fraction", "wait fraction"), ("kl", "KL to reference"), ("tokens_per_s", "rollout tokens/s")]
+
+
+@dataclass
+class PlotSettings:
+    run: str = setting(None, "a `seqpo train` output folder: draws RUN/curves.png from RUN/log.jsonl")
+    eval: str = setting(None, "comma-separated `seqpo eval` output folders: one quality-latency point each "
+                        "(label = folder name, or LABEL=FOLDER)")
+    out: str = setting(None, "PNG to write (default RUN/curves.png, or quality_latency.png)")
+    metric: str = setting("BLEU", "quality axis for --eval", choices=["BLEU", "chrF", "COMET"])
+    latency: str = setting("AL", "latency axis for --eval", choices=["AL", "LAAL", "DAL", "AP"])
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training(run: str | Path, out: str | Path | None = None) -> Path:
+    run = Path(run)
+    records = read_complete_jsonl(run / "log.jsonl") if (run / "log.jsonl").exists() else []
+    steps = [r for r in records if "eval" not in r]
+    evals = [r for r in records if "eval" in r]
+    if not steps:
+        raise InputFileError(f"{run} has no training log (log.jsonl with steps)")
+    plt = _pyplot()
+    panels = CURVES + ([("eval", "dev BLEU / AL")] if evals else [])
+    cols = 3
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    x = [r["step"] for r in steps]
+    for ax, (key, title) in zip(axes.flat, panels):
+        if key == "eval":
+            ex = [r["step"] for r in evals]
+            ax.plot(ex, [r["eval"].get("BLEU") for r in evals], "o-", label="BLEU")
+            ax2 = ax.twinx()
+            ax2.plot(ex, [r["eval"].get("AL") for r in evals], "s--", color="tab:red", label="AL")
+            ax2.set_ylabel("AL")
+            ax.set_ylabel("BLEU")
+        else:
+            ax.plot(x, [r.get(key) for r in steps], "-", lw=1.2)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"seqpo train: {run.name}")
+    fig.tight_layout()
+    target = Path(out) if out else run / "curves.png"
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+    return target
+
+
+def plot_quality_latency(folders: list[str], out: str | Path, metric: str = "BLEU", latency: str = "AL") -> Path:
+    points = []
+    for item in folders:
+        label, _, folder = item.rpartition("=") if "=" in item else (None, "", item)
+        path = Path(folder) / "scores.json"
+        if not path.is_file():
+            raise InputFileError(f"no scores.json in {folder}")
+        scores = json.loads(path.read_text())
+        if scores.get(metric) is None or scores.get(latency) is None:
+            raise InputFileError(f"{path} has no {metric} or {latency}")
+        points.append((label or Path(folder).name, scores[latency], scores[metric]))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for label, lat, q in points:
+        ax.plot(lat, q, "o")
+        ax.annotate(label, (lat, q), textcoords="offset points", xytext=(5, 4), fontsize=9)
+    ax.set_xlabel(f"{latency} (lower is faster)")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return Path(out)
+
+
+def run_plot(settings: PlotSettings) -> Path:
+    if bool(settings.run) == bool(settings.eval):
+        raise InputFileError("give a run folder (seqpo plot RUN) or --eval FOLDERS, not both")
+    if settings.run:
+        return plot_training(settings.run, settings.out)
+    folders = [f.strip() for f in settings.eval.split(",") if f.strip()]
+    return plot_quality_latency(folders, settings.out or "quality_latency.png", settings.metric, settings.latency)

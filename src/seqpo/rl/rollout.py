@@ -1,0 +1,98 @@
+"""Rollouts for GRPO: B sampled streaming episodes per source, with what training needs.
+
+Each source is streamed `group` times by the SeqPO policy with sampling on (temperature 1.0 by
+default). The episodes of a group are forked from one engine state and every model call batches
+all active episodes of all sources (`simulate.run_episodes`). Every step that ran the model keeps
+its prompt token ids, the tokens it generated and their log-probabilities under the sampling
+distribution; steps where the policy waited without the model carry no tokens and get no gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..generation import Completion, Generator
+from ..languages import LanguagePair
+from ..metrics.latency import latency_scores
+from ..metrics.quality import sentence_scores
+from ..policies.llm import LLMPolicy
+from ..simulate import run_episodes
+from ..stream import Episode, Step, count_units
+
+
+@dataclass
+class StepSample:
+    """One model call of an episode: what the model saw and what it sampled."""
+
+    step: int  # index into episode.steps
+    prompt_ids: list[int]
+    token_ids: list[int]
+    logprobs: list[float]  # of token_ids when sampled
+
+
+@dataclass
+class Rollout:
+    source_index: int
+    reference: str
+    episode: Episode
+    samples: list[StepSample] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(s.token_ids) for s in self.samples)
+
+
+def sample_rollouts(
+    generator: Generator,
+    policy: LLMPolicy,
+    pair: LanguagePair,
+    chunk: int,
+    items: list[tuple[int, str, str]],
+    group: int,
+) -> list[list[Rollout]]:
+    """`group` rollouts for each (index, source, reference); one list per source, input order.
+
+    `generator` must sample (do_sample=True) for the log-probs to be recorded.
+    """
+    if not generator.do_sample:
+        raise ValueError("rollouts need a sampling generator (do_sample=True)")
+    samples: dict[int, list[StepSample]] = {}
+
+    def on_model(_key, episode: Episode, _step: Step, completion: Completion) -> None:
+        if not completion.token_ids:
+            return
+        samples.setdefault(id(episode), []).append(StepSample(
+            len(episode.steps), completion.prompt_ids, completion.token_ids, completion.logprobs))
+
+    episodes = run_episodes([(i, src) for i, src, _ in items], policy, generator, pair, chunk,
+                            width=max(1, len(items)), group=group, on_model=on_model)
+    groups = []
+    for n, (index, _src, ref) in enumerate(items):
+        eps = episodes[n * group : (n + 1) * group]
+        groups.append([Rollout(index, ref, ep, samples.get(id(ep), [])) for ep in eps])
+    return groups
+
+
+@dataclass
+class EpisodeScore:
+    quality: float  # sentence metric, 0-100
+    latency: float  # AL in target units (the source length when nothing was written)
+    laal: float
+    wait_fraction: float
+    source_length: int
+
+
+def score_rollouts(rollouts: list[Rollout], target_lang: str, metric: str = "chrf",
+                   comet: str | None = None) -> list[EpisodeScore]:
+    """Sentence quality and latency of each episode. An episode that wrote nothing has no AL
+    (SimulEval leaves it undefined); it counts as lagging the whole source, with quality 0."""
+    eps = [r.episode for r in rollouts]
+    quality = sentence_scores([e.source for e in eps], [e.prediction for e in eps],
+                              [r.reference for r in rollouts], target_lang, metric, comet)
+    out = []
+    for r, ep, q in zip(rollouts, eps, quality):
+        src_len = ep.source_length
+        lat = latency_scores(ep.delays(), src_len, count_units(r.reference, ep.target_unit))
+        out.append(EpisodeScore(q, lat.get("AL", float(src_len)), lat.get("LAAL", float(src_len)),
+                                ep.wait_fraction, src_len))
+    return out

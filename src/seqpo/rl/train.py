@@ -1,0 +1,412 @@
+"""`seqpo train`: SeqPO-SiMT policy optimisation (multi-step GRPO, fused quality/latency reward).
+
+One training step: take `--sources` training sentences, sample `--group` streaming episodes of
+each with the current policy (rollout.py), score each episode (sentence quality, AL), turn the
+group's scores into rewards (reward.py) and advantages, and make one AdamW update on every token
+sampled in every step of every episode (grpo.py).
+
+Files in OUT:
+  settings.json        the settings of the run (a re-run with other settings is refused)
+  log.jsonl            one line per step (reward, quality, AL, LAAL, KL, wait fraction, tokens/s);
+                       eval lines carry "eval" with the dev scores
+  checkpoints/step-N/  LoRA weights, AdamW state, RNG states: a re-run resumes exactly there
+  eval/step-N/         `seqpo eval` output on the dev file (--dev-src/--dev-ref every --eval-every)
+  adapter_config.json, adapter_model.safetensors, seqpo.json   the final adapter (--adapter OUT)
+
+Several GPUs: `accelerate launch -m seqpo.cli train ...`. accelerate wraps the model for
+data-parallel training; each process samples rollouts for its share of the step's sources, and the
+token-level loss is normalised by the token count of all processes together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import shutil
+import statistics
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..config import setting
+from ..errors import InputFileError, SettingsError
+from ..languages import LanguagePair, check_supported, parse_pair
+from ..resume import check_run_settings, read_complete_jsonl
+from .reward import advantages, hierarchical_rewards, seqpo_rewards
+
+log = logging.getLogger(__name__)
+
+# KL weight to the reference per pair (MISSION.md: 0.02 En->Zh, 0.1 Zh->En); other pairs in between.
+DEFAULT_BETA = {"en-zh": 0.02, "zh-en": 0.1}
+OTHER_BETA = 0.04
+
+
+@dataclass
+class TrainSettings:
+    pair: str = setting("en-zh", "language pair, source-target")
+    src: str = setting(None, "training sources, one sentence per line")
+    ref: str = setting(None, "training references, aligned with --src")
+    out: str = setting(None, "run folder (log, checkpoints, final adapter); a re-run resumes it")
+    model: str = setting(None, "base causal LM (default: the bundled Gemma-3-270M)")
+    adapter: str = setting(None, "LoRA adapter to start from (the SFT policy); default: the adapter shipped "
+                           "for the pair on the bundled model; 'none' = a fresh LoRA on the bare model")
+    few_shot: str = setting("auto", "few-shot examples in the prompt: auto = only without an adapter",
+                            choices=["auto", "yes", "no"])
+    chunk: int = setting(1, "source units per read; also the latency truncation m")
+    steps: int = setting(100, "training steps (one AdamW update each)")
+    sources: int = setting(4, "training sentences per step (split across processes)")
+    group: int = setting(5, "rollouts per sentence (GRPO group size B)")
+    temperature: float = setting(1.0, "sampling temperature of rollouts")
+    max_step_tokens: int = setting(60, "most new tokens a rollout step may write")
+    lr: float = setting(2e-5, "AdamW learning rate (LoRA; the paper's 1e-6 is for full fine-tuning)")
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    beta: float = setting(None, "KL weight to the reference (default 0.02 en-zh, 0.1 zh-en, 0.04 others)")
+    clip_eps: float = setting(0.2, "PPO clip range of the importance ratio")
+    updates_per_batch: int = setting(1, "AdamW updates per rollout batch (>1 makes the ratio clip matter)")
+    micro_batch: int = setting(16, "step samples per forward pass; gradients of all micro-batches of a step "
+                               "are accumulated into one update")
+    max_grad_norm: float = setting(1.0, "gradient clipping (0: off)")
+    reward: str = setting("seqpo", "reward: seqpo (lambda*q - L') or hierarchical (quality threshold first)",
+                          choices=["seqpo", "hierarchical"])
+    quality: str = setting("chrf", "sentence quality metric", choices=["chrf", "bleu", "comet"])
+    comet: str = setting(None, "local COMET checkpoint (for --quality comet)")
+    lam: float = setting(2.0, "lambda: weight of quality against latency")
+    no_normalize: bool = setting(False, "ablation: do not normalise q and L within the group")
+    no_truncate: bool = setting(False, "ablation: do not truncate latency at m")
+    order: str = setting("normalize-first", "normalise then truncate (paper) or truncate then normalise",
+                         choices=["normalize-first", "truncate-first"])
+    threshold: float = setting(30.0, "hierarchical reward: quality (0-100) to clear before latency counts")
+    lora_r: int = setting(16, "LoRA rank of a fresh adapter (--adapter none)")
+    save_every: int = setting(10, "checkpoint every N steps")
+    eval_every: int = setting(0, "evaluate on --dev-src/--dev-ref every N steps (0: only at the end)")
+    dev_src: str = setting(None, "dev sources for periodic evaluation")
+    dev_ref: str = setting(None, "dev references")
+    dev_limit: int = setting(20, "dev sentences per evaluation")
+    limit: int = setting(None, "use only the first N training sentences")
+    bf16: str = setting("auto", "bf16 autocast for the update: auto (if supported), yes, no",
+                        choices=["auto", "yes", "no"])
+    seed: int = setting(0, "random seed (data order and sampling)")
+    rollout_backend: str = setting("hf", "rollout generation: hf (transformers) or vllm (GPU, optional "
+                                   "extra; imported only when chosen)", choices=["hf", "vllm"])
+
+    def __post_init__(self):
+        from ..model import resolve_adapter
+
+        self.adapter = resolve_adapter(self.adapter, self.pair, self.model)
+
+    def validate(self) -> LanguagePair:
+        pair = check_supported(parse_pair(self.pair))
+        for name in ("src", "ref", "out"):
+            if not getattr(self, name):
+                raise InputFileError(f"--{name} is required")
+        for name in ("steps", "sources", "chunk", "micro_batch", "save_every", "updates_per_batch", "max_step_tokens"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.group < 2:
+            raise SettingsError("--group must be at least 2 (advantages are relative within a group)")
+        if self.temperature <= 0:
+            raise SettingsError("--temperature must be positive (rollouts are sampled)")
+        if bool(self.dev_src) != bool(self.dev_ref):
+            raise SettingsError("--dev-src and --dev-ref go together")
+        if self.quality == "comet" and not self.comet:
+            raise SettingsError("--quality comet needs --comet PATH")
+        return pair
+
+    def kl_beta(self, pair: LanguagePair) -> float:
+        return self.beta if self.beta is not None else DEFAULT_BETA.get(str(pair), OTHER_BETA)
+
+    def use_few_shot(self) -> bool:
+        return self.few_shot == "yes" or (self.few_shot == "auto" and not self.adapter)
+
+
+def step_items(n: int, step: int, per_step: int, seed: int) -> list[int]:
+    """Indices of the training sentences of `step`: consecutive slices of seeded permutations,
+    one per epoch. A pure function of the step, so a resumed run needs no data-loader state."""
+    out = []
+    pos = step * per_step
+    while len(out) < per_step:
+        epoch, offset = divmod(pos, n)
+        order = list(range(n))
+        random.Random(seed * 1_000_003 + epoch).shuffle(order)
+        take = order[offset : offset + per_step - len(out)]
+        out += take
+        pos += len(take)
+    return out
+
+
+def group_rewards(scores, settings: TrainSettings) -> list[float]:
+    q = [s.quality for s in scores]
+    lat = [s.latency for s in scores]
+    if settings.reward == "hierarchical":
+        return hierarchical_rewards(q, lat, [s.source_length for s in scores], settings.threshold)
+    return seqpo_rewards(q, lat, settings.chunk, settings.lam, normalize=not settings.no_normalize,
+                         truncate=not settings.no_truncate, order=settings.order)
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+# accelerate's save_state would also write the frozen 1 GB base model at every checkpoint; a LoRA run
+# only needs the adapter, the optimizer and the RNG states, so those three are saved here.
+
+def _ckpt_dir(out: Path, step: int) -> Path:
+    return out / "checkpoints" / f"step-{step:06d}"
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    done = sorted(p for p in (out / "checkpoints").glob("step-*") if (p / "state.json").exists())
+    return done[-1] if done else None
+
+
+def _rng_state() -> dict:
+    import numpy as np
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    import numpy as np
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(out: Path, step: int, model, optimizer, accelerator, keep: int = 2) -> None:
+    target = _ckpt_dir(out, step)
+    tmp = target.with_name(target.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        model.save_pretrained(tmp)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    accelerator.wait_for_everyone()
+    torch.save(_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / "state.json").write_text(json.dumps({"step": step}))
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)  # a kill mid-save leaves only a .tmp folder, never a half checkpoint
+        for old in sorted((out / "checkpoints").glob("step-??????"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+def _use_bf16(choice: str) -> bool:
+    from ..sft import _bf16
+
+    return _bf16(choice)
+
+
+def _load_policy_model(settings: TrainSettings, resume_from: Path | None):
+    """The base model with a trainable LoRA adapter: the checkpoint's, the start adapter, or a fresh one."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from ..model import load_model
+
+    loaded = load_model(settings.model)
+    start = resume_from or (Path(settings.adapter) if settings.adapter else None)
+    if start is not None and not (start / "adapter_config.json").exists():
+        raise InputFileError(f"adapter folder {start} has no adapter_config.json")
+    with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5; not ours to fix
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        if start is not None:
+            model = PeftModel.from_pretrained(loaded.model, str(start), is_trainable=True)
+        else:
+            model = get_peft_model(loaded.model, LoraConfig(
+                r=settings.lora_r, lora_alpha=2 * settings.lora_r, lora_dropout=0.0,
+                target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"))
+    model.eval()  # no dropout: sampled and trained log-probs come from the same function
+    return loaded, model
+
+
+def _make_generator(model, tokenizer, settings: TrainSettings, batch: int):
+    if settings.rollout_backend == "vllm":
+        from .vllm_backend import VLLMGenerator  # optional extra, imported only when chosen
+
+        return VLLMGenerator(model, tokenizer, settings)
+    from ..generation import Generator
+
+    return Generator(model, tokenizer, batch_size=batch, do_sample=True, temperature=settings.temperature)
+
+
+def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int) -> dict:
+    from ..evaluate import EvalSettings, evaluate
+    from ..model import LoadedModel
+
+    ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model,
+                      adapter=str(_ckpt_dir(out, step)), few_shot="yes" if settings.use_few_shot() else "no",
+                      src=settings.dev_src, ref=settings.dev_ref, limit=settings.dev_limit,
+                      out=str(out / "eval" / f"step-{step:06d}"))
+    scores = evaluate(ev, loaded=LoadedModel(model, loaded.tokenizer, loaded.name, ev.adapter), progress=False)
+    return {k: v for k, v in scores.items() if k != "signature"}
+
+
+def train(settings: TrainSettings, progress: bool = True) -> Path:
+    from accelerate import Accelerator
+    from tqdm import tqdm
+
+    from ..evaluate import load_parallel
+    from .grpo import completion_logprobs, flatten, grpo_token_loss, make_batches
+    from .rollout import sample_rollouts, score_rollouts
+    from ..policies.llm import LLMPolicy
+
+    pair = settings.validate()
+    sources, references = load_parallel(settings.src, settings.ref, settings.limit)
+    usable = [i for i, s in enumerate(sources) if s.strip() and references[i].strip()]
+    if not usable:
+        raise InputFileError(f"{settings.src} has no non-empty training sentences")
+    if settings.dev_src:
+        load_parallel(settings.dev_src, settings.dev_ref)  # fail now, not after an hour of training
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    recorded = {k: v for k, v in asdict(settings).items()
+                if k not in ("out", "steps", "save_every", "eval_every", "dev_limit", "rollout_backend")}
+    bf16 = _use_bf16(settings.bf16)
+    try:
+        accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available())
+    except ValueError as exc:  # accelerate keeps one precision per process (a second run in a notebook)
+        raise SettingsError(f"--bf16 differs from an earlier run in this process: {str(exc).splitlines()[0]}") from exc
+    if accelerator.is_main_process:
+        check_run_settings(out / "settings.json", recorded, out)
+    accelerator.wait_for_everyone()
+
+    resume_from = latest_checkpoint(out)
+    torch.manual_seed(settings.seed + accelerator.process_index)
+    loaded, model = _load_policy_model(settings, resume_from)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
+    done = 0
+    if resume_from is not None:
+        optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", weights_only=False))
+        done = json.loads((resume_from / "state.json").read_text())["step"]
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    policy_model = accelerator.unwrap_model(wrapped)
+    if resume_from is not None:
+        _set_rng_state(torch.load(resume_from / f"rng-{accelerator.process_index}.pt", weights_only=False))
+        log.warning("resuming %s after step %d", out, done)
+
+    log_path = out / "log.jsonl"
+    if accelerator.is_main_process:  # steps logged after the checkpoint we resume from are redone
+        kept = [r for r in read_complete_jsonl(log_path) if r.get("step", 0) <= done]
+        log_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+
+    tokenizer = loaded.tokenizer
+    policy = LLMPolicy(max_step_tokens=settings.max_step_tokens, few_shot=settings.use_few_shot())
+    beta = settings.kl_beta(pair)
+    device = accelerator.device
+    bar = tqdm(total=settings.steps, initial=done, unit="step", disable=not progress or not accelerator.is_main_process,
+               desc=f"seqpo train {pair}", dynamic_ncols=True)
+    for step in range(done + 1, settings.steps + 1):
+        picked = step_items(len(usable), step - 1, settings.sources, settings.seed)
+        mine = picked[accelerator.process_index :: accelerator.num_processes]
+        items = [(usable[i], sources[usable[i]], references[usable[i]]) for i in mine]
+
+        t0 = time.perf_counter()
+        generator = _make_generator(policy_model, tokenizer, settings, batch=len(items) * settings.group)
+        groups = sample_rollouts(generator, policy, pair, settings.chunk, items, settings.group)
+        rollout_s = time.perf_counter() - t0
+        rollouts, advs, scored, reward_values = [], [], [], []
+        for group in groups:
+            scores = score_rollouts(group, pair.target, settings.quality, settings.comet)
+            rewards = group_rewards(scores, settings)
+            rollouts += group
+            scored += scores
+            reward_values += rewards
+            advs += advantages(rewards)
+
+        t1 = time.perf_counter()
+        rows = flatten(rollouts, advs)
+        local_tokens = sum(len(r[1]) for r in rows)
+        total_tokens = int(accelerator.reduce(torch.tensor(float(local_tokens), device=device), "sum").item())
+        scale = accelerator.num_processes  # DDP averages gradients over processes; the loss is a global mean
+        batches = make_batches(rows, tokenizer.pad_token_id, settings.micro_batch)
+        stats = {"loss": 0.0, "kl_sum": 0.0, "clipped_sum": 0.0, "logp_gap_sum": 0.0}
+        ref_cache: dict[int, torch.Tensor] = {}
+        grad_norm = None
+        for update in range(settings.updates_per_batch):
+            for i, batch in enumerate(batches):
+                sync = contextlib.nullcontext() if i == len(batches) - 1 else accelerator.no_sync(wrapped)
+                with sync, accelerator.autocast():
+                    logps = completion_logprobs(wrapped, batch, device)
+                    if beta and i not in ref_cache:
+                        with torch.no_grad(), policy_model.disable_adapter():
+                            ref_cache[i] = completion_logprobs(policy_model, batch, device).detach()
+                    mask = batch.completion_mask.to(device)
+                    sampled = batch.old_logps.to(device)
+                    # one update per batch: on-policy, old = current (exactly what sampled the tokens);
+                    # more updates: the log-probs recorded when sampling are the old policy
+                    old = logps.detach() if settings.updates_per_batch == 1 else sampled
+                    loss, s = grpo_token_loss(logps, old, ref_cache.get(i), batch.advantages.to(device), mask,
+                                              settings.clip_eps, beta, total_tokens)
+                    accelerator.backward(loss * scale)
+                if update == 0:
+                    stats["loss"] += float(loss.detach())
+                    stats["kl_sum"] += s["kl_sum"]
+                    stats["clipped_sum"] += s["clipped_sum"]
+                    stats["logp_gap_sum"] += float(((logps.detach() - sampled).abs() * mask).sum())
+            if settings.max_grad_norm:
+                grad_norm = float(accelerator.clip_grad_norm_(trainable, settings.max_grad_norm))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        update_s = time.perf_counter() - t1
+
+        local = torch.tensor([sum(reward_values), sum(r * r for r in reward_values), len(reward_values),
+                              sum(s.quality for s in scored), sum(s.latency for s in scored),
+                              sum(s.laal for s in scored), sum(s.wait_fraction for s in scored),
+                              stats["kl_sum"], stats["clipped_sum"], stats["logp_gap_sum"], local_tokens,
+                              stats["loss"]], dtype=torch.float64, device=device)
+        g = accelerator.reduce(local, "sum").tolist()
+        n, tok = max(1.0, g[2]), max(1.0, g[10])
+        mean_r = g[0] / n
+        record = {
+            "step": step,
+            "reward_mean": round(mean_r, 4),
+            "reward_std": round(max(0.0, g[1] / n - mean_r * mean_r) ** 0.5, 4),
+            "quality": round(g[3] / n, 3),
+            "AL": round(g[4] / n, 3),
+            "LAAL": round(g[5] / n, 3),
+            "wait_fraction": round(g[6] / n, 4),
+            "kl": round(g[7] / tok, 6),
+            "clipped_fraction": round(g[8] / tok, 4),
+            "logp_gap": round(g[9] / tok, 5),  # mean |teacher-forced - sampled| log-prob (numerics)
+            "loss": round(g[11], 6),
+            "tokens": int(g[10]),
+            "tokens_per_s": round(local_tokens / rollout_s, 2) if rollout_s > 0 else None,
+            "rollout_s": round(rollout_s, 2),
+            "update_s": round(update_s, 2),
+            "grad_norm": round(grad_norm, 5) if grad_norm is not None else None,
+            "episodes": int(g[2]),
+        }
+        if step % settings.save_every == 0 or step == settings.steps:
+            save_checkpoint(out, step, policy_model, optimizer, accelerator)
+        if accelerator.is_main_process:
+            with log_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+            bar.set_postfix(r=f"{record['reward_mean']:.2f}", q=f"{record['quality']:.1f}", AL=f"{record['AL']:.2f}",
+                            wait=f"{record['wait_fraction']:.2f}")
+            bar.update(1)
+            evaluate_now = settings.dev_src and (step == settings.steps or
+                                                 (settings.eval_every and step % settings.eval_every == 0))
+            if evaluate_now:
+                scores = _evaluate(settings, pair, loaded, policy_model, out, step)
+                with log_path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"step": step, "eval": scores}) + "\n")
+        accelerator.wait_for_everyone()
+    bar.close()
+    if accelerator.is_main_process:
+        policy_model.save_pretrained(out)
+        (out / "seqpo.json").write_text(json.dumps({
+            "pair": str(pair), "format": "seqpo", "base_model": loaded.name, "start_adapter": settings.adapter,
+            "steps": settings.steps, "reward": settings.reward, "trained_by": "seqpo train"}, indent=2))
+    return out

@@ -1,0 +1,133 @@
+"""`seqpo train` end to end on a tiny random model: learning signal, exact resume, CLI, plots."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqpo.cli import main
+from seqpo.languages import parse_pair
+from seqpo.prompts import seqpo_prompt
+from seqpo.rl.train import TrainSettings, train
+
+SOURCES = ["The weather is nice today.", "Our team released the new version of the software last week.",
+           "I would like a cup of tea, please.", "The new version is nice."]
+REFERENCES = ["今天天气很好。", "我们团队上周发布了新版本的软件。", "请给我一杯茶。", "新版本很好。"]
+
+
+@pytest.fixture(scope="module")
+def waiting_model(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with its output row for the newline pointed along its mean final hidden
+    state, so a streaming step starts with a wait ~85% of the time (a model that waits too much,
+    like an over-cautious SFT policy)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    pair = parse_pair("en-zh")
+    prompts = [seqpo_prompt(pair, pre, t) for pre in ["The", "The weather is", "Our team released the new"]
+               for t in ["", "今天"]]
+    with torch.no_grad():
+        mean = torch.stack([model.model(**tok(p, return_tensors="pt")).last_hidden_state[0, -1]
+                            for p in prompts]).mean(0)
+        newline = tok("\n", add_special_tokens=False).input_ids[0]
+        model.config.tie_word_embeddings = False
+        model.lm_head.weight = torch.nn.Parameter(model.model.embed_tokens.weight.detach().clone())
+        model.lm_head.weight[newline] = 8 * mean / mean.norm() ** 2
+    out = tmp_path_factory.mktemp("waiting-model")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def train_files(tmp_path) -> tuple[Path, Path]:
+    src, ref = tmp_path / "train.en", tmp_path / "train.zh"
+    src.write_text("\n".join(SOURCES) + "\n", encoding="utf-8")
+    ref.write_text("\n".join(REFERENCES) + "\n", encoding="utf-8")
+    return src, ref
+
+
+def _settings(model, files, out, **kw) -> TrainSettings:
+    base = dict(pair="en-zh", src=str(files[0]), ref=str(files[1]), out=str(out), model=str(model),
+                adapter="none", few_shot="no", sources=2, group=4, max_step_tokens=6, bf16="no", seed=0)
+    return TrainSettings(**{**base, **kw})
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_latency_only_reward_lowers_the_wait_fraction(waiting_model, train_files, tmp_path):
+    # lambda = 0: the reward is minus the (group-normalised) lag, nothing else
+    latency_only = dict(lam=0.0, no_truncate=True, beta=0.0, steps=6, save_every=100)
+    train(_settings(waiting_model, train_files, tmp_path / "rl", lr=1e-3, **latency_only), progress=False)
+    waits = [r["wait_fraction"] for r in _log(tmp_path / "rl")]
+    train(_settings(waiting_model, train_files, tmp_path / "frozen", lr=0.0, **latency_only), progress=False)
+    frozen = [r["wait_fraction"] for r in _log(tmp_path / "frozen")]
+    assert waits[0] > 0.6 and min(frozen) > 0.6  # the start waits a lot, and so does a policy that never learns
+    assert sum(waits[-3:]) / 3 < waits[0] - 0.3, waits
+    assert (tmp_path / "rl" / "adapter_config.json").exists()  # the final adapter, loadable with --adapter
+
+
+def test_resume_gives_the_same_next_step(waiting_model, train_files, tmp_path):
+    common = dict(lr=1e-3, beta=0.05, save_every=1)
+    train(_settings(waiting_model, train_files, tmp_path / "straight", steps=3, **common), progress=False)
+    train(_settings(waiting_model, train_files, tmp_path / "killed", steps=2, **common), progress=False)
+    # the killed run also logged half a line before dying; resume must drop it and go on from step 2
+    with (tmp_path / "killed" / "log.jsonl").open("a") as fh:
+        fh.write('{"step": 3, "rew')
+    train(_settings(waiting_model, train_files, tmp_path / "killed", steps=3, **common), progress=False)
+
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "straight" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "killed" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    timing = ("rollout_s", "update_s", "tokens_per_s")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
+    assert strip(_log(tmp_path / "straight")) == strip(_log(tmp_path / "killed"))
+    assert _log(tmp_path / "straight")[-1]["kl"] > 0
+
+
+def test_train_refuses_other_settings_in_the_same_folder(waiting_model, train_files, tmp_path, capsys):
+    train(_settings(waiting_model, train_files, tmp_path / "run", steps=1, lr=1e-3), progress=False)
+    args = ["train", "--pair", "en-zh", "--src", str(train_files[0]), "--ref", str(train_files[1]),
+            "--out", str(tmp_path / "run"), "--model", str(waiting_model), "--adapter", "none",
+            "--few-shot", "no", "--group", "4", "--sources", "2", "--max-step-tokens", "6", "--lr", "0.5",
+            "--bf16", "no", "--quiet"]
+    assert main(args) == 2
+    assert "other settings (lr)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--group", "1"], "--group must be at least 2"),
+    (["--quality", "comet"], "--quality comet needs --comet"),
+    (["--dev-src", "x.en"], "--dev-src and --dev-ref go together"),
+])
+def test_train_bad_settings_are_one_line_errors(train_files, tmp_path, capsys, extra, message):
+    code = main(["train", "--src", str(train_files[0]), "--ref", str(train_files[1]), "--out", str(tmp_path / "o"),
+                 "--bf16", "no", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_periodic_eval_and_plots(waiting_model, train_files, tmp_path):
+    out = tmp_path / "run"
+    train(_settings(waiting_model, train_files, out, steps=2, lr=1e-3, eval_every=1, dev_src=str(train_files[0]),
+                    dev_ref=str(train_files[1]), dev_limit=2), progress=False)
+    evals = [r for r in _log(out) if "eval" in r]
+    assert [r["step"] for r in evals] == [1, 2]
+    assert {"BLEU", "chrF", "AL", "LAAL", "wait_fraction"} <= evals[0]["eval"].keys()
+    assert (out / "eval" / "step-000002" / "scores.json").exists()
+
+    assert main(["plot", str(out)]) == 0
+    png = out / "curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    chart = tmp_path / "ql.png"
+    folders = f"step1={out / 'eval' / 'step-000001'},step2={out / 'eval' / 'step-000002'}"
+    assert main(["plot", "--eval", folders, "--out", str(chart)]) == 0
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", str(tmp_path / "nothing-here")]) == 2
