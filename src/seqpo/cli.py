@@ -70,6 +70,21 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from .rl.train import TrainSettings, train
+
+    out = train(build_settings(TrainSettings, args), progress=not args.quiet)
+    print(json.dumps({"adapter": str(out), "log": str(out / "log.jsonl")}))
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from .plot import PlotSettings, run_plot
+
+    print(run_plot(build_settings(PlotSettings, args)))
+    return 0
+
+
 def _add_command(sub, name: str, settings_cls, func, help: str, description: str,
                  positional: tuple[str, ...] = (), quiet: bool = False) -> argparse.ArgumentParser:
     """One subcommand: flags from its settings dataclass, optionally --quiet, and its handler."""
@@ -83,6 +98,8 @@ def _add_command(sub, name: str, settings_cls, func, help: str, description: str
 
 def build_parser() -> argparse.ArgumentParser:
     from .bench import BenchSettings
+    from .plot import PlotSettings
+    from .rl.train import TrainSettings
     from .data.build import PartialDataSettings
     from .evaluate import EvalSettings
     from .serve import ServeSettings
@@ -126,6 +143,23 @@ def build_parser() -> argparse.ArgumentParser:
         "on the next segment and its end-of-line marker. Checkpoints go to OUT/checkpoints and a re-run resumes "
         "from the last one; the final adapter is saved in OUT (use it with --adapter OUT). Runs unchanged under "
         "`accelerate launch -m seqpo.cli sft ...` on several GPUs.",
+    )
+    _add_command(
+        sub, "train", TrainSettings, _cmd_train, quiet=True,
+        help="SeqPO policy optimisation: multi-step GRPO with the fused quality/latency reward",
+        description="Start from a LoRA policy (--adapter, by default the SFT adapter shipped for the pair), "
+        "sample --group streaming episodes per training sentence, reward each whole episode (quality "
+        "and Average Lagging, normalised within the group, latency truncated at --chunk) and update every "
+        "sampled token with the clipped GRPO loss plus a KL penalty to the same network with its adapter "
+        "disabled. OUT gets log.jsonl (one line per step), checkpoints (a re-run resumes exactly) and the "
+        "final adapter (--adapter OUT). Runs under `accelerate launch -m seqpo.cli train ...` on several GPUs.",
+    )
+    _add_command(
+        sub, "plot", PlotSettings, _cmd_plot, positional=("run",),
+        help="draw training curves (seqpo plot RUN) or a quality-latency chart (--eval DIRS)",
+        description="seqpo plot RUN writes RUN/curves.png (reward, quality, AL, wait fraction, KL, tokens/s "
+        "and dev scores per step). seqpo plot --eval wait3=DIR,sft=DIR,... --out FILE.png places each "
+        "`seqpo eval` folder on a quality (BLEU) vs latency (AL) chart.",
     )
     _add_command(
         sub, "serve", ServeSettings, _cmd_serve,
