@@ -131,3 +131,32 @@ def test_periodic_eval_and_plots(waiting_model, train_files, tmp_path):
     assert main(["plot", "--eval", folders, "--out", str(chart)]) == 0
     assert chart.read_bytes()[:4] == b"\x89PNG"
     assert main(["plot", str(tmp_path / "nothing-here")]) == 2
+
+
+def test_reference_is_the_start_adapter_and_the_export_loads_on_the_base(waiting_model, train_files, tmp_path):
+    """Training starts from an SFT adapter: the KL reference is that policy (KL 0 before the first
+    update), and OUT is one standard adapter for the original base that reproduces the trained policy."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from seqpo.model import load_model
+
+    start = tmp_path / "sft"
+    lm = load_model(str(waiting_model)).model
+    sft = get_peft_model(lm, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    sft.save_pretrained(start)
+
+    out = tmp_path / "rl"
+    train(_settings(waiting_model, train_files, out, adapter=str(start), steps=2, lr=1e-2, beta=0.1, save_every=1),
+          progress=False)
+    log = _log(out)
+    assert log[0]["kl"] == pytest.approx(0.0, abs=1e-7) and log[1]["kl"] > 0
+
+    ids = torch.tensor([[2, 40, 41, 42, 43, 44]])
+    exported = load_model(str(waiting_model), str(out)).model
+    merged = PeftModel.from_pretrained(load_model(str(waiting_model)).model, str(start)).merge_and_unload()
+    trained = PeftModel.from_pretrained(merged, str(out / "checkpoints" / "step-000002"))
+    start_only = load_model(str(waiting_model), str(start)).model
+    with torch.no_grad():
+        a, b, c = (m(input_ids=ids).logits for m in (exported, trained, start_only))
+    assert torch.allclose(a, b, atol=1e-4)
+    assert not torch.allclose(a, c, atol=1e-4)  # training changed the policy

@@ -9,9 +9,13 @@ Files in OUT:
   settings.json        the settings of the run (a re-run with other settings is refused)
   log.jsonl            one line per step (reward, quality, AL, LAAL, KL, wait fraction, tokens/s);
                        eval lines carry "eval" with the dev scores
-  checkpoints/step-N/  LoRA weights, AdamW state, RNG states: a re-run resumes exactly there
+  checkpoints/step-N/  the trained LoRA, AdamW state, RNG states: a re-run resumes exactly there
   eval/step-N/         `seqpo eval` output on the dev file (--dev-src/--dev-ref every --eval-every)
   adapter_config.json, adapter_model.safetensors, seqpo.json   the final adapter (--adapter OUT)
+
+The start adapter (SFT) is merged into the network's weights and a fresh LoRA is trained on top,
+so the KL reference (that LoRA disabled) is the start policy itself. The final adapter in OUT puts
+both side by side (rank r_sft + r_rl) as one standard peft adapter for the original base model.
 
 Several GPUs: `accelerate launch -m seqpo.cli train ...`. accelerate wraps the model for
 data-parallel training; each process samples rollouts for its share of the step's sources, and the
@@ -208,26 +212,68 @@ def _use_bf16(choice: str) -> bool:
     return _bf16(choice)
 
 
+def _peft_quietly():
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    # peft calls a transformers API deprecated in v5; not ours to fix
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    return ctx
+
+
+def _check_adapter(path: Path) -> Path:
+    if not (path / "adapter_config.json").exists():
+        raise InputFileError(f"adapter folder {path} has no adapter_config.json")
+    return path
+
+
 def _load_policy_model(settings: TrainSettings, resume_from: Path | None):
-    """The base model with a trainable LoRA adapter: the checkpoint's, the start adapter, or a fresh one."""
+    """The network being trained: the base model with the start adapter (SFT) merged into its
+    weights, plus a fresh trainable LoRA ("default"). Disabling that LoRA gives exactly the start
+    policy, which is the KL reference (MISSION.md: KL to the SFT reference) without a second copy."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
     from ..model import load_model
 
     loaded = load_model(settings.model)
-    start = resume_from or (Path(settings.adapter) if settings.adapter else None)
-    if start is not None and not (start / "adapter_config.json").exists():
-        raise InputFileError(f"adapter folder {start} has no adapter_config.json")
-    with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5; not ours to fix
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        if start is not None:
-            model = PeftModel.from_pretrained(loaded.model, str(start), is_trainable=True)
+    base = loaded.model
+    ctx = _peft_quietly()
+    try:
+        if settings.adapter:
+            base = PeftModel.from_pretrained(base, str(_check_adapter(Path(settings.adapter)))).merge_and_unload()
+        if resume_from is not None:
+            model = PeftModel.from_pretrained(base, str(_check_adapter(resume_from)), is_trainable=True)
         else:
-            model = get_peft_model(loaded.model, LoraConfig(
+            model = get_peft_model(base, LoraConfig(
                 r=settings.lora_r, lora_alpha=2 * settings.lora_r, lora_dropout=0.0,
                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"))
+    finally:
+        ctx.__exit__(None, None, None)
     model.eval()  # no dropout: sampled and trained log-probs come from the same function
     return loaded, model
+
+
+def export_adapter(settings: TrainSettings, trained: Path, out: Path) -> None:
+    """Save in `out` one standard adapter for the original base model: the start adapter and the
+    trained one side by side (peft's "cat" combination: rank r1 + r2, each keeping its own scale),
+    so `--adapter OUT` loads the trained policy on the bundled model like any SFT adapter."""
+    from peft import PeftModel
+
+    from ..model import load_model
+
+    if not settings.adapter:
+        for f in trained.iterdir():
+            if f.name.startswith("adapter_"):
+                shutil.copy2(f, out / f.name)
+        return
+    ctx = _peft_quietly()
+    try:
+        base = load_model(settings.model).model
+        model = PeftModel.from_pretrained(base, str(settings.adapter), adapter_name="start")
+        model.load_adapter(str(trained), adapter_name="trained")
+        model.add_weighted_adapter(["start", "trained"], [1.0, 1.0], adapter_name="default", combination_type="cat")
+        model.save_pretrained(out, selected_adapters=["default"])
+    finally:
+        ctx.__exit__(None, None, None)
 
 
 def _make_generator(model, tokenizer, settings: TrainSettings, batch: int):
@@ -405,7 +451,7 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
         accelerator.wait_for_everyone()
     bar.close()
     if accelerator.is_main_process:
-        policy_model.save_pretrained(out)
+        export_adapter(settings, _ckpt_dir(out, settings.steps), out)
         (out / "seqpo.json").write_text(json.dumps({
             "pair": str(pair), "format": "seqpo", "base_model": loaded.name, "start_adapter": settings.adapter,
             "steps": settings.steps, "reward": settings.reward, "trained_by": "seqpo train"}, indent=2))
