@@ -106,6 +106,7 @@ def test_train_refuses_other_settings_in_the_same_folder(waiting_model, train_fi
     (["--group", "1"], "--group must be at least 2"),
     (["--quality", "comet"], "--quality comet needs --comet"),
     (["--dev-src", "x.en"], "--dev-src and --dev-ref go together"),
+    (["--rollout-backend", "vllm"], "needs vLLM"),  # imported only when chosen; not installed here
 ])
 def test_train_bad_settings_are_one_line_errors(train_files, tmp_path, capsys, extra, message):
     code = main(["train", "--src", str(train_files[0]), "--ref", str(train_files[1]), "--out", str(tmp_path / "o"),

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from ..config import setting
-from ..errors import InputFileError, SettingsError
+from ..errors import InputFileError, MissingExtraError, SettingsError
 from ..languages import LanguagePair, check_supported, parse_pair
 from ..resume import check_run_settings, read_complete_jsonl
 from .reward import advantages, hierarchical_rewards, seqpo_rewards
@@ -119,6 +119,11 @@ class TrainSettings:
             raise SettingsError("--dev-src and --dev-ref go together")
         if self.quality == "comet" and not self.comet:
             raise SettingsError("--quality comet needs --comet PATH")
+        if self.rollout_backend == "vllm":
+            import importlib.util
+
+            if importlib.util.find_spec("vllm") is None:
+                raise MissingExtraError("--rollout-backend vllm needs vLLM on a CUDA machine: pip install 'seqpo[vllm]'")
         return pair
 
     def kl_beta(self, pair: LanguagePair) -> float:
@@ -226,7 +231,7 @@ def _check_adapter(path: Path) -> Path:
     return path
 
 
-def _load_policy_model(settings: TrainSettings, resume_from: Path | None):
+def _load_policy_model(settings: TrainSettings, resume_from: Path | None, save_base: Path | None = None):
     """The network being trained: the base model with the start adapter (SFT) merged into its
     weights, plus a fresh trainable LoRA ("default"). Disabling that LoRA gives exactly the start
     policy, which is the KL reference (MISSION.md: KL to the SFT reference) without a second copy."""
@@ -240,6 +245,9 @@ def _load_policy_model(settings: TrainSettings, resume_from: Path | None):
     try:
         if settings.adapter:
             base = PeftModel.from_pretrained(base, str(_check_adapter(Path(settings.adapter)))).merge_and_unload()
+        if save_base is not None and not (save_base / "config.json").exists():  # what vLLM serves
+            base.save_pretrained(save_base)
+            loaded.tokenizer.save_pretrained(save_base)
         if resume_from is not None:
             model = PeftModel.from_pretrained(base, str(_check_adapter(resume_from)), is_trainable=True)
         else:
@@ -276,11 +284,15 @@ def export_adapter(settings: TrainSettings, trained: Path, out: Path) -> None:
         ctx.__exit__(None, None, None)
 
 
-def _make_generator(model, tokenizer, settings: TrainSettings, batch: int):
-    if settings.rollout_backend == "vllm":
-        from .vllm_backend import VLLMGenerator  # optional extra, imported only when chosen
-
-        return VLLMGenerator(model, tokenizer, settings)
+def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=None, out: Path | None = None,
+                    step: int = 0):
+    """The rollout sampler of one step: a fresh transformers Generator (its prefix cache belongs to
+    the weights of this step), or the run's vLLM engine pointed at this step's LoRA."""
+    if vllm is not None:
+        target = out / "vllm-lora" / f"step-{step:06d}"
+        model.save_pretrained(target)
+        vllm.set_adapter(target, step)
+        return vllm
     from ..generation import Generator
 
     return Generator(model, tokenizer, batch_size=batch, do_sample=True, temperature=settings.temperature)
@@ -329,7 +341,10 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
 
     resume_from = latest_checkpoint(out)
     torch.manual_seed(settings.seed + accelerator.process_index)
-    loaded, model = _load_policy_model(settings, resume_from)
+    use_vllm = settings.rollout_backend == "vllm"
+    save_base = out / "vllm-base" if use_vllm and accelerator.is_main_process else None
+    loaded, model = _load_policy_model(settings, resume_from, save_base)
+    accelerator.wait_for_everyone()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     done = 0
@@ -348,6 +363,11 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
         log_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
 
     tokenizer = loaded.tokenizer
+    vllm = None
+    if use_vllm:  # optional extra, imported only when chosen
+        from .vllm_backend import VLLMGenerator
+
+        vllm = VLLMGenerator(out / "vllm-base", tokenizer, settings.temperature, max_lora_rank=settings.lora_r)
     policy = LLMPolicy(max_step_tokens=settings.max_step_tokens, few_shot=settings.use_few_shot())
     beta = settings.kl_beta(pair)
     device = accelerator.device
@@ -359,7 +379,7 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
         items = [(usable[i], sources[usable[i]], references[usable[i]]) for i in mine]
 
         t0 = time.perf_counter()
-        generator = _make_generator(policy_model, tokenizer, settings, batch=len(items) * settings.group)
+        generator = _make_generator(policy_model, tokenizer, settings, len(items) * settings.group, vllm, out, step)
         groups = sample_rollouts(generator, policy, pair, settings.chunk, items, settings.group)
         rollout_s = time.perf_counter() - t0
         rollouts, advs, scored, reward_values = [], [], [], []
