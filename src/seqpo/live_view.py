@@ -37,6 +37,11 @@ class LiveView:
         self.reads = chunk_source(source, self.pair.source_unit, chunk)
         self.live.update(self._render())
 
+    def grow(self, source: str) -> None:
+        """Speech input: the source is only known as it is recognised."""
+        self.source = source.strip()
+        self.reads = chunk_source(self.source, self.pair.source_unit, 1)
+
     def update(self, episode, step) -> None:
         self.read = step.read
         self.target = episode.prediction

@@ -76,6 +76,7 @@ class Step:
     elapsed_ms: float = 0.0  # model time spent on this step
     finished: bool = False  # the policy finished the sentence at this step
     chunk: str = ""  # the source text read at this step
+    audio_ms: float | None = None  # speech input: audio received (ms from its start) when the step ran
 
 
 @dataclass
@@ -86,6 +87,8 @@ class Episode:
     source_unit: str
     target_unit: str
     steps: list[Step] = field(default_factory=list)
+    # speech input: the sentence's stretch of audio (ms); its start is time 0 of `audio_delays`
+    audio_span: tuple[float, float] | None = None
 
     @property
     def source_length(self) -> int:
@@ -113,6 +116,20 @@ class Episode:
             total += step.elapsed_ms
             out += [total] * count_units(step.written, self.target_unit)
         return out
+
+    def audio_delays(self) -> list[float]:
+        """Speech input: ms of the sentence's audio received when each target unit was written
+        (SimulEval's `delays` for speech-to-text)."""
+        if self.audio_span is None:
+            raise ValueError("not a speech episode")
+        out: list[float] = []
+        for step in self.steps:
+            out += [step.audio_ms - self.audio_span[0]] * count_units(step.written, self.target_unit)
+        return out
+
+    @property
+    def source_ms(self) -> float | None:
+        return None if self.audio_span is None else self.audio_span[1] - self.audio_span[0]
 
     @property
     def wait_fraction(self) -> float:

@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from .config import PolicySettings, setting
+from .config import PolicySettings, SpeechSettings, setting
 from .errors import InputFileError
 from .languages import check_supported, parse_pair
 from .metrics.latency import latency_scores
@@ -14,25 +14,40 @@ from .stream import Episode, Step
 
 
 @dataclass
-class TranslateSettings(PolicySettings):
+class TranslateSettings(PolicySettings, SpeechSettings):
     text: str = setting(None, "text to translate, one sentence per line (default: read stdin)")
+    audio: str = setting(None, "translate English speech from this 16 kHz wav file instead of text "
+                         "(streaming Whisper tiny.en; needs the speech extra)")
     json: bool = setting(False, "print one JSON event per step instead of the live view")
     max_chars: int = setting(20000, "refuse inputs longer than this many characters")
 
 
 def step_event(episode: Episode, step: Step) -> dict:
     if step.written:
-        return {"type": "write", "text": step.written, "read": step.read,
-                "target": episode.prediction, "elapsed_ms": round(step.elapsed_ms, 1)}
-    return {"type": "wait", "read": step.read, "elapsed_ms": round(step.elapsed_ms, 1)}
+        event = {"type": "write", "text": step.written, "read": step.read,
+                 "target": episode.prediction, "elapsed_ms": round(step.elapsed_ms, 1)}
+    else:
+        event = {"type": "wait", "read": step.read, "elapsed_ms": round(step.elapsed_ms, 1)}
+    if step.audio_ms is not None:  # speech input: the audio received when the step ran
+        event["audio_ms"] = round(step.audio_ms, 1)
+    return event
 
 
 def done_event(episode: Episode) -> dict:
     # no reference here: AL/LAAL use the prediction's own length (SimulEval without use_ref_len)
-    lat = latency_scores(episode.delays(), episode.source_length, len(episode.delays()))
-    return {"type": "done", "source": episode.source, "prediction": episode.prediction,
-            "delays": episode.delays(), "AL": lat.get("AL"), "LAAL": lat.get("LAAL"),
-            "wait_fraction": round(episode.wait_fraction, 3)}
+    event = {"type": "done", "source": episode.source, "prediction": episode.prediction,
+             "delays": episode.delays()}
+    if episode.audio_span is not None:  # speech input: latency in ms of the sentence's audio
+        from .speech.cascade import speech_scores
+
+        lat = {k: round(v, 1) for k, v in speech_scores(episode).items()}
+        event.update(lat, AL=lat.get("AL"), LAAL=lat.get("LAAL"),
+                     audio_span=[round(t, 1) for t in episode.audio_span], latency_unit="ms")
+    else:
+        lat = latency_scores(episode.delays(), episode.source_length, len(episode.delays()))
+        event.update(AL=lat.get("AL"), LAAL=lat.get("LAAL"))
+    event["wait_fraction"] = round(episode.wait_fraction, 3)
+    return event
 
 
 def read_input(settings: TranslateSettings) -> list[str]:
@@ -51,6 +66,10 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
     from .simulate import stream_text
 
     out = out or sys.stdout
+    if settings.audio is not None:
+        from .speech.translate import translate_audio
+
+        return translate_audio(settings, out)
     pair = check_supported(parse_pair(settings.pair))
     if settings.chunk < 1 or settings.k < 1 or settings.slot < 1:
         raise InputFileError("--chunk, --k and --slot must be at least 1")

@@ -1,0 +1,33 @@
+"""Word error rate of ASR output: word-level Levenshtein distance over reference words, after
+lower-casing and removing punctuation (Whisper writes punctuation and case; espeak-ng speaks
+neither)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+
+def wer_words(text: str) -> list[str]:
+    return re.sub(r"[^\w\s']", " ", text.lower()).replace("'", "").split()
+
+
+def word_errors(hypothesis: str, reference: str) -> tuple[int, int]:
+    """(substitutions + deletions + insertions, reference words)."""
+    hyp, ref = wer_words(hypothesis), wer_words(reference)
+    previous = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        current = [i]
+        for j, h in enumerate(hyp, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
+        previous = current
+    return previous[-1], len(ref)
+
+
+def corpus_wer(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Total word errors / total reference words, in percent."""
+    errors = words = 0
+    for h, r in zip(hypotheses, references):
+        e, n = word_errors(h, r)
+        errors, words = errors + e, words + n
+    return 100.0 * errors / max(1, words)

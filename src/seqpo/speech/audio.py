@@ -1,0 +1,57 @@
+"""Reading speech input: 16 kHz audio (what Whisper takes), cut into the chunks a live
+microphone would deliver."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputFileError, MissingExtraError
+
+SAMPLE_RATE = 16000  # Whisper's feature extractor works at 16 kHz only
+
+
+def ms_of(samples: int) -> float:
+    return samples * 1000.0 / SAMPLE_RATE
+
+
+def read_wav(path: str | Path) -> np.ndarray:
+    """A 16 kHz wav file as float32 samples in [-1, 1] (channels averaged).
+
+    Other rates are refused rather than resampled, so the audio timeline of the latency
+    metrics is the file's own."""
+    try:
+        import soundfile
+    except ImportError as exc:
+        raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]'") from exc
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"audio file not found: {p}")
+    try:
+        samples, rate = soundfile.read(str(p), dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as exc:  # libsndfile's error for a bad file
+        raise InputFileError(f"cannot read audio file {p}: {str(exc).splitlines()[0]}") from exc
+    if rate != SAMPLE_RATE:
+        raise InputFileError(f"{p} is sampled at {rate} Hz; speech input must be {SAMPLE_RATE} Hz "
+                             f"(convert with: sox IN.wav -r {SAMPLE_RATE} -c 1 OUT.wav)")
+    if len(samples) == 0:
+        raise InputFileError(f"audio file {p} holds no samples")
+    return samples.mean(axis=1).astype(np.float32)
+
+
+def pcm16_to_float(data: bytes) -> np.ndarray:
+    """Little-endian 16-bit PCM (what the web page sends) as float32 samples."""
+    if len(data) % 2:
+        raise ValueError("16-bit PCM needs an even number of bytes")
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def audio_chunks(samples: np.ndarray, chunk_s: float) -> Iterator[np.ndarray]:
+    """Consecutive pieces of `chunk_s` seconds (the last may be shorter), as a microphone sends them."""
+    if chunk_s <= 0:
+        raise ValueError("the audio chunk must be positive")
+    size = max(1, round(chunk_s * SAMPLE_RATE))
+    for i in range(0, len(samples), size):
+        yield samples[i : i + size]

@@ -1,0 +1,96 @@
+"""The speech cascade: stable ASR words are the reads of the text SiMT policy.
+
+Each word the streaming ASR emits is fed to a `LiveEpisode` (the same incremental driver the
+server uses); a word ending in . ? ! ends the sentence, so an unbounded talk becomes a sequence
+of episodes. Every policy step records `audio_ms`, the audio received when it ran, so the delays
+of the written target units are in ms of audio as SimulEval measures speech input. Computation
+time: each step's `elapsed_ms` is its model time plus the ASR decoding done since the previous
+step, so `elapsed` is SimulEval's wall clock of an evaluation that feeds audio without waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..generation import Generator
+from ..languages import LanguagePair
+from ..metrics.latency import computation_aware_delays, speech_latency_scores
+from ..policies.base import Policy
+from ..session import LiveEpisode, run_live
+from ..stream import Episode, Step
+from .asr import AsrWord, StreamingASR
+from .audio import audio_chunks
+
+
+class SpeechCascade:
+    """Feed audio with `feed`, close with `finish`; finished sentences go to `on_done`."""
+
+    def __init__(self, asr: StreamingASR, pair: LanguagePair, policy: Policy, generator: Generator | None,
+                 chunk: int = 1, split_sentences: bool = True,
+                 on_step: Callable[[LiveEpisode, Step], None] | None = None,
+                 on_done: Callable[[Episode, list[AsrWord]], None] | None = None):
+        self.asr, self.pair, self.policy, self.generator, self.chunk = asr, pair, policy, generator, chunk
+        self.split_sentences, self.on_step, self.on_done = split_sentences, on_step, on_done
+        self.live: LiveEpisode | None = None
+        self.sentence_words: list[AsrWord] = []
+        self.sentence_start_ms = 0.0
+        self.asr_ms_counted = 0.0  # ASR compute already charged to some step
+        self.episodes: list[Episode] = []
+
+    def feed(self, samples: np.ndarray) -> None:
+        for word in self.asr.insert(samples):
+            self._word(word)
+
+    def finish(self) -> list[Episode]:
+        """The audio has ended: emit the last words and finish the open sentence."""
+        for word in self.asr.finish():
+            self._word(word)
+        if self.live is not None:
+            self._close(self.asr.received_ms)
+        return self.episodes
+
+    def _word(self, word: AsrWord) -> None:
+        if self.live is None:
+            self.live = LiveEpisode(self.pair, self.policy, chunk=self.chunk)
+        self.live.feed(word.text + " ")
+        self.sentence_words.append(word)
+        self._run()
+        if self.split_sentences and word.ends_sentence:
+            self._close(word.end_ms)
+
+    def _run(self) -> None:
+        for step in run_live(self.live, self.generator):
+            step.audio_ms = self.asr.received_ms
+            step.elapsed_ms += self.asr.compute_ms - self.asr_ms_counted
+            self.asr_ms_counted = self.asr.compute_ms
+            if self.on_step:
+                self.on_step(self.live, step)
+
+    def _close(self, end_ms: float) -> None:
+        self.live.end()
+        self._run()
+        episode = self.live.episode
+        episode.audio_span = (self.sentence_start_ms, max(end_ms, self.sentence_start_ms + 1.0))
+        self.episodes.append(episode)
+        if self.on_done:
+            self.on_done(episode, self.sentence_words)
+        self.live, self.sentence_words, self.sentence_start_ms = None, [], end_ms
+
+
+def stream_audio(samples: np.ndarray, cascade: SpeechCascade, chunk_s: float) -> list[Episode]:
+    """Run a whole recording through the cascade in `chunk_s`-second pieces."""
+    for piece in audio_chunks(samples, chunk_s):
+        cascade.feed(piece)
+    return cascade.finish()
+
+
+def speech_scores(episode: Episode, target_length: int | None = None) -> dict[str, float]:
+    """StartOffset, EndOffset, AL, LAAL (+ _CA) in ms of the sentence's audio; `target_length`
+    is the reference length (default: the prediction's, SimulEval without use_ref_len)."""
+    delays = episode.audio_delays()
+    if target_length is None:
+        target_length = len(delays)
+    elapsed = computation_aware_delays(delays, episode.elapsed(), 1.0)
+    return speech_latency_scores(delays, elapsed, episode.source_ms, target_length)

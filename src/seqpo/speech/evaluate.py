@@ -1,0 +1,84 @@
+"""`seqpo eval --audio-dir DIR`: a folder of 16 kHz wavs (one sentence each, in name order),
+`source.en` (their transcripts, for WER) and `reference.<tgt>`, streamed through the speech
+cascade. Instances follow SimulEval's speech-to-text log: `delays`, `elapsed` and
+`source_length` in ms of audio (`read_delays` keeps the words read)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import InputFileError
+from ..languages import LanguagePair
+from ..metrics.latency import computation_aware_delays, speech_latency_scores
+from ..metrics.wer import word_errors
+from ..stream import Episode, count_units
+
+
+
+def load_audio_set(audio_dir: str, pair: LanguagePair, src: str | None, ref: str | None,
+                   limit: int | None) -> tuple[list[Path], list[str], list[str]]:
+    """The wavs (name order), their transcripts and references, checked to align."""
+    from ..evaluate import load_parallel
+
+    folder = Path(audio_dir)
+    if not folder.is_dir():
+        raise InputFileError(f"audio folder not found: {folder}")
+    wavs = sorted(folder.glob("*.wav"))
+    if not wavs:
+        raise InputFileError(f"no .wav files in {folder}")
+    src = src or folder / f"source.{pair.source}"
+    ref = ref or folder / f"reference.{pair.target}"
+    transcripts, references = load_parallel(src, ref)
+    if len(transcripts) != len(wavs):
+        raise InputFileError(f"{folder} has {len(wavs)} wav files but {src} has {len(transcripts)} lines")
+    if limit:
+        wavs, transcripts, references = wavs[:limit], transcripts[:limit], references[:limit]
+    return wavs, transcripts, references
+
+
+def speech_instance_record(index: int, episode: Episode, words: list, reference: str, transcript: str,
+                           wav: Path) -> dict:
+    from ..evaluate import instance_record
+
+    record = instance_record(index, episode, reference, unit_ms=1.0)
+    delays = episode.audio_delays()
+    elapsed = computation_aware_delays(delays, episode.elapsed(), 1.0)
+    errors, n = word_errors(episode.source, transcript)
+    record.update(
+        audio=str(wav), transcript=transcript, read_delays=record["delays"], delays=delays, elapsed=elapsed,
+        source_length=episode.source_ms, asr_words=[w.to_dict() for w in words],
+        metric={**speech_latency_scores(delays, elapsed, episode.source_ms,
+                                        count_units(reference, episode.target_unit)),
+                "WER": 100.0 * errors / max(1, n)},
+        word_errors=errors, transcript_words=n,
+    )
+    return record
+
+
+def run_audio_set(todo: list[int], wavs: list[Path], transcripts: list[str], references: list[str],
+                  settings, loaded, write: Callable[[int, dict], None]) -> None:
+    """Stream every wav in `todo` through the cascade, one sentence per file; `write` gets each
+    finished instance record."""
+    from .asr import StreamingASR
+    from .audio import read_wav
+    from .cascade import SpeechCascade, stream_audio
+    from .translate import speech_parts
+
+    for i in todo:  # every file is read before any model loads
+        read_wav(wavs[i])
+    if not todo:
+        return
+    pair, policy, whisper, generator = speech_parts(settings, loaded)
+    for i in todo:
+        asr = StreamingASR(whisper, settings.max_buffer, beam_size=settings.asr_beam)
+        done: list = []
+        cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, split_sentences=False,
+                                on_done=lambda episode, words: done.append((episode, words)))
+        stream_audio(read_wav(wavs[i]), cascade, settings.audio_chunk)
+        if done:
+            episode, words = done[0]
+        else:  # nothing recognised: an empty prediction, no latency
+            episode, words = Episode(source="", source_unit=pair.source_unit, target_unit=pair.target_unit,
+                                     audio_span=(0.0, asr.received_ms)), []
+        write(i, speech_instance_record(i, episode, words, references[i], transcripts[i], wavs[i]))

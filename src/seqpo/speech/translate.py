@@ -1,0 +1,67 @@
+"""`seqpo translate --audio FILE.wav`: the speech cascade with the same events as text input
+(write/wait per policy step, each with `audio_ms`; one `done` per sentence, latency in ms)."""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import SettingsError
+from ..languages import check_supported, parse_pair
+from ..stream import Episode
+
+
+def speech_parts(settings, loaded=None):
+    """The pair, policy, Whisper and text generator a speech command needs, checked before any
+    model is loaded."""
+    from ..generation import Generator
+    from ..model import load_model
+    from .asr import load_whisper
+
+    pair = check_supported(parse_pair(settings.pair))
+    settings.check_speech(pair)
+    if settings.chunk < 1 or settings.k < 1:
+        raise SettingsError("--chunk and --k must be at least 1")
+    if settings.decoding != "reencode":  # the live driver (session.py) steps policies one by one
+        raise SettingsError("speech input supports --decoding reencode only")
+    policy = settings.build_policy()
+    whisper = load_whisper()
+    if loaded is None:
+        loaded = load_model(settings.model, settings.adapter)
+    return pair, policy, whisper, Generator(loaded.model, loaded.tokenizer, batch_size=1)
+
+
+def translate_audio(settings, out) -> list[Episode]:
+    from .asr import StreamingASR
+    from .audio import read_wav
+    from .cascade import SpeechCascade, stream_audio
+    from ..translate import done_event, step_event
+
+    samples = read_wav(settings.audio)  # a bad file fails before any model loads
+    pair, policy, whisper, generator = speech_parts(settings)
+    asr = StreamingASR(whisper, settings.max_buffer, beam_size=settings.asr_beam)
+    if settings.json:
+        def emit(live, step):
+            print(json.dumps(step_event(live.episode, step), ensure_ascii=False), file=out, flush=True)
+
+        def done(episode, _words):
+            print(json.dumps(done_event(episode), ensure_ascii=False), file=out, flush=True)
+
+        cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, on_step=emit, on_done=done)
+        return stream_audio(samples, cascade, settings.audio_chunk)
+
+    from ..live_view import LiveView
+
+    view = LiveView(pair, policy.settings())
+    current = []
+
+    def show(live, step):
+        if not current or current[-1] is not live:
+            current.append(live)
+            view.start(live.text, settings.chunk)
+        view.grow(live.text)
+        view.update(live.episode, step)
+
+    with view:
+        cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, on_step=show,
+                                on_done=lambda episode, _words: view.finish(episode, done_event(episode)))
+        return stream_audio(samples, cascade, settings.audio_chunk)
