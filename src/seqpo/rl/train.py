@@ -396,7 +396,13 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
         local_tokens = sum(len(r[1]) for r in rows)
         total_tokens = int(accelerator.reduce(torch.tensor(float(local_tokens), device=device), "sum").item())
         scale = accelerator.num_processes  # DDP averages gradients over processes; the loss is a global mean
-        batches = make_batches(rows, tokenizer.pad_token_id, settings.micro_batch)
+        # every process must run the same number of backward passes (DDP synchronises the last one),
+        # so all split their rows into the largest count; a process with fewer rows repeats its last
+        # micro-batch at weight 0
+        n_batches = int(accelerator.gather(torch.tensor([-(-len(rows) // settings.micro_batch)], device=device)).max())
+        batches = make_batches(rows, tokenizer.pad_token_id, -(-len(rows) // n_batches))
+        weights = [1.0] * len(batches) + [0.0] * (n_batches - len(batches))
+        batches += [batches[-1]] * (n_batches - len(batches))
         stats = {"loss": 0.0, "kl_sum": 0.0, "clipped_sum": 0.0, "logp_gap_sum": 0.0}
         ref_cache: dict[int, torch.Tensor] = {}
         grad_norm = None
@@ -415,8 +421,8 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
                     old = logps.detach() if settings.updates_per_batch == 1 else sampled
                     loss, s = grpo_token_loss(logps, old, ref_cache.get(i), batch.advantages.to(device), mask,
                                               settings.clip_eps, beta, total_tokens)
-                    accelerator.backward(loss * scale)
-                if update == 0:
+                    accelerator.backward(loss * scale * weights[i])
+                if update == 0 and weights[i]:
                     stats["loss"] += float(loss.detach())
                     stats["kl_sum"] += s["kl_sum"]
                     stats["clipped_sum"] += s["clipped_sum"]
