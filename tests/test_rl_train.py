@@ -161,3 +161,25 @@ def test_reference_is_the_start_adapter_and_the_export_loads_on_the_base(waiting
         a, b, c = (m(input_ids=ids).logits for m in (exported, trained, start_only))
     assert torch.allclose(a, b, atol=1e-4)
     assert not torch.allclose(a, c, atol=1e-4)  # training changed the policy
+
+
+def test_two_processes_under_accelerate_launch(waiting_model, train_files, tmp_path):
+    """The data-parallel path (DDP over gloo on CPU, as on several GPUs with NCCL): both processes
+    sample their share, synchronise gradients and the run finishes with one log and one adapter."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "seqpo.cli", "train", "--pair", "en-zh",
+           "--src", str(train_files[0]), "--ref", str(train_files[1]), "--out", str(out), "--model", str(waiting_model),
+           "--adapter", "none", "--few-shot", "no", "--steps", "2", "--sources", "2", "--group", "4",
+           "--max-step-tokens", "6", "--bf16", "no", "--lr", "1e-3", "--quiet"]
+    env = {**os.environ, "SEQPO_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = _log(out)
+    assert [r["step"] for r in log] == [1, 2]
+    assert log[0]["episodes"] == 8  # 2 sentences x 4 rollouts, one sentence per process
+    assert (out / "adapter_model.safetensors").exists()
