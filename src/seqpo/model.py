@@ -4,6 +4,7 @@ any local path or hub id, and peft LoRA adapters on top.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -109,6 +110,14 @@ def resolve_adapter(adapter: str | None, pair: str, model: str | None) -> str | 
     return str(shipped) if (shipped / "adapter_config.json").exists() else None
 
 
+@contextlib.contextmanager
+def quiet_peft():
+    """peft calls a transformers API deprecated in v5 on every adapter load; not ours to fix."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 @dataclass
 class LoadedModel:
     model: object
@@ -157,8 +166,7 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
         from peft import PeftModel
 
         try:
-            with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5; not ours to fix
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            with quiet_peft():
                 lm = PeftModel.from_pretrained(lm, str(adapter_path))
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise ModelLoadError(f"cannot load adapter '{adapter}': {str(exc).splitlines()[0]}") from exc

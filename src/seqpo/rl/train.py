@@ -29,9 +29,7 @@ import json
 import logging
 import random
 import shutil
-import statistics
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -217,14 +215,6 @@ def _use_bf16(choice: str) -> bool:
     return _bf16(choice)
 
 
-def _peft_quietly():
-    ctx = warnings.catch_warnings()
-    ctx.__enter__()
-    # peft calls a transformers API deprecated in v5; not ours to fix
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-    return ctx
-
-
 def _check_adapter(path: Path) -> Path:
     if not (path / "adapter_config.json").exists():
         raise InputFileError(f"adapter folder {path} has no adapter_config.json")
@@ -237,12 +227,11 @@ def _load_policy_model(settings: TrainSettings, resume_from: Path | None, save_b
     policy, which is the KL reference (MISSION.md: KL to the SFT reference) without a second copy."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    from ..model import load_model
+    from ..model import load_model, quiet_peft
 
     loaded = load_model(settings.model)
     base = loaded.model
-    ctx = _peft_quietly()
-    try:
+    with quiet_peft():
         if settings.adapter:
             base = PeftModel.from_pretrained(base, str(_check_adapter(Path(settings.adapter)))).merge_and_unload()
         if save_base is not None and not (save_base / "config.json").exists():  # what vLLM serves
@@ -254,8 +243,6 @@ def _load_policy_model(settings: TrainSettings, resume_from: Path | None, save_b
             model = get_peft_model(base, LoraConfig(
                 r=settings.lora_r, lora_alpha=2 * settings.lora_r, lora_dropout=0.0,
                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"))
-    finally:
-        ctx.__exit__(None, None, None)
     model.eval()  # no dropout: sampled and trained log-probs come from the same function
     return loaded, model
 
@@ -266,22 +253,19 @@ def export_adapter(settings: TrainSettings, trained: Path, out: Path) -> None:
     so `--adapter OUT` loads the trained policy on the bundled model like any SFT adapter."""
     from peft import PeftModel
 
-    from ..model import load_model
+    from ..model import load_model, quiet_peft
 
     if not settings.adapter:
         for f in trained.iterdir():
             if f.name.startswith("adapter_"):
                 shutil.copy2(f, out / f.name)
         return
-    ctx = _peft_quietly()
-    try:
+    with quiet_peft():
         base = load_model(settings.model).model
         model = PeftModel.from_pretrained(base, str(settings.adapter), adapter_name="start")
         model.load_adapter(str(trained), adapter_name="trained")
         model.add_weighted_adapter(["start", "trained"], [1.0, 1.0], adapter_name="default", combination_type="cat")
         model.save_pretrained(out, selected_adapters=["default"])
-    finally:
-        ctx.__exit__(None, None, None)
 
 
 def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=None, out: Path | None = None,
