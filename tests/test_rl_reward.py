@@ -46,3 +46,27 @@ def test_bad_inputs():
         seqpo_rewards([1.0], [1.0, 2.0], chunk=1)
     with pytest.raises(ValueError):
         hierarchical_rewards([1.0], [1.0], [1], threshold=0)
+
+
+def test_speech_episodes_reward_in_ms():
+    from seqpo.rl.reward import episode_latency
+    from seqpo.stream import Episode, Step
+
+    def speech(written_at):  # 4 s of audio; target characters written at these audio times (ms)
+        steps = [Step(read=i + 1, written="字" * n, audio_ms=t) for i, (t, n) in enumerate(written_at)]
+        return Episode("a b c d", "word", "char", steps, audio_span=(1000.0, 5000.0))
+
+    fast = speech([(2000.0, 2), (3000.0, 2)])  # delays 1000, 1000, 2000, 2000 ms from the span start
+    slow = speech([(5000.0, 4)])
+    # AL with |Y| = 4 over 4000 ms: one char per 1000 ms -> mean(1000-0, 1000-1000, 2000-2000, 2000-3000) = 0
+    assert episode_latency(fast, 4) == (pytest.approx(0.0), 4000.0)
+    assert episode_latency(slow, 4) == (pytest.approx(4000.0), 4000.0)  # tau = 1: the whole utterance
+    assert episode_latency(speech([(2000.0, 0)]), 4) == (4000.0, 4000.0)  # wrote nothing
+    lat, src = zip(*(episode_latency(e, 4) for e in (fast, slow)))
+    # both clear the quality bar: 1 - AL/|X| in ms
+    assert hierarchical_rewards([60.0, 60.0], lat, src, threshold=50) == pytest.approx([1.0, 0.0])
+    # fused reward, truncation floor of one 500 ms audio chunk before normalising
+    assert seqpo_rewards([1.0, 1.0], lat, chunk=500.0, order="truncate-first") == pytest.approx([0.70711, -0.70711], abs=1e-4)
+    text = Episode("a b c d", "word", "char", [Step(read=2, written="字字"), Step(read=4, written="字字")])
+    # text stays in source words: mean(2-0, 2-1, 4-2) with tau = 3
+    assert episode_latency(text, 4) == (pytest.approx(5 / 3), 4.0)

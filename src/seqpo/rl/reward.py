@@ -16,6 +16,13 @@ units; both are offered for ablations.
 Hierarchical reward (HPO, 2025): quality must clear a threshold before latency counts at all, so
 the policy cannot trade quality away for speed.
 
+Speech episodes (the cascade of `seqpo.speech`, an `Episode` with an `audio_span`): latency is in
+ms of audio (`episode_latency`), and so is the source length the hierarchical reward divides by,
+so r = 1 - AL_ms / audio_ms above the quality bar: a translation lagging half the utterance earns
+0.5, one that keeps pace with the speaker nearly 1, whatever the speaking rate. For the fused
+reward the truncation floor m is then in ms too (e.g. the audio chunk, 500 ms, with
+`order="truncate-first"`); with the default normalise-first order the unit cancels out.
+
 Group statistics use the sample standard deviation, as TRL's GRPOTrainer does.
 """
 
@@ -81,6 +88,23 @@ def hierarchical_rewards(
         else:
             out.append(1.0 - min(1.0, max(0.0, lat / n)) if n > 0 else 0.0)
     return out
+
+
+def episode_latency(episode, reference_length: int, metric: str = "AL") -> tuple[float, float]:
+    """(latency, source length) of one rollout in the unit its source came in: AL or LAAL in
+    source units for text, in ms of the sentence's audio for speech. An episode that wrote
+    nothing has no AL (SimulEval leaves it undefined); it counts as lagging the whole source."""
+    from ..metrics.latency import latency_scores, speech_latency_scores
+
+    if metric not in ("AL", "LAAL"):
+        raise ValueError(f"unknown latency metric {metric!r}")
+    if episode.audio_span is not None:
+        delays, length = episode.audio_delays(), episode.source_ms
+        scores = speech_latency_scores(delays, delays, length, reference_length)
+    else:
+        length = float(episode.source_length)
+        scores = latency_scores(episode.delays(), length, reference_length)
+    return scores.get(metric, length), length
 
 
 def advantages(rewards: Sequence[float]) -> list[float]:
