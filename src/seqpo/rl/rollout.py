@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from ..generation import Completion, Generator
 from ..languages import LanguagePair
-from ..metrics.latency import latency_scores
 from ..metrics.quality import sentence_scores
 from ..policies.llm import LLMPolicy
 from ..simulate import run_episodes
 from ..stream import Episode, Step, count_units
+from .reward import episode_latency
 
 
 @dataclass
@@ -76,23 +76,22 @@ def sample_rollouts(
 @dataclass
 class EpisodeScore:
     quality: float  # sentence metric, 0-100
-    latency: float  # AL in target units (the source length when nothing was written)
+    latency: float  # AL: source units for text, ms of audio for speech (the source length if nothing was written)
     laal: float
     wait_fraction: float
-    source_length: int
+    source_length: float  # in the latency's unit
 
 
 def score_rollouts(rollouts: list[Rollout], target_lang: str, metric: str = "chrf",
                    comet: str | None = None) -> list[EpisodeScore]:
-    """Sentence quality and latency of each episode. An episode that wrote nothing has no AL
-    (SimulEval leaves it undefined); it counts as lagging the whole source, with quality 0."""
+    """Sentence quality and latency of each episode (`reward.episode_latency`: text or speech)."""
     eps = [r.episode for r in rollouts]
     quality = sentence_scores([e.source for e in eps], [e.prediction for e in eps],
                               [r.reference for r in rollouts], target_lang, metric, comet)
     out = []
     for r, ep, q in zip(rollouts, eps, quality):
-        src_len = ep.source_length
-        lat = latency_scores(ep.delays(), src_len, count_units(r.reference, ep.target_unit))
-        out.append(EpisodeScore(q, lat.get("AL", float(src_len)), lat.get("LAAL", float(src_len)),
-                                ep.wait_fraction, src_len))
+        ref_len = count_units(r.reference, ep.target_unit)
+        al, length = episode_latency(ep, ref_len, "AL")
+        laal, _ = episode_latency(ep, ref_len, "LAAL")
+        out.append(EpisodeScore(q, al, laal, ep.wait_fraction, length))
     return out
