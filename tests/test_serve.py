@@ -136,7 +136,8 @@ def test_websocket_two_sentences_in_order(server):
     with connect(ws_url(server)) as ws:
         ws.send(json.dumps({"type": "start", "pair": "en-de", "policy": "wait-k", "k": 2}))
         ready = json.loads(ws.recv(timeout=10))
-        assert ready == {"type": "ready", "pair": "en-de", "policy": "wait-k", "k": 2, "chunk": 1, "few_shot": True}
+        assert ready == {"type": "ready", "pair": "en-de", "policy": "wait-k", "k": 2, "chunk": 1, "few_shot": True,
+                         "input": "text"}
         speak(ws, SENTENCE)
         speak(ws, second)  # sent before the first is done: sentences queue up in order
         events = events_until(ws, lambda e: e["type"] == "done" and e["sentence"] == 2)

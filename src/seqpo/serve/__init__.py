@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import PolicySettings, setting
+from ..config import PolicySettings, SpeechSettings, setting
 
 
 @dataclass
-class ServeSettings(PolicySettings):
+class ServeSettings(PolicySettings, SpeechSettings):
     """pair, policy, k and chunk are a session's defaults; a client's start message may choose others."""
 
     host: str = setting("127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
@@ -26,6 +26,10 @@ class ServeSettings(PolicySettings):
     max_sentence_words: int = setting(200, "longest sentence accepted, in source units (words or characters)")
     idle_timeout: float = setting(300.0, "close a WebSocket after this many seconds without a client message "
                                   "(not counting time its sentences are being translated)")
+    max_audio_seconds: float = setting(600.0, "speech: most audio accepted per session or upload (seconds)")
+    max_audio_frame_bytes: int = setting(65536, "speech: largest binary audio frame accepted (bytes; 0.5 s of "
+                                         "16 kHz 16-bit PCM is 16000)")
+    max_audio_sessions: int = setting(4, "speech: most audio streams (WebSocket or upload) transcribed at once")
     log_level: str = setting("warning", "uvicorn log level", choices=["critical", "error", "warning", "info", "debug"])
 
 
@@ -40,11 +44,14 @@ def serve(settings: ServeSettings) -> None:
     from .app import create_app
 
     check_supported(parse_pair(settings.pair))
-    for name in ("k", "chunk", "batch_size", "queue_size", "max_message_bytes", "max_sentence_words", "port"):
+    for name in ("k", "chunk", "batch_size", "queue_size", "max_message_bytes", "max_sentence_words", "port",
+                 "max_audio_frame_bytes", "max_audio_sessions"):
         if getattr(settings, name) < 1:
             raise InputFileError(f"--{name.replace('_', '-')} must be at least 1")
-    if settings.idle_timeout <= 0:
-        raise InputFileError("--idle-timeout must be positive")
+    if settings.idle_timeout <= 0 or settings.max_audio_seconds <= 0:
+        raise InputFileError("--idle-timeout and --max-audio-seconds must be positive")
+    if settings.audio_chunk <= 0 or settings.max_buffer <= settings.audio_chunk or settings.asr_beam < 1:
+        raise InputFileError("--audio-chunk must be positive, --max-buffer longer than it, --asr-beam at least 1")
     if settings.decoding != "reencode":  # live sessions drive policies step by step (session.py)
         raise InputFileError("seqpo serve supports --decoding reencode only for now")
     loaded = load_model(settings.model, settings.adapter)

@@ -5,16 +5,18 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Form, UploadFile, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
+from ..errors import SeqpoError
 from ..generation import Generator
 from ..session import SentenceTooLongError
 from .connection import Connection, ProtocolError, done_payload, new_episode, parse_config, run_due_steps, \
     step_payload
+from .audio import SpeechService, translate_upload
 from .metrics import ServerMetrics
 from .worker import Busy, ModelWorker
 
@@ -33,15 +35,18 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
     metrics = ServerMetrics()
     worker = ModelWorker(generator, queue_size=settings.queue_size, batch_size=settings.batch_size,
                          on_batch=metrics.batch_size.observe)
+    speech = SpeechService(settings)
 
     @asynccontextmanager
     async def lifespan(_app):
         worker.start()
         yield
         await worker.stop()
+        speech.shutdown()
 
     app = FastAPI(title="seqpo", summary="simultaneous machine translation", lifespan=lifespan)
     app.state.worker, app.state.metrics, app.state.settings = worker, metrics, settings
+    app.state.speech = speech
 
     def error_response(status: int, code: str, message: str) -> JSONResponse:
         metrics.errors.labels(code).inc()
@@ -95,9 +100,42 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
         done = done_payload(1, live)
         return {**done, "trace": trace + [done]}
 
+    @app.post("/translate/audio")
+    async def translate_audio(file: UploadFile, pair: str | None = Form(None), policy: str | None = Form(None),
+                              k: int | None = Form(None), chunk: int | None = Form(None)):
+        """An uploaded 16 kHz wav through the speech cascade, as `seqpo translate --audio --json`."""
+        from ..speech.audio import SAMPLE_RATE, wav_from_bytes
+
+        limit = round(settings.max_audio_seconds * SAMPLE_RATE * 2) + 4096  # 16-bit samples + header
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            return error_response(413, "too_large", f"upload over {limit} bytes: the limit is "
+                                  f"{settings.max_audio_seconds:g} s of 16-bit audio")
+        given = {k: v for k, v in {"pair": pair, "policy": policy, "k": k, "chunk": chunk}.items() if v is not None}
+        try:
+            config = parse_config(given, settings)
+        except ProtocolError as exc:
+            return error_response(400, exc.code, str(exc))
+        if config.pair.split("-")[0] != "en":
+            return error_response(400, "bad_pair", f"speech input is English only (Whisper tiny.en); "
+                                  f"got pair {config.pair}")
+        try:
+            samples = wav_from_bytes(data, file.filename or "upload")
+        except SeqpoError as exc:
+            return error_response(400, "bad_audio", str(exc))
+        if len(samples) > settings.max_audio_seconds * SAMPLE_RATE:
+            return error_response(413, "too_long", f"{len(samples) / SAMPLE_RATE:.1f} s of audio; the limit is "
+                                  f"{settings.max_audio_seconds:g} s")
+        try:
+            return await translate_upload(samples, config, speech, worker, metrics)
+        except Busy as exc:
+            return error_response(503, "busy", str(exc))
+        except SeqpoError as exc:  # the speech extra is missing
+            return error_response(503, "no_speech", str(exc))
+
     @app.websocket("/ws/translate")
     async def ws_translate(ws: WebSocket):
         await ws.accept()
-        await Connection(ws, settings, worker, metrics).run()
+        await Connection(ws, settings, worker, metrics, speech).run()
 
     return app

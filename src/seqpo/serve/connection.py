@@ -4,12 +4,17 @@ Client -> server (JSON text frames):
   {"type": "start", "pair": "en-de", "policy": "llm", "k": 3, "chunk": 1}   (all but type optional)
   {"type": "source", "text": "..."}   text as it arrives; a word counts once whitespace follows it
   {"type": "end"}                     the sentence is complete
+  Speech: {"type": "start", "input": "audio", "sample_rate": 16000, ...} (English source pairs),
+  then binary frames of 16-bit little-endian mono PCM at 16 kHz; {"type": "end"} ends the audio.
 Server -> client:
   {"type": "ready", ...settings}      after each start
   {"type": "write", "sentence", "text", "read", "target", "elapsed_ms", "latency_ms"}
   {"type": "wait", "sentence", "read", "elapsed_ms", "latency_ms"}
   {"type": "done", "sentence", "source", "prediction", "delays", "AL", "LAAL", "wait_fraction"}
   {"type": "error", "code", "message"[, "sentence"]}   the connection stays usable
+  Speech adds {"type": "word", "sentence", "text", "start_ms", "end_ms", "known_ms"} per stable
+  word, `audio_ms` on steps, speech latency (ms) on done, and {"type": "audio_end", "audio_ms",
+  "sentences", "transcript", "asr_ms"} once the end has been flushed (see audio.py).
 
 Two coroutines share a connection: the receive loop applies messages at once (so source keeps
 arriving while the model runs) and the stepper runs due policy steps of the oldest unfinished
@@ -31,6 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..errors import SeqpoError
 from ..languages import check_supported, parse_pair
+from ..speech.audio import pcm16_to_float
 from ..policies import POLICY_NAMES, make_policy
 from ..session import LiveEpisode, SentenceTooLongError
 from ..stream import Step
@@ -114,11 +120,13 @@ class _Sentence:
 
 
 class Connection:
-    def __init__(self, ws: WebSocket, settings, worker: ModelWorker, metrics: ServerMetrics):
+    def __init__(self, ws: WebSocket, settings, worker: ModelWorker, metrics: ServerMetrics, speech=None):
         self.ws, self.settings, self.worker, self.metrics = ws, settings, worker, metrics
+        self.speech = speech  # the app's SpeechService (audio sessions)
         self.config: SessionConfig | None = None
         self.sentences: deque[_Sentence] = deque()  # oldest first; only the last may be open
         self.count = 0
+        self.audio = None  # the AudioStream of a session started with input audio
         self.wake = asyncio.Event()
         self.send_lock = asyncio.Lock()
 
@@ -159,6 +167,8 @@ class Connection:
         except WebSocketDisconnect:
             return
         finally:
+            if self.audio is not None:
+                self.audio.close()
             stepper.cancel()
             # collects the stepper's end; a send to a client that just left fails there, harmlessly
             await asyncio.gather(stepper, return_exceptions=True)
@@ -169,13 +179,20 @@ class Connection:
                 log.info("client gone: dropped %d queued requests", dropped)
 
     def working(self) -> bool:
-        """Some ended sentence is still being translated."""
+        """Some ended sentence is still being translated (or audio is being transcribed)."""
+        if self.audio is not None and self.audio.busy:
+            return True
         return any(s.live.ended and not s.failed and not s.live.done for s in self.sentences)
 
     # -- receiving ----------------------------------------------------------------------------
+    def next_index(self) -> int:
+        self.count += 1
+        return self.count
+
     async def handle(self, message: dict) -> None:
         if message.get("text") is None:
-            raise ProtocolError("binary", "binary frames are not supported; send JSON text frames")
+            self.audio_frame(message.get("bytes") or b"")
+            return
         text = message["text"]
         size = len(text.encode("utf-8"))
         if size > self.settings.max_message_bytes:
@@ -189,22 +206,92 @@ class Connection:
             raise ProtocolError("bad_message", "a message must be a JSON object with a 'type'")
         kind = msg.get("type")
         if kind == "start":
-            self.start(msg)
-            await self.send({"type": "ready", **asdict(self.config)})
+            if msg.get("input", "text") == "audio":
+                ready = await self.start_audio(msg)
+            else:
+                self.start(msg)
+                ready = {"type": "ready", **asdict(self.config), "input": "text"}
+            await self.send(ready)
         elif kind == "source":
+            if self.audio is not None:
+                raise ProtocolError("bad_input", "this session takes audio (binary PCM frames), not source text; "
+                                    "send a start without input audio for text")
             await self.source(msg)
         elif kind == "end":
+            if self.audio is not None:
+                if self.audio.ended:
+                    raise ProtocolError("no_sentence", "the audio has already ended; send a new start")
+                self.audio.end()
+                return
             self.end()
         else:
             raise ProtocolError("bad_type", f"unknown message type {kind!r} (start, source, end)")
         self.wake.set()
 
     def start(self, msg: dict) -> None:
+        if msg.get("input", "text") != "text":
+            raise ProtocolError("bad_input", f"input must be 'text' or 'audio', not {msg.get('input')!r}")
         self.config = parse_config(msg, self.settings)
+        self.stop_audio()
         for sentence in self.sentences:  # a new start abandons unfinished sentences
             sentence.failed = True
             sentence.live.ended = True
         # their queued step (at most one) still runs; the stepper discards its result
+
+    # -- speech ---------------------------------------------------------------------------------
+    async def start_audio(self, msg: dict) -> dict:
+        """A start with input audio: checked, then Whisper loaded (first time) and a stream opened."""
+        from .audio import SAMPLE_RATE, AudioStream
+
+        rate = msg.get("sample_rate", SAMPLE_RATE)
+        if rate != SAMPLE_RATE or isinstance(rate, bool):
+            raise ProtocolError("bad_rate", f"sample_rate must be {SAMPLE_RATE}: send 16-bit little-endian mono "
+                                f"PCM at {SAMPLE_RATE} Hz (resample in the client)")
+        config = parse_config(msg, self.settings)
+        if parse_pair(config.pair).source != "en":
+            raise ProtocolError("bad_pair", f"speech input is English only (Whisper tiny.en); got pair {config.pair}")
+        speech = self.speech
+        if speech is None:
+            raise ProtocolError("no_speech", "this server takes no audio")
+        try:
+            whisper = await speech.whisper()
+        except SeqpoError as exc:
+            raise ProtocolError("no_speech", str(exc)) from exc
+        self.stop_audio()  # before counting: a restart replaces this connection's stream
+        try:
+            speech.acquire()
+        except Busy as exc:
+            raise ProtocolError("busy", f"{exc}; try again later") from exc
+        self.start({k: v for k, v in msg.items() if k != "input"})  # abandons text sentences too
+        self.config = config
+        self.audio = AudioStream(self, config, whisper, speech)
+        return {"type": "ready", **asdict(config), "input": "audio", "sample_rate": SAMPLE_RATE,
+                "max_audio_seconds": self.settings.max_audio_seconds}
+
+    def stop_audio(self) -> None:
+        if self.audio is not None:
+            self.audio.close()
+            self.audio = None
+
+    def audio_frame(self, data: bytes) -> None:
+        if self.audio is None:
+            raise ProtocolError("binary", "binary frames carry audio: send {\"type\": \"start\", \"input\": "
+                                "\"audio\"} first; text sessions take JSON text frames")
+        if self.audio.ended:
+            raise ProtocolError("binary", "the audio has ended; send a new start for more")
+        limit = self.settings.max_audio_frame_bytes
+        if len(data) > limit:
+            raise ProtocolError("too_large", f"audio frame of {len(data)} bytes; the limit is {limit} "
+                                "(send about 0.5 s per frame)")
+        if len(data) % 2:
+            raise ProtocolError("odd_bytes", f"audio frame of {len(data)} bytes: 16-bit PCM needs an even "
+                                "number of bytes")
+        seconds = self.settings.max_audio_seconds
+        if not self.audio.add(pcm16_to_float(data), round(seconds * 16000)):
+            if not self.audio.refused:
+                self.audio.refused = True
+                raise ProtocolError("too_long", f"more than {seconds:g} s of audio in this session; further "
+                                    "audio is ignored: send end, then a new start")
 
     def open_sentence(self) -> _Sentence | None:
         if self.sentences and not self.sentences[-1].live.ended:

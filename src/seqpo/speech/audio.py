@@ -22,22 +22,33 @@ def read_wav(path: str | Path) -> np.ndarray:
 
     Other rates are refused rather than resampled, so the audio timeline of the latency
     metrics is the file's own."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"audio file not found: {p}")
+    return _read_audio(str(p), str(p))
+
+
+def wav_from_bytes(data: bytes, name: str = "upload") -> np.ndarray:
+    """`read_wav` of a file's bytes (an upload to the server); `name` names it in errors."""
+    import io
+
+    return _read_audio(io.BytesIO(data), name)
+
+
+def _read_audio(source, name: str) -> np.ndarray:
     try:
         import soundfile
     except ImportError as exc:
         raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]'") from exc
-    p = Path(path)
-    if not p.is_file():
-        raise InputFileError(f"audio file not found: {p}")
     try:
-        samples, rate = soundfile.read(str(p), dtype="float32", always_2d=True)
+        samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as exc:  # libsndfile's error for a bad file
-        raise InputFileError(f"cannot read audio file {p}: {str(exc).splitlines()[0]}") from exc
+        raise InputFileError(f"cannot read audio file {name}: {str(exc).splitlines()[0]}") from exc
     if rate != SAMPLE_RATE:
-        raise InputFileError(f"{p} is sampled at {rate} Hz; speech input must be {SAMPLE_RATE} Hz "
+        raise InputFileError(f"{name} is sampled at {rate} Hz; speech input must be {SAMPLE_RATE} Hz "
                              f"(convert with: sox IN.wav -r {SAMPLE_RATE} -c 1 OUT.wav)")
     if len(samples) == 0:
-        raise InputFileError(f"audio file {p} holds no samples")
+        raise InputFileError(f"audio file {name} holds no samples")
     return samples.mean(axis=1).astype(np.float32)
 
 

@@ -30,9 +30,11 @@ class SpeechCascade:
     def __init__(self, asr: StreamingASR, pair: LanguagePair, policy: Policy, generator: Generator | None,
                  chunk: int = 1, split_sentences: bool = True,
                  on_step: Callable[[LiveEpisode, Step], None] | None = None,
-                 on_done: Callable[[Episode, list[AsrWord]], None] | None = None):
+                 on_done: Callable[[Episode, list[AsrWord]], None] | None = None,
+                 on_word: Callable[[LiveEpisode, AsrWord], None] | None = None, max_units: int | None = None):
         self.asr, self.pair, self.policy, self.generator, self.chunk = asr, pair, policy, generator, chunk
-        self.split_sentences, self.on_step, self.on_done = split_sentences, on_step, on_done
+        self.split_sentences, self.on_step, self.on_done, self.on_word = split_sentences, on_step, on_done, on_word
+        self.max_units = max_units  # a sentence this long (in words) is closed as if it ended (server)
         self.live: LiveEpisode | None = None
         self.sentence_words: list[AsrWord] = []
         self.sentence_start_ms = 0.0
@@ -56,7 +58,9 @@ class SpeechCascade:
             self.live = LiveEpisode(self.pair, self.policy, chunk=self.chunk)
         self.live.feed(word.text + " ")
         self.sentence_words.append(word)
-        if self.split_sentences and word.ends_sentence:
+        if self.on_word:
+            self.on_word(self.live, word)
+        if (self.split_sentences and word.ends_sentence) or len(self.sentence_words) == self.max_units:
             self._close(word.end_ms)  # the sentence's last read is its finishing step
         elif run:
             self._run()
@@ -78,6 +82,12 @@ class SpeechCascade:
         if self.on_done:
             self.on_done(episode, self.sentence_words)
         self.live, self.sentence_words, self.sentence_start_ms = None, [], end_ms
+
+    def drop_sentence(self) -> None:
+        """Abandon the open sentence (its model step failed); later words start a new one."""
+        if self.live is not None:
+            end_ms = self.sentence_words[-1].end_ms if self.sentence_words else self.sentence_start_ms
+            self.live, self.sentence_words, self.sentence_start_ms = None, [], end_ms
 
 
 def stream_audio(samples: np.ndarray, cascade: SpeechCascade, chunk_s: float) -> list[Episode]:

@@ -1,0 +1,258 @@
+"""Speech input for the server: English audio from the page's microphone (binary WebSocket frames
+of 16-bit little-endian mono PCM at 16 kHz) or an uploaded wav, through the same `SpeechCascade`
+as `seqpo translate --audio`.
+
+The cascade is synchronous (an ASR decode, then the policy steps due on its stable words), so each
+audio stream runs it on a thread of its own (`--max-audio-sessions` threads at most); its model
+requests still go through the shared `ModelWorker` (bounded queue, batching, fairness) via
+`WorkerGenerator`, and its events are sent by the event loop. Audio that arrives while a decode
+runs is queued and decoded in one piece next time, so a stream that falls behind catches up with
+fewer, longer decodes instead of an ever longer queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import SeqpoError
+from ..languages import parse_pair
+from ..policies import make_policy
+from ..translate import done_event, step_event
+from .metrics import ServerMetrics
+from .worker import Busy, ModelWorker
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # what Whisper takes; the page resamples the microphone to it
+
+
+class StreamClosed(SeqpoError):
+    """The audio stream was abandoned (new start, client gone): stop working on it."""
+
+
+class WorkerGenerator:
+    """A `Generator` stand-in for a cascade thread: each request goes through the worker on the
+    event loop, and the thread waits for its completion."""
+
+    def __init__(self, worker: ModelWorker, owner: object, loop: asyncio.AbstractEventLoop,
+                 metrics: ServerMetrics, closed: threading.Event):
+        self.worker, self.owner, self.loop, self.metrics, self.closed = worker, owner, loop, metrics, closed
+        self.last_latency_ms = 0.0  # queue + model time of the last request (for the step event)
+
+    def complete(self, requests):
+        out = []
+        for request in requests:
+            t0 = time.perf_counter()
+            future = asyncio.run_coroutine_threadsafe(self.worker.submit(self.owner, request), self.loop)
+            out.append(wait_for(future, self.closed))
+            self.metrics.step_latency.observe(time.perf_counter() - t0)
+            self.last_latency_ms = (time.perf_counter() - t0) * 1000.0
+        return out
+
+
+def wait_for(future: concurrent.futures.Future, closed: threading.Event):
+    """The future's result, giving up when the stream is closed (the loop may never answer then)."""
+    while True:
+        try:
+            return future.result(timeout=0.5)
+        except concurrent.futures.TimeoutError:
+            if closed.is_set():
+                future.cancel()
+                raise StreamClosed("audio stream closed") from None
+        except concurrent.futures.CancelledError:
+            raise StreamClosed("audio stream closed") from None
+
+
+class SpeechService:
+    """Per app: Whisper (loaded on first use), the cascade threads and the count of open streams."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.max_streams = settings.max_audio_sessions
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=self.max_streams,
+                                                              thread_name_prefix="seqpo-speech")
+        self.active = 0
+        self._whisper = None
+        self._lock: asyncio.Lock | None = None
+
+    async def whisper(self):
+        """Whisper tiny.en, loaded once (off the event loop); SeqpoError if the extra is missing."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._whisper is None:
+                from ..speech.asr import load_whisper
+
+                self._whisper = await asyncio.get_running_loop().run_in_executor(self.executor, load_whisper)
+        return self._whisper
+
+    def acquire(self) -> None:
+        if self.active >= self.max_streams:
+            raise Busy(f"server busy: {self.active} audio streams open (limit {self.max_streams})")
+        self.active += 1
+
+    def release(self) -> None:
+        self.active -= 1
+
+    def cascade(self, whisper, config, generator, **callbacks):
+        from ..speech.asr import StreamingASR
+        from ..speech.cascade import SpeechCascade
+
+        s = self.settings
+        asr = StreamingASR(whisper, s.max_buffer, beam_size=s.asr_beam)
+        policy = make_policy(config.policy, k=config.k, chunk=config.chunk, few_shot=config.few_shot)
+        return SpeechCascade(asr, parse_pair(config.pair), policy, generator, config.chunk,
+                             max_units=s.max_sentence_words, **callbacks)
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class CascadeEvents:
+    """The cascade's callbacks (run on its thread): numbered sentences, events in protocol form."""
+
+    def __init__(self, emit: Callable[[dict], None], next_index: Callable[[], int], generator: WorkerGenerator,
+                 metrics: ServerMetrics, endpoint: str):
+        self.emit, self.next_index, self.generator, self.metrics, self.endpoint = \
+            emit, next_index, generator, metrics, endpoint
+        self.live = None
+        self.index = 0
+        self.sentences = 0
+
+    def callbacks(self) -> dict:
+        return {"on_word": self.on_word, "on_step": self.on_step, "on_done": self.on_done}
+
+    def on_word(self, live, word) -> None:
+        if live is not self.live:
+            self.live, self.index = live, self.next_index()
+        self.emit({"type": "word", "sentence": self.index, **word.to_dict()})
+
+    def on_step(self, live, step) -> None:
+        self.metrics.steps.labels("write" if step.written else "wait").inc()
+        latency, self.generator.last_latency_ms = self.generator.last_latency_ms, 0.0
+        self.emit({**step_event(live.episode, step), "sentence": self.index, "latency_ms": round(latency, 1)})
+
+    def on_done(self, episode, _words) -> None:
+        self.metrics.sentences.labels(self.endpoint).inc()
+        self.sentences += 1
+        self.emit({**done_event(episode), "sentence": self.index})
+
+
+class AudioStream:
+    """One WebSocket audio stream: from its start message to its end (or a new start)."""
+
+    def __init__(self, connection, config, whisper, service: SpeechService):
+        self.conn, self.config, self.service = connection, config, service
+        self.loop = asyncio.get_running_loop()
+        self.closed = threading.Event()
+        self.generator = WorkerGenerator(connection.worker, connection, self.loop, connection.metrics, self.closed)
+        self.events = CascadeEvents(self._emit, connection.next_index, self.generator, connection.metrics, "ws")
+        self.cascade = service.cascade(whisper, config, self.generator, **self.events.callbacks())
+        self.pending: list[np.ndarray] = []
+        self.received = 0  # samples accepted
+        self.ended = False  # the client sent end
+        self.finished = False  # the last words are out
+        self.refused = False  # audio beyond the limit was refused (told once)
+        self.running = False
+        self.wake = asyncio.Event()
+        self.task = self.loop.create_task(self._run(), name="seqpo-audio-stream")
+
+    @property
+    def busy(self) -> bool:
+        return self.running or bool(self.pending) or (self.ended and not self.finished)
+
+    def add(self, samples: np.ndarray, limit: int) -> bool:
+        """Queue samples; False (nothing queued) when they would pass `limit` samples."""
+        if self.received + len(samples) > limit:
+            return False
+        self.received += len(samples)
+        self.pending.append(samples)
+        self.wake.set()
+        return True
+
+    def end(self) -> None:
+        self.ended = True
+        self.wake.set()
+
+    def close(self) -> None:
+        """Abandon the stream; its thread stops at its next model request or event."""
+        self.closed.set()
+        self.wake.set()
+
+    def _emit(self, payload: dict) -> None:  # on the cascade thread
+        if self.closed.is_set():
+            raise StreamClosed("audio stream closed")
+        wait_for(asyncio.run_coroutine_threadsafe(self.conn.send(payload), self.loop), self.closed)
+
+    async def _call(self, fn, *args) -> None:
+        self.running = True
+        try:
+            await self.loop.run_in_executor(self.service.executor, fn, *args)
+        except StreamClosed:
+            pass
+        except Busy as exc:
+            self.cascade.drop_sentence()
+            await self.conn.error("busy", f"{exc}; sentence dropped", self.events.index)
+        except Exception as exc:  # ASR or model failure: tell the client, keep the stream
+            log.exception("audio stream step failed")
+            self.cascade.drop_sentence()
+            await self.conn.error("model", f"translation failed: {exc}; sentence dropped", self.events.index)
+        finally:
+            self.running = False
+
+    async def _run(self) -> None:
+        try:
+            while not self.closed.is_set() and not self.finished:
+                await self.wake.wait()
+                self.wake.clear()
+                while self.pending and not self.closed.is_set():
+                    samples = np.concatenate(self.pending)
+                    self.pending = []
+                    await self._call(self.cascade.feed, samples)
+                if self.ended and not self.pending and not self.closed.is_set():
+                    await self._call(self.cascade.finish)
+                    self.finished = True
+                    asr = self.cascade.asr
+                    await self.conn.send({"type": "audio_end", "audio_ms": round(asr.received_ms, 1),
+                                          "sentences": self.events.sentences, "transcript": asr.transcript,
+                                          "asr_ms": round(asr.compute_ms, 1)})
+        finally:
+            self.service.release()
+
+
+async def translate_upload(samples: np.ndarray, config, service: SpeechService, worker: ModelWorker,
+                           metrics: ServerMetrics) -> dict:
+    """A whole recording through the cascade in `--audio-chunk` pieces, as `seqpo translate --audio
+    --json` runs it; every event in order, the done events and the transcript."""
+    from ..speech.cascade import stream_audio
+
+    whisper = await service.whisper()
+    service.acquire()
+    loop = asyncio.get_running_loop()
+    owner, closed = object(), threading.Event()
+    generator = WorkerGenerator(worker, owner, loop, metrics, closed)
+    trace: list[dict] = []
+    counter = iter(range(1, 1 << 30))
+    events = CascadeEvents(trace.append, lambda: next(counter), generator, metrics, "http")
+    cascade = service.cascade(whisper, config, generator, **events.callbacks())
+    t0 = time.perf_counter()
+    try:
+        await loop.run_in_executor(service.executor, stream_audio, samples, cascade, service.settings.audio_chunk)
+    finally:
+        closed.set()
+        worker.drop(owner)
+        service.release()
+    done = [e for e in trace if e["type"] == "done"]
+    asr = cascade.asr
+    return {"type": "result", "sentences": done, "transcript": asr.transcript,
+            "prediction": ("" if parse_pair(config.pair).target_unit == "char" else " ").join(
+                d["prediction"] for d in done if d["prediction"]),
+            "audio_ms": round(asr.received_ms, 1), "asr_ms": round(asr.compute_ms, 1),
+            "wall_ms": round((time.perf_counter() - t0) * 1000.0, 1), "trace": trace}

@@ -1,0 +1,190 @@
+"""Speech input of `seqpo serve`: the real server (tiny random text model, the real Whisper tiny.en)
+fed real espeak-ng speech as binary WebSocket frames and as an uploaded wav."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import httpx
+import numpy as np
+import pytest
+from websockets.sync.client import connect
+
+from test_serve import events_until, running_server, ws_url
+
+pytest.importorskip("faster_whisper", reason="speech input needs the speech extra")
+
+CLIP = "Thank you very much. I would like a cup of tea."
+FRAME = 16000  # bytes: 0.5 s of 16 kHz 16-bit mono PCM
+
+
+@pytest.fixture(scope="module")
+def clip_wav(tmp_path_factory):
+    from seqpo.speech.synth import synthesize, write_wav
+
+    path = tmp_path_factory.mktemp("speech") / "clip.wav"
+    write_wav(path, synthesize(CLIP))
+    return path
+
+
+def pcm_bytes(path) -> bytes:
+    import soundfile
+
+    data, rate = soundfile.read(str(path), dtype="int16")
+    assert rate == 16000
+    return data.astype("<i2").tobytes()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    with running_server(tiny_model_dir, tmp_path_factory.mktemp("serve-speech"), "--max-audio-seconds", "8",
+                        "--max-audio-frame-bytes", "32000") as url:
+        yield url
+
+
+def stream_clip(ws, pcm: bytes, pause: float = 0.2) -> None:
+    for i in range(0, len(pcm), FRAME):
+        ws.send(pcm[i : i + FRAME])
+        time.sleep(pause)
+    ws.send(json.dumps({"type": "end"}))
+
+
+def test_ws_audio_stream(server, clip_wav):
+    pcm = pcm_bytes(clip_wav)
+    audio_ms = len(pcm) / 32.0
+    with connect(ws_url(server)) as ws:
+        ws.send(json.dumps({"type": "start", "input": "audio", "sample_rate": 16000, "pair": "en-de",
+                            "policy": "wait-k", "k": 2}))
+        ready = json.loads(ws.recv(timeout=60))
+        assert ready["type"] == "ready" and ready["input"] == "audio" and ready["sample_rate"] == 16000
+        stream_clip(ws, pcm)
+        events = events_until(ws, lambda e: e["type"] == "audio_end", timeout=120)
+    assert not [e for e in events if e["type"] == "error"]
+    end = events[-1]
+    assert end["audio_ms"] == pytest.approx(audio_ms, abs=1) and end["sentences"] == 2
+    assert "cup of tea" in end["transcript"].lower()
+    words = [e for e in events if e["type"] == "word"]
+    assert " ".join(w["text"] for w in words) == end["transcript"]
+    known = [w["known_ms"] for w in words]
+    assert known == sorted(known) and known[0] >= 1000.0
+    assert min(known) < audio_ms  # stable before the audio ended: streaming, not one decode at the end
+    done = [e for e in events if e["type"] == "done"]
+    assert [d["sentence"] for d in done] == [1, 2]
+    assert done[0]["source"].lower().startswith("thank you very much")
+    for d in done:
+        mine = [e for e in events if e.get("sentence") == d["sentence"]]
+        steps = [e for e in mine if e["type"] in ("write", "wait")]
+        # each stable word is a read, the word event comes before the step that reads it
+        assert [e["read"] for e in steps] == list(range(1, len(steps) + 1))
+        assert len(steps) == len([e for e in mine if e["type"] == "word"]) == len(d["source"].split())
+        assert all(e["audio_ms"] >= 1000.0 and e["latency_ms"] >= 0 for e in steps)
+        writes = [e for e in steps if e["type"] == "write"]
+        assert writes and " ".join(e["text"] for e in writes) == d["prediction"]
+        assert d["latency_unit"] == "ms" and d["StartOffset"] == pytest.approx(
+            writes[0]["audio_ms"] - d["audio_span"][0], abs=0.2)
+    assert done[1]["audio_span"][0] == done[0]["audio_span"][1]
+
+
+def test_upload_matches_cli(server, clip_wav, tiny_model_dir, capsys):
+    from seqpo.cli import main
+
+    t0 = time.perf_counter()
+    with open(clip_wav, "rb") as f:
+        r = httpx.post(f"{server}/translate/audio", files={"file": ("clip.wav", f, "audio/wav")},
+                       data={"pair": "en-de", "policy": "wait-k", "k": "2"}, timeout=120)
+    wall = time.perf_counter() - t0
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["type"] == "result" and len(body["sentences"]) == 2 and body["audio_ms"] > 3000
+    print(f"upload of {body['audio_ms'] / 1000:.1f} s: {wall:.2f} s end to end, ASR {body['asr_ms']:.0f} ms")
+    assert main(["translate", "--audio", str(clip_wav), "--pair", "en-de", "--model", str(tiny_model_dir),
+                 "--policy", "wait-k", "--k", "2", "--json"]) == 0
+    cli = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+
+    def comparable(events):  # timing-free fields of the CLI's events
+        out = []
+        for e in events:
+            if e["type"] == "word":
+                continue
+            out.append({k: v for k, v in e.items() if k not in ("sentence", "latency_ms", "elapsed_ms")
+                        and not k.endswith("_CA")})
+        return out
+
+    assert comparable(body["trace"]) == comparable(cli)
+    assert [d["prediction"] for d in body["sentences"]] == [e["prediction"] for e in cli if e["type"] == "done"]
+    assert body["transcript"] == " ".join(e["text"] for e in body["trace"] if e["type"] == "word")
+
+
+def test_upload_errors(server, clip_wav, tmp_path):
+    import soundfile
+
+    def post(data: bytes, **form):
+        return httpx.post(f"{server}/translate/audio", files={"file": ("x.wav", data, "audio/wav")},
+                          data=form, timeout=60)
+
+    r = post(clip_wav.read_bytes(), pair="de-en")
+    assert r.status_code == 400 and r.json()["code"] == "bad_pair" and "English only" in r.json()["message"]
+    r = post(b"not a wav file at all")
+    assert r.status_code == 400 and r.json()["code"] == "bad_audio"
+    buf = io.BytesIO()
+    soundfile.write(buf, np.zeros(8000, dtype=np.float32), 8000, format="WAV", subtype="PCM_16")
+    r = post(buf.getvalue())
+    assert r.status_code == 400 and r.json()["code"] == "bad_audio" and "16000 Hz" in r.json()["message"]
+    buf = io.BytesIO()
+    soundfile.write(buf, np.zeros(128800, dtype=np.float32), 16000, format="WAV", subtype="PCM_16")
+    r = post(buf.getvalue())
+    assert r.status_code == 413 and r.json()["code"] == "too_long"
+    r = httpx.post(f"{server}/translate/audio", data={"pair": "en-de"}, timeout=30)
+    assert r.status_code == 422  # no file
+
+
+def test_ws_bad_audio_input_keeps_connection(server):
+    def error(ws) -> dict:  # the next error (silence may still give Whisper's guesses: word, step events)
+        event = events_until(ws, lambda e: e["type"] not in ("word", "write", "wait", "done"))[-1]
+        assert event["type"] == "error", event
+        return event
+
+    with connect(ws_url(server)) as ws:
+        ws.send(b"\x00\x00" * 100)
+        assert error(ws)["code"] == "binary"
+        ws.send(json.dumps({"type": "start", "input": "audio", "sample_rate": 44100}))
+        assert error(ws)["code"] == "bad_rate"
+        ws.send(json.dumps({"type": "start", "input": "audio", "pair": "de-en"}))
+        e = error(ws)
+        assert e["code"] == "bad_pair" and "English only" in e["message"]
+        ws.send(json.dumps({"type": "start", "input": "video"}))
+        assert error(ws)["code"] == "bad_input"
+        ws.send(json.dumps({"type": "start", "pair": "en-de"}))  # a text session refuses audio
+        assert json.loads(ws.recv(timeout=60))["input"] == "text"
+        ws.send(b"\x00\x00" * 100)
+        assert error(ws)["code"] == "binary"
+
+        ws.send(json.dumps({"type": "start", "input": "audio", "pair": "en-de", "policy": "wait-k"}))
+        assert json.loads(ws.recv(timeout=60))["type"] == "ready"
+        ws.send(b"\x00" * 1001)
+        assert error(ws)["code"] == "odd_bytes"
+        ws.send(b"\x00" * 40000)
+        assert error(ws)["code"] == "too_large"
+        ws.send(json.dumps({"type": "source", "text": "hello "}))
+        assert error(ws)["code"] == "bad_input"
+        silence = b"\x00" * FRAME
+        for _ in range(16):  # 8 s, the limit
+            ws.send(silence)
+        ws.send(silence)
+        assert error(ws)["code"] == "too_long"
+        ws.send(silence)  # told once; the rest is ignored
+        ws.send(json.dumps({"type": "end"}))
+        end = events_until(ws, lambda e: e["type"] in ("audio_end", "error"))[-1]
+        assert end["type"] == "audio_end" and end["audio_ms"] == pytest.approx(8000.0)
+        ws.send(silence)
+        assert error(ws)["code"] == "binary"  # the stream has ended
+
+        # still usable: a text sentence
+        ws.send(json.dumps({"type": "start", "pair": "en-de", "policy": "wait-k", "k": 1}))
+        assert json.loads(ws.recv(timeout=60))["type"] == "ready"
+        ws.send(json.dumps({"type": "source", "text": "Hello world"}))
+        ws.send(json.dumps({"type": "end"}))
+        done = events_until(ws, lambda e: e["type"] in ("done", "error"))[-1]
+        assert done["type"] == "done" and done["source"] == "Hello world"
