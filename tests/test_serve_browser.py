@@ -55,3 +55,63 @@ def test_page_translates_live(tiny_model_dir, tmp_path):
             browser.close()
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+def test_page_microphone_and_upload(tiny_model_dir, tmp_path):
+    """The microphone is chromium's fake capture device playing an espeak-ng wav; then the same
+    wav is uploaded through the file control."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e '.[dev]')")
+    pytest.importorskip("faster_whisper", reason="speech input needs the speech extra")
+    from seqpo.speech.synth import synthesize, write_wav
+
+    wav = tmp_path / "speech.wav"
+    write_wav(wav, synthesize("Thank you very much. I would like a cup of tea."))
+    fake_mic = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={wav}%noloop", "--autoplay-policy=no-user-gesture-required"]
+    history = "document.querySelectorAll('#history li').length"
+    with running_server(tiny_model_dir, tmp_path) as url, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + fake_mic)
+        try:
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
+            page.select_option("#policy", "wait-k")
+            page.fill("#k", "2")
+            page.click("#mic")
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('ready')",
+                                   timeout=60000)
+            assert page.text_content("#mic") == "Stop microphone"
+            # stable words show as they come, then the first sentence (ended by its period) is done
+            page.wait_for_function("document.getElementById('source').textContent.length > 0", timeout=60000)
+            page.wait_for_function(f"{history} >= 1", timeout=60000)
+            assert page.text_content("#history li .src").lower().startswith("thank you very much")
+            page.wait_for_function("/tea/i.test(document.getElementById('source').textContent) || "
+                                   f"{history} >= 2", timeout=60000)
+            page.click("#mic")  # stop: the last words are flushed
+            page.wait_for_function("document.getElementById('audio-info').textContent.startsWith('audio ended')",
+                                   timeout=60000)
+            page.wait_for_function(f"{history} >= 2", timeout=30000)
+            sources = page.eval_on_selector_all("#history li .src", "els => els.map((e) => e.textContent)")
+            # newest first; chromium may loop the file, so more may follow the two sentences
+            assert sources[-1].lower().startswith("thank you very much"), sources
+            assert "cup of tea" in sources[-2].lower(), sources
+            assert " ms of audio" in page.text_content("#lag")
+            assert "error" not in page.text_content("#status")
+            page.screenshot(path=str(tmp_path / "mic.png"), full_page=True)
+            mic_items = page.eval_on_selector_all("#history li", "els => els.length")
+
+            page.set_input_files("#audio-file", str(wav))
+            page.wait_for_function("document.getElementById('audio-info').textContent.includes('translated in')",
+                                   timeout=120000)
+            assert page.eval_on_selector_all("#history li", "els => els.length") == mic_items + 2
+            assert "cup of tea" in page.text_content("#history li .src").lower()
+            assert "2 sentence(s)" in page.text_content("#audio-info")
+            shot = tmp_path / "speech.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert errors == []
+        finally:
+            browser.close()
+    data = shot.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
