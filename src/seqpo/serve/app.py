@@ -62,7 +62,7 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
     async def health():
         body = {"status": "ok" if worker.alive else "worker stopped", "model": model_name,
                 "queue": worker.pending, "sessions": int(metrics.registry.get_sample_value("seqpo_sessions_active")),
-                "pair": settings.pair, "policy": settings.policy}
+                "audio_streams": speech.active, "pair": settings.pair, "policy": settings.policy}
         return JSONResponse(body, status_code=200 if worker.alive else 503)
 
     @app.get("/metrics")
