@@ -55,7 +55,13 @@ def plot_training(run: str | Path, out: str | Path | None = None) -> Path:
             ax2.set_ylabel("AL")
             ax.set_ylabel("BLEU")
         else:
-            ax.plot(x, [r.get(key) for r in steps], "-", lw=1.2)
+            y = [r.get(key) for r in steps]
+            ax.plot(x, y, "-", lw=1, alpha=0.5 if len(y) >= 6 else 1)
+            if len(y) >= 6 and None not in y:  # a few sentences per step is noisy: show the trend
+                w = max(3, len(y) // 10)
+                ax.plot(x[w - 1 :], [sum(y[i - w + 1 : i + 1]) / w for i in range(w - 1, len(y))], "-", lw=2,
+                        label=f"mean of {w} steps")
+                ax.legend(fontsize=7)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
