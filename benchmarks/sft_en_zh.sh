@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Real warm-up run on this machine (sized for a 2-core CPU): agreement pairs from the first N lines
 # of generaltest2022 en-zh, LoRA SFT, then eval on the first M lines of the dev split (the last 200
-# lines of generaltest2023, never trained on): SFT llm vs base llm vs base wait-3. Resumable.
+# lines of generaltest2023, never trained on): SFT llm vs base llm vs base wait-3, wait-7, offline. Resumable.
 set -euo pipefail
-N=${N:-60}; M=${M:-50}; EPOCHS=${EPOCHS:-1}
+N=${N:-60}; M=${M:-50}; EPOCHS=${EPOCHS:-3}  # 3 epochs = the shipped adapter (1 epoch: README)
 D=${SEQPO_DATA:-../shared/data}/wmt
 R=runs/sft
 mkdir -p $R runs/dev
@@ -17,3 +17,5 @@ ev() { name=$1; shift; seqpo eval --pair en-zh --src runs/dev/dev200.en-zh.en --
 ev sft-llm --policy llm --adapter $R/adapter-en-zh
 ev base-llm --policy llm --adapter none
 ev base-wait-3 --policy wait-k --k 3 --adapter none
+ev base-wait-7 --policy wait-k --k 7 --adapter none
+ev base-offline --policy offline --adapter none

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -50,10 +52,12 @@ def test_adapter_resolution(monkeypatch, tmp_path):
     assert EvalSettings(pair="en-zh", adapter="none").use_few_shot()
 
 
-def test_shipped_en_zh_adapter_is_the_default_for_the_bundled_model():
+@pytest.mark.parametrize("pair", ["en-zh", "en-de"])
+def test_shipped_adapter_is_the_default_for_the_bundled_model(pair):
     from seqpo.model import resolve_adapter, shipped_adapter_dir
 
-    shipped = shipped_adapter_dir("en-zh")
+    shipped = shipped_adapter_dir(pair)
     assert (shipped / "adapter_config.json").exists() and (shipped / "adapter_model.safetensors").exists()
-    assert resolve_adapter(None, "en-zh", None) == str(shipped)
-    assert resolve_adapter(None, "en-de", None) is None  # no en-de adapter ships yet
+    assert json.loads((shipped / "seqpo.json").read_text())["pair"] == pair
+    assert resolve_adapter(None, pair, None) == str(shipped)
+    assert resolve_adapter(None, "zh-en", None) is None  # no zh-en adapter ships

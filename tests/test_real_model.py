@@ -23,8 +23,10 @@ def test_bundled_model_translates_two_sentences(tmp_path, capsys):
     src.write_text("The weather is nice today.\nI would like a cup of tea, please.\n")
     ref.write_text("Das Wetter ist heute schön.\nIch hätte gern eine Tasse Tee, bitte.\n")
     out = tmp_path / "run"
+    # the bare model, few-shot: the shipped en-de adapter (the default) learned to wait, and may end a
+    # wait-k write step with nothing
     code = main(["eval", "--pair", "en-de", "--src", str(src), "--ref", str(ref), "--policy", "wait-k",
-                 "--k", "2", "--out", str(out), "--quiet"])
+                 "--k", "2", "--adapter", "none", "--out", str(out), "--quiet"])
     assert code == 0
     records = [json.loads(x) for x in (out / "instances.jsonl").read_text().splitlines()]
     assert len(records) == 2
@@ -46,3 +48,15 @@ def test_shipped_adapter_streams_en_zh(capsys):
     done = events[-1]
     assert done["type"] == "done" and done["prediction"].strip()
     assert any(ch >= "\u4e00" for ch in done["prediction"])  # Chinese characters came out
+
+
+def test_shipped_adapter_streams_en_de(capsys):
+    """The default en-de policy is the shipped warm-up adapter: German comes out, some of it early."""
+    code = main(["translate", "--pair", "en-de", "--json",
+                 "The city council approved the new budget for public schools yesterday."])
+    assert code == 0
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    done = events[-1]
+    assert done["type"] == "done" and done["prediction"].strip()
+    assert any(e["type"] == "wait" for e in events)
+    assert any(e["type"] == "write" and e["read"] < 11 for e in events)  # writes before the last word
