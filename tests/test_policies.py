@@ -32,6 +32,7 @@ def test_wait_k_schedule_en_de():
     assert pol.plan(state(EN_DE, 2)) is None  # still waiting: no model call
     req = pol.plan(state(EN_DE, 4, target="Das"))
     assert req.max_units == 1
+    assert req.must_write  # the schedule forces a write: an adapter may not answer it with a wait
     assert pol.plan(state(EN_DE, 9, finished=True)).max_units is not None
 
 

@@ -43,8 +43,10 @@ class WaitKPolicy(Policy):
         todo = self.room(state)
         if todo <= 0:
             return None
+        # the schedule says write now: the line may not end first (a model fine-tuned on the SeqPO
+        # format would otherwise answer a forced write with its own wait)
         return Request(complete_prefix(state.pair) if self.few_shot else "", prompt, max_new_tokens=4 * todo + 4,
-                       max_units=todo, unit=unit)
+                       max_units=todo, unit=unit, must_write=True)
 
     def segment(self, state: State, completion: Completion) -> str:
         if state.source_finished:
