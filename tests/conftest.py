@@ -63,6 +63,31 @@ def tiny_loaded(tiny_model_dir):
     return load_model(str(tiny_model_dir))
 
 
+def build_tiny_adapter(model_dir: Path, path: Path, seed: int) -> Path:
+    """A random (not identity) LoRA adapter for the tiny model, so its outputs differ from the base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"],
+                        init_lora_weights=False, task_type="CAUSAL_LM")
+    from seqpo.model import quiet_peft
+
+    with quiet_peft():
+        get_peft_model(base, config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    """Two named random adapters for the tiny model (named after the pairs they stand in for)."""
+    root = tmp_path_factory.mktemp("tiny-adapters")
+    return {name: build_tiny_adapter(tiny_model_dir, root / name, seed)
+            for seed, name in enumerate(("en-de", "en-zh"), start=1)}
+
+
 @pytest.fixture
 def en_zh_files() -> tuple[Path, Path]:
     return FIXTURES / "tiny.en-zh.en", FIXTURES / "tiny.en-zh.zh"

@@ -1,5 +1,6 @@
 """Batched generation with a cached prefix must give the same greedy tokens as plain generation."""
 
+import pytest
 import torch
 
 from seqpo.generation import Generator, Request
@@ -57,3 +58,34 @@ def test_must_write_rows_never_end_the_line_first(tiny_loaded):
         hook.remove()
     assert free.new_tokens == 1 and free.text == ""  # ends the line at once: a wait
     assert forced.new_tokens >= 2  # its first token was not allowed to end the line
+
+
+def test_named_adapters_match_single_adapter_models(tiny_model_dir, tiny_adapters):
+    """One model holding two named adapters, requests of both (and of the bare model) mixed in one
+    `complete` call: each gives what a model with only its adapter (or none) gives."""
+    from seqpo.generation import NO_ADAPTER
+    from seqpo.model import load_model, load_model_adapters
+
+    multi = load_model_adapters(str(tiny_model_dir), {k: str(v) for k, v in tiny_adapters.items()})
+    prefix = "Translate from English to German in a streaming style:\nEnglish: hello\nGerman: Hallo\n\n"
+    prompts = ["English: The weather\nGerman:", "English: Our team released\nGerman: Unser"]
+    names = ["en-zh", "en-de", NO_ADAPTER]  # en-de is active after loading: en-zh first switches it
+    reqs = [Request(prefix, p, max_new_tokens=10, unit="word", adapter=name) for name in names for p in prompts]
+    gen = Generator(multi.model, multi.tokenizer, batch_size=4)
+    got = gen.complete(reqs)
+    again = gen.complete(list(reversed(reqs)))[::-1]  # other order: cached prefixes per adapter
+    expected = {}
+    for name in names:
+        single = load_model(str(tiny_model_dir), None if name == NO_ADAPTER else str(tiny_adapters[name]))
+        outs = Generator(single.model, single.tokenizer, batch_size=4).complete(
+            [Request(prefix, p, max_new_tokens=10, unit="word") for p in prompts])
+        expected[name] = [c.text for c in outs]
+    assert [c.text for c in got] == [t for name in names for t in expected[name]]
+    assert [c.text for c in again] == [c.text for c in got]
+    assert len({tuple(v) for v in expected.values()}) == 3  # the adapters really change the output
+    # a request without an adapter runs on the active one; a plain model refuses a named adapter
+    multi.model.set_adapter("en-de")
+    assert gen.complete([Request(prefix, prompts[0], max_new_tokens=10, unit="word")])[0].text == expected["en-de"][0]
+    bare = load_model(str(tiny_model_dir))
+    with pytest.raises(ValueError, match="without adapters"):
+        Generator(bare.model, bare.tokenizer).complete([Request(prefix, prompts[0], adapter="en-de")])

@@ -4,6 +4,7 @@ WebSocket and HTTP; plus the worker's queueing rules without a server."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -137,7 +138,7 @@ def test_websocket_two_sentences_in_order(server):
         ws.send(json.dumps({"type": "start", "pair": "en-de", "policy": "wait-k", "k": 2}))
         ready = json.loads(ws.recv(timeout=10))
         assert ready == {"type": "ready", "pair": "en-de", "policy": "wait-k", "k": 2, "chunk": 1, "few_shot": True,
-                         "input": "text"}
+                         "adapter": None, "input": "text"}
         speak(ws, SENTENCE)
         speak(ws, second)  # sent before the first is done: sentences queue up in order
         events = events_until(ws, lambda e: e["type"] == "done" and e["sentence"] == 2)
@@ -314,3 +315,68 @@ def test_worker_round_robin_busy_and_drop():
     assert batches == [["a1", "b1"], ["a2", "a3"]]  # one per session per round
     assert [r.text for r in results[:4]] == ["A1", "A2", "A3", "B1"]
     assert isinstance(results[4], asyncio.CancelledError)
+
+
+def test_default_adapters_one_per_pair():
+    """Bundled model, no --adapter: every shipped adapter, one per pair; an explicit --adapter (or
+    none) serves every pair on it."""
+    from seqpo.model import shipped_adapter_dir
+    from seqpo.serve import ServeSettings
+
+    shipped = ServeSettings().shipped_adapters()
+    assert shipped == {p: str(shipped_adapter_dir(p)) for p in ("en-de", "en-zh")}
+    assert ServeSettings(adapter="none").shipped_adapters() == {}
+    assert ServeSettings(adapter=shipped["en-zh"]).shipped_adapters() == {}
+
+
+def test_sessions_run_on_the_adapter_of_their_pair(tiny_model_dir, tiny_adapters):
+    """A server holding per-pair adapters: a session of each pair (WebSocket and POST) gets what a
+    model with only its adapter gives; a pair without one runs bare, with few-shot examples."""
+    from starlette.testclient import TestClient
+
+    from seqpo.generation import NO_ADAPTER, Generator
+    from seqpo.model import load_model, load_model_adapters
+    from seqpo.serve import ServeSettings
+    from seqpo.serve.app import create_app
+    from seqpo.serve.connection import new_episode, parse_config
+    from seqpo.session import run_live
+
+    settings = ServeSettings(model=str(tiny_model_dir), pair="en-de", policy="wait-k", k=2)
+    multi = load_model_adapters(str(tiny_model_dir), {k: str(v) for k, v in tiny_adapters.items()})
+    settings.session_adapters = {"en-de": "en-de", "en-zh": "en-zh"}
+    sentence = "The weather is nice today."
+
+    def expected(pair: str) -> str:
+        config = parse_config({"pair": pair}, settings)
+        adapter = tiny_adapters.get(pair)
+        assert config.adapter == (pair if adapter else NO_ADAPTER) and config.few_shot == (adapter is None)
+        single = load_model(str(tiny_model_dir), str(adapter) if adapter else None)
+        live = new_episode(config, 30)
+        live.feed(sentence)
+        live.end()
+        list(run_live(live, Generator(single.model, single.tokenizer)))
+        return live.episode.prediction
+
+    want = {pair: expected(pair) for pair in ("en-de", "en-zh", "de-en")}
+    assert len(set(want.values())) == 3  # the adapters make a difference on the tiny model
+    with TestClient(create_app(settings, Generator(multi.model, multi.tokenizer, batch_size=4))) as client:
+        assert client.get("/health").json()["adapters"] == {"en-de": "en-de", "en-zh": "en-zh"}
+        done = []
+        de, zh = client.websocket_connect("/ws/translate"), client.websocket_connect("/ws/translate")
+        # TestClient cancels a session still cleaning up after the close: not this test's concern
+        with contextlib.suppress(concurrent.futures.CancelledError), de, zh:
+            for ws, pair in ((de, "en-de"), (zh, "en-zh")):
+                ws.send_text(json.dumps({"type": "start", "pair": pair}))
+                ready = json.loads(ws.receive_text())
+                assert ready["adapter"] == pair and ready["few_shot"] is False
+            for ws in (de, zh):  # both sessions' steps share the worker's batches
+                ws.send_text(json.dumps({"type": "source", "text": sentence}))
+                ws.send_text(json.dumps({"type": "end"}))
+            for ws, pair in ((de, "en-de"), (zh, "en-zh")):
+                while (event := json.loads(ws.receive_text()))["type"] != "done":
+                    assert event["type"] in ("write", "wait")
+                assert event["prediction"] == want[pair]
+                done.append(pair)
+        assert done == ["en-de", "en-zh"]
+        for pair in ("en-zh", "de-en", "en-de"):
+            assert client.post("/translate", json={"text": sentence, "pair": pair}).json()["prediction"] == want[pair]

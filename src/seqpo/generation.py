@@ -13,6 +13,7 @@ the small StoppingCriteria below.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass
@@ -32,6 +33,12 @@ class Request:
     unit: str = "word"
     stop_at_newline: bool = True  # the SeqPO format ends a segment with a newline
     must_write: bool = False  # the last step: the line may not end before something is written
+    # peft adapter to run on (a model holding several named adapters, `model.load_model_adapters`):
+    # None = whatever the model has active (bare for a plain model), NO_ADAPTER = adapters disabled
+    adapter: str | None = None
+
+
+NO_ADAPTER = "none"  # Request.adapter: run on the base model with every adapter disabled
 
 
 @dataclass
@@ -143,7 +150,8 @@ class Generator:
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = batch_size
         self.do_sample, self.temperature, self.top_p = do_sample, temperature, top_p
-        self._prefix_cache: dict[str, tuple[torch.Tensor, object]] = {}
+        # keyed by (adapter, prefix): the cached KV depends on the weights it was computed with
+        self._prefix_cache: dict[tuple[str | None, str], tuple[torch.Tensor, object]] = {}
         self.line_end = line_end_ids(tokenizer)
         self.tokens_processed = 0  # tokens run through the model (prompt + generated)
 
@@ -151,26 +159,61 @@ class Generator:
     def device(self):
         return next(self.model.parameters()).device
 
-    def _prefix(self, prefix: str):
-        if prefix not in self._prefix_cache:
+    def _prefix(self, prefix: str, adapter: str | None = None):
+        key = (adapter, prefix)
+        if key not in self._prefix_cache:
             ids = self.tokenizer(prefix, return_tensors="pt").input_ids.to(self.device)
             with torch.inference_mode():
                 out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
             self.tokens_processed += ids.shape[1]
-            self._prefix_cache[prefix] = (ids, out["cache"])  # transformers>=5 names it `cache`
-        return self._prefix_cache[prefix]
+            self._prefix_cache[key] = (ids, out["cache"])  # transformers>=5 names it `cache`
+        return self._prefix_cache[key]
 
     def complete(self, requests: list[Request]) -> list[Completion]:
         results: list[Completion | None] = [None] * len(requests)
-        by_prefix: dict[str, list[int]] = {}
+        groups: dict[tuple[str | None, str], list[int]] = {}
         for i, r in enumerate(requests):
-            by_prefix.setdefault(r.prefix, []).append(i)
-        for prefix, indices in by_prefix.items():
-            for s in range(0, len(indices), self.batch_size):
-                batch = indices[s : s + self.batch_size]
-                for i, c in zip(batch, self._run_batch(prefix, [requests[i] for i in batch])):
-                    results[i] = c
+            groups.setdefault((self._adapter_of(r), r.prefix), []).append(i)
+        for (adapter, prefix), indices in groups.items():
+            with self._on_adapter(adapter):
+                for s in range(0, len(indices), self.batch_size):
+                    batch = indices[s : s + self.batch_size]
+                    for i, c in zip(batch, self._run_batch(prefix, [requests[i] for i in batch], adapter)):
+                        results[i] = c
         return results  # type: ignore[return-value]
+
+    def _is_peft(self) -> bool:
+        return hasattr(self.model, "peft_config") and hasattr(self.model, "disable_adapter")
+
+    def _adapter_of(self, request: Request) -> str | None:
+        """The adapter a request runs on, by name (None: a plain model, or a request on a plain model
+        that asks for no adapter). A request without one runs on the model's active adapter."""
+        if not self._is_peft():
+            if request.adapter not in (None, NO_ADAPTER):
+                raise ValueError(f"request for adapter '{request.adapter}' on a model without adapters")
+            return None
+        if request.adapter is None:
+            return self._active()
+        if request.adapter != NO_ADAPTER and request.adapter not in self.model.peft_config:
+            raise ValueError(f"unknown adapter '{request.adapter}' (loaded: {', '.join(self.model.peft_config)})")
+        return request.adapter
+
+    def _active(self) -> str:
+        active = self.model.active_adapter
+        return active if isinstance(active, str) else ",".join(active)
+
+    @contextlib.contextmanager
+    def _on_adapter(self, adapter: str | None):
+        """Run a group on `adapter`: activated if another one is active, or every adapter disabled."""
+        if adapter is None:
+            yield
+        elif adapter == NO_ADAPTER:
+            with self.model.disable_adapter():
+                yield
+        else:
+            if self._active() != adapter:
+                self.model.set_adapter(adapter)
+            yield
 
     def prompt_ids(self, request: Request) -> list[int]:
         """The token ids a request's model call starts from (prefix with BOS, then the prompt)."""
@@ -179,9 +222,9 @@ class Generator:
     def _suffix_ids(self, request: Request) -> list[int]:
         return self.tokenizer(request.prompt, add_special_tokens=False).input_ids
 
-    def _run_batch(self, prefix: str, reqs: list[Request]) -> list[Completion]:
+    def _run_batch(self, prefix: str, reqs: list[Request], adapter: str | None = None) -> list[Completion]:
         t0 = time.perf_counter()
-        prefix_ids, prefix_kv = self._prefix(prefix)
+        prefix_ids, prefix_kv = self._prefix(prefix, adapter)
         tok = self.tokenizer
         suffixes = [self._suffix_ids(r) for r in reqs]
         width = max(len(x) for x in suffixes)

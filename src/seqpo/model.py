@@ -160,15 +160,41 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if adapter:
-        adapter_path = Path(adapter).expanduser()
-        if not (adapter_path / "adapter_config.json").exists():
-            raise ModelLoadError(f"adapter folder {adapter_path} has no adapter_config.json")
-        from peft import PeftModel
-
-        try:
-            with quiet_peft():
-                lm = PeftModel.from_pretrained(lm, str(adapter_path))
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise ModelLoadError(f"cannot load adapter '{adapter}': {str(exc).splitlines()[0]}") from exc
+        lm = _attach_adapter(lm, adapter)
     lm.eval()
     return LoadedModel(lm, tokenizer, model or DEFAULT_MODEL, str(adapter) if adapter else None)
+
+
+def _attach_adapter(lm, adapter: str, name: str | None = None):
+    """`lm` with the peft adapter folder `adapter` loaded (as adapter `name`; peft's "default"
+    when None). A PeftModel gets it as one more adapter; any other model is wrapped."""
+    adapter_path = Path(adapter).expanduser()
+    if not (adapter_path / "adapter_config.json").exists():
+        raise ModelLoadError(f"adapter folder {adapter_path} has no adapter_config.json")
+    from peft import PeftModel
+
+    try:
+        with quiet_peft():
+            if isinstance(lm, PeftModel):
+                lm.load_adapter(str(adapter_path), adapter_name=name or "default")
+                return lm
+            if name is None:
+                return PeftModel.from_pretrained(lm, str(adapter_path))
+            return PeftModel.from_pretrained(lm, str(adapter_path), adapter_name=name)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelLoadError(f"cannot load adapter '{adapter}': {str(exc).splitlines()[0]}") from exc
+
+
+def load_model_adapters(model: str | None, adapters: dict[str, str], dtype: str = "float32") -> LoadedModel:
+    """One base model with several named peft adapters (name -> folder) in one PeftModel, for
+    callers that switch per request (`generation.Request.adapter`; the server's per-pair adapters).
+    The first adapter is active after loading; with no adapters this is `load_model(model)`."""
+    loaded = load_model(model, None, dtype)
+    lm = loaded.model
+    for name, path in adapters.items():
+        lm = _attach_adapter(lm, path, name)
+    if adapters:
+        lm.set_adapter(next(iter(adapters)))
+    lm.eval()
+    summary = ", ".join(f"{name}={path}" for name, path in adapters.items()) or None
+    return LoadedModel(lm, loaded.tokenizer, loaded.name, summary)

@@ -33,6 +33,39 @@ class ServeSettings(PolicySettings, SpeechSettings):
     max_audio_sessions: int = setting(4, "speech: most audio streams (WebSocket or upload) transcribed at once")
     log_level: str = setting("warning", "uvicorn log level", choices=["critical", "error", "warning", "info", "debug"])
 
+    def __post_init__(self):
+        self.adapter_given = self.adapter  # as given, before PolicySettings resolves it for the default pair
+        super().__post_init__()
+        # pair -> name of the adapter its sessions run on, when serve() loads one adapter per pair;
+        # empty: one adapter (or none) for every session, as `--adapter` says
+        self.session_adapters: dict[str, str] = {}
+
+    def shipped_adapters(self) -> dict[str, str]:
+        """pair -> shipped adapter folder for every supported pair that has one: the server's adapters
+        when no --adapter was given on the bundled model (an explicit --adapter serves every pair)."""
+        from ..model import DEFAULT_MODEL, shipped_adapter_dir
+        from ..prompts import supported_pairs
+
+        if self.adapter_given is not None or self.model not in (None, "", DEFAULT_MODEL, "bundled"):
+            return {}
+        return {str(p): str(shipped_adapter_dir(str(p))) for p in supported_pairs()
+                if (shipped_adapter_dir(str(p)) / "adapter_config.json").exists()}
+
+    def session_adapter(self, pair: str) -> str | None:
+        """The `Request.adapter` of a session of `pair`: its own adapter, or the bare model for a pair
+        without one; None (the model as loaded) when the server runs one adapter for every pair."""
+        from ..generation import NO_ADAPTER
+
+        if not self.session_adapters:
+            return None
+        return self.session_adapters.get(pair, NO_ADAPTER)
+
+    def session_few_shot(self, pair: str) -> bool:
+        """Few-shot examples only for a session on the bare model (unless --few-shot says otherwise)."""
+        if not self.session_adapters:
+            return self.use_few_shot()
+        return self.few_shot == "yes" or (self.few_shot == "auto" and pair not in self.session_adapters)
+
 
 def serve(settings: ServeSettings) -> None:
     """Load the model, then serve until interrupted."""
@@ -41,7 +74,7 @@ def serve(settings: ServeSettings) -> None:
     from ..errors import InputFileError
     from ..generation import Generator
     from ..languages import check_supported, parse_pair
-    from ..model import load_model
+    from ..model import load_model, load_model_adapters
     from .app import create_app
 
     check_supported(parse_pair(settings.pair))
@@ -55,7 +88,12 @@ def serve(settings: ServeSettings) -> None:
         raise InputFileError("--audio-chunk must be positive, --max-buffer longer than it, --asr-beam at least 1")
     if settings.decoding != "reencode":  # live sessions drive policies step by step (session.py)
         raise InputFileError("seqpo serve supports --decoding reencode only for now")
-    loaded = load_model(settings.model, settings.adapter)
+    shipped = settings.shipped_adapters()
+    if shipped:  # bundled model, no --adapter: every session runs on the adapter of its own pair
+        loaded = load_model_adapters(settings.model, shipped)
+        settings.session_adapters = {pair: pair for pair in shipped}
+    else:  # --adapter DIR (every pair on it), --adapter none, or another model: one model for all
+        loaded = load_model(settings.model, settings.adapter)
     generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size)
     app = create_app(settings, generator, model_name=loaded.name)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)

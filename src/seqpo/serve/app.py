@@ -62,7 +62,8 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
     async def health():
         body = {"status": "ok" if worker.alive else "worker stopped", "model": model_name,
                 "queue": worker.pending, "sessions": int(metrics.registry.get_sample_value("seqpo_sessions_active")),
-                "audio_streams": speech.active, "pair": settings.pair, "policy": settings.policy}
+                "audio_streams": speech.active, "pair": settings.pair, "policy": settings.policy,
+                "adapters": dict(getattr(settings, "session_adapters", {}))}
         return JSONResponse(body, status_code=200 if worker.alive else 503)
 
     @app.get("/metrics")
@@ -90,7 +91,7 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
         owner = object()
         trace = []
         try:
-            async for step, latency_ms in run_due_steps(live, worker, owner, metrics):
+            async for step, latency_ms in run_due_steps(live, worker, owner, metrics, config.adapter):
                 trace.append(step_payload(1, live, step, latency_ms))
         except Busy as exc:
             return error_response(503, "busy", str(exc))

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -42,13 +43,16 @@ class WorkerGenerator:
     event loop, and the thread waits for its completion."""
 
     def __init__(self, worker: ModelWorker, owner: object, loop: asyncio.AbstractEventLoop,
-                 metrics: ServerMetrics, closed: threading.Event):
+                 metrics: ServerMetrics, closed: threading.Event, adapter: str | None = None):
         self.worker, self.owner, self.loop, self.metrics, self.closed = worker, owner, loop, metrics, closed
+        self.adapter = adapter  # the session's Request.adapter (SessionConfig.adapter)
         self.last_latency_ms = 0.0  # queue + model time of the last request (for the step event)
 
     def complete(self, requests):
         out = []
         for request in requests:
+            if self.adapter is not None:
+                request = replace(request, adapter=self.adapter)
             t0 = time.perf_counter()
             future = asyncio.run_coroutine_threadsafe(self.worker.submit(self.owner, request), self.loop)
             out.append(wait_for(future, self.closed))
@@ -152,7 +156,8 @@ class AudioStream:
         self.conn, self.config, self.service = connection, config, service
         self.loop = asyncio.get_running_loop()
         self.closed = threading.Event()
-        self.generator = WorkerGenerator(connection.worker, connection, self.loop, connection.metrics, self.closed)
+        self.generator = WorkerGenerator(connection.worker, connection, self.loop, connection.metrics, self.closed,
+                                         config.adapter)
         self.events = CascadeEvents(self._emit, connection.next_index, self.generator, connection.metrics, "ws")
         self.cascade = service.cascade(whisper, config, self.generator, **self.events.callbacks())
         self.pending: list[np.ndarray] = []
@@ -237,7 +242,7 @@ async def translate_upload(samples: np.ndarray, config, service: SpeechService, 
     service.acquire()
     loop = asyncio.get_running_loop()
     owner, closed = object(), threading.Event()
-    generator = WorkerGenerator(worker, owner, loop, metrics, closed)
+    generator = WorkerGenerator(worker, owner, loop, metrics, closed, config.adapter)
     trace: list[dict] = []
     counter = iter(range(1, 1 << 30))
     events = CascadeEvents(trace.append, lambda: next(counter), generator, metrics, "http")

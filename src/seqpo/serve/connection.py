@@ -30,7 +30,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -62,6 +62,7 @@ class SessionConfig:
     k: int
     chunk: int
     few_shot: bool = True
+    adapter: str | None = None  # Request.adapter of the session's steps (None: the model as loaded)
 
 
 def parse_config(msg: dict, defaults) -> SessionConfig:
@@ -82,7 +83,11 @@ def parse_config(msg: dict, defaults) -> SessionConfig:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
             raise ProtocolError("bad_value", f"{name} must be an integer from 1 to 64")
         numbers[name] = value
-    return SessionConfig(pair, policy, **numbers, few_shot=defaults.use_few_shot())
+    if hasattr(defaults, "session_adapter"):  # ServeSettings: per-pair adapters
+        adapter, few_shot = defaults.session_adapter(pair), defaults.session_few_shot(pair)
+    else:
+        adapter, few_shot = None, defaults.use_few_shot()
+    return SessionConfig(pair, policy, **numbers, few_shot=few_shot, adapter=adapter)
 
 
 def new_episode(config: SessionConfig, max_units: int) -> LiveEpisode:
@@ -90,14 +95,16 @@ def new_episode(config: SessionConfig, max_units: int) -> LiveEpisode:
     return LiveEpisode(parse_pair(config.pair), policy, chunk=config.chunk, max_units=max_units)
 
 
-async def run_due_steps(live: LiveEpisode, worker: ModelWorker, owner: object,
-                        metrics: ServerMetrics) -> AsyncIterator[tuple[Step, float]]:
-    """Run every step of `live` that is due now through the worker; yields (step, latency ms)."""
+async def run_due_steps(live: LiveEpisode, worker: ModelWorker, owner: object, metrics: ServerMetrics,
+                        adapter: str | None = None) -> AsyncIterator[tuple[Step, float]]:
+    """Run every step of `live` that is due now through the worker, on the session's `adapter`
+    (`SessionConfig.adapter`); yields (step, latency ms)."""
     while (planned := live.next_step()) is not None:
         t0 = time.perf_counter()
         completion = None
         if planned.request is not None:
-            completion = await worker.submit(owner, planned.request)
+            request = planned.request if adapter is None else replace(planned.request, adapter=adapter)
+            completion = await worker.submit(owner, request)
             metrics.step_latency.observe(time.perf_counter() - t0)
         step = live.record(completion)
         metrics.steps.labels("write" if step.written else "wait").inc()
@@ -116,6 +123,7 @@ def done_payload(index: int, live: LiveEpisode) -> dict:
 class _Sentence:
     index: int
     live: LiveEpisode
+    adapter: str | None = None
     failed: bool = False
 
 
@@ -307,7 +315,8 @@ class Connection:
         sentence = self.open_sentence()
         if sentence is None:
             self.count += 1
-            sentence = _Sentence(self.count, new_episode(self.config, self.settings.max_sentence_words))
+            sentence = _Sentence(self.count, new_episode(self.config, self.settings.max_sentence_words),
+                                 self.config.adapter)
             self.sentences.append(sentence)
         if sentence.failed:
             return  # the rest of a dropped sentence
@@ -343,7 +352,8 @@ class Connection:
 
     async def _advance(self, sentence: _Sentence) -> None:
         try:
-            async for step, latency_ms in run_due_steps(sentence.live, self.worker, self, self.metrics):
+            steps = run_due_steps(sentence.live, self.worker, self, self.metrics, sentence.adapter)
+            async for step, latency_ms in steps:
                 if sentence.failed:  # dropped (restart, too long) while its step ran
                     return
                 await self.send(step_payload(sentence.index, sentence.live, step, latency_ms))
