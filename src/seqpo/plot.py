@@ -76,23 +76,31 @@ def plot_training(run: str | Path, out: str | Path | None = None) -> Path:
 
 
 def plot_quality_latency(folders: list[str], out: str | Path, metric: str = "BLEU", latency: str = "AL") -> Path:
+    """One point per `seqpo eval` folder (its scores.json); "LABEL=FOLDER" names a point."""
     points = []
     for item in folders:
         label, _, folder = item.rpartition("=") if "=" in item else (None, "", item)
         path = Path(folder) / "scores.json"
         if not path.is_file():
             raise InputFileError(f"no scores.json in {folder}")
-        scores = json.loads(path.read_text())
-        if scores.get(metric) is None or scores.get(latency) is None:
-            raise InputFileError(f"{path} has no {metric} or {latency}")
-        points.append((label or Path(folder).name, scores[latency], scores[metric]))
+        points.append((label or Path(folder).name, json.loads(path.read_text())))
+    return draw_quality_latency(points, out, metric, latency)
+
+
+def draw_quality_latency(points: list[tuple[str, dict]], out: str | Path, metric: str = "BLEU",
+                         latency: str = "AL", title: str | None = None) -> Path:
+    """(label, scores) pairs on a quality vs latency chart."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for label, lat, q in points:
-        ax.plot(lat, q, "o")
-        ax.annotate(label, (lat, q), textcoords="offset points", xytext=(5, 4), fontsize=9)
+    for label, scores in points:
+        if scores.get(metric) is None or scores.get(latency) is None:
+            raise InputFileError(f"scores of '{label}' have no {metric} or {latency}")
+        ax.plot(scores[latency], scores[metric], "o")
+        ax.annotate(label, (scores[latency], scores[metric]), textcoords="offset points", xytext=(5, 4), fontsize=9)
     ax.set_xlabel(f"{latency} (lower is faster)")
     ax.set_ylabel(metric)
+    if title:
+        ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
