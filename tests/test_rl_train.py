@@ -163,23 +163,43 @@ def test_reference_is_the_start_adapter_and_the_export_loads_on_the_base(waiting
     assert not torch.allclose(a, c, atol=1e-4)  # training changed the policy
 
 
-def test_two_processes_under_accelerate_launch(waiting_model, train_files, tmp_path):
-    """The data-parallel path (DDP over gloo on CPU, as on several GPUs with NCCL): both processes
-    sample their share, synchronise gradients and the run finishes with one log and one adapter."""
+def _torchrun(args: list[str], timeout: int = 300):
+    """Two data-parallel processes on CPU (gloo), the same DDP path `accelerate launch --multi_gpu`
+    takes on GPUs (`accelerate launch --cpu` would start only one process)."""
     import os
+    import socket
     import subprocess
     import sys
 
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           "-m", "seqpo.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "SEQPO_THREADS": "1"})
+
+
+def test_two_processes_data_parallel(waiting_model, train_files, tmp_path):
+    """Both processes sample their share, synchronise gradients through DDP, one log and one adapter."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "seqpo.cli", "train", "--pair", "en-zh",
-           "--src", str(train_files[0]), "--ref", str(train_files[1]), "--out", str(out), "--model", str(waiting_model),
-           "--adapter", "none", "--few-shot", "no", "--steps", "2", "--sources", "2", "--group", "4",
-           "--max-step-tokens", "6", "--bf16", "no", "--lr", "1e-3", "--quiet"]
-    env = {**os.environ, "SEQPO_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    proc = _torchrun(["train", "--pair", "en-zh", "--src", str(train_files[0]), "--ref", str(train_files[1]),
+                      "--out", str(out), "--model", str(waiting_model), "--adapter", "none", "--few-shot", "no",
+                      "--steps", "2", "--sources", "2", "--group", "4", "--max-step-tokens", "6", "--bf16", "no",
+                      "--lr", "1e-3", "--quiet"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = _log(out)
     assert [r["step"] for r in log] == [1, 2]
-    assert log[0]["episodes"] == 8  # 2 sentences x 4 rollouts, one sentence per process
+    assert log[0]["processes"] == 2 and log[0]["episodes"] == 8  # one sentence x 4 rollouts per process
+    assert (out / "adapter_model.safetensors").exists()
+
+
+def test_sft_two_processes_data_parallel(tiny_model_dir, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"source_prefix": "The", "target_prefix": "", "segment": ""},
+            {"source_prefix": "The weather is nice today.", "target_prefix": "", "segment": "今天天气很好。"}]
+    pairs.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows * 4), encoding="utf-8")
+    out = tmp_path / "sft"
+    proc = _torchrun(["sft", "--pairs", str(pairs), "--pair", "en-zh", "--out", str(out), "--model", str(tiny_model_dir),
+                      "--max-steps", "2", "--batch-size", "2", "--bf16", "no", "--quiet"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "adapter_model.safetensors").exists()

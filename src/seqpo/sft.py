@@ -112,17 +112,19 @@ def balance_waits(rows: list[dict], max_share: float, seed: int = 0) -> list[dic
 
 
 def segment_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
-    """Mean cross-entropy over labelled tokens, computing logits only where a label exists."""
-    body = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = body.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+    """Mean cross-entropy over labelled tokens, with logits only for the columns from the first
+    labelled one to the end (`logits_to_keep`). It goes through the model's own forward, so a DDP
+    wrapper (`accelerate launch`, torchrun) synchronises gradients and softcapping applies; batches
+    are left-padded, which puts every example's segment in the last columns."""
     target = labels[:, 1:]  # (B, T-1): position t predicts token t+1
     keep = target != IGNORE
-    h = hidden[:, :-1][keep]  # (N, H) only the positions with a loss
-    logits = body.lm_head(h).float()  # (N, V)
-    cap = getattr(body.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return torch.nn.functional.cross_entropy(logits, target[keep])
+    cols = keep.any(0).nonzero()
+    first = int(cols.min()) if len(cols) else target.shape[1] - 1
+    out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=input_ids.shape[1] - first,
+                use_cache=False)
+    logits = out.logits[:, :-1].float()  # positions first .. T-2
+    tail, mask = target[:, first:], keep[:, first:]
+    return torch.nn.functional.cross_entropy(logits[mask], tail[mask])
 
 
 def _bf16(choice: str) -> bool:
@@ -187,6 +189,7 @@ def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
         args = _training_arguments(settings, out, progress)
     except ValueError as exc:  # transformers validates combinations (precision vs device, steps)
         raise InputFileError(f"invalid training settings: {str(exc).strip().splitlines()[0]}") from exc
+    tokenizer.padding_side = "left"  # segments end every row: logits are computed for the last columns only
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
     trainer = SegmentLossTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None

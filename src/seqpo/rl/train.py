@@ -443,6 +443,7 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
             "update_s": round(update_s, 2),
             "grad_norm": round(grad_norm, 5) if grad_norm is not None else None,
             "episodes": int(g[2]),
+            "processes": accelerator.num_processes,
         }
         if step % settings.save_every == 0 or step == settings.steps:
             save_checkpoint(out, step, policy_model, optimizer, accelerator)
