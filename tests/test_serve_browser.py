@@ -3,6 +3,7 @@ starts the simulated speaker and watches subtitles and the history fill in."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -19,40 +20,47 @@ pytestmark = pytest.mark.skipif(
     reason="no /usr/bin/chromium (apt-get install -y chromium; .ci/run installs it)")
 
 
-def test_page_translates_live(tiny_model_dir, tmp_path):
+@contextlib.contextmanager
+def connected_page(tiny_model_dir, tmp_path, extra_args=()):
+    """A real server and the page open in headless chromium, connected; yields (page, page errors)."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e '.[dev]')")
     with running_server(tiny_model_dir, tmp_path) as url, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + list(extra_args))
         try:
             page = browser.new_page()
             errors = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(url)
             page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
-            page.select_option("#policy", "wait-k")
-            page.fill("#k", "1")
-            page.fill("#text", "The weather is nice today. I would like a cup of tea.")
-            page.eval_on_selector("#speed", "el => { el.value = 600; el.dispatchEvent(new Event('input')); }")
-            assert page.text_content("#speed-value") == "600 words/min"
-            page.click("#start")
-            # wait-1 writes from the first read on: translated text shows while the speaker talks
-            page.wait_for_function("document.getElementById('target').textContent.trim().length > 0",
-                                   timeout=30000)
-            page.wait_for_function("document.querySelectorAll('#history li').length === 2", timeout=60000)
-            items = page.query_selector_all("#history li")
-            # newest first
-            assert items[0].query_selector(".src").text_content() == "I would like a cup of tea."
-            assert items[1].query_selector(".src").text_content() == "The weather is nice today."
-            for item in items:
-                assert item.query_selector(".lat").text_content().startswith("AL ")
-                assert item.query_selector(".tgt").text_content().strip()
-            assert page.text_content("#lag").startswith("AL ")
-            assert page.text_content("#status").startswith("ready: en-de, wait-k k=1")
-            shot = tmp_path / "page.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert errors == []
+            yield page, errors
         finally:
             browser.close()
+
+
+def test_page_translates_live(tiny_model_dir, tmp_path):
+    with connected_page(tiny_model_dir, tmp_path) as (page, errors):
+        page.select_option("#policy", "wait-k")
+        page.fill("#k", "1")
+        page.fill("#text", "The weather is nice today. I would like a cup of tea.")
+        page.eval_on_selector("#speed", "el => { el.value = 600; el.dispatchEvent(new Event('input')); }")
+        assert page.text_content("#speed-value") == "600 words/min"
+        page.click("#start")
+        # wait-1 writes from the first read on: translated text shows while the speaker talks
+        page.wait_for_function("document.getElementById('target').textContent.trim().length > 0",
+                               timeout=30000)
+        page.wait_for_function("document.querySelectorAll('#history li').length === 2", timeout=60000)
+        items = page.query_selector_all("#history li")
+        # newest first
+        assert items[0].query_selector(".src").text_content() == "I would like a cup of tea."
+        assert items[1].query_selector(".src").text_content() == "The weather is nice today."
+        for item in items:
+            assert item.query_selector(".lat").text_content().startswith("AL ")
+            assert item.query_selector(".tgt").text_content().strip()
+        assert page.text_content("#lag").startswith("AL ")
+        assert page.text_content("#status").startswith("ready: en-de, wait-k k=1")
+        shot = tmp_path / "page.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert errors == []
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
 
@@ -60,7 +68,6 @@ def test_page_translates_live(tiny_model_dir, tmp_path):
 def test_page_microphone_and_upload(tiny_model_dir, tmp_path):
     """The microphone is chromium's fake capture device playing an espeak-ng wav; then the same
     wav is uploaded through the file control."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e '.[dev]')")
     pytest.importorskip("faster_whisper", reason="speech input needs the speech extra")
     from seqpo.speech.synth import synthesize, write_wav
 
@@ -69,49 +76,40 @@ def test_page_microphone_and_upload(tiny_model_dir, tmp_path):
     fake_mic = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                 f"--use-file-for-fake-audio-capture={wav}%noloop", "--autoplay-policy=no-user-gesture-required"]
     history = "document.querySelectorAll('#history li').length"
-    with running_server(tiny_model_dir, tmp_path) as url, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + fake_mic)
-        try:
-            page = browser.new_page()
-            errors = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url)
-            page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
-            page.select_option("#policy", "wait-k")
-            page.fill("#k", "2")
-            page.click("#mic")
-            page.wait_for_function("document.getElementById('status').textContent.startsWith('ready')",
-                                   timeout=60000)
-            assert page.text_content("#mic") == "Stop microphone"
-            # stable words show as they come, then the first sentence (ended by its period) is done
-            page.wait_for_function("document.getElementById('source').textContent.length > 0", timeout=60000)
-            page.wait_for_function(f"{history} >= 1", timeout=60000)
-            assert page.text_content("#history li .src").lower().startswith("thank you very much")
-            page.wait_for_function("/tea/i.test(document.getElementById('source').textContent) || "
-                                   f"{history} >= 2", timeout=60000)
-            page.click("#mic")  # stop: the last words are flushed
-            page.wait_for_function("document.getElementById('audio-info').textContent.startsWith('audio ended')",
-                                   timeout=60000)
-            page.wait_for_function(f"{history} >= 2", timeout=30000)
-            sources = page.eval_on_selector_all("#history li .src", "els => els.map((e) => e.textContent)")
-            # newest first; chromium may loop the file, so more may follow the two sentences
-            assert sources[-1].lower().startswith("thank you very much"), sources
-            assert "cup of tea" in sources[-2].lower(), sources
-            assert " ms of audio" in page.text_content("#lag")
-            assert "error" not in page.text_content("#status")
-            page.screenshot(path=str(tmp_path / "mic.png"), full_page=True)
-            mic_items = page.eval_on_selector_all("#history li", "els => els.length")
+    with connected_page(tiny_model_dir, tmp_path, fake_mic) as (page, errors):
+        page.select_option("#policy", "wait-k")
+        page.fill("#k", "2")
+        page.click("#mic")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('ready')",
+                               timeout=60000)
+        assert page.text_content("#mic") == "Stop microphone"
+        # stable words show as they come, then the first sentence (ended by its period) is done
+        page.wait_for_function("document.getElementById('source').textContent.length > 0", timeout=60000)
+        page.wait_for_function(f"{history} >= 1", timeout=60000)
+        assert page.text_content("#history li .src").lower().startswith("thank you very much")
+        page.wait_for_function("/tea/i.test(document.getElementById('source').textContent) || "
+                               f"{history} >= 2", timeout=60000)
+        page.click("#mic")  # stop: the last words are flushed
+        page.wait_for_function("document.getElementById('audio-info').textContent.startsWith('audio ended')",
+                               timeout=60000)
+        page.wait_for_function(f"{history} >= 2", timeout=30000)
+        sources = page.eval_on_selector_all("#history li .src", "els => els.map((e) => e.textContent)")
+        # newest first; chromium may loop the file, so more may follow the two sentences
+        assert sources[-1].lower().startswith("thank you very much"), sources
+        assert "cup of tea" in sources[-2].lower(), sources
+        assert " ms of audio" in page.text_content("#lag")
+        assert "error" not in page.text_content("#status")
+        page.screenshot(path=str(tmp_path / "mic.png"), full_page=True)
+        mic_items = page.eval_on_selector_all("#history li", "els => els.length")
 
-            page.set_input_files("#audio-file", str(wav))
-            page.wait_for_function("document.getElementById('audio-info').textContent.includes('translated in')",
-                                   timeout=120000)
-            assert page.eval_on_selector_all("#history li", "els => els.length") == mic_items + 2
-            assert "cup of tea" in page.text_content("#history li .src").lower()
-            assert "2 sentence(s)" in page.text_content("#audio-info")
-            shot = tmp_path / "speech.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert errors == []
-        finally:
-            browser.close()
+        page.set_input_files("#audio-file", str(wav))
+        page.wait_for_function("document.getElementById('audio-info').textContent.includes('translated in')",
+                               timeout=120000)
+        assert page.eval_on_selector_all("#history li", "els => els.length") == mic_items + 2
+        assert "cup of tea" in page.text_content("#history li .src").lower()
+        assert "2 sentence(s)" in page.text_content("#audio-info")
+        shot = tmp_path / "speech.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert errors == []
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000

@@ -142,6 +142,11 @@ def stop_reached(text: str, new_tokens: int, req: Request) -> bool:
     return n > req.max_units if req.unit == "word" else n >= req.max_units
 
 
+def prompt_ids(tokenizer, request: Request) -> list[int]:
+    """The token ids a request's model call starts from (prefix with BOS, then the prompt)."""
+    return tokenizer(request.prefix).input_ids + tokenizer(request.prompt, add_special_tokens=False).input_ids
+
+
 class Generator:
     """Continues prompts with an LM, batching requests that share a prefix."""
 
@@ -216,8 +221,7 @@ class Generator:
             yield
 
     def prompt_ids(self, request: Request) -> list[int]:
-        """The token ids a request's model call starts from (prefix with BOS, then the prompt)."""
-        return self.tokenizer(request.prefix).input_ids + self._suffix_ids(request)
+        return prompt_ids(self.tokenizer, request)
 
     def _suffix_ids(self, request: Request) -> list[int]:
         return self.tokenizer(request.prompt, add_special_tokens=False).input_ids

@@ -127,7 +127,8 @@ def segment_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits[mask], tail[mask])
 
 
-def _bf16(choice: str) -> bool:
+def use_bf16(choice: str) -> bool:
+    """The --bf16 setting (auto/yes/no) resolved for this hardware (CUDA support, or AMX/AVX512 CPUs)."""
     if choice != "auto":
         return choice == "yes"
     if torch.cuda.is_available():
@@ -145,7 +146,7 @@ def _training_arguments(settings: SFTSettings, out: Path, progress: bool):
         output_dir=str(out / "checkpoints"), num_train_epochs=settings.epochs, max_steps=settings.max_steps,
         learning_rate=settings.lr, per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.grad_accum, save_steps=settings.save_steps, save_total_limit=2,
-        logging_steps=settings.logging_steps, bf16=_bf16(settings.bf16), seed=settings.seed,
+        logging_steps=settings.logging_steps, bf16=use_bf16(settings.bf16), seed=settings.seed,
         report_to=[], disable_tqdm=not progress, remove_unused_columns=False, lr_scheduler_type="cosine",
         warmup_steps=0.03, dataloader_num_workers=0,  # a float is a fraction of all steps
         use_cpu=not torch.cuda.is_available(),  # transformers refuses bf16 on CPU unless told

@@ -209,12 +209,6 @@ def save_checkpoint(out: Path, step: int, model, optimizer, accelerator, keep: i
 
 # -- the run ---------------------------------------------------------------------------------------
 
-def _use_bf16(choice: str) -> bool:
-    from ..sft import _bf16
-
-    return _bf16(choice)
-
-
 def _check_adapter(path: Path) -> Path:
     if not (path / "adapter_config.json").exists():
         raise InputFileError(f"adapter folder {path} has no adapter_config.json")
@@ -299,6 +293,7 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
     from tqdm import tqdm
 
     from ..evaluate import load_parallel
+    from ..sft import use_bf16
     from .grpo import completion_logprobs, flatten, grpo_token_loss, make_batches
     from .rollout import sample_rollouts, score_rollouts
     from ..policies.llm import LLMPolicy
@@ -314,7 +309,7 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     recorded = {k: v for k, v in asdict(settings).items()
                 if k not in ("out", "steps", "save_every", "eval_every", "dev_limit", "rollout_backend")}
-    bf16 = _use_bf16(settings.bf16)
+    bf16 = use_bf16(settings.bf16)
     try:
         accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available())
     except ValueError as exc:  # accelerate keeps one precision per process (a second run in a notebook)

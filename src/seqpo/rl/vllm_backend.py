@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from ..errors import MissingExtraError
-from ..generation import Completion, Request, line_end_ids
+from ..generation import Completion, Request, line_end_ids, prompt_ids
 
 
 class VLLMGenerator:
@@ -47,7 +47,7 @@ class VLLMGenerator:
         self.lora = LoRARequest(f"policy-step-{step}", step + 1, str(path))
 
     def prompt_ids(self, request: Request) -> list[int]:
-        return self.tokenizer(request.prefix).input_ids + self.tokenizer(request.prompt, add_special_tokens=False).input_ids
+        return prompt_ids(self.tokenizer, request)
 
     def complete(self, requests: list[Request]) -> list[Completion]:
         from vllm import SamplingParams
