@@ -49,10 +49,26 @@ def test_translate_audio_live_view(tiny_model_dir, two_sentences_wav, capsys):
     assert "cup of tea" in capsys.readouterr().out.lower()
 
 
+def test_translate_audio_slots_decoding(tiny_model_dir, two_sentences_wav, capsys):
+    """Each sentence is a slots episode whose region is reserved for --max-sentence-words words; a
+    sentence reaching that many words is closed as if it ended."""
+    args = ["translate", "--audio", str(two_sentences_wav), "--pair", "en-de", "--model", str(tiny_model_dir),
+            "--policy", "wait-k", "--k", "2", "--decoding", "slots", "--json"]
+    for limit, sentences in (("200", 2), ("3", 5)):  # 4 + 7 words; by 3: 3+1, 3+3+1
+        assert main([*args, "--max-sentence-words", limit]) == 0
+        events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+        done = [e for e in events if e["type"] == "done"]
+        assert len(done) == sentences and events[-1]["type"] == "done"
+        assert all(len(d["source"].split()) <= int(limit) for d in done)
+        writes = " ".join(e["text"] for e in events if e["type"] == "write")
+        assert writes == " ".join(d["prediction"] for d in done if d["prediction"]) != ""
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--audio", "/nonexistent.wav"], "audio file not found"),
     (["--pair", "zh-en"], "English only"),
-    (["--decoding", "append"], "reencode only"),
+    (["--decoding", "slots", "--slot", "0"], "--slot must be at least 1"),
+    (["--decoding", "slots", "--max-sentence-words", "0"], "--max-sentence-words must be at least 1"),
     (["--audio-chunk", "0"], "--audio-chunk must be positive"),
 ])
 def test_translate_audio_bad_input_is_one_line(tiny_model_dir, two_sentences_wav, capsys, extra, message):

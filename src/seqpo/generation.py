@@ -180,7 +180,7 @@ class Generator:
         for i, r in enumerate(requests):
             groups.setdefault((self._adapter_of(r), r.prefix), []).append(i)
         for (adapter, prefix), indices in groups.items():
-            with self._on_adapter(adapter):
+            with self.on_adapter(adapter):
                 for s in range(0, len(indices), self.batch_size):
                     batch = indices[s : s + self.batch_size]
                     for i, c in zip(batch, self._run_batch(prefix, [requests[i] for i in batch], adapter)):
@@ -208,7 +208,7 @@ class Generator:
         return active if isinstance(active, str) else ",".join(active)
 
     @contextlib.contextmanager
-    def _on_adapter(self, adapter: str | None):
+    def on_adapter(self, adapter: str | None):
         """Run a group on `adapter`: activated if another one is active, or every adapter disabled."""
         if adapter is None:
             yield

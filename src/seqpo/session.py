@@ -16,12 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import SeqpoError
 from .generation import Completion, Generator, Request
 from .languages import LanguagePair
 from .policies.base import Policy, State
 from .stream import Episode, Step, chunk_source, join_reads, split_units
+
+if TYPE_CHECKING:
+    from .live_engines import LiveStream
 
 
 class SentenceTooLongError(SeqpoError):
@@ -125,11 +129,24 @@ class LiveEpisode:
         return step
 
 
-def run_live(live: LiveEpisode, generator: Generator | None) -> Iterator[Step]:
+def run_live(live: LiveEpisode, generator: Generator | None, stream: LiveStream | None = None) -> Iterator[Step]:
     """Run every step that is due now with a plain Generator (scripts and tests; the server batches
-    sessions through its worker instead)."""
+    sessions through its worker instead).
+
+    With a `stream` (append/slots decoding, `seqpo.live_engines`) the sentence is an engine episode:
+    the stream is told every read and every written segment, and `generator` is whatever runs the
+    stream's model steps (`EngineSet`, or the server's worker), called as `complete(requests, streams)`.
+    """
     while (planned := live.next_step()) is not None:
         if planned.request is not None and generator is None:
             raise RuntimeError(f"policy '{live.policy.name}' needs a model")
-        completion = generator.complete([planned.request])[0] if planned.request is not None else None
-        yield live.record(completion)
+        if stream is not None:
+            stream.read(planned.chunk, last=planned.state.source_finished)
+        completion = None
+        if planned.request is not None:
+            completion = generator.complete([planned.request])[0] if stream is None else \
+                generator.complete([planned.request], [stream])[0]
+        step = live.record(completion)
+        if stream is not None:
+            stream.write(step.written)
+        yield step

@@ -4,7 +4,8 @@ WebSocket `/ws/translate` streams a speaker's text through a policy and answers 
 (protocol in `connection.py`; English speech as binary PCM frames, `audio.py`); `POST /translate`
 runs one sentence, `POST /translate/audio` an uploaded wav; `/health`, `/metrics`
 (Prometheus) and the page at `/` (static files, no build step). All model work goes through one
-worker (`worker.py`) that batches the sessions' steps fairly.
+worker (`worker.py`) that batches the sessions' steps fairly; `--decoding append|slots` runs each
+live sentence as an episode of the streaming engine (`seqpo.live_engines`).
 """
 
 from __future__ import annotations
@@ -79,15 +80,13 @@ def serve(settings: ServeSettings) -> None:
 
     check_supported(parse_pair(settings.pair))
     for name in ("k", "chunk", "batch_size", "queue_size", "max_message_bytes", "max_sentence_words", "port",
-                 "max_audio_frame_bytes", "max_audio_sessions"):
+                 "max_audio_frame_bytes", "max_audio_sessions", "slot"):
         if getattr(settings, name) < 1:
             raise InputFileError(f"--{name.replace('_', '-')} must be at least 1")
     if settings.idle_timeout <= 0 or settings.max_audio_seconds <= 0:
         raise InputFileError("--idle-timeout and --max-audio-seconds must be positive")
     if settings.audio_chunk <= 0 or settings.max_buffer <= settings.audio_chunk or settings.asr_beam < 1:
         raise InputFileError("--audio-chunk must be positive, --max-buffer longer than it, --asr-beam at least 1")
-    if settings.decoding != "reencode":  # live sessions drive policies step by step (session.py)
-        raise InputFileError("seqpo serve supports --decoding reencode only for now")
     shipped = settings.shipped_adapters()
     if shipped:  # bundled model, no --adapter: every session runs on the adapter of its own pair
         loaded = load_model_adapters(settings.model, shipped)

@@ -11,11 +11,12 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
+from ..engine import SourceRegionFullError
 from ..errors import SeqpoError
 from ..generation import Generator
 from ..session import SentenceTooLongError
-from .connection import Connection, ProtocolError, done_payload, new_episode, parse_config, run_due_steps, \
-    step_payload
+from .connection import Connection, ProtocolError, done_payload, new_episode, new_stream, parse_config, \
+    run_due_steps, step_payload
 from .audio import SpeechService, translate_upload
 from .metrics import ServerMetrics
 from .worker import Busy, ModelWorker
@@ -32,9 +33,16 @@ class TranslateBody(BaseModel):
 
 
 def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
+    """The app around `generator`'s model; with `settings.decoding` append or slots, sessions run
+    on live engines over that model (`seqpo.live_engines`) instead of re-encoding each step."""
+    from ..live_engines import EngineSet
+
     metrics = ServerMetrics()
+    decoding = getattr(settings, "decoding", "reencode")
+    engines = None if decoding == "reencode" else \
+        EngineSet(generator.model, generator.tokenizer, decoding, settings.slot)
     worker = ModelWorker(generator, queue_size=settings.queue_size, batch_size=settings.batch_size,
-                         on_batch=metrics.batch_size.observe)
+                         on_batch=metrics.batch_size.observe, engines=engines)
     speech = SpeechService(settings)
 
     @asynccontextmanager
@@ -63,6 +71,7 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
         body = {"status": "ok" if worker.alive else "worker stopped", "model": model_name,
                 "queue": worker.pending, "sessions": int(metrics.registry.get_sample_value("seqpo_sessions_active")),
                 "audio_streams": speech.active, "pair": settings.pair, "policy": settings.policy,
+                "decoding": decoding,
                 "adapters": dict(getattr(settings, "session_adapters", {}))}
         return JSONResponse(body, status_code=200 if worker.alive else 503)
 
@@ -90,13 +99,18 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
         live.end()
         owner = object()
         trace = []
+        stream = new_stream(config, settings.max_sentence_words, worker)
         try:
-            async for step, latency_ms in run_due_steps(live, worker, owner, metrics, config.adapter):
+            async for step, latency_ms in run_due_steps(live, worker, owner, metrics, config.adapter, stream):
                 trace.append(step_payload(1, live, step, latency_ms))
         except Busy as exc:
             return error_response(503, "busy", str(exc))
+        except SourceRegionFullError as exc:
+            return error_response(400, "too_long", str(exc))
         finally:
             worker.drop(owner)
+            if stream is not None:
+                worker.release(stream)
         metrics.sentences.labels("http").inc()
         done = done_payload(1, live)
         return {**done, "trace": trace + [done]}
@@ -131,6 +145,8 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
             return await translate_upload(samples, config, speech, worker, metrics)
         except Busy as exc:
             return error_response(503, "busy", str(exc))
+        except SourceRegionFullError as exc:
+            return error_response(400, "too_long", str(exc))
         except SeqpoError as exc:  # the speech extra is missing
             return error_response(503, "no_speech", str(exc))
 

@@ -7,7 +7,8 @@ audio stream runs it on a thread of its own (`--max-audio-sessions` threads at m
 requests still go through the shared `ModelWorker` (bounded queue, batching, fairness) via
 `WorkerGenerator`, and its events are sent by the event loop. Audio that arrives while a decode
 runs is queued and decoded in one piece next time, so a stream that falls behind catches up with
-fewer, longer decodes instead of an ever longer queue.
+fewer, longer decodes instead of an ever longer queue. With append/slots decoding each sentence
+is an engine episode (`seqpo.live_engines`) whose steps go through the worker the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..engine import SourceRegionFullError
 from ..errors import SeqpoError
 from ..languages import parse_pair
 from ..policies import make_policy
@@ -48,17 +50,23 @@ class WorkerGenerator:
         self.adapter = adapter  # the session's Request.adapter (SessionConfig.adapter)
         self.last_latency_ms = 0.0  # queue + model time of the last request (for the step event)
 
-    def complete(self, requests):
+    def complete(self, requests, streams=None):
+        """Like `Generator.complete`; with append/slots decoding, `streams` are the requests' sentences."""
         out = []
-        for request in requests:
+        for i, request in enumerate(requests):
             if self.adapter is not None:
                 request = replace(request, adapter=self.adapter)
+            stream = streams[i] if streams is not None else None
             t0 = time.perf_counter()
-            future = asyncio.run_coroutine_threadsafe(self.worker.submit(self.owner, request), self.loop)
+            future = asyncio.run_coroutine_threadsafe(self.worker.submit(self.owner, request, stream), self.loop)
             out.append(wait_for(future, self.closed))
             self.metrics.step_latency.observe(time.perf_counter() - t0)
             self.last_latency_ms = (time.perf_counter() - t0) * 1000.0
         return out
+
+    def release(self, stream) -> None:
+        """A sentence's engine episode is done (append/slots): the worker frees it."""
+        self.loop.call_soon_threadsafe(self.worker.release, stream)
 
 
 def wait_for(future: concurrent.futures.Future, closed: threading.Event):
@@ -111,9 +119,13 @@ class SpeechService:
 
         s = self.settings
         asr = StreamingASR(whisper, s.max_buffer, beam_size=s.asr_beam)
+        pair = parse_pair(config.pair)
         policy = make_policy(config.policy, k=config.k, chunk=config.chunk, few_shot=config.few_shot)
-        return SpeechCascade(asr, parse_pair(config.pair), policy, generator, config.chunk,
-                             max_units=s.max_sentence_words, **callbacks)
+        engines = generator.worker.engines
+        new_stream = None if engines is None else \
+            (lambda: engines.stream(pair, config.adapter, config.few_shot, s.max_sentence_words))
+        return SpeechCascade(asr, pair, policy, generator, config.chunk, max_units=s.max_sentence_words,
+                             new_stream=new_stream, **callbacks)
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -205,6 +217,9 @@ class AudioStream:
         except Busy as exc:
             self.cascade.drop_sentence()
             await self.conn.error("busy", f"{exc}; sentence dropped", self.events.index)
+        except SourceRegionFullError as exc:  # slots: more source tokens than the region reserved
+            self.cascade.drop_sentence()
+            await self.conn.error("too_long", f"{exc}; sentence dropped", self.events.index)
         except Exception as exc:  # ASR or model failure: tell the client, keep the stream
             log.exception("audio stream step failed")
             self.cascade.drop_sentence()
@@ -229,6 +244,7 @@ class AudioStream:
                                           "sentences": self.events.sentences, "transcript": asr.transcript,
                                           "asr_ms": round(asr.compute_ms, 1)})
         finally:
+            self.cascade.drop_sentence()  # abandoned mid-sentence: free its engine episode (append/slots)
             self.service.release()
 
 
@@ -251,6 +267,7 @@ async def translate_upload(samples: np.ndarray, config, service: SpeechService, 
     try:
         await loop.run_in_executor(service.executor, stream_audio, samples, cascade, service.settings.audio_chunk)
     finally:
+        cascade.drop_sentence()  # a failed upload: free its engine episode (append/slots)
         closed.set()
         worker.drop(owner)
         service.release()

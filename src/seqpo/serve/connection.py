@@ -19,7 +19,9 @@ Server -> client:
 Two coroutines share a connection: the receive loop applies messages at once (so source keeps
 arriving while the model runs) and the stepper runs due policy steps of the oldest unfinished
 sentence through the shared `ModelWorker`. A sentence that fails (busy, too long, model error) is
-dropped with one error; the rest of its source, up to its end, is ignored.
+dropped with one error; the rest of its source, up to its end, is ignored. With append/slots
+decoding each sentence is also an engine episode (`new_stream`), released when it is done, dropped
+or its connection ends.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from dataclasses import asdict, dataclass, replace
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from ..engine import SourceRegionFullError
 from ..errors import SeqpoError
 from ..languages import check_supported, parse_pair
+from ..live_engines import LiveStream
 from ..speech.audio import pcm16_to_float
 from ..policies import POLICY_NAMES, make_policy
 from ..session import LiveEpisode, SentenceTooLongError
@@ -95,18 +99,31 @@ def new_episode(config: SessionConfig, max_units: int) -> LiveEpisode:
     return LiveEpisode(parse_pair(config.pair), policy, chunk=config.chunk, max_units=max_units)
 
 
+def new_stream(config: SessionConfig, max_units: int, worker: ModelWorker) -> LiveStream | None:
+    """The engine episode of a new sentence (append/slots decoding; None with re-encode)."""
+    if worker.engines is None:
+        return None
+    return worker.engines.stream(parse_pair(config.pair), config.adapter, config.few_shot, max_units)
+
+
 async def run_due_steps(live: LiveEpisode, worker: ModelWorker, owner: object, metrics: ServerMetrics,
-                        adapter: str | None = None) -> AsyncIterator[tuple[Step, float]]:
+                        adapter: str | None = None, stream: LiveStream | None = None
+                        ) -> AsyncIterator[tuple[Step, float]]:
     """Run every step of `live` that is due now through the worker, on the session's `adapter`
-    (`SessionConfig.adapter`); yields (step, latency ms)."""
+    (`SessionConfig.adapter`), telling its `stream` (append/slots) every read and written segment
+    as `session.run_live` does; yields (step, latency ms)."""
     while (planned := live.next_step()) is not None:
         t0 = time.perf_counter()
+        if stream is not None:
+            stream.read(planned.chunk, last=planned.state.source_finished)
         completion = None
         if planned.request is not None:
             request = planned.request if adapter is None else replace(planned.request, adapter=adapter)
-            completion = await worker.submit(owner, request)
+            completion = await worker.submit(owner, request, stream)
             metrics.step_latency.observe(time.perf_counter() - t0)
         step = live.record(completion)
+        if stream is not None:
+            stream.write(step.written)
         metrics.steps.labels("write" if step.written else "wait").inc()
         yield step, (time.perf_counter() - t0) * 1000
 
@@ -125,6 +142,7 @@ class _Sentence:
     live: LiveEpisode
     adapter: str | None = None
     failed: bool = False
+    stream: LiveStream | None = None  # append/slots decoding: its engine episode
 
 
 class Connection:
@@ -178,6 +196,8 @@ class Connection:
             if self.audio is not None:
                 self.audio.close()
             stepper.cancel()
+            for sentence in self.sentences:  # before any await, which a cancelled session never ends
+                self.release(sentence)
             # collects the stepper's end; a send to a client that just left fails there, harmlessly
             await asyncio.gather(stepper, return_exceptions=True)
             dropped = self.worker.drop(self)
@@ -315,8 +335,9 @@ class Connection:
         sentence = self.open_sentence()
         if sentence is None:
             self.count += 1
-            sentence = _Sentence(self.count, new_episode(self.config, self.settings.max_sentence_words),
-                                 self.config.adapter)
+            limit = self.settings.max_sentence_words
+            sentence = _Sentence(self.count, new_episode(self.config, limit), self.config.adapter,
+                                 stream=new_stream(self.config, limit, self.worker))
             self.sentences.append(sentence)
         if sentence.failed:
             return  # the rest of a dropped sentence
@@ -343,16 +364,24 @@ class Connection:
                     await self._advance(sentence)
                 if sentence.failed and sentence.live.ended:
                     self.sentences.popleft()
+                    self.release(sentence)
                 elif sentence.live.done:
                     self.sentences.popleft()
+                    self.release(sentence)
                     self.metrics.sentences.labels("ws").inc()
                     await self.send(done_payload(sentence.index, sentence.live))
                 else:
                     break  # waiting for more source
 
+    def release(self, sentence: _Sentence) -> None:
+        """Free the engine row of a sentence that is done or dropped (append/slots)."""
+        if sentence.stream is not None:
+            self.worker.release(sentence.stream)
+            sentence.stream = None
+
     async def _advance(self, sentence: _Sentence) -> None:
         try:
-            steps = run_due_steps(sentence.live, self.worker, self, self.metrics, sentence.adapter)
+            steps = run_due_steps(sentence.live, self.worker, self, self.metrics, sentence.adapter, sentence.stream)
             async for step, latency_ms in steps:
                 if sentence.failed:  # dropped (restart, too long) while its step ran
                     return
@@ -360,6 +389,9 @@ class Connection:
         except Busy as exc:
             sentence.failed = True
             await self.error("busy", f"{exc}; sentence dropped, send it again later", sentence.index)
+        except SourceRegionFullError as exc:  # slots: more source tokens than the region reserved
+            sentence.failed = True
+            await self.error("too_long", f"{exc}; sentence dropped", sentence.index)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the model failed on this sentence: tell the client, keep serving

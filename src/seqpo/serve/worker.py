@@ -6,6 +6,9 @@ starve the others) and runs up to `batch_size` of them, from different sessions,
 `Generator.complete` call on a dedicated thread, keeping the event loop free for I/O.
 A full queue refuses at once (`Busy`) instead of making clients wait without bound; a session that
 goes away has its queued requests dropped (`drop`).
+
+With append/slots decoding (`engines`), a request comes with the `LiveStream` of its sentence and
+the batch runs through `EngineSet.complete_each` on the same thread: every engine call stays on it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 
 from ..errors import SeqpoError
 from ..generation import Completion, Generator, Request
+from ..live_engines import EngineSet, LiveStream
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +35,17 @@ class Busy(SeqpoError):
 class _Job:
     request: Request
     future: asyncio.Future
+    stream: LiveStream | None = None  # append/slots: the engine episode the request continues
 
 
 class ModelWorker:
     def __init__(self, generator: Generator, queue_size: int = 64, batch_size: int = 8,
-                 on_batch: Callable[[int], None] | None = None):
+                 on_batch: Callable[[int], None] | None = None, engines: EngineSet | None = None):
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
         self.generator = generator
+        self.engines = engines  # append/slots decoding: the live streams' engines (None: re-encode)
+        self._flush_due = False  # a stream was released: free its engine row even if no request comes
         self.queue_size, self.batch_size = queue_size, batch_size
         self.on_batch = on_batch  # called with each batch's size (metrics)
         self._queues: OrderedDict[object, deque[_Job]] = OrderedDict()
@@ -68,12 +75,15 @@ class ModelWorker:
             await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, owner: object, request: Request) -> Completion:
-        """Queue one request for `owner` (a session) and wait for its completion."""
+    async def submit(self, owner: object, request: Request, stream: LiveStream | None = None) -> Completion:
+        """Queue one request for `owner` (a session) and wait for its completion; with append/slots
+        decoding, `stream` is the sentence the request continues."""
         if self._pending >= self.queue_size:
             raise Busy(f"server busy: {self._pending} model requests queued (limit {self.queue_size})")
+        if (stream is None) != (self.engines is None):
+            raise ValueError("a request carries a LiveStream exactly when the worker runs live engines")
         future = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(owner, deque()).append(_Job(request, future))
+        self._queues.setdefault(owner, deque()).append(_Job(request, future, stream))
         self._pending += 1
         self._wake.set()
         return await future
@@ -86,6 +96,13 @@ class ModelWorker:
         self._pending -= len(jobs)
         self.dropped += len(jobs)
         return len(jobs)
+
+    def release(self, stream: LiveStream) -> None:
+        """A sentence is done or dropped (event loop thread): free its engine row soon."""
+        self.engines.release(stream)
+        self._flush_due = True
+        if self._wake is not None:
+            self._wake.set()
 
     def _take_batch(self) -> list[_Job]:
         batch: list[_Job] = []
@@ -109,12 +126,18 @@ class ModelWorker:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while batch := self._take_batch():
+            while (batch := self._take_batch()) or self._flush_due:
+                self._flush_due = False
+                if not batch:  # only released streams: free their rows
+                    try:
+                        await loop.run_in_executor(self._executor, self.engines.flush)
+                    except Exception:
+                        log.exception("freeing engine rows failed")
+                    continue
                 if self.on_batch:
                     self.on_batch(len(batch))
                 try:
-                    completions = await loop.run_in_executor(
-                        self._executor, self.generator.complete, [job.request for job in batch])
+                    completions = await loop.run_in_executor(self._executor, self._model_call, batch)
                 except Exception as exc:  # a failed model call fails its requests, not the server
                     log.exception("model call failed")
                     for job in batch:
@@ -122,5 +145,15 @@ class ModelWorker:
                             job.future.set_exception(exc)
                     continue
                 for job, completion in zip(batch, completions):
-                    if not job.future.done():
+                    if job.future.done():
+                        continue
+                    if isinstance(completion, Exception):  # this sentence only (its slots region is full)
+                        job.future.set_exception(completion)
+                    else:
                         job.future.set_result(completion)
+
+    def _model_call(self, batch: list[_Job]) -> list[Completion | Exception]:
+        """On the model thread: the batch through the Generator (re-encode) or the live engines."""
+        if self.engines is None:
+            return self.generator.complete([job.request for job in batch])
+        return self.engines.complete_each([job.request for job in batch], [job.stream for job in batch])

@@ -6,11 +6,14 @@ of episodes. Every policy step records `audio_ms`, the audio received when it ra
 of the written target units are in ms of audio as SimulEval measures speech input. Computation
 time: each step's `elapsed_ms` is its model time plus the ASR decoding done since the previous
 step, so `elapsed` is SimulEval's wall clock of an evaluation that feeds audio without waiting.
+With append/slots decoding (`new_stream`) every sentence is also an episode of the streaming
+engine (`seqpo.live_engines`), released once the sentence is done or dropped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +26,9 @@ from ..stream import Episode, Step
 from .asr import AsrWord, StreamingASR
 from .audio import audio_chunks
 
+if TYPE_CHECKING:
+    from ..live_engines import LiveStream
+
 
 class SpeechCascade:
     """Feed audio with `feed`, close with `finish`; finished sentences go to `on_done`."""
@@ -31,10 +37,15 @@ class SpeechCascade:
                  chunk: int = 1, split_sentences: bool = True,
                  on_step: Callable[[LiveEpisode, Step], None] | None = None,
                  on_done: Callable[[Episode, list[AsrWord]], None] | None = None,
-                 on_word: Callable[[LiveEpisode, AsrWord], None] | None = None, max_units: int | None = None):
+                 on_word: Callable[[LiveEpisode, AsrWord], None] | None = None, max_units: int | None = None,
+                 new_stream: Callable[[], LiveStream] | None = None):
         self.asr, self.pair, self.policy, self.generator, self.chunk = asr, pair, policy, generator, chunk
         self.split_sentences, self.on_step, self.on_done, self.on_word = split_sentences, on_step, on_done, on_word
         self.max_units = max_units  # a sentence this long (in words) is closed as if it ended (server)
+        # append/slots: a new sentence's engine episode; `generator` then runs its model steps
+        # (`complete(requests, streams)`) and frees it (`release`)
+        self.new_stream = new_stream
+        self.stream: LiveStream | None = None
         self.live: LiveEpisode | None = None
         self.sentence_words: list[AsrWord] = []
         self.sentence_start_ms = 0.0
@@ -56,6 +67,7 @@ class SpeechCascade:
     def _word(self, word: AsrWord, run: bool = True) -> None:
         if self.live is None:
             self.live = LiveEpisode(self.pair, self.policy, chunk=self.chunk)
+            self.stream = self.new_stream() if self.new_stream else None
         self.live.feed(word.text + " ")
         self.sentence_words.append(word)
         if self.on_word:
@@ -66,7 +78,7 @@ class SpeechCascade:
             self._run()
 
     def _run(self) -> None:
-        for step in run_live(self.live, self.generator):
+        for step in run_live(self.live, self.generator, self.stream):
             step.audio_ms = self.asr.received_ms
             step.elapsed_ms += self.asr.compute_ms - self.asr_ms_counted
             self.asr_ms_counted = self.asr.compute_ms
@@ -79,6 +91,7 @@ class SpeechCascade:
         episode = self.live.episode
         episode.audio_span = (self.sentence_start_ms, max(end_ms, self.sentence_start_ms + 1.0))
         self.episodes.append(episode)
+        self._release()
         if self.on_done:
             self.on_done(episode, self.sentence_words)
         self.live, self.sentence_words, self.sentence_start_ms = None, [], end_ms
@@ -86,8 +99,14 @@ class SpeechCascade:
     def drop_sentence(self) -> None:
         """Abandon the open sentence (its model step failed); later words start a new one."""
         if self.live is not None:
+            self._release()
             end_ms = self.sentence_words[-1].end_ms if self.sentence_words else self.sentence_start_ms
             self.live, self.sentence_words, self.sentence_start_ms = None, [], end_ms
+
+    def _release(self) -> None:
+        if self.stream is not None:
+            self.generator.release(self.stream)
+            self.stream = None
 
 
 def stream_audio(samples: np.ndarray, cascade: SpeechCascade, chunk_s: float) -> list[Episode]:

@@ -10,23 +10,27 @@ from ..languages import check_supported, parse_pair
 from ..stream import Episode
 
 
-def speech_parts(settings, loaded=None):
+def speech_parts(settings, loaded=None, live_decoding: bool = False):
     """The pair, policy, Whisper and text generator a speech command needs, checked before any
-    model is loaded."""
+    model is loaded. With `live_decoding` (translate) append/slots decoding is allowed: the
+    generator is then an `EngineSet` whose streams are the cascade's sentences."""
     from ..generation import Generator
+    from ..live_engines import EngineSet
     from ..model import load_model
     from .asr import load_whisper
 
     pair = check_supported(parse_pair(settings.pair))
     settings.check_speech(pair)
-    if settings.chunk < 1 or settings.k < 1:
-        raise SettingsError("--chunk and --k must be at least 1")
-    if settings.decoding != "reencode":  # the live driver (session.py) steps policies one by one
-        raise SettingsError("speech input supports --decoding reencode only")
+    if settings.chunk < 1 or settings.k < 1 or settings.slot < 1:
+        raise SettingsError("--chunk, --k and --slot must be at least 1")
+    if settings.decoding != "reencode" and not live_decoding:
+        raise SettingsError("speech evaluation supports --decoding reencode only")
     policy = settings.build_policy()
     whisper = load_whisper()
     if loaded is None:
         loaded = load_model(settings.model, settings.adapter)
+    if settings.decoding != "reencode":
+        return pair, policy, whisper, EngineSet(loaded.model, loaded.tokenizer, settings.decoding, settings.slot)
     return pair, policy, whisper, Generator(loaded.model, loaded.tokenizer, batch_size=1)
 
 
@@ -37,8 +41,15 @@ def translate_audio(settings, out) -> list[Episode]:
     from ..translate import done_event, step_event
 
     samples = read_wav(settings.audio)  # a bad file fails before any model loads
-    pair, policy, whisper, generator = speech_parts(settings)
+    if settings.max_sentence_words < 1:
+        raise SettingsError("--max-sentence-words must be at least 1")
+    pair, policy, whisper, generator = speech_parts(settings, live_decoding=True)
     asr = StreamingASR(whisper, settings.max_buffer, beam_size=settings.asr_beam)
+    engine_args = {}  # append/slots: each sentence is an engine episode; slots bound its length
+    if settings.decoding != "reencode":
+        limit = settings.max_sentence_words if settings.decoding == "slots" else None
+        engine_args = dict(max_units=limit,
+                           new_stream=lambda: generator.stream(pair, None, settings.use_few_shot(), limit))
     if settings.json:
         def emit(live, step):
             print(json.dumps(step_event(live.episode, step), ensure_ascii=False), file=out, flush=True)
@@ -46,7 +57,7 @@ def translate_audio(settings, out) -> list[Episode]:
         def done(episode, _words):
             print(json.dumps(done_event(episode), ensure_ascii=False), file=out, flush=True)
 
-        cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, on_step=emit, on_done=done)
+        cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, on_step=emit, on_done=done, **engine_args)
         return stream_audio(samples, cascade, settings.audio_chunk)
 
     from ..live_view import LiveView
@@ -63,5 +74,6 @@ def translate_audio(settings, out) -> list[Episode]:
 
     with view:
         cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, on_step=show,
-                                on_done=lambda episode, _words: view.finish(episode, done_event(episode)))
+                                on_done=lambda episode, _words: view.finish(episode, done_event(episode)),
+                                **engine_args)
         return stream_audio(samples, cascade, settings.audio_chunk)

@@ -1,0 +1,169 @@
+"""Live sentences on the streaming engine (append/slots decoding of `seqpo serve` and speech input).
+
+`simulate.run_episodes` knows every sentence in advance; a live sentence (`session.LiveEpisode`)
+arrives piece by piece and many of them, of several pairs and adapters, share one model. Here each
+live sentence is one engine episode (`LiveStream`), driven with the calls `run_episodes` makes:
+`open` at its first read, `read` per consumed chunk, `generate` for the steps that ask the model,
+`write` of every step's segment ("" for a wait), `close` when the sentence is done or dropped.
+
+`EngineSet` holds one `StreamingEngine` per (pair, adapter, few-shot) it meets, created on first
+use (an engine serves one pair and runs on the weights its prefix cache was computed with); the
+adapter is made active around that engine's model calls with `Generator.on_adapter`. Every engine
+call must happen on one thread (the server's model thread): a stream only queues its reads, writes
+and close, and `EngineSet.flush` applies every stream's queue there, in order, before each model
+call. A wait therefore costs no trip to the model thread, and every written segment is in its row
+before the next forward pass, so the engine can drop dead cache columns (`StreamingEngine._compact`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from .engine import MODES, SourceRegionFullError, StreamingEngine, StreamState
+from .generation import Completion, Request
+from .languages import LanguagePair
+
+# Slots decoding reserves a live sentence's source region before its text is known, from the
+# session's limit in source units. Gemma-3's tokenizer takes about 1.3 tokens per English or
+# German word (`line_piece` spaces included) and at most one per Chinese/Japanese character; 4 per
+# unit leaves room for names, numbers and rare words. The reserve costs positions, not compute:
+# unfilled slots hold no token.
+TOKENS_PER_UNIT = 4
+
+
+def source_token_budget(max_units: int) -> int:
+    """Source tokens a slots region reserves for a live sentence of at most `max_units` units."""
+    return max_units * TOKENS_PER_UNIT
+
+
+class LiveStream:
+    """The engine episode of one live sentence. Its calls are queued (thread-safe) and applied by
+    `EngineSet.flush` on the model thread; `error` is set there when a read overflows the slots
+    region (the episode is closed then, and its later calls are ignored)."""
+
+    def __init__(self, pair: LanguagePair, adapter: str | None, few_shot: bool, max_source_tokens: int | None):
+        self.pair, self.adapter, self.few_shot = pair, adapter, few_shot
+        self.max_source_tokens = max_source_tokens
+        self.todo: deque[tuple] = deque()  # ("read", chunk, last) | ("write", segment) | ("close",)
+        self.state: StreamState | None = None  # the engine's handle, once the first read is applied
+        self.error: SourceRegionFullError | None = None
+        self.closed = False  # on the model thread: close applied (or failed)
+
+    @property
+    def key(self) -> tuple[LanguagePair, str | None, bool]:
+        return self.pair, self.adapter, self.few_shot
+
+    def read(self, chunk: str, last: bool) -> None:
+        self.todo.append(("read", chunk, last))
+
+    def write(self, segment: str) -> None:
+        self.todo.append(("write", segment))
+
+
+class EngineSet:
+    """Streaming engines of one mode over one model, one per (pair, adapter, few-shot), and the
+    live streams on them. `complete` has a Generator's shape, plus the streams the requests are for."""
+
+    def __init__(self, model, tokenizer, mode: str, slot: int = 16):
+        if mode not in MODES or mode == "reencode":
+            raise ValueError(f"live engines run append or slots decoding, not '{mode}'")
+        self.model, self.tokenizer, self.mode, self.slot = model, tokenizer, mode, slot
+        self.engines: dict[tuple, StreamingEngine] = {}
+        self._streams: list[LiveStream] = []
+        self._lock = threading.Lock()  # streams open on any thread; flush reads the list on the model thread
+
+    def stream(self, pair: LanguagePair, adapter: str | None = None, few_shot: bool = True,
+               max_units: int | None = None) -> LiveStream:
+        """A new live sentence (any thread). Slots need `max_units`, the sentence's limit in source units."""
+        if self.mode == "slots" and max_units is None:
+            raise ValueError("slots decoding of a live sentence needs its maximum length (max_units)")
+        stream = LiveStream(pair, adapter, few_shot, source_token_budget(max_units) if max_units else None)
+        with self._lock:
+            self._streams.append(stream)
+        return stream
+
+    def release(self, stream: LiveStream) -> None:
+        """The sentence is done or dropped (any thread): its row is freed at the next `flush` (every
+        model call starts with one, so a released row never costs compute)."""
+        stream.todo.append(("close",))
+
+    @property
+    def open_streams(self) -> int:
+        with self._lock:
+            return len(self._streams)
+
+    # -- on the model thread ----------------------------------------------------------------------
+    def engine(self, stream: LiveStream) -> StreamingEngine:
+        key = stream.key
+        if key not in self.engines:
+            self.engines[key] = StreamingEngine(self.model, self.tokenizer, self.mode, self.slot,
+                                                few_shot=stream.few_shot)
+        return self.engines[key]
+
+    def flush(self) -> None:
+        """Apply every stream's queued calls, in order."""
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            self._apply(stream)
+
+    def _apply(self, stream: LiveStream) -> None:
+        while stream.todo:
+            op = stream.todo.popleft()
+            if stream.closed:
+                continue
+            if op[0] == "close":
+                self._close(stream)
+                continue
+            engine = self.engine(stream)
+            if op[0] == "read":
+                if stream.state is None:  # the prefix cache is computed at the first open: on the adapter
+                    with engine.generator.on_adapter(stream.adapter):
+                        stream.state = engine.open(stream.pair, max_source_tokens=stream.max_source_tokens)
+                try:
+                    engine.read(stream.state, op[1], last=op[2])
+                except SourceRegionFullError as exc:
+                    stream.error = exc
+                    self._close(stream)
+            else:
+                engine.write(stream.state, op[1])
+
+    def _close(self, stream: LiveStream) -> None:
+        if stream.state is not None:
+            self.engine(stream).close(stream.state)
+        stream.state, stream.closed = None, True
+        with self._lock:
+            self._streams.remove(stream)
+
+    def complete_each(self, requests: list[Request], streams: list[LiveStream]) -> list[Completion | Exception]:
+        """Flush, then one `generate` per engine for its streams' requests (each on its adapter); a
+        stream whose read overflowed its region gets its `SourceRegionFullError` instead."""
+        self.flush()
+        out: list[Completion | Exception | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, stream in enumerate(streams):
+            if stream.error is not None:
+                out[i] = stream.error
+            elif stream.state is None:
+                out[i] = RuntimeError("model step for a live sentence that is closed or has read nothing")
+            else:
+                groups.setdefault(stream.key, []).append(i)
+        for key, indices in groups.items():
+            engine = self.engines[key]
+            with engine.generator.on_adapter(key[1]):
+                done = engine.generate([streams[i].state for i in indices], [requests[i] for i in indices])
+            for i, completion in zip(indices, done):
+                out[i] = completion
+        return out  # type: ignore[return-value]
+
+    def complete(self, requests: list[Request], streams: list[LiveStream]) -> list[Completion]:
+        """`complete_each` for one thread that runs everything itself (`seqpo translate --audio`)."""
+        out = self.complete_each(requests, streams)
+        for item in out:
+            if isinstance(item, Exception):
+                raise item
+        return out  # type: ignore[return-value]
+
+
+__all__ = ["EngineSet", "LiveStream", "TOKENS_PER_UNIT", "source_token_budget"]

@@ -1,0 +1,101 @@
+"""Live sentences on the streaming engine: an episode opened with a maximum source length, streams
+that queue their calls until a flush, and live runs equal to `run_episodes` of the same mode."""
+
+import pytest
+
+from seqpo.engine import SourceRegionFullError, StreamingEngine
+from seqpo.languages import parse_pair
+from seqpo.live_engines import TOKENS_PER_UNIT, EngineSet, source_token_budget
+from seqpo.policies import make_policy
+from seqpo.session import LiveEpisode, run_live
+from seqpo.simulate import run_episodes
+from seqpo.slots import region_size
+
+PAIR = parse_pair("en-de")
+SENTENCE = "The weather is nice today and we would like a cup of tea."
+
+
+def test_open_with_max_source_tokens_reserves_the_region(tiny_loaded):
+    engine = StreamingEngine(tiny_loaded.model, tiny_loaded.tokenizer, mode="slots", slot=4)
+    live = engine.open(PAIR, max_source_tokens=10)
+    known = engine.open(PAIR, ["a", "b"])
+    P = live.next_pos
+    assert live.region_end == P + region_size(10, 4) == P + 12
+    assert known.region_end == P + 4  # sized to its reads, as before
+    engine.read(live, "one two three")
+    with pytest.raises(SourceRegionFullError):
+        engine.read(live, "and a long tail of words that no longer fits in twelve positions")
+    with pytest.raises(ValueError, match="either its reads or max_source_tokens"):
+        engine.open(PAIR)
+    assert source_token_budget(30) == 30 * TOKENS_PER_UNIT
+
+
+def speak_live(engines, stream, policy, sentence: str, max_units: int = 30):
+    """The sentence fed word by word (the last word completed by the end), stepping as it arrives."""
+    live = LiveEpisode(PAIR, policy, chunk=1, max_units=max_units)
+    words = sentence.split()
+    steps = []
+    for i, word in enumerate(words):
+        live.feed(word + (" " if i < len(words) - 1 else ""))
+        if i == len(words) - 1:
+            live.end()
+        steps += list(run_live(live, engines, stream))
+    return live.episode, steps
+
+
+@pytest.mark.parametrize("mode, policy", [("append", "llm"), ("append", "wait-k"), ("slots", "llm"),
+                                          ("slots", "wait-k")])
+def test_live_run_equals_run_episodes(tiny_loaded, mode, policy):
+    # slots: one 128-token slot holds both the live reserve (30 words x 4 tokens) and the
+    # sentence's own tokens, so both runs put the target at the same positions
+    slot = 128
+    offline = run_episodes([(0, SENTENCE)], make_policy(policy, k=2), StreamingEngine(
+        tiny_loaded.model, tiny_loaded.tokenizer, mode, slot), PAIR, chunk=1)[0]
+    engines = EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, mode, slot)
+    stream = engines.stream(PAIR, max_units=30)
+    episode, steps = speak_live(engines, stream, make_policy(policy, k=2), SENTENCE)
+    assert [(s.read, s.written) for s in steps] == [(s.read, s.written) for s in offline.steps]
+    assert episode.prediction == offline.prediction and episode.prediction
+    engine = engines.engines[(PAIR, None, True)]
+    assert engine.rows == [stream.state]
+    engines.release(stream)
+    assert stream.state is not None  # queued, not applied: flushes happen on the model thread
+    engines.flush()
+    assert engine.rows == [] and stream.closed and engines.open_streams == 0
+
+
+def test_streams_queue_calls_until_a_flush(tiny_loaded):
+    engines = EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, "append")
+    a, b = engines.stream(PAIR), engines.stream(parse_pair("en-zh"), few_shot=False)
+    a.read("The", last=False)
+    a.write("")
+    b.read("The", last=False)
+    assert engines.engines == {} and list(a.todo) == [("read", "The", False), ("write", "")]
+    engines.flush()
+    assert not a.todo and not b.todo
+    # one engine per (pair, adapter, few-shot): an engine serves one pair
+    assert set(engines.engines) == {(PAIR, None, True), (parse_pair("en-zh"), None, False)}
+    assert engines.engines[(PAIR, None, True)].rows == [a.state]
+
+
+def test_region_overflow_fails_only_its_stream(tiny_loaded):
+    engines = EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, "slots", slot=4)
+    small, fine = engines.stream(PAIR, max_units=1), engines.stream(PAIR, max_units=30)
+    for stream in (small, fine):
+        stream.read("The weather is nice today and we would like", last=False)
+    from seqpo.generation import Request
+
+    out = engines.complete_each([Request("", "", 3), Request("", "", 3)], [small, fine])
+    assert isinstance(out[0], SourceRegionFullError) and small.closed and small.state is None
+    assert out[1].new_tokens >= 1
+    assert engines.engines[(PAIR, None, True)].rows == [fine.state]
+    with pytest.raises(SourceRegionFullError):
+        engines.complete([Request("", "", 3)], [small])
+
+
+def test_slots_stream_needs_a_maximum_length(tiny_loaded):
+    engines = EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, "slots")
+    with pytest.raises(ValueError, match="max_units"):
+        engines.stream(PAIR)
+    with pytest.raises(ValueError, match="append or slots"):
+        EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, "reencode")
