@@ -1,9 +1,12 @@
 """`seqpo bench`: speed of the streaming decoding modes (re-encode, append, slots: ExPosST,
 MISSION.md sec. 2) against offline decoding of the same sentences, in one run on one model.
 
-Per mode: tokens run through the model, wall time, ms per output token, mean time to first write
-(from the start of the run, when all sentences start together), and the ratio to offline wall time; plus GRPO-style rollouts: a forked
-group of B episodes of one source vs B separately run episodes (episodes per minute).
+Per mode: tokens run through the model, forward passes, wall time, ms per output token, mean time
+to first write (from the start of the run, when all sentences start together), and the ratio to
+offline wall time. append and slots run twice: one read per forward pass, and with look-ahead
+(`--lookahead`, several reads decided per pass; the bench checks the translations are unchanged).
+Plus GRPO-style rollouts: a forked group of B episodes of one source vs B separately run episodes
+(episodes per minute).
 Wall times on a shared machine move between runs; ratios within one run are what to compare.
 """
 
@@ -29,14 +32,17 @@ class BenchSettings:
     batch_size: int = setting(8, "sentences decoded together")
     group: int = setting(5, "rollouts per source for the fork comparison (0: skip it)")
     modes: str = setting("reencode,append,slots", "comma-separated decoding modes to time")
+    lookahead: int = setting(8, "append/slots: also time them deciding up to this many later reads per forward "
+                             "pass (same output; 0: skip those rows)")
     model: str = setting(None, "causal LM (default: the bundled Gemma-3-270M)")
 
     def validate(self):
         pair = check_supported(parse_pair(self.pair))
         if not self.src:
             raise InputFileError("--src is required")
-        if min(self.limit, self.chunk, self.slot, self.batch_size) < 1 or self.group < 0:
-            raise InputFileError("--limit, --chunk, --slot and --batch-size must be at least 1")
+        if min(self.limit, self.chunk, self.slot, self.batch_size) < 1 or min(self.group, self.lookahead) < 0:
+            raise InputFileError("--limit, --chunk, --slot and --batch-size must be at least 1, "
+                                 "--group and --lookahead at least 0")
         return pair
 
 
@@ -96,7 +102,16 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     modes = [m.strip() for m in settings.modes.split(",") if m.strip()]
     for mode in modes:
         engine = make_engine(loaded, mode, settings.slot, settings.batch_size)
-        add(f"{mode} ({settings.policy})", *_timed(sources, policy, engine, pair, settings.chunk, settings.batch_size))
+        stepwise, *timing = _timed(sources, policy, engine, pair, settings.chunk, settings.batch_size)
+        add(f"{mode} ({settings.policy})", stepwise, *timing)
+        if mode != "reencode" and settings.lookahead:
+            engine = make_engine(loaded, mode, settings.slot, settings.batch_size, lookahead=settings.lookahead)
+            episodes, *timing = _timed(sources, policy, engine, pair, settings.chunk, settings.batch_size)
+            add(f"{mode} ({settings.policy}, look-ahead {settings.lookahead})", episodes, *timing)
+            same = [a.prediction == b.prediction for a, b in zip(stepwise, episodes)]
+            rows[-1]["same_output"] = all(same)  # look-ahead must not change a single translation
+            if not all(same):
+                log(f"  WARNING: look-ahead changed {same.count(False)} of {len(same)} translations")
     base = rows[0]["wall_s"]
     for row in rows:
         row["x_offline"] = round(row["wall_s"] / base, 2) if base else None
@@ -107,7 +122,8 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
             sampling = dict(do_sample=True, temperature=1.0)
             for how in ("forked", "separate"):
                 torch.manual_seed(0)
-                engine = make_engine(loaded, mode, settings.slot, settings.batch_size, **sampling)
+                engine = make_engine(loaded, mode, settings.slot, settings.batch_size, lookahead=settings.lookahead,
+                                     **sampling)
                 src = sources[:1]
                 t0 = time.perf_counter()
                 if how == "forked":
@@ -116,7 +132,7 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
                     for _ in range(settings.group):
                         _timed(src, policy, engine, pair, settings.chunk, 1)
                 per_min = 60 * settings.group / (time.perf_counter() - t0)
-                next(r for r in rows if r["decoding"].startswith(mode))[f"rollouts_per_min_{how}"] = round(per_min, 1)
+                [r for r in rows if r["decoding"].startswith(mode)][-1][f"rollouts_per_min_{how}"] = round(per_min, 1)
                 log(f"  {mode} rollouts {how}: {per_min:.1f} episodes/min")
     return rows
 

@@ -37,6 +37,9 @@ class PolicySettings:
                             "(conversational transcript, cache only extended) or slots (ExPosST reserved "
                             "source positions)", choices=["reencode", "append", "slots"])
     slot: int = setting(16, "slots decoding: source positions are reserved in slots of this many tokens")
+    lookahead: int = setting(8, "append/slots decoding: decide up to this many later reads of an already known "
+                             "source (files, eval) in the same forward pass, as if the reads before them "
+                             "waited; the output is the same, only faster. 0 = one read per pass")
 
     def __post_init__(self):
         from .model import resolve_adapter

@@ -22,6 +22,12 @@ marked dead rather than cropped, so one row's rollback never touches the others.
 
 `fork(state, n)` copies one episode's row n times (GRPO groups): the few-shot prefix and the
 source read so far are shared, not recomputed.
+
+Look-ahead (append/slots, `lookahead` reads): one forward pass per read is what keeps streaming
+slower than offline decoding when a pass costs the same for 1 token or 50 (a CPU reading the
+weights). When later reads are already known (files, eval, rollouts), `generate` also runs them,
+each placed as if the reads before it waited, and takes the decisions in order up to the first
+that does not wait: a run of waits costs one pass instead of one each, with the same output.
 """
 
 from __future__ import annotations
@@ -63,16 +69,27 @@ class StreamState:
     refed_col: int | None = None  # slots: cache column of this step's re-fed last token
 
 
+@dataclass
+class Ahead:
+    """A later read the engine may take in the same forward pass as the current one, in case every
+    read before it waits (look-ahead; the source must already be known, as in eval and rollouts)."""
+
+    chunk: str
+    last: bool
+    request: Request | None  # None: the policy waits there without asking the model
+
+
 class StreamingEngine:
     """Continue episodes in one of `MODES`; the interface is the same for all three."""
 
     def __init__(self, model, tokenizer, mode: str = "reencode", slot: int = 16, batch_size: int = 8,
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 few_shot: bool = True):
+                 few_shot: bool = True, lookahead: int = 0):
         if mode not in MODES:
             raise ValueError(f"unknown decoding mode '{mode}' (choose from {', '.join(MODES)})")
         self.model, self.tokenizer, self.mode, self.slot = model, tokenizer, mode, slot
         self.few_shot = few_shot
+        self.lookahead = lookahead if mode != "reencode" else 0  # reads taken ahead per forward pass
         self.do_sample = do_sample
         self.generator = Generator(model, tokenizer, batch_size, do_sample, temperature, top_p)
         warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
@@ -108,15 +125,23 @@ class StreamingEngine:
         return self.tokenizer(text, add_special_tokens=False).input_ids if text else []
 
     # -- episodes ---------------------------------------------------------------------------
-    def open(self, pair: LanguagePair, reads: list[str]) -> StreamState:
-        """Start an episode whose source will arrive as `reads` (slots size the region from them)."""
+    def open(self, pair: LanguagePair, reads: list[str] | None = None,
+             max_source_tokens: int | None = None) -> StreamState:
+        """Start an episode whose source will arrive as `reads` (slots size the region from them).
+
+        A live sentence is not known in advance: give `max_source_tokens` instead (slots reserve a
+        region for that many source tokens; a read beyond it raises `SourceRegionFullError`).
+        """
         state = StreamState(pair)
         if self.mode == "reencode":
             return state
+        if self.mode == "slots" and (reads is None) == (max_source_tokens is None):
+            raise ValueError("slots decoding opens an episode with either its reads or max_source_tokens")
         P = self._ensure_prefix(pair)
         state.next_pos = P
         if self.mode == "slots":
-            n_src = sum(len(p) for p in source_piece_ids(self.tokenizer, pair, reads))
+            n_src = max_source_tokens if reads is None else \
+                sum(len(p) for p in source_piece_ids(self.tokenizer, pair, reads))
             state.region_end = P + region_size(n_src, self.slot)
             line = self._ids(slots_separator(pair))
             state.pending = [(t, TARGET, state.region_end + i, 1) for i, t in enumerate(line[:-1])]
@@ -198,32 +223,59 @@ class StreamingEngine:
         return [(int(ids[i]), int(kind[i]), int(pos[i]), int(vis[i])) for i in live]
 
     # -- the model ----------------------------------------------------------------------------
-    def generate(self, states: list[StreamState], requests: list[Request]) -> list[Completion]:
-        """Continue each state (its pending tokens, then decoding under its request's limits)."""
+    def generate(self, states: list[StreamState], requests: list[Request],
+                 ahead: list[list[Ahead]] | None = None) -> list[Completion] | list[list[Completion | None]]:
+        """Continue each state (its pending tokens, then decoding under its request's limits).
+
+        Look-ahead (`ahead`: one list of later reads per state; append and slots): each later read
+        rides along in the same forward pass, placed as if every read before it had waited, so the
+        decisions of several reads come out of one pass. The engine takes reads up to the first whose
+        first token does not end the line (or the last), decodes that one in full, and returns per
+        state one list with an entry per read taken: its Completion, None where the policy waited
+        without the model. Reads taken as waits are read and written here; the caller writes only
+        the last entry. The result is what stepping read by read gives: a decision only depends on
+        the tokens before it (causal masks), and those are the same either way; the tokens after the
+        read taken last are marked dead. Without `ahead` the result is one Completion per state.
+        """
+        nested = ahead is not None
         if self.mode == "reencode":
-            return self.generator.complete(requests)
+            done = self.generator.complete(requests)
+            return [[c] for c in done] if nested else done
+        ahead = ahead or [[] for _ in states]
         t0 = time.perf_counter()
         self._compact()
         rows = [self.rows.index(s) for s in states]
         blocks: dict[int, list[tuple[int, int, int, int]]] = {}
+        points: dict[int, list[tuple[int, Request, int, int]]] = {}  # block index, request, reads ahead, source end
+        for s, r, req, later in zip(states, rows, requests, ahead):
+            blocks[r], points[r] = self._block(s, req, later)
+        spread = any(len(p) > 1 for p in points.values())
+        logits, cols, at = self._forward(blocks, {r: [p[0] for p in points[r]] for r in rows} if spread else None)
+        taken: dict[int, int] = {r: 0 for r in rows}  # the point each row decodes from
+        waits: dict[int, list[int]] = {r: [] for r in rows}  # first tokens of the points taken as waits
+        if not spread:
+            nxt = self._pick(forbid_line_end(logits, [r for r, q in zip(rows, requests) if q.must_write],
+                                             self.generator.line_end))
+        else:
+            nxt = {}
+            for r in rows:
+                for j, (_, req, _, _) in enumerate(points[r]):
+                    scores = forbid_line_end(at[r][j:j + 1], [0] if req.must_write else [], self.generator.line_end)
+                    tok = int(self._pick(scores)[0])
+                    if j == len(points[r]) - 1 or tok not in self.generator.line_end or not req.stop_at_newline:
+                        break
+                    waits[r].append(tok)
+                nxt[r], taken[r] = tok, j
+                self._take(self.rows[r], r, blocks[r], points[r], j, cols[r])
         for s, r in zip(states, rows):
-            block = list(s.pending)
             if self.mode == "slots":
-                block.append((s.last[0], TARGET, s.last[1], s.n_read))
-            blocks[r] = block
-            s.pending = []
-        logits, cols = self._forward(blocks)
-        logits = forbid_line_end(logits, [r for r, req in zip(rows, requests) if req.must_write], self.generator.line_end)
-        for s, r in zip(states, rows):
-            if self.mode == "slots":
-                s.refed_col = cols[r][-1]
+                s.refed_col = cols[r][points[r][taken[r]][0]]
         # decode: one token per active row per forward
-        active = {r: req for r, req in zip(rows, requests)}
+        active = {r: points[r][taken[r]][1] for r in rows}
         new_ids: dict[int, list[int]] = {r: [] for r in rows}
         new_cols: dict[int, list[int]] = {r: [] for r in rows}
         eos = self.tokenizer.eos_token_id
         while active:
-            nxt = self._pick(logits)
             step: dict[int, list[tuple[int, int, int, int]]] = {}
             for r in list(active):
                 tok = int(nxt[r])
@@ -240,9 +292,10 @@ class StreamingEngine:
             # when no row continues, it is left out (it will come back as pending if kept)
             if not active:
                 break
-            logits, cols = self._forward(step)
-            for r, c in cols.items():
+            logits, step_cols, _ = self._forward(step)
+            for r, c in step_cols.items():
                 new_cols[r] += c
+            nxt = self._pick(logits)
         elapsed = (time.perf_counter() - t0) * 1000
         out = []
         for s, r in zip(states, rows):
@@ -250,8 +303,62 @@ class StreamingEngine:
             s.gen_ids, s.gen_cols = ids[: len(new_cols[r])], new_cols[r]
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             hit = "\n" in text or eos in ids
-            out.append(Completion(text.split("\n")[0], len(ids), elapsed, hit, ids))
+            last = Completion(text.split("\n")[0], len(ids), elapsed, hit, ids)
+            if not nested:
+                out.append(last)
+                continue
+            # one entry per read taken: waits decided by a first token, None for reads the policy
+            # waited at without the model (not points), the decoded completion last
+            by_read = {p[2]: p for p in points[r][: taken[r] + 1]}
+            entries: list[Completion | None] = []
+            for k in range(points[r][taken[r]][2] + 1):
+                if k not in by_read:
+                    entries.append(None)
+                elif by_read[k] is points[r][taken[r]]:
+                    entries.append(last)
+                else:
+                    entries.append(Completion("", 1, 0.0, True, [waits[r][len([e for e in entries if e])]]))
+            out.append(entries)
         return out
+
+    def _block(self, s: StreamState, req: Request, later: list[Ahead]):
+        """A row's tokens for this step: its pending tokens (+ the re-fed last target token in slots),
+        then each later read as it would follow waits. Returns the block and its decision points."""
+        block, s.pending = list(s.pending), []
+        if self.mode == "slots":
+            block.append((s.last[0], TARGET, s.last[1], s.n_read))
+        src = s.next_pos
+        points = [(len(block) - 1, req, 0, src)]
+        for k, a in enumerate(later, 1):
+            vis = s.n_read + k
+            if self.mode == "append":
+                text_ids = self._ids(conversation_write("")) + self._ids(conversation_read(s.pair, a.chunk, a.last))
+                block += [(t, PREFIX, -1, 0) for t in text_ids]
+            else:
+                piece = source_piece_ids(self.tokenizer, s.pair, ["", a.chunk])[-1]
+                if src + len(piece) > s.region_end:
+                    raise SourceRegionFullError("source longer than its reserved slots region")
+                block += [(t, SOURCE, src + i, vis) for i, t in enumerate(piece)]
+                src += len(piece)
+                if a.request is not None:
+                    block.append((s.last[0], TARGET, s.last[1], vis))
+            if a.request is not None:
+                points.append((len(block) - 1, a.request, k, src))
+        return block, points
+
+    def _take(self, s: StreamState, row: int, block: list, points: list, j: int, cols: list[int]) -> None:
+        """Keep a row's block up to decision point j: later tokens and (slots) the re-fed copies of
+        the reads that waited become dead; the reads up to j count as read."""
+        end, _, k, src = points[j]
+        dead = cols[end + 1:]
+        if self.mode == "slots":
+            dead += [cols[p[0]] for p in points[:j]]
+            s.next_pos = src
+        else:
+            s.next_pos -= len(block) - end - 1  # positions were handed out for the whole block
+        if dead:
+            self.tags[0, row, dead] = DEAD
+        s.n_read += k
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
         if not self.do_sample:
@@ -259,9 +366,10 @@ class StreamingEngine:
         probs = torch.softmax(self.warpers(None, logits), -1)
         return torch.multinomial(probs, 1)[:, 0]
 
-    def _forward(self, blocks: dict[int, list[tuple[int, int, int, int]]]):
+    def _forward(self, blocks: dict[int, list[tuple[int, int, int, int]]], need: dict[int, list[int]] | None = None):
         """Run each row's new tokens (left-aligned with dead padding so every row's last real token
-        sits in the last column); returns last-column logits [B, V] and each row's new columns."""
+        sits in the last column); returns last-column logits [B, V], each row's new columns, and
+        with `need` (block indices per row) the logits at those tokens ({row: [n, V]}, else None)."""
         B, L = len(self.rows), self.tags.shape[2]
         W = max((len(b) for b in blocks.values()), default=0)
         ids = torch.full((B, W), self.tokenizer.pad_token_id, dtype=torch.long)
@@ -288,10 +396,45 @@ class StreamingEngine:
             local = visible(*q, kind, pos, vis, window=self.window)
             local[:, diag, L + diag] |= kind[:, L:] == DEAD
             masks["sliding_attention"] = self._additive(local)
-        with torch.inference_mode():
-            out = self.model(input_ids=ids.to(self.device), position_ids=q[1].to(self.device),
-                             attention_mask=masks, cache=self.cache, use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1, :].float(), cols
+        # Logits at several columns per row: the final norm's output is caught on the way to the LM
+        # head (`logits_to_keep` takes the same columns for every row, and full-width logits over
+        # Gemma-3's 262k vocabulary would cost more than the model), then only the wanted rows of it
+        # go through the head.
+        caught: list[torch.Tensor] = []
+        hook = self._final_norm().register_forward_hook(lambda _m, _i, o: caught.append(o)) if need else None
+        try:
+            with torch.inference_mode():
+                out = self.model(input_ids=ids.to(self.device), position_ids=q[1].to(self.device),
+                                 attention_mask=masks, cache=self.cache, use_cache=True, logits_to_keep=1)
+        finally:
+            if hook is not None:
+                hook.remove()
+        at = None
+        if need:
+            hidden = caught[-1]
+            at = {}
+            for r, idx in need.items():
+                off = W - len(blocks[r])
+                with torch.inference_mode():
+                    at[r] = self._head(hidden[r, [off + i for i in idx]]).float()
+        return out.logits[:, -1, :].float(), cols, at
+
+    def _base(self):
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+    def _final_norm(self) -> torch.nn.Module:
+        norm = getattr(self._base().get_decoder(), "norm", None)
+        if norm is None:
+            raise SeqpoError("look-ahead needs a decoder with a final `norm` layer (Llama/Gemma/Qwen style); "
+                             "use --lookahead 0 with this model")
+        return norm
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head as the model's forward applies it (Gemma-2/3 soft-cap the logits)."""
+        logits = self._base().get_output_embeddings()(hidden)
+        cfg = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") else self.model.config
+        cap = getattr(cfg, "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
 
     def _additive(self, ok: torch.Tensor) -> torch.Tensor:
         dtype = next(self.model.parameters()).dtype
@@ -356,6 +499,6 @@ class StreamingEngine:
 
 
 def make_engine(loaded, mode: str = "reencode", slot: int = 16, batch_size: int = 8, few_shot: bool = True,
-                **sampling) -> StreamingEngine:
+                lookahead: int = 0, **sampling) -> StreamingEngine:
     return StreamingEngine(loaded.model, loaded.tokenizer, mode=mode, slot=slot, batch_size=batch_size,
-                           few_shot=few_shot, **sampling)
+                           few_shot=few_shot, lookahead=lookahead, **sampling)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .engine import StreamingEngine, StreamState
+from .engine import Ahead, StreamingEngine, StreamState
 from .generation import Completion, Generator
 from .languages import LanguagePair
 from .policies.base import Policy, State
@@ -31,16 +31,34 @@ class _Run:
     t: int = 0  # reads consumed
 
 
-def _state(run: _Run, pair: LanguagePair) -> State:
-    prefix = join_reads(run.reads[: run.t], pair.source_unit)
+def _state(run: _Run, pair: LanguagePair, t: int | None = None) -> State:
+    """The policy's view after `t` reads (default: the reads consumed so far)."""
+    t = run.t if t is None else t
+    prefix = join_reads(run.reads[:t], pair.source_unit)
     return State(
         pair=pair,
         source_prefix=prefix,
         read_units=count_units(prefix, pair.source_unit),
-        source_finished=run.t == len(run.reads),
+        source_finished=t == len(run.reads),
         target=run.episode.prediction,
-        step=run.t,
+        step=t,
     )
+
+
+def _ahead(run: _Run, policy: Policy, pair: LanguagePair, limit: int) -> list[Ahead]:
+    """The next reads the engine may take in the same pass (look-ahead), planned as if every read
+    before them waits (a wait leaves the target, and so the policy's state, unchanged): up to
+    `limit` reads, ending at a read that may not wait, never ending on a read without a model call."""
+    later: list[Ahead] = []
+    for t in range(run.t + 1, min(run.t + limit, len(run.reads)) + 1):
+        state = _state(run, pair, t)
+        request = policy.plan(state)
+        later.append(Ahead(run.reads[t - 1], state.source_finished, request))
+        if request is not None and request.must_write:
+            break
+    while later and later[-1].request is None:
+        later.pop()
+    return later
 
 
 def as_engine(generator: Generator | StreamingEngine | None) -> StreamingEngine | None:
@@ -128,16 +146,30 @@ def run_episodes(
                     break
         if pending and engine is None:
             raise RuntimeError(f"policy '{policy.name}' needs a model")
-        completions = engine.generate([r.stream for r, _, _ in pending], [q for _, _, q in pending]) \
-            if pending else []
-        for (run, state, _), completion in zip(pending, completions):
-            written = policy.segment(state, completion)
-            engine.write(run.stream, written)
-            step = Step(read=state.read_units, written=written, elapsed_ms=completion.elapsed_ms)
-            if on_model:
-                on_model(run.key, run.episode, step, completion)
-            if record(run, state, step):
-                finished.append(run)
+        outcomes = []
+        if pending:
+            later = [_ahead(run, policy, pair, engine.lookahead) for run, _, _ in pending] if engine.lookahead else None
+            outcomes = engine.generate([r.stream for r, _, _ in pending], [q for _, _, q in pending], later)
+            if later is None:
+                outcomes = [[c] for c in outcomes]
+        for (run, state, _), taken in zip(pending, outcomes):
+            # one entry per read the engine took: every entry but the last is a wait it already
+            # wrote into its cache (look-ahead); the last is written here
+            for i, completion in enumerate(taken):
+                if i:
+                    run.t += 1
+                    state = _state(run, pair)
+                written = policy.segment(state, completion) if completion is not None else ""
+                if i < len(taken) - 1 and written:
+                    raise RuntimeError("look-ahead took a read whose step writes")  # cannot happen: waits only
+                if i == len(taken) - 1:
+                    engine.write(run.stream, written)
+                elapsed = completion.elapsed_ms if completion is not None else 0.0
+                step = Step(read=state.read_units, written=written, elapsed_ms=elapsed)
+                if on_model and completion is not None:
+                    on_model(run.key, run.episode, step, completion)
+                if record(run, state, step):
+                    finished.append(run)
         for run in finished:
             active.remove(run)
             if engine is not None:

@@ -42,7 +42,10 @@ def visible(q_kind, q_pos, q_vis, k_kind, k_pos, k_vis, window: int | None = Non
     """
     qk, qp, qv = q_kind[..., :, None], q_pos[..., :, None], q_vis[..., :, None]
     kk, kp, kv = k_kind[..., None, :], k_pos[..., None, :], k_vis[..., None, :]
-    seen = (kk == PREFIX) | ((kk == SOURCE) & (kv <= qv) & (qk != PREFIX)) | ((kk == TARGET) & (qk == TARGET))
+    # Two target entries at one position are re-fed copies of the same token for different reads
+    # (look-ahead runs several in one pass): a copy sees only itself there, never another copy.
+    same_copy = (kp != qp) | (kv == qv)
+    seen = (kk == PREFIX) | ((kk == SOURCE) & (kv <= qv) & (qk != PREFIX)) | ((kk == TARGET) & (qk == TARGET) & same_copy)
     ok = seen & (kp <= qp) & (qk != DEAD)
     if window is not None:  # Gemma-3 local layers: by position, which is what RoPE was trained on
         ok &= (qp - kp) < window

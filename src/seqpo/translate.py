@@ -20,6 +20,8 @@ class TranslateSettings(PolicySettings, SpeechSettings):
                          "(streaming Whisper tiny.en; needs the speech extra)")
     json: bool = setting(False, "print one JSON event per step instead of the live view")
     max_chars: int = setting(20000, "refuse inputs longer than this many characters")
+    max_sentence_words: int = setting(200, "speech input with --decoding slots: close a sentence after this many "
+                                      "words as if it ended (its source region is reserved for that many)")
 
 
 def step_event(episode: Episode, step: Step) -> dict:
@@ -76,7 +78,8 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
     lines = read_input(settings)
     policy = settings.build_policy()
     loaded = load_model(settings.model, settings.adapter)
-    generator = make_engine(loaded, settings.decoding, settings.slot, batch_size=1, few_shot=settings.use_few_shot())
+    generator = make_engine(loaded, settings.decoding, settings.slot, batch_size=1, few_shot=settings.use_few_shot(),
+                            lookahead=settings.lookahead)
     episodes = []
     if settings.json:
         for line in lines:
