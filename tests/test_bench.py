@@ -4,7 +4,7 @@ from seqpo.bench import BenchSettings, markdown_table, run_bench
 def test_bench_table_on_tiny_model(tiny_loaded, tmp_path):
     src = tmp_path / "src.en"
     src.write_text("The weather is nice today.\n\nOur team released it.\n")
-    rows = run_bench(BenchSettings(src=str(src), limit=2, policy="wait-k", group=2), loaded=tiny_loaded,
+    rows = run_bench(BenchSettings(src=str(src), limit=2, policy="wait-k", group=2, repeats=2), loaded=tiny_loaded,
                      log=lambda m: None)
     assert [r["decoding"] for r in rows] == ["offline", "reencode (wait-k)", "append (wait-k)",
                                              "append (wait-k, look-ahead 8)", "slots (wait-k)",

@@ -12,6 +12,8 @@ Wall times on a shared machine move between runs; ratios within one run are what
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -35,13 +37,17 @@ class BenchSettings:
     lookahead: int = setting(8, "append/slots: also time them deciding up to this many later reads per forward "
                              "pass (same output; 0: skip those rows)")
     model: str = setting(None, "causal LM (default: the bundled Gemma-3-270M)")
+    adapter: str = setting("none", "peft adapter for the policy ('default': the one shipped for the pair with the "
+                           "bundled model; 'none': the bare model with few-shot examples)")
+    dtype: str = setting("float32", "model weights dtype", choices=["float32", "bfloat16"])
+    repeats: int = setting(1, "time every row this many times, in rounds; the table shows medians")
 
     def validate(self):
         pair = check_supported(parse_pair(self.pair))
         if not self.src:
             raise InputFileError("--src is required")
-        if min(self.limit, self.chunk, self.slot, self.batch_size) < 1 or min(self.group, self.lookahead) < 0:
-            raise InputFileError("--limit, --chunk, --slot and --batch-size must be at least 1, "
+        if min(self.limit, self.chunk, self.slot, self.batch_size, self.repeats) < 1 or min(self.group, self.lookahead) < 0:
+            raise InputFileError("--limit, --chunk, --slot, --batch-size and --repeats must be at least 1, "
                                  "--group and --lookahead at least 0")
         return pair
 
@@ -51,13 +57,12 @@ def _timed(sources, policy, engine, pair, chunk, width, group=1):
 
     first_write = {}
     forwards = [0]
-    model_forward = engine.model.forward
+    base = engine.model.get_base_model() if hasattr(engine.model, "get_base_model") else engine.model
 
-    def counted(*args, **kwargs):  # one pass over the weights each: what a CPU's time goes to
+    def count(_module, _args):  # one pass over the weights each, whatever wraps the model (peft, generate)
         forwards[0] += 1
-        return model_forward(*args, **kwargs)
 
-    engine.model.forward = counted
+    hook = base.get_decoder().register_forward_pre_hook(count)
     t0 = time.perf_counter()
     tokens0 = engine.tokens_processed
 
@@ -68,9 +73,9 @@ def _timed(sources, policy, engine, pair, chunk, width, group=1):
     try:
         episodes = run_episodes(sources, policy, engine, pair, chunk, on_step=on_step, width=width, group=group)
     finally:
-        del engine.model.forward  # back to the class's method
+        hook.remove()
     wall = time.perf_counter() - t0
-    # from the start of the run: with --limit <= --batch-size every episode starts then (lockstep)
+    # from the start of the run: with --limit <= --batch-size every episode starts then
     ttfw = [first_write[i] - t0 for i in first_write]
     out_tokens = sum(len(engine.tokenizer(e.prediction, add_special_tokens=False).input_ids) for e in episodes)
     return episodes, wall, engine.tokens_processed - tokens0, out_tokens, ttfw, forwards[0]
@@ -86,32 +91,54 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     pair = settings.validate()
     lines = [x for x in read_lines(settings.src, "source") if x.strip()][: settings.limit]
     sources = list(enumerate(lines))
-    loaded = loaded or load_model(settings.model)
-    rows = []
+    adapter = None
+    if settings.adapter != "none":
+        from .model import resolve_adapter
 
-    def add(name, episodes, wall, tokens, out_tokens, ttfw, forwards):
-        rows.append({"decoding": name, "model_tokens": tokens, "forward_passes": forwards, "wall_s": round(wall, 2),
-                     "ms_per_output_token": round(1000 * wall / max(1, out_tokens), 1),
-                     "first_write_s": round(sum(ttfw) / len(ttfw), 2) if ttfw else None,
-                     "output_tokens": out_tokens})
-        log(f"  {name}: {wall:.1f} s, {tokens} model tokens")
-
-    offline = make_engine(loaded, "reencode", batch_size=settings.batch_size)
-    add("offline", *_timed(sources, make_policy("offline"), offline, pair, settings.chunk, settings.batch_size))
-    policy = make_policy(settings.policy, k=settings.k, chunk=settings.chunk)
+        adapter = resolve_adapter(None if settings.adapter == "default" else settings.adapter, settings.pair,
+                                  settings.model)
+        if not adapter:
+            raise InputFileError(f"no adapter ships for {settings.pair} with this model")
+    loaded = loaded or load_model(settings.model, adapter, settings.dtype)
+    few_shot = adapter is None
+    policy = make_policy(settings.policy, k=settings.k, chunk=settings.chunk, few_shot=few_shot)
     modes = [m.strip() for m in settings.modes.split(",") if m.strip()]
+    # (row name, policy, engine settings): offline first, it is the reference of the ratios
+    runs = [("offline", make_policy("offline", few_shot=few_shot), "reencode", 0)]
     for mode in modes:
-        engine = make_engine(loaded, mode, settings.slot, settings.batch_size)
-        stepwise, *timing = _timed(sources, policy, engine, pair, settings.chunk, settings.batch_size)
-        add(f"{mode} ({settings.policy})", stepwise, *timing)
+        runs.append((f"{mode} ({settings.policy})", policy, mode, 0))
         if mode != "reencode" and settings.lookahead:
-            engine = make_engine(loaded, mode, settings.slot, settings.batch_size, lookahead=settings.lookahead)
-            episodes, *timing = _timed(sources, policy, engine, pair, settings.chunk, settings.batch_size)
-            add(f"{mode} ({settings.policy}, look-ahead {settings.lookahead})", episodes, *timing)
-            same = [a.prediction == b.prediction for a, b in zip(stepwise, episodes)]
-            rows[-1]["same_output"] = all(same)  # look-ahead must not change a single translation
-            if not all(same):
-                log(f"  WARNING: look-ahead changed {same.count(False)} of {len(same)} translations")
+            runs.append((f"{mode} ({settings.policy}, look-ahead {settings.lookahead})", policy, mode, settings.lookahead))
+    # warm-up (thread pools, allocator, kernels): untimed, or the first timed row pays for it
+    _timed(sources[:1], runs[0][1], make_engine(loaded, "reencode", batch_size=1, few_shot=few_shot), pair,
+           settings.chunk, 1)
+    walls: dict[str, list[float]] = {name: [] for name, *_ in runs}
+    firsts: dict[str, list[float]] = {name: [] for name, *_ in runs}
+    rows: dict[str, dict] = {}
+    outputs: dict[str, list[str]] = {}
+    for rep in range(settings.repeats):  # rounds over every row, so slow spells of a shared machine hit all
+        for name, pol, mode, lookahead in runs:
+            engine = make_engine(loaded, mode, settings.slot, settings.batch_size, few_shot=few_shot, lookahead=lookahead)
+            episodes, wall, tokens, out_tokens, ttfw, forwards = _timed(sources, pol, engine, pair, settings.chunk,
+                                                                        settings.batch_size)
+            walls[name].append(wall)
+            firsts[name].append(sum(ttfw) / len(ttfw) if ttfw else float("nan"))
+            rows[name] = {"decoding": name, "model_tokens": tokens, "forward_passes": forwards, "output_tokens": out_tokens}
+            outputs[name] = [e.prediction for e in episodes]
+            log(f"  [{rep + 1}/{settings.repeats}] {name}: {wall:.1f} s, {forwards} passes, {tokens} model tokens")
+    for name, pol, mode, lookahead in runs:
+        row = rows[name]
+        wall = statistics.median(walls[name])
+        row["wall_s"] = round(wall, 2)
+        row["ms_per_output_token"] = round(1000 * wall / max(1, row["output_tokens"]), 1)
+        first = statistics.median(firsts[name])
+        row["first_write_s"] = None if math.isnan(first) else round(first, 2)
+        if lookahead:  # look-ahead must not change a single translation
+            stepwise = outputs[f"{mode} ({settings.policy})"]
+            row["same_output"] = stepwise == outputs[name]
+            if not row["same_output"]:
+                log(f"  WARNING: look-ahead changed a translation ({name})")
+    rows = [rows[name] for name, *_ in runs]
     base = rows[0]["wall_s"]
     for row in rows:
         row["x_offline"] = round(row["wall_s"] / base, 2) if base else None
@@ -122,7 +149,8 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
             sampling = dict(do_sample=True, temperature=1.0)
             for how in ("forked", "separate"):
                 torch.manual_seed(0)
-                engine = make_engine(loaded, mode, settings.slot, settings.batch_size, lookahead=settings.lookahead,
+                engine = make_engine(loaded, mode, settings.slot, settings.batch_size, few_shot=few_shot,
+                                     lookahead=settings.lookahead,
                                      **sampling)
                 src = sources[:1]
                 t0 = time.perf_counter()

@@ -79,6 +79,20 @@ class Ahead:
     request: Request | None  # None: the policy waits there without asking the model
 
 
+@dataclass(eq=False)
+class _Job:
+    """A started model step of one episode."""
+
+    request: Request
+    block: list[tuple[int, int, int, int]]  # tokens the step starts with (pending + look-ahead reads)
+    points: list[tuple[int, Request, int, int]]  # decisions: block index, request, reads ahead, source end
+    t0: float
+    taken: int = 0  # the point decoded from
+    waits: list[int] = field(default_factory=list)  # first tokens of the points taken as waits
+    ids: list[int] = field(default_factory=list)  # generated so far
+    entry: tuple[int, int, int, int] | None = None  # the token to run next (None: the block is not run yet)
+
+
 class StreamingEngine:
     """Continue episodes in one of `MODES`; the interface is the same for all three."""
 
@@ -99,6 +113,7 @@ class StreamingEngine:
         layer_types = getattr(cfg, "layer_types", None) or []
         self.window = cfg.sliding_window if "sliding_attention" in layer_types else None
         self.rows: list[StreamState] = []
+        self.jobs: dict[StreamState, _Job] = {}  # started steps, in start order
         self.cache: DynamicCache | None = None
         self.tags: torch.Tensor | None = None  # [4, B, L]: kind, position, vis, token id per entry
         self._prefix: tuple | None = None  # (pair, per-layer (keys, values), length, ids)
@@ -195,6 +210,7 @@ class StreamingEngine:
         state.gen_cols, state.gen_ids, state.refed_col = [], [], None
 
     def close(self, state: StreamState) -> None:
+        self.jobs.pop(state, None)  # an episode dropped mid-step (a live session that went away)
         if self.mode == "reencode":
             return
         row = self.rows.index(state)
@@ -225,101 +241,129 @@ class StreamingEngine:
     # -- the model ----------------------------------------------------------------------------
     def generate(self, states: list[StreamState], requests: list[Request],
                  ahead: list[list[Ahead]] | None = None) -> list[Completion] | list[list[Completion | None]]:
-        """Continue each state (its pending tokens, then decoding under its request's limits).
+        """Run one step for each state to its end (`start` each, then `advance` until all are done).
 
-        Look-ahead (`ahead`: one list of later reads per state; append and slots): each later read
-        rides along in the same forward pass, placed as if every read before it had waited, so the
-        decisions of several reads come out of one pass. The engine takes reads up to the first whose
-        first token does not end the line (or the last), decodes that one in full, and returns per
-        state one list with an entry per read taken: its Completion, None where the policy waited
-        without the model. Reads taken as waits are read and written here; the caller writes only
-        the last entry. The result is what stepping read by read gives: a decision only depends on
-        the tokens before it (causal masks), and those are the same either way; the tokens after the
-        read taken last are marked dead. Without `ahead` the result is one Completion per state.
+        Without `ahead`: one Completion per state. With `ahead` (see `start`): per state, one entry
+        per read the engine took.
         """
-        nested = ahead is not None
+        for s, q, later in zip(states, requests, ahead or [[] for _ in states]):
+            self.start(s, q, later)
+        done: dict[int, list[Completion | None]] = {}
+        while len(done) < len(states):
+            for s, entries in self.advance():
+                done[id(s)] = entries
+        return [done[id(s)] if ahead is not None else done[id(s)][-1] for s in states]
+
+    def start(self, state: StreamState, request: Request, ahead: list[Ahead] | None = None) -> None:
+        """Begin a model step for `state`; it runs in the next `advance` calls, batched with the
+        steps of every other started episode, whatever point those have reached.
+
+        Look-ahead (`ahead`, later reads; append and slots): each later read rides along in the same
+        forward pass, placed as if every read before it had waited, so the decisions of several reads
+        come out of one pass. The engine takes reads up to the first whose first token does not end
+        the line (or the last), and decodes that one in full. The step's result has one entry per
+        read taken: its Completion, None where the policy waited without the model. Reads taken as
+        waits are read and written here; the caller writes only the last entry. The result is what
+        stepping read by read gives: a decision only depends on the tokens before it (causal masks),
+        the same either way; tokens after the read taken last are marked dead.
+        """
+        if state in self.jobs:
+            raise RuntimeError("this episode already has a step running")
         if self.mode == "reencode":
-            done = self.generator.complete(requests)
-            return [[c] for c in done] if nested else done
-        ahead = ahead or [[] for _ in states]
-        t0 = time.perf_counter()
+            self.jobs[state] = _Job(request, [], [(0, request, 0, 0)], time.perf_counter())
+            return
+        block, points = self._block(state, request, ahead or [])
+        self.jobs[state] = _Job(request, block, points, time.perf_counter())
+
+    @property
+    def busy(self) -> bool:
+        """Some started step has not finished yet."""
+        return bool(self.jobs)
+
+    def advance(self) -> list[tuple[StreamState, list[Completion | None]]]:
+        """One forward pass over every started step (re-encode: one `Generator.complete` call, each
+        request decoded in full); returns the steps that finished, each with its entries (see
+        `start`). A step that finishes frees its row for the caller's next step at once, while
+        longer steps of other episodes go on decoding (continuous batching)."""
+        if self.mode == "reencode":
+            jobs, self.jobs = self.jobs, {}
+            done = self.generator.complete([job.request for job in jobs.values()])
+            return [(s, [c]) for s, c in zip(jobs, done)]
         self._compact()
-        rows = [self.rows.index(s) for s in states]
         blocks: dict[int, list[tuple[int, int, int, int]]] = {}
-        points: dict[int, list[tuple[int, Request, int, int]]] = {}  # block index, request, reads ahead, source end
-        for s, r, req, later in zip(states, rows, requests, ahead):
-            blocks[r], points[r] = self._block(s, req, later)
-        spread = any(len(p) > 1 for p in points.values())
-        logits, cols, at = self._forward(blocks, {r: [p[0] for p in points[r]] for r in rows} if spread else None)
-        taken: dict[int, int] = {r: 0 for r in rows}  # the point each row decodes from
-        waits: dict[int, list[int]] = {r: [] for r in rows}  # first tokens of the points taken as waits
-        if not spread:
-            nxt = self._pick(forbid_line_end(logits, [r for r, q in zip(rows, requests) if q.must_write],
-                                             self.generator.line_end))
-        else:
-            nxt = {}
-            for r in rows:
-                for j, (_, req, _, _) in enumerate(points[r]):
+        need: dict[int, list[int]] = {}
+        fresh, decoding = [], []
+        for s, job in self.jobs.items():
+            r = self.rows.index(s)
+            if job.entry is None:
+                blocks[r] = job.block
+                fresh.append((s, r, job))
+                if len(job.points) > 1:
+                    need[r] = [p[0] for p in job.points]
+            else:
+                blocks[r] = [job.entry]
+                decoding.append((s, r, job))
+        logits, cols, at = self._forward(blocks, need or None)
+        picked: dict[int, int] = {}
+        for s, r, job in fresh:
+            if r in need:  # look-ahead: take the decisions in order, up to the first that writes
+                for j, (_, req, _, _) in enumerate(job.points):
                     scores = forbid_line_end(at[r][j:j + 1], [0] if req.must_write else [], self.generator.line_end)
                     tok = int(self._pick(scores)[0])
-                    if j == len(points[r]) - 1 or tok not in self.generator.line_end or not req.stop_at_newline:
+                    if j == len(job.points) - 1 or tok not in self.generator.line_end or not req.stop_at_newline:
                         break
-                    waits[r].append(tok)
-                nxt[r], taken[r] = tok, j
-                self._take(self.rows[r], r, blocks[r], points[r], j, cols[r])
-        for s, r in zip(states, rows):
+                    job.waits.append(tok)
+                job.taken = j
+                self._take(s, r, job.block, job.points, j, cols[r])
+                picked[r] = tok
             if self.mode == "slots":
-                s.refed_col = cols[r][points[r][taken[r]][0]]
-        # decode: one token per active row per forward
-        active = {r: points[r][taken[r]][1] for r in rows}
-        new_ids: dict[int, list[int]] = {r: [] for r in rows}
-        new_cols: dict[int, list[int]] = {r: [] for r in rows}
+                s.refed_col = cols[r][job.points[job.taken][0]]
+        rest = [r for s, r, job in fresh if r not in need]
+        if rest:  # one batched pick, as a plain decoding step
+            rows = torch.tensor(rest)
+            must = [i for i, r in enumerate(rest) if self.jobs[self.rows[r]].request.must_write]
+            firsts = self._pick(forbid_line_end(logits[rows], must, self.generator.line_end))
+            picked.update({r: int(t) for r, t in zip(rest, firsts)})
+        if decoding:
+            rows = torch.tensor([r for _, r, _ in decoding])
+            nxt = self._pick(logits[rows])
+            for (s, r, job), tok in zip(decoding, nxt):
+                s.gen_cols += cols[r]
+                picked[r] = int(tok)
+        finished = []
         eos = self.tokenizer.eos_token_id
-        while active:
-            step: dict[int, list[tuple[int, int, int, int]]] = {}
-            for r in list(active):
-                tok = int(nxt[r])
-                new_ids[r].append(tok)
-                s = self.rows[r]
-                if self.mode == "append":
-                    step[r] = [(tok, PREFIX, -1, 0)]
-                else:
-                    step[r] = [(tok, TARGET, s.last[1] + len(new_ids[r]), s.n_read)]
-                text = self.tokenizer.decode(new_ids[r], skip_special_tokens=True)
-                if tok == eos or stop_reached(text, len(new_ids[r]), active[r]):
-                    del active[r]
-            # the token that ended a row is still run, so an append row's "\n" is cached for reuse;
-            # when no row continues, it is left out (it will come back as pending if kept)
-            if not active:
-                break
-            logits, step_cols, _ = self._forward(step)
-            for r, c in step_cols.items():
-                new_cols[r] += c
-            nxt = self._pick(logits)
-        elapsed = (time.perf_counter() - t0) * 1000
-        out = []
-        for s, r in zip(states, rows):
-            ids = new_ids[r]
-            s.gen_ids, s.gen_cols = ids[: len(new_cols[r])], new_cols[r]
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            hit = "\n" in text or eos in ids
-            last = Completion(text.split("\n")[0], len(ids), elapsed, hit, ids)
-            if not nested:
-                out.append(last)
-                continue
-            # one entry per read taken: waits decided by a first token, None for reads the policy
-            # waited at without the model (not points), the decoded completion last
-            by_read = {p[2]: p for p in points[r][: taken[r] + 1]}
-            entries: list[Completion | None] = []
-            for k in range(points[r][taken[r]][2] + 1):
-                if k not in by_read:
-                    entries.append(None)
-                elif by_read[k] is points[r][taken[r]]:
-                    entries.append(last)
-                else:
-                    entries.append(Completion("", 1, 0.0, True, [waits[r][len([e for e in entries if e])]]))
-            out.append(entries)
-        return out
+        for s, r, job in fresh + decoding:
+            tok = picked[r]
+            job.ids.append(tok)
+            req = job.points[job.taken][1]
+            text = self.tokenizer.decode(job.ids, skip_special_tokens=True)
+            if tok == eos or stop_reached(text, len(job.ids), req):
+                finished.append((s, self._finish(s, job, text)))
+            elif self.mode == "append":
+                job.entry = (tok, PREFIX, -1, 0)
+            else:
+                job.entry = (tok, TARGET, s.last[1] + len(job.ids), s.n_read)
+        return finished
+
+    def _finish(self, s: StreamState, job: "_Job", text: str) -> list[Completion | None]:
+        """A step's entries, one per read taken; the token that ended it was not run (it comes back
+        as pending when the written segment keeps it)."""
+        del self.jobs[s]
+        eos = self.tokenizer.eos_token_id
+        s.gen_ids = job.ids[: len(s.gen_cols)]
+        elapsed = (time.perf_counter() - job.t0) * 1000
+        last = Completion(text.split("\n")[0], len(job.ids), elapsed, "\n" in text or eos in job.ids, job.ids)
+        entries: list[Completion | None] = []
+        waits = iter(job.waits)
+        by_read = {p[2]: j for j, p in enumerate(job.points[: job.taken + 1])}
+        for k in range(job.points[job.taken][2] + 1):
+            if k not in by_read:
+                entries.append(None)  # the policy waited there without the model
+            elif by_read[k] == job.taken:
+                entries.append(last)
+            else:
+                entries.append(Completion("", 1, 0.0, True, [next(waits)]))
+        return entries
 
     def _block(self, s: StreamState, req: Request, later: list[Ahead]):
         """A row's tokens for this step: its pending tokens (+ the re-fed last target token in slots),
@@ -485,13 +529,18 @@ class StreamingEngine:
         self.tags = self.tags[:, idx]
 
     def _compact(self) -> None:
-        """Drop cache columns dead in every row (finished episodes, rolled-back tokens)."""
-        if self.tags is None or any(s.gen_cols or s.refed_col is not None for s in self.rows):
+        """Drop cache columns dead in every row (finished episodes, rolled-back tokens, padding);
+        the columns that running steps remember move with them."""
+        if self.tags is None:
             return
         keep = (self.tags[0] != DEAD).any(0)
         if bool(keep.all()):
             return
         idx = keep.nonzero()[:, 0]
+        moved = (torch.cumsum(keep, 0) - 1).tolist()
+        for s in self.rows:
+            s.gen_cols = [moved[c] for c in s.gen_cols]
+            s.refed_col = None if s.refed_col is None else moved[s.refed_col]
         for layer in self.cache.layers:
             layer.keys = layer.keys.index_select(2, idx.to(layer.keys.device))
             layer.values = layer.values.index_select(2, idx.to(layer.values.device))

@@ -1,8 +1,10 @@
 """Stream sources through a policy, many episodes in lockstep so model calls are batched.
 
-Every active episode advances until its policy needs the model (reads where it waits without
-the model cost nothing), then all pending requests go to the model together. An episode ends
-after its last read, where the policy finishes the sentence.
+Every episode advances until its policy needs the model (reads where it waits without the model
+cost nothing) and starts a step in the engine; each engine pass runs one token (or one new block)
+of every running step, and an episode whose step ended takes its next read straight away while
+longer steps go on (continuous batching; re-encode runs each batch of requests to the end). An
+episode ends after its last read, where the policy finishes the sentence.
 
 The model side is a `StreamingEngine` (any decoding mode; a plain `Generator` means re-encode):
 the driver tells it every read and every written segment, waits included, so append/slots modes
@@ -29,6 +31,7 @@ class _Run:
     reads: list[str]
     stream: StreamState | None = None
     t: int = 0  # reads consumed
+    ahead: int = 1  # look-ahead reads offered at the next step (grows while the episode keeps waiting)
 
 
 def _state(run: _Run, pair: LanguagePair, t: int | None = None) -> State:
@@ -123,13 +126,20 @@ def run_episodes(
             on_step(run.key, run.episode, step)
         return state.source_finished
 
+    def finish(run: _Run) -> None:
+        active.remove(run)
+        if engine is not None:
+            engine.close(run.stream)
+        results[run.pos] = run.episode
+        if on_done:
+            on_done(run.key, run.episode)
+
     refill()
+    ready = list(active)  # episodes whose next read is due
     while active:
-        # Advance every episode through the steps that need no model (waits) until it needs the
-        # model or ends, so each model call batches one request from every active episode.
-        pending: list[tuple[_Run, State, object]] = []
-        finished: list[_Run] = []
-        for run in active:
+        # Take each ready episode through the reads that need no model (waits) until its policy
+        # asks for the model (a step starts in the engine) or the episode ends.
+        for run in ready:
             while True:
                 run.t += 1
                 state = _state(run, pair)
@@ -137,28 +147,28 @@ def run_episodes(
                     engine.read(run.stream, run.reads[run.t - 1], last=state.source_finished)
                 request = policy.plan(state)
                 if request is not None:
-                    pending.append((run, state, request))
+                    if engine is None:
+                        raise RuntimeError(f"policy '{policy.name}' needs a model")
+                    later = _ahead(run, policy, pair, min(run.ahead, engine.lookahead)) if engine.lookahead else []
+                    run.ahead = len(later)
+                    engine.start(run.stream, request, later)
                     break
                 if engine is not None:
                     engine.write(run.stream, "")
                 if record(run, state, Step(read=state.read_units, written="", elapsed_ms=0.0)):
-                    finished.append(run)
+                    finish(run)
                     break
-        if pending and engine is None:
-            raise RuntimeError(f"policy '{policy.name}' needs a model")
-        outcomes = []
-        if pending:
-            later = [_ahead(run, policy, pair, engine.lookahead) for run, _, _ in pending] if engine.lookahead else None
-            outcomes = engine.generate([r.stream for r, _, _ in pending], [q for _, _, q in pending], later)
-            if later is None:
-                outcomes = [[c] for c in outcomes]
-        for (run, state, _), taken in zip(pending, outcomes):
+        ready = []
+        # One model pass over every running step; the steps that end come back, the others go on.
+        by_stream = {id(run.stream): run for run in active}
+        for stream, taken in (engine.advance() if engine is not None and engine.busy else []):
+            run = by_stream[id(stream)]
             # one entry per read the engine took: every entry but the last is a wait it already
             # wrote into its cache (look-ahead); the last is written here
             for i, completion in enumerate(taken):
                 if i:
                     run.t += 1
-                    state = _state(run, pair)
+                state = _state(run, pair)
                 written = policy.segment(state, completion) if completion is not None else ""
                 if i < len(taken) - 1 and written:
                     raise RuntimeError("look-ahead took a read whose step writes")  # cannot happen: waits only
@@ -169,15 +179,16 @@ def run_episodes(
                 if on_model and completion is not None:
                     on_model(run.key, run.episode, step, completion)
                 if record(run, state, step):
-                    finished.append(run)
-        for run in finished:
-            active.remove(run)
-            if engine is not None:
-                engine.close(run.stream)
-            results[run.pos] = run.episode
-            if on_done:
-                on_done(run.key, run.episode)
+                    finish(run)
+                    break
+            else:
+                # Look-ahead reads cost compute even when not taken: offer one after a write, twice as
+                # many as last time after a step that took every offered read as a wait.
+                run.ahead = 2 * max(1, run.ahead) if len(taken) > run.ahead and not written else 1
+                ready.append(run)
+        known = len(active)
         refill()
+        ready += active[known:]
     return [results[i] for i in sorted(results)]
 
 
