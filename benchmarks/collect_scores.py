@@ -29,7 +29,8 @@ def rescore(run: Path, limit: int | None) -> dict | None:
     pair = parse_pair(settings["pair"])
     policy = {k: settings[k] for k in ("policy", "k") if k in settings}
     es = EvalSettings(pair=settings["pair"], chunk=settings["chunk"], model=settings.get("model"),
-                      adapter=settings.get("adapter") or "none")
+                      adapter=settings.get("adapter") or "none", decoding=settings.get("decoding") or "reencode",
+                      slot=settings.get("slot") or 16)
     scores = score([done[i] for i in range(n)], pair, es, policy)
     old = run / "scores.json"
     scores["wall_seconds_per_sentence"] = json.loads(old.read_text()).get("wall_seconds_per_sentence") if old.exists() else None
@@ -49,7 +50,9 @@ def main() -> None:
         sig = s["signature"]
         label = f"wait-k k={sig['k']}" if sig["policy"] == "wait-k" else sig["policy"]
         if sig.get("adapter"):
-            label += " + adapter"
+            label += f" + adapter {Path(sig['adapter']).name}"
+        if sig.get("decoding", "reencode") != "reencode":
+            label += f", {sig['decoding']} decoding"
         order = 0 if sig["policy"] == "offline" else sig.get("k", 99) if sig["policy"] == "wait-k" else 100
         wall = s.get("wall_seconds_per_sentence")
         cells = [sig["pair"], label, str(s["sentences"])] + ["-" if s.get(c) is None else f"{s[c]:.2f}" for c in COLUMNS]

@@ -8,6 +8,9 @@ transformers' Trainer runs the loop (checkpoints, resume, `accelerate launch` fo
 we override only `compute_loss`: Gemma-3's vocabulary has 262k entries, and the default loss
 materialises full-vocabulary logits for every position of the batch (8x128 positions = 1 GB in
 fp32) when only the few segment positions carry a loss. We apply the LM head at those positions.
+
+`--format slots` trains the same LoRA on the slots (ExPosST) sequence of each whole sentence
+instead (`seqpo.sft_slots`), for policies that decode with `--decoding slots`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,6 +27,8 @@ from .config import setting
 from .errors import InputFileError
 from .languages import LanguagePair, check_supported, parse_pair
 from .prompts import seqpo_prompt
+from .sft_slots import collate, encode_episodes, group_episodes, slots_loss
+from .slots import sliding_window
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -43,15 +49,20 @@ class SFTSettings:
     lora_alpha: int = setting(32, "LoRA alpha (scale = alpha / r)")
     lora_dropout: float = setting(0.05, "LoRA dropout")
     lora_targets: str = setting("q_proj,k_proj,v_proj,o_proj", "comma-separated module names to adapt")
-    max_length: int = setting(256, "longest example in tokens (longer ones keep their end)")
+    max_length: int = setting(256, "line format: longest example in tokens (longer ones keep their end); "
+                             "slots episodes are never cut")
     save_steps: int = setting(50, "checkpoint every N steps (resume picks up the last one)")
     logging_steps: int = setting(10, "log loss every N steps")
     bf16: str = setting("auto", "bf16 mixed precision: auto (if the hardware supports it), yes, no",
                         choices=["auto", "yes", "no"])
     seed: int = setting(0, "random seed")
-    limit: int = setting(None, "use only the first N examples")
+    limit: int = setting(None, "use only the first N examples (slots format: the first N sentences)")
     max_wait_share: float = setting(0.5, "at most this share of examples may be waits (extra waits are "
-                                    "dropped at random); 1 keeps all")
+                                    "dropped at random; slots format: their loss is); 1 keeps all")
+    format: str = setting("line", "training format: line (the re-encode prompt per read, for --decoding "
+                          "reencode) or slots (one sequence per sentence, for --decoding slots)",
+                          choices=["line", "slots"])
+    slot: int = setting(16, "slots format: source slot length in tokens (use the same --slot to decode)")
 
 
 def format_example(pair: LanguagePair, source_prefix: str, target_prefix: str, segment: str) -> tuple[str, str]:
@@ -100,15 +111,21 @@ def balance_waits(rows: list[dict], max_share: float, seed: int = 0) -> list[dic
 
     A weak model's agreement data is mostly waits (78% for Gemma-3-270M on en-zh); trained on that,
     greedy decoding learns that an empty line is almost always right and never writes."""
+    if max_share >= 1:
+        return rows
+    keep = kept_waits([not r["segment"].strip() for r in rows], max_share, seed)
+    return [r for i, r in enumerate(rows) if r["segment"].strip() or i in keep]
+
+
+def kept_waits(is_wait: list[bool], max_share: float, seed: int = 0) -> set[int]:
+    """Indices of the waits kept (a random sample) so that waits are at most `max_share` of all."""
     import random
 
-    waits = [i for i, r in enumerate(rows) if not r["segment"].strip()]
-    writes = len(rows) - len(waits)
+    waits = [i for i, w in enumerate(is_wait) if w]
     if max_share >= 1 or not waits:
-        return rows
-    keep_n = min(len(waits), int(max_share / (1 - max_share) * writes)) if max_share > 0 else 0
-    keep = set(random.Random(seed).sample(waits, keep_n))
-    return [r for i, r in enumerate(rows) if r["segment"].strip() or i in keep]
+        return set(waits)
+    keep_n = min(len(waits), int(max_share / (1 - max_share) * (len(is_wait) - len(waits)))) if max_share > 0 else 0
+    return set(random.Random(seed).sample(waits, keep_n))
 
 
 def segment_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
@@ -164,25 +181,46 @@ def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
     pair = check_supported(parse_pair(settings.pair))
     if not settings.pairs or not settings.out:
         raise InputFileError("--pairs and --out are required")
+    if settings.slot < 1:
+        raise InputFileError("--slot must be at least 1")
     from .data.build import settings_path
 
     sidecar = settings_path(Path(settings.pairs))
     if sidecar.exists() and json.loads(sidecar.read_text()).get("pair") not in (None, str(pair)):
         raise InputFileError(f"{settings.pairs} holds {json.loads(sidecar.read_text())['pair']} examples, not {pair}")
-    rows = balance_waits(read_pairs(settings.pairs, settings.limit), settings.max_wait_share, settings.seed)
+    if settings.format == "slots":
+        episodes = group_episodes(read_pairs(settings.pairs))[: settings.limit]
+        steps = [(e, s) for e, ep in enumerate(episodes) for s in range(len(ep))]
+        kept = kept_waits([not episodes[e][s]["segment"].strip() for e, s in steps], settings.max_wait_share,
+                          settings.seed)
+        kept_steps = {steps[i] for i in kept}
+    else:
+        rows = balance_waits(read_pairs(settings.pairs, settings.limit), settings.max_wait_share, settings.seed)
     loaded = load_model(settings.model)
     tokenizer, base = loaded.tokenizer, loaded.model
     base.train()
     model = get_peft_model(base, LoraConfig(
         r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
         target_modules=[t.strip() for t in settings.lora_targets.split(",") if t.strip()], task_type="CAUSAL_LM"))
-    encoded = [tokenize_example(tokenizer, *format_example(pair, r["source_prefix"], r["target_prefix"], r["segment"]),
-                                settings.max_length) for r in rows]
-    dataset = encoded  # a list of dicts is a map-style dataset for Trainer
+    if settings.format == "slots":
+        # a list of dicts is a map-style dataset for Trainer
+        dataset = encode_episodes(tokenizer, pair, episodes, settings.slot, kept_steps)
+        window = sliding_window(base)
+        collator = partial(collate, pad_id=tokenizer.pad_token_id)
+        loss_of = lambda m, x: slots_loss(m, x["input_ids"], x["position_ids"], x["mask"], x["labels"], window)
+        summary = {"format": "slots", "slot": settings.slot, "episodes": len(episodes), "steps": len(steps),
+                   "wait_steps_with_loss": len(kept)}
+    else:
+        dataset = [tokenize_example(tokenizer, *format_example(pair, r["source_prefix"], r["target_prefix"],
+                                                               r["segment"]), settings.max_length) for r in rows]
+        tokenizer.padding_side = "left"  # segments end every row: logits are computed for the last columns only
+        collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
+        loss_of = lambda m, x: segment_loss(m, x["input_ids"], x["attention_mask"], x["labels"])
+        summary = {"format": "seqpo", "examples": len(rows)}
 
     class SegmentLossTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss = segment_loss(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+            loss = loss_of(model, inputs)
             return (loss, None) if return_outputs else loss
 
     out = Path(settings.out)
@@ -190,8 +228,6 @@ def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
         args = _training_arguments(settings, out, progress)
     except ValueError as exc:  # transformers validates combinations (precision vs device, steps)
         raise InputFileError(f"invalid training settings: {str(exc).strip().splitlines()[0]}") from exc
-    tokenizer.padding_side = "left"  # segments end every row: logits are computed for the last columns only
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
     trainer = SegmentLossTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if last:
@@ -199,6 +235,6 @@ def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
     trainer.train(resume_from_checkpoint=last)
     if trainer.is_world_process_zero():
         model.save_pretrained(out)
-        (out / "seqpo.json").write_text(json.dumps({"pair": str(pair), "format": "seqpo", "base_model": loaded.name,
-                                                    "examples": len(rows)}, indent=2))
+        (out / "seqpo.json").write_text(json.dumps({"pair": str(pair), "base_model": loaded.name, **summary},
+                                                   indent=2))
     return out

@@ -52,6 +52,12 @@ def visible(q_kind, q_pos, q_vis, k_kind, k_pos, k_vis, window: int | None = Non
     return ok
 
 
+def sliding_window(model) -> int | None:
+    """The model's local-attention window if it has sliding-window layers (Gemma-3), else None."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return cfg.sliding_window if "sliding_attention" in (getattr(cfg, "layer_types", None) or []) else None
+
+
 def region_size(source_tokens: int, slot: int) -> int:
     """Positions reserved for the source: whole slots, at least one."""
     if slot < 1:
