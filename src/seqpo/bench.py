@@ -34,8 +34,8 @@ class BenchSettings:
     batch_size: int = setting(8, "sentences decoded together")
     group: int = setting(5, "rollouts per source for the fork comparison (0: skip it)")
     modes: str = setting("reencode,append,slots", "comma-separated decoding modes to time")
-    lookahead: int = setting(8, "append/slots: also time them deciding up to this many later reads per forward "
-                             "pass (same output; 0: skip those rows)")
+    lookahead: int = setting(8, "append/slots: also time them with look-ahead of up to this many reads, with "
+                             "write-ahead, and with both (same output, checked; 0: write-ahead only)")
     model: str = setting(None, "causal LM (default: the bundled Gemma-3-270M)")
     adapter: str = setting("none", "peft adapter for the policy ('default': the one shipped for the pair with the "
                            "bundled model; 'none': the bare model with few-shot examples)")
@@ -104,11 +104,15 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     policy = make_policy(settings.policy, k=settings.k, chunk=settings.chunk, few_shot=few_shot)
     modes = [m.strip() for m in settings.modes.split(",") if m.strip()]
     # (row name, policy, engine settings): offline first, it is the reference of the ratios
-    runs = [("offline", make_policy("offline", few_shot=few_shot), "reencode", 0)]
+    runs = [("offline", make_policy("offline", few_shot=few_shot), "reencode", (0, False))]
     for mode in modes:
-        runs.append((f"{mode} ({settings.policy})", policy, mode, 0))
-        if mode != "reencode" and settings.lookahead:
-            runs.append((f"{mode} ({settings.policy}, look-ahead {settings.lookahead})", policy, mode, settings.lookahead))
+        runs.append((f"{mode} ({settings.policy})", policy, mode, (0, False)))
+        if mode == "reencode":
+            continue
+        la = settings.lookahead
+        variants = [((la, False), f"look-ahead {la}"), ((0, True), "write-ahead"), ((la, True), f"look-ahead {la} + write-ahead")]
+        for early, label in variants if la else variants[1:2]:
+            runs.append((f"{mode} ({settings.policy}, {label})", policy, mode, early))
     # warm-up (thread pools, allocator, kernels): untimed, or the first timed row pays for it
     _timed(sources[:1], runs[0][1], make_engine(loaded, "reencode", batch_size=1, few_shot=few_shot), pair,
            settings.chunk, 1)
@@ -117,8 +121,9 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     rows: dict[str, dict] = {}
     outputs: dict[str, list[str]] = {}
     for rep in range(settings.repeats):  # rounds over every row, so slow spells of a shared machine hit all
-        for name, pol, mode, lookahead in runs:
-            engine = make_engine(loaded, mode, settings.slot, settings.batch_size, few_shot=few_shot, lookahead=lookahead)
+        for name, pol, mode, (lookahead, write_ahead) in runs:
+            engine = make_engine(loaded, mode, settings.slot, settings.batch_size, few_shot=few_shot,
+                                 lookahead=lookahead, write_ahead=write_ahead)
             episodes, wall, tokens, out_tokens, ttfw, forwards = _timed(sources, pol, engine, pair, settings.chunk,
                                                                         settings.batch_size)
             walls[name].append(wall)
@@ -126,18 +131,18 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
             rows[name] = {"decoding": name, "model_tokens": tokens, "forward_passes": forwards, "output_tokens": out_tokens}
             outputs[name] = [e.prediction for e in episodes]
             log(f"  [{rep + 1}/{settings.repeats}] {name}: {wall:.1f} s, {forwards} passes, {tokens} model tokens")
-    for name, pol, mode, lookahead in runs:
+    for name, pol, mode, early in runs:
         row = rows[name]
         wall = statistics.median(walls[name])
         row["wall_s"] = round(wall, 2)
         row["ms_per_output_token"] = round(1000 * wall / max(1, row["output_tokens"]), 1)
         first = statistics.median(firsts[name])
         row["first_write_s"] = None if math.isnan(first) else round(first, 2)
-        if lookahead:  # look-ahead must not change a single translation
+        if any(early):  # deciding reads early must not change a single translation
             stepwise = outputs[f"{mode} ({settings.policy})"]
             row["same_output"] = stepwise == outputs[name]
             if not row["same_output"]:
-                log(f"  WARNING: look-ahead changed a translation ({name})")
+                log(f"  WARNING: {name} changed a translation")
     rows = [rows[name] for name, *_ in runs]
     base = rows[0]["wall_s"]
     for row in rows:
@@ -149,9 +154,7 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
             sampling = dict(do_sample=True, temperature=1.0)
             for how in ("forked", "separate"):
                 torch.manual_seed(0)
-                engine = make_engine(loaded, mode, settings.slot, settings.batch_size, few_shot=few_shot,
-                                     lookahead=settings.lookahead,
-                                     **sampling)
+                engine = make_engine(loaded, mode, settings.slot, settings.batch_size, few_shot=few_shot, **sampling)
                 src = sources[:1]
                 t0 = time.perf_counter()
                 if how == "forked":
@@ -160,7 +163,7 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
                     for _ in range(settings.group):
                         _timed(src, policy, engine, pair, settings.chunk, 1)
                 per_min = 60 * settings.group / (time.perf_counter() - t0)
-                [r for r in rows if r["decoding"].startswith(mode)][-1][f"rollouts_per_min_{how}"] = round(per_min, 1)
+                next(r for r in rows if r["decoding"].startswith(mode))[f"rollouts_per_min_{how}"] = round(per_min, 1)
                 log(f"  {mode} rollouts {how}: {per_min:.1f} episodes/min")
     return rows
 

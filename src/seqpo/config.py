@@ -37,9 +37,13 @@ class PolicySettings:
                             "(conversational transcript, cache only extended) or slots (ExPosST reserved "
                             "source positions)", choices=["reencode", "append", "slots"])
     slot: int = setting(16, "slots decoding: source positions are reserved in slots of this many tokens")
-    lookahead: int = setting(8, "append/slots decoding: decide up to this many later reads of an already known "
-                             "source (files, eval) in the same forward pass, as if the reads before them "
-                             "waited; the output is the same, only faster. 0 = one read per pass")
+    lookahead: int = setting(0, "append/slots decoding, source known in advance (files, eval): decide up to this "
+                             "many later reads in the same forward pass, as if the reads before them waited. "
+                             "Same output, fewer but wider passes (pays where width is nearly free, e.g. GPUs; "
+                             "see README). 0 = off")
+    write_ahead: bool = setting(False, "append/slots decoding, source known in advance: while a segment decodes, "
+                                "also run the next read as if the line ended, so its decision is ready when it "
+                                "does. Same output, fewer but wider passes")
 
     def __post_init__(self):
         from .model import resolve_adapter

@@ -43,7 +43,7 @@ from .errors import SeqpoError
 from .generation import Completion, Generator, Request, forbid_line_end, stop_reached
 from .languages import LanguagePair
 from .prompts import conversation_prefix, conversation_read, conversation_write, slots_separator
-from .slots import DEAD, PREFIX, SOURCE, TARGET, prefix_ids, region_size, source_piece_ids, \
+from .slots import DEAD, PREFIX, SOURCE, TARGET, prefix_ids, region_size, sliding_window, source_piece_ids, \
     target_piece_ids, visible
 
 MODES = ("reencode", "append", "slots")
@@ -67,6 +67,7 @@ class StreamState:
     gen_cols: list[int] = field(default_factory=list)  # cache columns of this step's generated tokens
     gen_ids: list[int] = field(default_factory=list)
     refed_col: int | None = None  # slots: cache column of this step's re-fed last token
+    spec: tuple | None = None  # write-ahead: (entries, cache columns, logits) of the next step's start
 
 
 @dataclass
@@ -91,6 +92,9 @@ class _Job:
     waits: list[int] = field(default_factory=list)  # first tokens of the points taken as waits
     ids: list[int] = field(default_factory=list)  # generated so far
     entry: tuple[int, int, int, int] | None = None  # the token to run next (None: the block is not run yet)
+    decided: torch.Tensor | None = None  # logits of the first token, computed by write-ahead
+    then: tuple[str, bool] | None = None  # the read after this step's (write-ahead)
+    then_all: list[tuple[str, bool]] = field(default_factory=list)  # reads after the current one
 
 
 class StreamingEngine:
@@ -98,20 +102,19 @@ class StreamingEngine:
 
     def __init__(self, model, tokenizer, mode: str = "reencode", slot: int = 16, batch_size: int = 8,
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 few_shot: bool = True, lookahead: int = 0):
+                 few_shot: bool = True, lookahead: int = 0, write_ahead: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown decoding mode '{mode}' (choose from {', '.join(MODES)})")
         self.model, self.tokenizer, self.mode, self.slot = model, tokenizer, mode, slot
         self.few_shot = few_shot
         self.lookahead = lookahead if mode != "reencode" else 0  # reads taken ahead per forward pass
+        self.write_ahead = write_ahead and mode != "reencode"  # run the next read while a segment decodes
         self.do_sample = do_sample
         self.generator = Generator(model, tokenizer, batch_size, do_sample, temperature, top_p)
         warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
         warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
         self.warpers = LogitsProcessorList(warpers)
-        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-        layer_types = getattr(cfg, "layer_types", None) or []
-        self.window = cfg.sliding_window if "sliding_attention" in layer_types else None
+        self.window = sliding_window(model)
         self.rows: list[StreamState] = []
         self.jobs: dict[StreamState, _Job] = {}  # started steps, in start order
         self.cache: DynamicCache | None = None
@@ -211,6 +214,7 @@ class StreamingEngine:
 
     def close(self, state: StreamState) -> None:
         self.jobs.pop(state, None)  # an episode dropped mid-step (a live session that went away)
+        state.spec = None
         if self.mode == "reencode":
             return
         row = self.rows.index(state)
@@ -254,7 +258,8 @@ class StreamingEngine:
                 done[id(s)] = entries
         return [done[id(s)] if ahead is not None else done[id(s)][-1] for s in states]
 
-    def start(self, state: StreamState, request: Request, ahead: list[Ahead] | None = None) -> None:
+    def start(self, state: StreamState, request: Request, ahead: list[Ahead] | None = None,
+              then: list[tuple[str, bool]] | None = None) -> None:
         """Begin a model step for `state`; it runs in the next `advance` calls, batched with the
         steps of every other started episode, whatever point those have reached.
 
@@ -266,14 +271,63 @@ class StreamingEngine:
         waits are read and written here; the caller writes only the last entry. The result is what
         stepping read by read gives: a decision only depends on the tokens before it (causal masks),
         the same either way; tokens after the read taken last are marked dead.
+
+        Write-ahead (`then`: the reads after this step's, as (chunk, last); needs `write_ahead`):
+        while the step decodes, each pass also runs the next read placed as if the line ended after
+        the token being run, so when it does end, the next step's decision is already computed. The
+        next `start` uses it only if its tokens are exactly what `write` and `read` left pending;
+        otherwise those cache entries are marked dead.
         """
         if state in self.jobs:
             raise RuntimeError("this episode already has a step running")
+        t0 = time.perf_counter()
         if self.mode == "reencode":
-            self.jobs[state] = _Job(request, [], [(0, request, 0, 0)], time.perf_counter())
+            self.jobs[state] = _Job(request, [], [(0, request, 0, 0)], t0)
             return
+        spec, state.spec = state.spec, None
+        if spec is not None:
+            base = list(state.pending)
+            if self.mode == "slots":
+                base.append((state.last[0], TARGET, state.last[1], state.n_read))
+            if self._matches(state, base, spec[0]):
+                state.pending = []
+                if self.mode == "append":
+                    state.next_pos += len(base)
+                else:
+                    state.refed_col = spec[1][-1]
+                job = _Job(request, [], [(len(base) - 1, request, 0, state.next_pos)], t0, decided=spec[2])
+                job.then = then[0] if then else None
+                self.jobs[state] = job
+                return
+            self.tags[0, self.rows.index(state), spec[1]] = DEAD
         block, points = self._block(state, request, ahead or [])
-        self.jobs[state] = _Job(request, block, points, time.perf_counter())
+        job = _Job(request, block, points, t0)
+        job.then_all = then or []
+        self.jobs[state] = job
+
+    def _matches(self, state: StreamState, base: list, spec: list) -> bool:
+        """The tokens a step starts with are the ones write-ahead ran (append: same ids and kinds in
+        the next transcript positions; slots: same ids, kinds, positions and reads seen)."""
+        if len(base) != len(spec):
+            return False
+        if self.mode == "append":
+            return all(b[:2] == s[:2] and s[2] == state.next_pos + i for i, (b, s) in enumerate(zip(base, spec)))
+        return base == spec
+
+    def _follow(self, s: StreamState, job: "_Job") -> list[tuple[int, int, int, int]]:
+        """The next read as it would follow if the line ended after the token run now (see `start`)."""
+        if not self.write_ahead or job.then is None:
+            return []
+        chunk, last = job.then
+        if self.mode == "append":
+            ids = self._ids(conversation_write("")) + self._ids(conversation_read(s.pair, chunk, last))
+            return [(t, PREFIX, s.next_pos + 1 + i, 0) for i, t in enumerate(ids)]
+        piece = source_piece_ids(self.tokenizer, s.pair, ["", chunk])[-1]
+        if s.next_pos + len(piece) > s.region_end:
+            return []
+        vis = s.n_read + 1
+        return [(t, SOURCE, s.next_pos + i, vis) for i, t in enumerate(piece)] + \
+               [(job.entry[0], TARGET, job.entry[2], vis)]
 
     @property
     def busy(self) -> bool:
@@ -289,10 +343,20 @@ class StreamingEngine:
             jobs, self.jobs = self.jobs, {}
             done = self.generator.complete([job.request for job in jobs.values()])
             return [(s, [c]) for s, c in zip(jobs, done)]
+        finished = []
+        eos = self.tokenizer.eos_token_id
+        for s, job in list(self.jobs.items()):  # steps whose first token write-ahead already computed
+            if job.decided is not None:
+                scores = forbid_line_end(job.decided[None], [0] if job.request.must_write else [], self.generator.line_end)
+                job.decided = None
+                if self._next(s, job, int(self._pick(scores)[0])):
+                    finished.append((s, self._finish(s, job)))
+        if not self.jobs:
+            return finished
         self._compact()
         blocks: dict[int, list[tuple[int, int, int, int]]] = {}
         need: dict[int, list[int]] = {}
-        fresh, decoding = [], []
+        fresh, decoding, follows = [], [], {}
         for s, job in self.jobs.items():
             r = self.rows.index(s)
             if job.entry is None:
@@ -301,8 +365,12 @@ class StreamingEngine:
                 if len(job.points) > 1:
                     need[r] = [p[0] for p in job.points]
             else:
-                blocks[r] = [job.entry]
+                follow = self._follow(s, job)
+                blocks[r] = [job.entry] + follow
                 decoding.append((s, r, job))
+                if follow:
+                    follows[r] = follow
+                    need[r] = [0, len(follow)]
         logits, cols, at = self._forward(blocks, need or None)
         picked: dict[int, int] = {}
         for s, r, job in fresh:
@@ -318,38 +386,48 @@ class StreamingEngine:
                 picked[r] = tok
             if self.mode == "slots":
                 s.refed_col = cols[r][job.points[job.taken][0]]
+            taken = job.points[job.taken][2]
+            job.then = job.then_all[taken] if taken < len(job.then_all) else None
         rest = [r for s, r, job in fresh if r not in need]
         if rest:  # one batched pick, as a plain decoding step
-            rows = torch.tensor(rest)
             must = [i for i, r in enumerate(rest) if self.jobs[self.rows[r]].request.must_write]
-            firsts = self._pick(forbid_line_end(logits[rows], must, self.generator.line_end))
+            firsts = self._pick(forbid_line_end(logits[torch.tensor(rest)], must, self.generator.line_end))
             picked.update({r: int(t) for r, t in zip(rest, firsts)})
         if decoding:
-            rows = torch.tensor([r for _, r, _ in decoding])
-            nxt = self._pick(logits[rows])
-            for (s, r, job), tok in zip(decoding, nxt):
-                s.gen_cols += cols[r]
+            scores = torch.stack([at[r][0] if r in follows else logits[r] for _, r, _ in decoding])
+            for (s, r, job), tok in zip(decoding, self._pick(scores)):
+                s.gen_cols.append(cols[r][0])
                 picked[r] = int(tok)
-        finished = []
-        eos = self.tokenizer.eos_token_id
         for s, r, job in fresh + decoding:
             tok = picked[r]
-            job.ids.append(tok)
-            req = job.points[job.taken][1]
-            text = self.tokenizer.decode(job.ids, skip_special_tokens=True)
-            if tok == eos or stop_reached(text, len(job.ids), req):
-                finished.append((s, self._finish(s, job, text)))
-            elif self.mode == "append":
-                job.entry = (tok, PREFIX, -1, 0)
-            else:
-                job.entry = (tok, TARGET, s.last[1] + len(job.ids), s.n_read)
+            ended = self._next(s, job, tok)
+            if r in follows:
+                if ended:  # the next step's start, if what gets written and read makes it the same
+                    s.spec = (follows[r], cols[r][1:], at[r][1])
+                else:
+                    self.tags[0, r, cols[r][1:]] = DEAD
+            if ended:
+                finished.append((s, self._finish(s, job)))
         return finished
 
-    def _finish(self, s: StreamState, job: "_Job", text: str) -> list[Completion | None]:
+    def _next(self, s: StreamState, job: "_Job", tok: int) -> bool:
+        """Record a generated token; True if the step ends with it (else it runs at the next pass)."""
+        job.ids.append(tok)
+        text = self.tokenizer.decode(job.ids, skip_special_tokens=True)
+        if tok == self.tokenizer.eos_token_id or stop_reached(text, len(job.ids), job.points[job.taken][1]):
+            return True
+        if self.mode == "append":
+            job.entry = (tok, PREFIX, -1, 0)
+        else:
+            job.entry = (tok, TARGET, s.last[1] + len(job.ids), s.n_read)
+        return False
+
+    def _finish(self, s: StreamState, job: "_Job") -> list[Completion | None]:
         """A step's entries, one per read taken; the token that ended it was not run (it comes back
         as pending when the written segment keeps it)."""
         del self.jobs[s]
         eos = self.tokenizer.eos_token_id
+        text = self.tokenizer.decode(job.ids, skip_special_tokens=True)
         s.gen_ids = job.ids[: len(s.gen_cols)]
         elapsed = (time.perf_counter() - job.t0) * 1000
         last = Completion(text.split("\n")[0], len(job.ids), elapsed, "\n" in text or eos in job.ids, job.ids)
@@ -541,6 +619,8 @@ class StreamingEngine:
         for s in self.rows:
             s.gen_cols = [moved[c] for c in s.gen_cols]
             s.refed_col = None if s.refed_col is None else moved[s.refed_col]
+            if s.spec is not None:
+                s.spec = (s.spec[0], [moved[c] for c in s.spec[1]], s.spec[2])
         for layer in self.cache.layers:
             layer.keys = layer.keys.index_select(2, idx.to(layer.keys.device))
             layer.values = layer.values.index_select(2, idx.to(layer.values.device))
@@ -548,6 +628,6 @@ class StreamingEngine:
 
 
 def make_engine(loaded, mode: str = "reencode", slot: int = 16, batch_size: int = 8, few_shot: bool = True,
-                lookahead: int = 0, **sampling) -> StreamingEngine:
+                lookahead: int = 0, write_ahead: bool = False, **sampling) -> StreamingEngine:
     return StreamingEngine(loaded.model, loaded.tokenizer, mode=mode, slot=slot, batch_size=batch_size,
-                           few_shot=few_shot, lookahead=lookahead, **sampling)
+                           few_shot=few_shot, lookahead=lookahead, write_ahead=write_ahead, **sampling)

@@ -209,7 +209,8 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     if loaded is None and any(s.strip() for _, s in todo) and not settings.audio_dir:
         loaded = load_model(settings.model, settings.adapter)
     generator = make_engine(loaded, settings.decoding, settings.slot, settings.batch_size,
-                            few_shot=settings.use_few_shot(), lookahead=settings.lookahead) if loaded and not settings.audio_dir else None
+                            few_shot=settings.use_few_shot(), lookahead=settings.lookahead,
+                            write_ahead=settings.write_ahead) if loaded and not settings.audio_dir else None
 
     started = time.perf_counter()
     bar = tqdm(total=len(sources), initial=len(done), unit="sent", disable=not progress,

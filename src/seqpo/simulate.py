@@ -151,7 +151,9 @@ def run_episodes(
                         raise RuntimeError(f"policy '{policy.name}' needs a model")
                     later = _ahead(run, policy, pair, min(run.ahead, engine.lookahead)) if engine.lookahead else []
                     run.ahead = len(later)
-                    engine.start(run.stream, request, later)
+                    then = [(run.reads[i], i == len(run.reads) - 1) for i in range(run.t, len(run.reads))] \
+                        if engine.write_ahead else None
+                    engine.start(run.stream, request, later, then)
                     break
                 if engine is not None:
                     engine.write(run.stream, "")

@@ -79,7 +79,7 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
     policy = settings.build_policy()
     loaded = load_model(settings.model, settings.adapter)
     generator = make_engine(loaded, settings.decoding, settings.slot, batch_size=1, few_shot=settings.use_few_shot(),
-                            lookahead=settings.lookahead)
+                            lookahead=settings.lookahead, write_ahead=settings.write_ahead)
     episodes = []
     if settings.json:
         for line in lines:
