@@ -171,12 +171,18 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
 COLUMNS = [("decoding", "decoding"), ("model_tokens", "tokens through model"), ("forward_passes", "forward passes"),
            ("output_tokens", "output tokens"), ("wall_s", "wall s"),
            ("ms_per_output_token", "ms / output token"), ("first_write_s", "first write s"),
-           ("x_offline", "x offline wall"), ("rollouts_per_min_forked", "rollouts/min forked"),
-           ("rollouts_per_min_separate", "rollouts/min separate")]
+           ("x_offline", "x offline wall"), ("same_output", "same output as stepwise"),
+           ("rollouts_per_min_forked", "rollouts/min forked"), ("rollouts_per_min_separate", "rollouts/min separate")]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return ("yes" if value else "no") if isinstance(value, bool) else str(value)
 
 
 def markdown_table(rows: list[dict]) -> str:
     head = "| " + " | ".join(t for _, t in COLUMNS) + " |"
     rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
-    body = ["| " + " | ".join("" if r.get(k) is None else str(r[k]) for k, _ in COLUMNS) + " |" for r in rows]
+    body = ["| " + " | ".join(_cell(r.get(k)) for k, _ in COLUMNS) + " |" for r in rows]
     return "\n".join([head, rule, *body])
