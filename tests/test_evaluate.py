@@ -163,3 +163,28 @@ def test_resume_refuses_another_decoding_mode(tiny_model_dir, en_zh_files, tmp_p
                           "--decoding", "append")) == 0
     assert main(eval_args(tiny_model_dir, src, ref, out, "--policy", "offline")) == 2
     assert "other settings (decoding" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["append", "slots"])
+def test_eval_early_decisions_write_the_same_instances(tiny_model_dir, en_zh_files, tmp_path, mode):
+    """--lookahead/--write-ahead change only how many passes eval takes, not what it writes."""
+    src, ref = en_zh_files
+    runs = {}
+    for name, extra in (("stepwise", []), ("early", ["--lookahead", "4", "--write-ahead"])):
+        out = tmp_path / name
+        assert main(eval_args(tiny_model_dir, src, ref, out, "--policy", "llm", "--decoding", mode,
+                              "--limit", "3", *extra)) == 0
+        lines = [json.loads(x) for x in (out / "instances.jsonl").read_text().splitlines()]
+        for line in lines:  # timings differ; sentences may also finish in another order
+            line.pop("elapsed", None)
+            line["metric"] = {k: v for k, v in line["metric"].items() if not k.endswith("_CA")}
+            for step in line["steps"]:
+                step.pop("elapsed_ms")
+        runs[name] = sorted(lines, key=lambda x: x["index"])
+    assert runs["early"] == runs["stepwise"] and len(runs["early"]) == 3
+
+
+def test_negative_lookahead_is_one_line(tiny_model_dir, en_zh_files, tmp_path, capsys):
+    src, ref = en_zh_files
+    assert main(eval_args(tiny_model_dir, src, ref, tmp_path / "x", "--lookahead", "-1")) == 2
+    assert capsys.readouterr().err.strip() == "seqpo eval: error: --lookahead must be 0 (off) or more"

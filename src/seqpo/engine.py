@@ -23,11 +23,15 @@ marked dead rather than cropped, so one row's rollback never touches the others.
 `fork(state, n)` copies one episode's row n times (GRPO groups): the few-shot prefix and the
 source read so far are shared, not recomputed.
 
-Look-ahead (append/slots, `lookahead` reads): one forward pass per read is what keeps streaming
-slower than offline decoding when a pass costs the same for 1 token or 50 (a CPU reading the
-weights). When later reads are already known (files, eval, rollouts), `generate` also runs them,
-each placed as if the reads before it waited, and takes the decisions in order up to the first
-that does not wait: a run of waits costs one pass instead of one each, with the same output.
+Steps are continuously batched: `start` begins an episode's step, `advance` runs one forward
+pass over every running step (new blocks next to decode tokens) and returns the steps that ended,
+so an episode never waits for the longest step of the batch; `generate` = start + advance.
+
+One pass per read is what keeps streaming slower than offline decoding. When later reads are
+already known (files, eval, rollouts), two exact shortcuts decide reads early in wider passes:
+look-ahead (`lookahead` reads placed as if the reads before them waited; a run of waits costs one
+pass) and write-ahead (the next read runs while a segment decodes, placed as if the line ended
+after the token being run; reused only if what was written and read is exactly that).
 """
 
 from __future__ import annotations
@@ -344,7 +348,6 @@ class StreamingEngine:
             done = self.generator.complete([job.request for job in jobs.values()])
             return [(s, [c]) for s, c in zip(jobs, done)]
         finished = []
-        eos = self.tokenizer.eos_token_id
         for s, job in list(self.jobs.items()):  # steps whose first token write-ahead already computed
             if job.decided is not None:
                 scores = forbid_line_end(job.decided[None], [0] if job.request.must_write else [], self.generator.line_end)

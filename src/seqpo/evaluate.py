@@ -48,6 +48,8 @@ class EvalSettings(PolicySettings, SpeechSettings):
                 raise InputFileError(f"--{name} is required")
         if self.chunk < 1 or self.k < 1 or self.batch_size < 1 or self.slot < 1:
             raise InputFileError("--chunk, --k, --batch-size and --slot must be at least 1")
+        if self.lookahead < 0:
+            raise InputFileError("--lookahead must be 0 (off) or more")
         if self.limit is not None and self.limit < 1:
             raise InputFileError("--limit must be at least 1")
         return pair

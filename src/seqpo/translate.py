@@ -75,6 +75,8 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
     pair = check_supported(parse_pair(settings.pair))
     if settings.chunk < 1 or settings.k < 1 or settings.slot < 1:
         raise InputFileError("--chunk, --k and --slot must be at least 1")
+    if settings.lookahead < 0:
+        raise InputFileError("--lookahead must be 0 (off) or more")
     lines = read_input(settings)
     policy = settings.build_policy()
     loaded = load_model(settings.model, settings.adapter)
