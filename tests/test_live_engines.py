@@ -99,3 +99,44 @@ def test_slots_stream_needs_a_maximum_length(tiny_loaded):
         engines.stream(PAIR)
     with pytest.raises(ValueError, match="append or slots"):
         EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, "reencode")
+
+
+@pytest.mark.parametrize("mode", ["append", "slots"])
+def test_server_worker_batches_continuously(tiny_loaded, mode):
+    """A one-token step that runs next to a long one comes back after its own pass, not after the
+    long step (continuous batching in the server's worker)."""
+    import asyncio
+
+    from seqpo.generation import Generator, Request
+    from seqpo.serve.worker import ModelWorker
+
+    engines = EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, mode)
+    passes = [0]
+    hook = tiny_loaded.model.get_decoder().register_forward_pre_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
+
+    async def main():
+        worker = ModelWorker(Generator(tiny_loaded.model, tiny_loaded.tokenizer), engines=engines)
+        worker.start()
+        streams = {name: engines.stream(PAIR, max_units=30) for name in ("long", "short")}
+        for stream in streams.values():
+            stream.read("Hello", last=False)
+        seen = {}
+
+        async def step(name, tokens):
+            done = await worker.submit(name, Request("", "", max_new_tokens=tokens, stop_at_newline=False), streams[name])
+            seen[name] = (passes[0], done.new_tokens)
+
+        await asyncio.gather(step("long", 12), step("short", 1))
+        for stream in streams.values():
+            worker.release(stream)
+        await asyncio.sleep(0.2)  # the worker frees the rows
+        await worker.stop()
+        return seen
+
+    try:
+        seen = asyncio.run(main())
+    finally:
+        hook.remove()
+    assert seen["short"][1] == 1 and seen["long"][1] > 1
+    assert seen["short"][0] < seen["long"][0]  # resolved passes before the long step ended
+    assert engines.open_streams == 0

@@ -157,6 +157,45 @@ class EngineSet:
                 out[i] = completion
         return out  # type: ignore[return-value]
 
+    # -- continuous batching (the server's worker) -------------------------------------------------
+    def start_each(self, requests: list[Request], streams: list[LiveStream]) -> list[Exception | None]:
+        """Flush, then start each stream's step on its engine (`StreamingEngine.start`); the steps
+        run in the following `advance` calls. Returns an error for a stream that cannot start."""
+        self.flush()
+        errors: list[Exception | None] = []
+        for request, stream in zip(requests, streams):
+            if stream.error is not None:
+                errors.append(stream.error)
+            elif stream.state is None:
+                errors.append(RuntimeError("model step for a live sentence that is closed or has read nothing"))
+            else:
+                self.engine(stream).start(stream.state, request)
+                errors.append(None)
+        return errors
+
+    @property
+    def busy(self) -> bool:
+        return any(engine.busy for engine in self.engines.values())
+
+    def advance(self) -> list[tuple[LiveStream, Completion]]:
+        """One forward pass on every engine with running steps (each on its adapter); returns the
+        streams whose step ended, with its completion."""
+        self.flush()  # closes of dropped sentences: their steps stop here
+        with self._lock:
+            by_state = {id(s.state): s for s in self._streams if s.state is not None}
+        done = []
+        for key, engine in self.engines.items():
+            if engine.busy:
+                with engine.generator.on_adapter(key[1]):
+                    for state, entries in engine.advance():
+                        done.append((by_state[id(state)], entries[-1]))
+        return done
+
+    def abort(self) -> None:
+        """Forget every running step (after a failed model call)."""
+        for engine in self.engines.values():
+            engine.jobs.clear()
+
     def complete(self, requests: list[Request], streams: list[LiveStream]) -> list[Completion]:
         """`complete_each` for one thread that runs everything itself (`seqpo translate --audio`)."""
         out = self.complete_each(requests, streams)

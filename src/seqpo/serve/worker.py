@@ -8,7 +8,10 @@ A full queue refuses at once (`Busy`) instead of making clients wait without bou
 goes away has its queued requests dropped (`drop`).
 
 With append/slots decoding (`engines`), a request comes with the `LiveStream` of its sentence and
-the batch runs through `EngineSet.complete_each` on the same thread: every engine call stays on it.
+the worker batches continuously: each round starts the steps of newly taken requests (up to
+`batch_size` running at once) and runs one forward pass over every running step
+(`EngineSet.advance`), so a session's wait or short write comes back after its own passes instead
+of after the longest step of its batch. Every engine call stays on the model thread.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class ModelWorker:
         # prefix cache is not meant to be shared between threads
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqpo-model")
         self.dropped = 0  # queued requests discarded because their session went away
+        self._running: dict[int, _Job] = {}  # append/slots: started steps, by id of their stream
 
     @property
     def pending(self) -> int:
@@ -104,11 +108,12 @@ class ModelWorker:
         if self._wake is not None:
             self._wake.set()
 
-    def _take_batch(self) -> list[_Job]:
+    def _take_batch(self, limit: int | None = None) -> list[_Job]:
+        limit = self.batch_size if limit is None else limit
         batch: list[_Job] = []
-        while self._queues and len(batch) < self.batch_size:
+        while self._queues and len(batch) < limit:
             for owner in list(self._queues):  # one round: at most one job per session
-                if len(batch) == self.batch_size:
+                if len(batch) == limit:
                     break
                 jobs = self._queues[owner]
                 job = jobs.popleft()
@@ -122,6 +127,8 @@ class ModelWorker:
         return batch
 
     async def _run(self) -> None:
+        if self.engines is not None:
+            return await self._run_engines()
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
@@ -153,7 +160,49 @@ class ModelWorker:
                         job.future.set_result(completion)
 
     def _model_call(self, batch: list[_Job]) -> list[Completion | Exception]:
-        """On the model thread: the batch through the Generator (re-encode) or the live engines."""
-        if self.engines is None:
-            return self.generator.complete([job.request for job in batch])
-        return self.engines.complete_each([job.request for job in batch], [job.stream for job in batch])
+        """On the model thread: the batch through the Generator (re-encode)."""
+        return self.generator.complete([job.request for job in batch])
+
+    async def _run_engines(self) -> None:
+        """Continuous batching over the live engines (append/slots)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not (self._running or self._queues or self._flush_due):
+                await self._wake.wait()
+            self._wake.clear()
+            self._flush_due = False
+            batch = self._take_batch(self.batch_size - len(self._running))
+            if self.on_batch and (batch or self._running):
+                self.on_batch(len(batch) + len(self._running))
+            try:
+                errors, finished = await loop.run_in_executor(self._executor, self._engine_round, batch)
+            except Exception as exc:  # a failed model call fails the running steps, not the server
+                log.exception("model call failed")
+                for job in batch + list(self._running.values()):
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                self._running.clear()
+                await loop.run_in_executor(self._executor, self.engines.abort)
+                continue
+            for job, error in zip(batch, errors):
+                if error is not None:  # this sentence only (its slots region is full, or it closed)
+                    if not job.future.done():
+                        job.future.set_exception(error)
+                else:
+                    self._running[id(job.stream)] = job
+            for stream, completion in finished:
+                job = self._running.pop(id(stream), None)
+                if job is not None and not job.future.done():
+                    job.future.set_result(completion)
+            for key, job in list(self._running.items()):  # sentences dropped mid-step
+                if job.stream.closed:
+                    del self._running[key]
+                    job.future.cancel()
+
+    def _engine_round(self, batch: list[_Job]):
+        """On the model thread: start the new steps, then one pass over every running step."""
+        errors = self.engines.start_each([job.request for job in batch], [job.stream for job in batch])
+        finished = self.engines.advance() if self.engines.busy else []
+        if not self.engines.busy and not batch:
+            self.engines.flush()  # only released streams: free their rows
+        return errors, finished
