@@ -39,24 +39,25 @@ def test_bundled_model_translates_two_sentences(tmp_path, capsys):
     assert 1.0 <= scores["AL"] <= 6.0
 
 
-def test_shipped_adapter_streams_en_zh(capsys):
-    """The default en-zh policy is the shipped warm-up adapter, zero-shot: it waits and writes."""
-    code = main(["translate", "--pair", "en-zh", "--json",
+def shipped_adapter_events(pair: str, capsys) -> list[dict]:
+    """`seqpo translate --json` on the default (shipped) adapter of `pair`: the events, ending in a
+    non-empty translation."""
+    code = main(["translate", "--pair", pair, "--json",
                  "The city council approved the new budget for public schools yesterday."])
     assert code == 0
     events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    done = events[-1]
-    assert done["type"] == "done" and done["prediction"].strip()
+    assert events[-1]["type"] == "done" and events[-1]["prediction"].strip()
+    return events
+
+
+def test_shipped_adapter_streams_en_zh(capsys):
+    """The default en-zh policy is the shipped warm-up adapter, zero-shot: it waits and writes."""
+    done = shipped_adapter_events("en-zh", capsys)[-1]
     assert any(ch >= "\u4e00" for ch in done["prediction"])  # Chinese characters came out
 
 
 def test_shipped_adapter_streams_en_de(capsys):
     """The default en-de policy is the shipped warm-up adapter: German comes out, some of it early."""
-    code = main(["translate", "--pair", "en-de", "--json",
-                 "The city council approved the new budget for public schools yesterday."])
-    assert code == 0
-    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    done = events[-1]
-    assert done["type"] == "done" and done["prediction"].strip()
+    events = shipped_adapter_events("en-de", capsys)
     assert any(e["type"] == "wait" for e in events)
     assert any(e["type"] == "write" and e["read"] < 11 for e in events)  # writes before the last word

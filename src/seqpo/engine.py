@@ -47,7 +47,7 @@ from .errors import SeqpoError
 from .generation import Completion, Generator, Request, forbid_line_end, stop_reached
 from .languages import LanguagePair
 from .prompts import conversation_prefix, conversation_read, conversation_write, slots_separator
-from .slots import DEAD, PREFIX, SOURCE, TARGET, prefix_ids, region_size, sliding_window, source_piece_ids, \
+from .slots import DEAD, PREFIX, SOURCE, TARGET, additive, prefix_ids, region_size, sliding_window, source_piece_ids, \
     target_piece_ids, visible
 
 MODES = ("reencode", "append", "slots")
@@ -97,8 +97,7 @@ class _Job:
     ids: list[int] = field(default_factory=list)  # generated so far
     entry: tuple[int, int, int, int] | None = None  # the token to run next (None: the block is not run yet)
     decided: torch.Tensor | None = None  # logits of the first token, computed by write-ahead
-    then: tuple[str, bool] | None = None  # the read after this step's (write-ahead)
-    then_all: list[tuple[str, bool]] = field(default_factory=list)  # reads after the current one
+    then: list[tuple[str, bool]] = field(default_factory=list)  # write-ahead: the reads after the current one
 
 
 class StreamingEngine:
@@ -119,6 +118,7 @@ class StreamingEngine:
         warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
         self.warpers = LogitsProcessorList(warpers)
         self.window = sliding_window(model)
+        self._newline_ids = self._ids(conversation_write(""))  # append: a line's end in the transcript (all a wait adds)
         self.rows: list[StreamState] = []
         self.jobs: dict[StreamState, _Job] = {}  # started steps, in start order
         self.cache: DynamicCache | None = None
@@ -145,6 +145,12 @@ class StreamingEngine:
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids if text else []
+
+    def _read_ids(self, pair: LanguagePair, chunk: str, last: bool, first: bool = False) -> list[int]:
+        """A read's tokens: append, its turn (`English: chunk\nGerman:`); slots, its source piece."""
+        if self.mode == "append":
+            return self._ids(conversation_read(pair, chunk, last))
+        return source_piece_ids(self.tokenizer, pair, [chunk] if first else ["", chunk])[-1]
 
     # -- episodes ---------------------------------------------------------------------------
     def open(self, pair: LanguagePair, reads: list[str] | None = None,
@@ -175,10 +181,10 @@ class StreamingEngine:
         if self.mode == "reencode":
             return
         state.n_read += 1
+        piece = self._read_ids(state.pair, chunk, last, first=state.n_read == 1)
         if self.mode == "append":
-            state.pending += [(t, PREFIX, -1, 0) for t in self._ids(conversation_read(state.pair, chunk, last))]
+            state.pending += [(t, PREFIX, -1, 0) for t in piece]
             return
-        piece = source_piece_ids(self.tokenizer, state.pair, [chunk] if state.n_read == 1 else ["", chunk])[-1]
         if state.next_pos + len(piece) > state.region_end:
             raise SourceRegionFullError("source longer than its reserved slots region")
         state.pending += [(t, SOURCE, state.next_pos + i, state.n_read) for i, t in enumerate(piece)]
@@ -299,15 +305,12 @@ class StreamingEngine:
                     state.next_pos += len(base)
                 else:
                     state.refed_col = spec[1][-1]
-                job = _Job(request, [], [(len(base) - 1, request, 0, state.next_pos)], t0, decided=spec[2])
-                job.then = then[0] if then else None
-                self.jobs[state] = job
+                self.jobs[state] = _Job(request, [], [(len(base) - 1, request, 0, state.next_pos)], t0,
+                                        decided=spec[2], then=then or [])
                 return
             self.tags[0, self.rows.index(state), spec[1]] = DEAD
         block, points = self._block(state, request, ahead or [])
-        job = _Job(request, block, points, t0)
-        job.then_all = then or []
-        self.jobs[state] = job
+        self.jobs[state] = _Job(request, block, points, t0, then=then or [])
 
     def _matches(self, state: StreamState, base: list, spec: list) -> bool:
         """The tokens a step starts with are the ones write-ahead ran (append: same ids and kinds in
@@ -320,13 +323,13 @@ class StreamingEngine:
 
     def _follow(self, s: StreamState, job: "_Job") -> list[tuple[int, int, int, int]]:
         """The next read as it would follow if the line ended after the token run now (see `start`)."""
-        if not self.write_ahead or job.then is None:
+        after = job.points[job.taken][2]  # reads taken ahead: the next read comes after them
+        if not self.write_ahead or after >= len(job.then):
             return []
-        chunk, last = job.then
+        piece = self._read_ids(s.pair, *job.then[after])
         if self.mode == "append":
-            ids = self._ids(conversation_write("")) + self._ids(conversation_read(s.pair, chunk, last))
+            ids = self._newline_ids + piece
             return [(t, PREFIX, s.next_pos + 1 + i, 0) for i, t in enumerate(ids)]
-        piece = source_piece_ids(self.tokenizer, s.pair, ["", chunk])[-1]
         if s.next_pos + len(piece) > s.region_end:
             return []
         vis = s.n_read + 1
@@ -350,9 +353,8 @@ class StreamingEngine:
         finished = []
         for s, job in list(self.jobs.items()):  # steps whose first token write-ahead already computed
             if job.decided is not None:
-                scores = forbid_line_end(job.decided[None], [0] if job.request.must_write else [], self.generator.line_end)
-                job.decided = None
-                if self._next(s, job, int(self._pick(scores)[0])):
+                tok, job.decided = self._first_token(job.decided, job.request), None
+                if self._next(s, job, tok):
                     finished.append((s, self._finish(s, job)))
         if not self.jobs:
             return finished
@@ -379,8 +381,7 @@ class StreamingEngine:
         for s, r, job in fresh:
             if r in need:  # look-ahead: take the decisions in order, up to the first that writes
                 for j, (_, req, _, _) in enumerate(job.points):
-                    scores = forbid_line_end(at[r][j:j + 1], [0] if req.must_write else [], self.generator.line_end)
-                    tok = int(self._pick(scores)[0])
+                    tok = self._first_token(at[r][j], req)
                     if j == len(job.points) - 1 or tok not in self.generator.line_end or not req.stop_at_newline:
                         break
                     job.waits.append(tok)
@@ -389,8 +390,6 @@ class StreamingEngine:
                 picked[r] = tok
             if self.mode == "slots":
                 s.refed_col = cols[r][job.points[job.taken][0]]
-            taken = job.points[job.taken][2]
-            job.then = job.then_all[taken] if taken < len(job.then_all) else None
         rest = [r for s, r, job in fresh if r not in need]
         if rest:  # one batched pick, as a plain decoding step
             must = [i for i, r in enumerate(rest) if self.jobs[self.rows[r]].request.must_write]
@@ -456,11 +455,10 @@ class StreamingEngine:
         points = [(len(block) - 1, req, 0, src)]
         for k, a in enumerate(later, 1):
             vis = s.n_read + k
+            piece = self._read_ids(s.pair, a.chunk, a.last)
             if self.mode == "append":
-                text_ids = self._ids(conversation_write("")) + self._ids(conversation_read(s.pair, a.chunk, a.last))
-                block += [(t, PREFIX, -1, 0) for t in text_ids]
+                block += [(t, PREFIX, -1, 0) for t in self._newline_ids + piece]
             else:
-                piece = source_piece_ids(self.tokenizer, s.pair, ["", a.chunk])[-1]
                 if src + len(piece) > s.region_end:
                     raise SourceRegionFullError("source longer than its reserved slots region")
                 block += [(t, SOURCE, src + i, vis) for i, t in enumerate(piece)]
@@ -484,6 +482,11 @@ class StreamingEngine:
         if dead:
             self.tags[0, row, dead] = DEAD
         s.n_read += k
+
+    def _first_token(self, logits: torch.Tensor, req: Request) -> int:
+        """A step's first token from one row of logits [V], under the request's must_write."""
+        scores = forbid_line_end(logits[None], [0] if req.must_write else [], self.generator.line_end)
+        return int(self._pick(scores)[0])
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
         if not self.do_sample:
@@ -562,9 +565,7 @@ class StreamingEngine:
         return torch.tanh(logits / cap) * cap if cap else logits
 
     def _additive(self, ok: torch.Tensor) -> torch.Tensor:
-        dtype = next(self.model.parameters()).dtype
-        zero = torch.zeros((), dtype=dtype)
-        return torch.where(ok, zero, torch.finfo(dtype).min)[:, None].to(self.device)
+        return additive(ok, next(self.model.parameters()).dtype).to(self.device)
 
     # -- the batched cache ----------------------------------------------------------------------
     def _ensure_prefix(self, pair: LanguagePair) -> int:

@@ -143,10 +143,8 @@ class EngineSet:
         out: list[Completion | Exception | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, stream in enumerate(streams):
-            if stream.error is not None:
-                out[i] = stream.error
-            elif stream.state is None:
-                out[i] = RuntimeError("model step for a live sentence that is closed or has read nothing")
+            if (error := self._unready(stream)) is not None:
+                out[i] = error
             else:
                 groups.setdefault(stream.key, []).append(i)
         for key, indices in groups.items():
@@ -162,25 +160,29 @@ class EngineSet:
         """Flush, then start each stream's step on its engine (`StreamingEngine.start`); the steps
         run in the following `advance` calls. Returns an error for a stream that cannot start."""
         self.flush()
-        errors: list[Exception | None] = []
-        for request, stream in zip(requests, streams):
-            if stream.error is not None:
-                errors.append(stream.error)
-            elif stream.state is None:
-                errors.append(RuntimeError("model step for a live sentence that is closed or has read nothing"))
-            else:
+        errors = [self._unready(stream) for stream in streams]
+        for request, stream, error in zip(requests, streams, errors):
+            if error is None:
                 self.engine(stream).start(stream.state, request)
-                errors.append(None)
         return errors
+
+    @staticmethod
+    def _unready(stream: LiveStream) -> Exception | None:
+        """Why a flushed stream cannot take a model step (None: it can)."""
+        if stream.error is not None:
+            return stream.error
+        if stream.state is None:
+            return RuntimeError("model step for a live sentence that is closed or has read nothing")
+        return None
 
     @property
     def busy(self) -> bool:
         return any(engine.busy for engine in self.engines.values())
 
     def advance(self) -> list[tuple[LiveStream, Completion]]:
-        """One forward pass on every engine with running steps (each on its adapter); returns the
-        streams whose step ended, with its completion."""
-        self.flush()  # closes of dropped sentences: their steps stop here
+        """One forward pass on every engine with running steps (each on its adapter), right after
+        `start_each` (whose flush has stopped the steps of dropped sentences); returns the streams
+        whose step ended, with its completion."""
         with self._lock:
             by_state = {id(s.state): s for s in self._streams if s.state is not None}
         done = []

@@ -18,7 +18,7 @@ import torch
 
 from .errors import InputFileError
 from .languages import LanguagePair
-from .slots import slots_episode
+from .slots import additive, slots_episode
 from .stream import split_units
 
 IGNORE = -100
@@ -94,11 +94,10 @@ def collate(examples: list[dict], pad_id: int) -> dict:
 def attention_masks(mask: torch.Tensor, position_ids: torch.Tensor, window: int | None, dtype) -> dict:
     """Additive [B, 1, L, L] masks per layer type (Gemma-3: full and sliding-window layers), as the
     engine passes them; the window is by position, as in `slots.visible`."""
-    zero, low = torch.zeros((), dtype=dtype), torch.finfo(dtype).min
-    masks = {"full_attention": torch.where(mask, zero, low)[:, None]}
+    masks = {"full_attention": additive(mask, dtype)}
     if window is not None:
         near = (position_ids[:, :, None] - position_ids[:, None, :]) < window
-        masks["sliding_attention"] = torch.where(mask & near, zero, low)[:, None]
+        masks["sliding_attention"] = additive(mask & near, dtype)
     return masks
 
 

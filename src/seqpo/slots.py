@@ -58,6 +58,11 @@ def sliding_window(model) -> int | None:
     return cfg.sliding_window if "sliding_attention" in (getattr(cfg, "layer_types", None) or []) else None
 
 
+def additive(ok: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A bool visibility mask [B, Q, K] as the additive [B, 1, Q, K] mask attention layers take."""
+    return torch.where(ok, torch.zeros((), dtype=dtype), torch.finfo(dtype).min)[:, None]
+
+
 def region_size(source_tokens: int, slot: int) -> int:
     """Positions reserved for the source: whole slots, at least one."""
     if slot < 1:

@@ -200,9 +200,7 @@ class ModelWorker:
                     job.future.cancel()
 
     def _engine_round(self, batch: list[_Job]):
-        """On the model thread: start the new steps, then one pass over every running step."""
+        """On the model thread: apply the streams' queued calls and start the new steps (released
+        streams free their rows there), then one pass over every running step."""
         errors = self.engines.start_each([job.request for job in batch], [job.stream for job in batch])
-        finished = self.engines.advance() if self.engines.busy else []
-        if not self.engines.busy and not batch:
-            self.engines.flush()  # only released streams: free their rows
-        return errors, finished
+        return errors, self.engines.advance() if self.engines.busy else []
