@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 SEQPO  := $(VENV)/bin/seqpo
 PYTHON ?= python3
 
-.PHONY: demo test test-fast setup clean
+.PHONY: demo test test-fast setup clean system-packages
 
 setup: $(VENV)/.installed
 
@@ -17,11 +17,21 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev,speech]'
-	# the speech tests synthesize English speech with Debian's espeak-ng (needs root; .ci/run has it)
-	command -v espeak-ng >/dev/null || { apt-get update -qq >/dev/null && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; } || \
-	  echo "warning: could not install espeak-ng (apt-get install espeak-ng); the speech tests will fail"
 	touch $@
+
+# Debian packages the tests drive: espeak-ng synthesizes English speech (speech tests), chromium is
+# the headless browser of the web page tests (Playwright's own browser downloads fail here).
+# Installed by `make test` itself, so a fresh clone runs every test; needs root or sudo.
+system-packages:
+	@missing=""; command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	  { [ -x /usr/bin/chromium ] || command -v chromium >/dev/null; } || missing="$$missing chromium"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing$$missing (apt-get)"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || \
+	    { echo "error: could not install$$missing (run: sudo apt-get install$$missing)"; exit 1; }; \
+	  fi
 
 demo: setup
 	printf '%s\n' "The city council approved the new budget for public schools yesterday." \
@@ -29,10 +39,10 @@ demo: setup
 	$(SEQPO) translate --pair en-zh --policy llm \
 	  "Our team released a new version of the software last week."
 
-test: setup
+test: setup system-packages
 	$(PY) -m pytest -q -m "slow or not slow"
 
-test-fast: setup
+test-fast: setup system-packages
 	$(PY) -m pytest -q
 
 clean:

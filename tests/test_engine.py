@@ -90,7 +90,7 @@ def test_slots_region_overflow_is_an_error(tiny_loaded):
         engine.read(s, "much longer text than the region holds")
 
 
-@pytest.mark.parametrize("mode", ["reencode", "append", "slots"])
+@pytest.mark.parametrize("mode", ["reencode", "cached", "append", "slots"])
 def test_modes_drive_episodes_and_forks_match_single_runs(tiny_loaded, mode):
     engine = StreamingEngine(tiny_loaded.model, tiny_loaded.tokenizer, mode=mode)
     sources = [(0, "The weather is nice today."), (1, ""), (2, "Our team released it.")]

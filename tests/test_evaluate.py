@@ -184,6 +184,21 @@ def test_eval_early_decisions_write_the_same_instances(tiny_model_dir, en_zh_fil
     assert runs["early"] == runs["stepwise"] and len(runs["early"]) == 3
 
 
+def test_eval_cached_decoding_writes_the_reencode_instances(tiny_model_dir, en_zh_files, tmp_path):
+    """--decoding cached is re-encoding with prefix caching: the same translations and delays."""
+    src, ref = en_zh_files
+    runs = {}
+    # re-encode one request at a time: `generate` would apply the tiny model's 64-token sliding
+    # window by cache index, which left padding shifts (the cached engine applies it by position)
+    for mode, batch in (("reencode", "1"), ("cached", "8")):
+        out = tmp_path / mode
+        assert main(eval_args(tiny_model_dir, src, ref, out, "--policy", "llm", "--few-shot", "no", "--decoding", mode,
+                              "--batch-size", batch, "--limit", "4")) == 0
+        lines = [json.loads(x) for x in (out / "instances.jsonl").read_text().splitlines()]
+        runs[mode] = sorted(((x["index"], x["prediction"], x["delays"]) for x in lines))
+    assert runs["cached"] == runs["reencode"] and len(runs["cached"]) == 4
+
+
 def test_negative_lookahead_is_one_line(tiny_model_dir, en_zh_files, tmp_path, capsys):
     src, ref = en_zh_files
     assert main(eval_args(tiny_model_dir, src, ref, tmp_path / "x", "--lookahead", "-1")) == 2

@@ -217,4 +217,7 @@ def test_abandoned_audio_streams_are_released(server, clip_wav):
         assert json.loads(ws.recv(timeout=60))["type"] == "ready"
         stream_clip(ws, pcm, pause=0.05)
         end = events_until(ws, lambda e: e["type"] in ("audio_end", "error"), timeout=120)[-1]
-        assert end["type"] == "audio_end" and "tea" in end["transcript"].lower()
+        # what this test is about: the new client is served to the end of its stream. What Whisper
+        # hears in a streamed clip depends on how the frames meet its decode points (wall-clock
+        # pacing under load), so the words are not asserted here (test_ws_audio_stream does that).
+        assert end["type"] == "audio_end" and end["transcript"].strip(), end

@@ -33,9 +33,10 @@ class PolicySettings:
                            "(bundled model only), 'none' = the bare model")
     few_shot: str = setting("auto", "show the model few-shot examples: auto = only without --adapter "
                             "(a fine-tuned adapter knows the format)", choices=["auto", "yes", "no"])
-    decoding: str = setting("reencode", "decoding engine: reencode (each step re-runs its prompt), append "
-                            "(conversational transcript, cache only extended) or slots (ExPosST reserved "
-                            "source positions)", choices=["reencode", "append", "slots"])
+    decoding: str = setting("reencode", "decoding engine: reencode (each step re-runs its prompt), cached (the "
+                            "same prompts and output, re-running only what the last prompt did not share), "
+                            "append (conversational transcript, cache only extended) or slots (ExPosST "
+                            "reserved source positions)", choices=["reencode", "cached", "append", "slots"])
     slot: int = setting(16, "slots decoding: source positions are reserved in slots of this many tokens")
     lookahead: int = setting(0, "append/slots decoding, source known in advance (files, eval): decide up to this "
                              "many later reads in the same forward pass, as if the reads before them waited. "

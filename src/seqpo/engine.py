@@ -1,8 +1,12 @@
-"""One streaming decoding engine, three modes: re-encode, append (conversational) and slots
-(ExPosST zero-recompute caching, MISSION.md sec. 2).
+"""One streaming decoding engine, four modes: re-encode, cached re-encode, append (conversational)
+and slots (ExPosST zero-recompute caching, MISSION.md sec. 2).
 
 - `reencode`: each step's request (cached few-shot prefix + the whole step prompt) goes to
   `Generator.complete`, as the policies build it. The baseline and reference output.
+- `cached`: the same prompts and the same computation as `reencode`, with prefix caching: a step
+  runs only what its prompt does not share with the episode's previous one, all episodes packed
+  into one sequence (`seqpo.packed_engine.PackedCachedEngine`, which `StreamingEngine(mode="cached")`
+  constructs).
 - `append`: one running transcript per episode (`prompts.conversation_*`): each read appends
   `English: chunk\\nGerman:`, each step appends ` segment\\n` (or `\\n` for a wait). The cache is only
   extended, so a step runs only its new tokens; the result equals re-encoding the transcript.
@@ -50,7 +54,7 @@ from .prompts import conversation_prefix, conversation_read, conversation_write,
 from .slots import DEAD, PREFIX, SOURCE, TARGET, additive, prefix_ids, region_size, sliding_window, source_piece_ids, \
     target_piece_ids, visible
 
-MODES = ("reencode", "append", "slots")
+MODES = ("reencode", "cached", "append", "slots")
 
 
 class SourceRegionFullError(SeqpoError):
@@ -98,10 +102,20 @@ class _Job:
     entry: tuple[int, int, int, int] | None = None  # the token to run next (None: the block is not run yet)
     decided: torch.Tensor | None = None  # logits of the first token, computed by write-ahead
     then: list[tuple[str, bool]] = field(default_factory=list)  # write-ahead: the reads after the current one
+    logps: list[float] = field(default_factory=list)  # sampling: log-prob of each generated token
+    prompt: list[int] | None = None  # cached: the step's whole prompt ids
 
 
 class StreamingEngine:
-    """Continue episodes in one of `MODES`; the interface is the same for all three."""
+    """Continue episodes in one of `MODES`; the interface is the same for all of them."""
+
+    def __new__(cls, *args, **kwargs):
+        mode = kwargs.get("mode", args[2] if len(args) > 2 else "reencode")
+        if cls is StreamingEngine and mode == "cached":
+            from .packed_engine import PackedCachedEngine  # a subclass: imported here, not at module level
+
+            return super().__new__(PackedCachedEngine)
+        return super().__new__(cls)
 
     def __init__(self, model, tokenizer, mode: str = "reencode", slot: int = 16, batch_size: int = 8,
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
@@ -110,8 +124,9 @@ class StreamingEngine:
             raise ValueError(f"unknown decoding mode '{mode}' (choose from {', '.join(MODES)})")
         self.model, self.tokenizer, self.mode, self.slot = model, tokenizer, mode, slot
         self.few_shot = few_shot
-        self.lookahead = lookahead if mode != "reencode" else 0  # reads taken ahead per forward pass
-        self.write_ahead = write_ahead and mode != "reencode"  # run the next read while a segment decodes
+        incremental = mode in ("append", "slots")  # early decisions need reads the cache can run ahead
+        self.lookahead = lookahead if incremental else 0  # reads taken ahead per forward pass
+        self.write_ahead = write_ahead and incremental  # run the next read while a segment decodes
         self.do_sample = do_sample
         self.generator = Generator(model, tokenizer, batch_size, do_sample, temperature, top_p)
         warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
@@ -353,8 +368,8 @@ class StreamingEngine:
         finished = []
         for s, job in list(self.jobs.items()):  # steps whose first token write-ahead already computed
             if job.decided is not None:
-                tok, job.decided = self._first_token(job.decided, job.request), None
-                if self._next(s, job, tok):
+                (tok, lp), job.decided = self._first_token(job.decided, job.request), None
+                if self._next(s, job, tok, lp):
                     finished.append((s, self._finish(s, job)))
         if not self.jobs:
             return finished
@@ -378,10 +393,11 @@ class StreamingEngine:
                     need[r] = [0, len(follow)]
         logits, cols, at = self._forward(blocks, need or None)
         picked: dict[int, int] = {}
+        logp: dict[int, float | None] = {}
         for s, r, job in fresh:
             if r in need:  # look-ahead: take the decisions in order, up to the first that writes
                 for j, (_, req, _, _) in enumerate(job.points):
-                    tok = self._first_token(at[r][j], req)
+                    tok, logp[r] = self._first_token(at[r][j], req)
                     if j == len(job.points) - 1 or tok not in self.generator.line_end or not req.stop_at_newline:
                         break
                     job.waits.append(tok)
@@ -393,16 +409,18 @@ class StreamingEngine:
         rest = [r for s, r, job in fresh if r not in need]
         if rest:  # one batched pick, as a plain decoding step
             must = [i for i, r in enumerate(rest) if self.jobs[self.rows[r]].request.must_write]
-            firsts = self._pick(forbid_line_end(logits[torch.tensor(rest)], must, self.generator.line_end))
+            firsts, lps = self._pick_logp(forbid_line_end(logits[torch.tensor(rest)], must, self.generator.line_end))
             picked.update({r: int(t) for r, t in zip(rest, firsts)})
+            logp.update({r: lp for r, lp in zip(rest, lps or [None] * len(rest))})
         if decoding:
             scores = torch.stack([at[r][0] if r in follows else logits[r] for _, r, _ in decoding])
-            for (s, r, job), tok in zip(decoding, self._pick(scores)):
+            toks, lps = self._pick_logp(scores)
+            for (s, r, job), tok, lp in zip(decoding, toks, lps or [None] * len(decoding)):
                 s.gen_cols.append(cols[r][0])
-                picked[r] = int(tok)
+                picked[r], logp[r] = int(tok), lp
         for s, r, job in fresh + decoding:
             tok = picked[r]
-            ended = self._next(s, job, tok)
+            ended = self._next(s, job, tok, logp.get(r))
             if r in follows:
                 if ended:  # the next step's start, if what gets written and read makes it the same
                     s.spec = (follows[r], cols[r][1:], at[r][1])
@@ -412,14 +430,18 @@ class StreamingEngine:
                 finished.append((s, self._finish(s, job)))
         return finished
 
-    def _next(self, s: StreamState, job: "_Job", tok: int) -> bool:
+    def _next(self, s: StreamState, job: "_Job", tok: int, logp: float | None = None) -> bool:
         """Record a generated token; True if the step ends with it (else it runs at the next pass)."""
         job.ids.append(tok)
+        if logp is not None:
+            job.logps.append(logp)
         text = self.tokenizer.decode(job.ids, skip_special_tokens=True)
         if tok == self.tokenizer.eos_token_id or stop_reached(text, len(job.ids), job.points[job.taken][1]):
             return True
         if self.mode == "append":
             job.entry = (tok, PREFIX, -1, 0)
+        elif self.mode == "cached":
+            job.entry = (tok, PREFIX, len(job.prompt) + len(job.ids) - 1, 0)
         else:
             job.entry = (tok, TARGET, s.last[1] + len(job.ids), s.n_read)
         return False
@@ -432,7 +454,8 @@ class StreamingEngine:
         text = self.tokenizer.decode(job.ids, skip_special_tokens=True)
         s.gen_ids = job.ids[: len(s.gen_cols)]
         elapsed = (time.perf_counter() - job.t0) * 1000
-        last = Completion(text.split("\n")[0], len(job.ids), elapsed, "\n" in text or eos in job.ids, job.ids)
+        last = Completion(text.split("\n")[0], len(job.ids), elapsed, "\n" in text or eos in job.ids, job.ids,
+                          prompt_ids=job.prompt, logprobs=job.logps if len(job.logps) == len(job.ids) else None)
         entries: list[Completion | None] = []
         waits = iter(job.waits)
         by_read = {p[2]: j for j, p in enumerate(job.points[: job.taken + 1])}
@@ -483,16 +506,25 @@ class StreamingEngine:
             self.tags[0, row, dead] = DEAD
         s.n_read += k
 
-    def _first_token(self, logits: torch.Tensor, req: Request) -> int:
-        """A step's first token from one row of logits [V], under the request's must_write."""
+    def _first_token(self, logits: torch.Tensor, req: Request) -> tuple[int, float | None]:
+        """A step's first token from one row of logits [V], under the request's must_write (and
+        its log-prob when sampling)."""
         scores = forbid_line_end(logits[None], [0] if req.must_write else [], self.generator.line_end)
-        return int(self._pick(scores)[0])
+        tok, logp = self._pick_logp(scores)
+        return int(tok[0]), logp[0] if logp else None
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
+        return self._pick_logp(logits)[0]
+
+    def _pick_logp(self, logits: torch.Tensor) -> tuple[torch.Tensor, list[float] | None]:
+        """Next tokens from rows of scores [B, V]; when sampling, also each token's log-prob under
+        the distribution it was drawn from (temperature/top-p applied: what a rollout's update
+        compares against)."""
         if not self.do_sample:
-            return logits.argmax(-1)
-        probs = torch.softmax(self.warpers(None, logits), -1)
-        return torch.multinomial(probs, 1)[:, 0]
+            return logits.argmax(-1), None
+        logp = torch.log_softmax(self.warpers(None, logits.float()), -1)
+        picked = torch.multinomial(logp.exp(), 1)[:, 0]
+        return picked, logp.gather(1, picked[:, None])[:, 0].tolist()
 
     def _forward(self, blocks: dict[int, list[tuple[int, int, int, int]]], need: dict[int, list[int]] | None = None):
         """Run each row's new tokens (left-aligned with dead padding so every row's last real token

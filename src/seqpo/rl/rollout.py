@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..engine import StreamingEngine
 from ..generation import Completion, Generator
 from ..languages import LanguagePair
 from ..metrics.quality import sentence_scores
@@ -28,6 +29,7 @@ class StepSample:
     prompt_ids: list[int]
     token_ids: list[int]
     logprobs: list[float]  # of token_ids when sampled
+    must_write: bool = False  # the episode's last step: its first token could not end the line
 
 
 @dataclass
@@ -43,7 +45,7 @@ class Rollout:
 
 
 def sample_rollouts(
-    generator: Generator,
+    generator: Generator | StreamingEngine,
     policy: LLMPolicy,
     pair: LanguagePair,
     chunk: int,
@@ -52,7 +54,9 @@ def sample_rollouts(
 ) -> list[list[Rollout]]:
     """`group` rollouts for each (index, source, reference); one list per source, input order.
 
-    `generator` must sample (do_sample=True) for the log-probs to be recorded.
+    `generator` must sample (do_sample=True) for the log-probs to be recorded: a Generator (each
+    step's whole prompt through `generate`) or a StreamingEngine in `cached` mode (the same prompts,
+    running only what the previous step's prompt did not share; the group is forked after opening).
     """
     if not generator.do_sample:
         raise ValueError("rollouts need a sampling generator (do_sample=True)")
@@ -70,6 +74,9 @@ def sample_rollouts(
     for n, (index, _src, ref) in enumerate(items):
         eps = episodes[n * group : (n + 1) * group]
         groups.append([Rollout(index, ref, ep, samples.get(id(ep), [])) for ep in eps])
+        for r in groups[-1]:
+            for s in r.samples:  # the last read asks the policy to finish (policies.base.finish_request)
+                s.must_write = s.step == len(r.episode.steps) - 1 and r.episode.steps[-1].read > 0
     return groups
 
 

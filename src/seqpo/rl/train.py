@@ -39,6 +39,7 @@ from ..config import setting
 from ..errors import InputFileError, MissingExtraError, SettingsError
 from ..languages import LanguagePair, check_supported, parse_pair
 from ..resume import check_run_settings, read_complete_jsonl
+from ..stream import count_units
 from .reward import advantages, hierarchical_rewards, seqpo_rewards
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,21 @@ class TrainSettings:
     dev_ref: str = setting(None, "dev references")
     dev_limit: int = setting(20, "dev sentences per evaluation")
     limit: int = setting(None, "use only the first N training sentences")
+    max_source_units: int = setting(None, "train only on sentences of at most N source units (words; characters "
+                                    "for zh/ja): the cost of an episode grows with the square of its length")
     bf16: str = setting("auto", "bf16 autocast for the update: auto (if supported), yes, no",
                         choices=["auto", "yes", "no"])
     seed: int = setting(0, "random seed (data order and sampling)")
     rollout_backend: str = setting("hf", "rollout generation: hf (transformers) or vllm (GPU, optional "
                                    "extra; imported only when chosen)", choices=["hf", "vllm"])
+    rollouts: str = setting("cached", "hf rollouts: cached (each step runs only what its prompt does not "
+                            "share with the episode's previous one) or generate (transformers generate on "
+                            "every whole prompt; the original loop). Same prompts and distribution",
+                            choices=["cached", "generate"])
+    update: str = setting("tree", "update layout: tree (the step samples of a group as one prefix tree, each "
+                          "shared token run once) or rows (every step sample a padded row; the original "
+                          "loop). Same loss and gradient", choices=["tree", "rows"])
+    tree_tokens: int = setting(1024, "tree update: most tokens per forward pass (attention grows with its square)")
 
     def __post_init__(self):
         from ..model import resolve_adapter
@@ -106,7 +117,8 @@ class TrainSettings:
         for name in ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")
-        for name in ("steps", "sources", "chunk", "micro_batch", "save_every", "updates_per_batch", "max_step_tokens"):
+        for name in ("steps", "sources", "chunk", "micro_batch", "save_every", "updates_per_batch", "max_step_tokens",
+                     "tree_tokens"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
         if self.group < 2:
@@ -271,8 +283,12 @@ def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=
         model.save_pretrained(target)
         vllm.set_adapter(target, step)
         return vllm
+    from ..engine import StreamingEngine
     from ..generation import Generator
 
+    if settings.rollouts == "cached":
+        return StreamingEngine(model, tokenizer, mode="cached", batch_size=batch, do_sample=True,
+                               temperature=settings.temperature, few_shot=settings.use_few_shot())
     return Generator(model, tokenizer, batch_size=batch, do_sample=True, temperature=settings.temperature)
 
 
@@ -280,7 +296,7 @@ def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int
     from ..evaluate import EvalSettings, evaluate
     from ..model import LoadedModel
 
-    ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model,
+    ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model, decoding="cached",
                       adapter=str(_ckpt_dir(out, step)), few_shot="yes" if settings.use_few_shot() else "no",
                       src=settings.dev_src, ref=settings.dev_ref, limit=settings.dev_limit,
                       out=str(out / "eval" / f"step-{step:06d}"))
@@ -294,21 +310,26 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
 
     from ..evaluate import load_parallel
     from ..sft import use_bf16
-    from .grpo import completion_logprobs, flatten, grpo_token_loss, make_batches
+    from ..generation import line_end_ids
+    from ..slots import sliding_window
+    from .grpo import completion_logprobs, flatten, grpo_token_loss, make_batches, make_trees, tree_logprobs
     from .rollout import sample_rollouts, score_rollouts
     from ..policies.llm import LLMPolicy
 
     pair = settings.validate()
     sources, references = load_parallel(settings.src, settings.ref, settings.limit)
-    usable = [i for i, s in enumerate(sources) if s.strip() and references[i].strip()]
+    usable = [i for i, s in enumerate(sources) if s.strip() and references[i].strip() and
+              (settings.max_source_units is None or count_units(s, pair.source_unit) <= settings.max_source_units)]
     if not usable:
-        raise InputFileError(f"{settings.src} has no non-empty training sentences")
+        raise InputFileError(f"{settings.src} has no non-empty training sentences"
+                             + (f" of at most {settings.max_source_units} source units" if settings.max_source_units else ""))
     if settings.dev_src:
         load_parallel(settings.dev_src, settings.dev_ref)  # fail now, not after an hour of training
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     recorded = {k: v for k, v in asdict(settings).items()
-                if k not in ("out", "steps", "save_every", "eval_every", "dev_limit", "rollout_backend")}
+                if k not in ("out", "steps", "save_every", "eval_every", "dev_limit", "rollout_backend", "rollouts",
+                             "update", "tree_tokens")}  # how it runs, not what it computes
     bf16 = use_bf16(settings.bf16)
     try:
         accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available())
@@ -350,6 +371,17 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
     policy = LLMPolicy(max_step_tokens=settings.max_step_tokens, few_shot=settings.use_few_shot())
     beta = settings.kl_beta(pair)
     device = accelerator.device
+    window, line_end, temperature = sliding_window(policy_model), line_end_ids(tokenizer), settings.temperature
+
+    def scorer(net, batch):
+        """(log-probs, mask, sampled log-probs, advantages) of a batch's sampled tokens, shaped for
+        `grpo_token_loss`: [B, C] per padded row, or [M, 1] per (step sample, token) of a tree."""
+        if settings.update == "tree":
+            logps = tree_logprobs(net, batch, device, window, temperature, line_end)[:, None]
+            return logps, torch.ones_like(logps), batch.old_logps.to(device)[:, None], batch.advantages.to(device)
+        return (completion_logprobs(net, batch, device, temperature), batch.completion_mask.to(device),
+                batch.old_logps.to(device), batch.advantages.to(device))
+
     bar = tqdm(total=settings.steps, initial=done, unit="step", disable=not progress or not accelerator.is_main_process,
                desc=f"seqpo train {pair}", dynamic_ncols=True)
     for step in range(done + 1, settings.steps + 1):
@@ -378,8 +410,13 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
         # every process must run the same number of backward passes (DDP synchronises the last one),
         # so all split their rows into the largest count; a process with fewer rows repeats its last
         # micro-batch at weight 0
-        n_batches = int(accelerator.gather(torch.tensor([-(-len(rows) // settings.micro_batch)], device=device)).max())
-        batches = make_batches(rows, tokenizer.pad_token_id, -(-len(rows) // n_batches))
+        if settings.update == "tree":
+            batches = make_trees(rows, settings.tree_tokens)
+            n_batches = int(accelerator.gather(torch.tensor([len(batches)], device=device)).max())
+        else:
+            n_batches = int(accelerator.gather(torch.tensor([-(-len(rows) // settings.micro_batch)], device=device)).max())
+            batches = make_batches(rows, tokenizer.pad_token_id, -(-len(rows) // n_batches))
+        update_tokens = sum(b.nodes if settings.update == "tree" else int(b.attention_mask.sum()) for b in batches)
         weights = [1.0] * len(batches) + [0.0] * (n_batches - len(batches))
         batches += [batches[-1]] * (n_batches - len(batches))
         stats = {"loss": 0.0, "kl_sum": 0.0, "clipped_sum": 0.0, "logp_gap_sum": 0.0}
@@ -389,16 +426,14 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
             for i, batch in enumerate(batches):
                 sync = contextlib.nullcontext() if i == len(batches) - 1 else accelerator.no_sync(wrapped)
                 with sync, accelerator.autocast():
-                    logps = completion_logprobs(wrapped, batch, device)
+                    logps, mask, sampled, advs_i = scorer(wrapped, batch)
                     if beta and i not in ref_cache:
                         with torch.no_grad(), policy_model.disable_adapter():
-                            ref_cache[i] = completion_logprobs(policy_model, batch, device).detach()
-                    mask = batch.completion_mask.to(device)
-                    sampled = batch.old_logps.to(device)
+                            ref_cache[i] = scorer(policy_model, batch)[0].detach()
                     # one update per batch: on-policy, old = current (exactly what sampled the tokens);
                     # more updates: the log-probs recorded when sampling are the old policy
                     old = logps.detach() if settings.updates_per_batch == 1 else sampled
-                    loss, s = grpo_token_loss(logps, old, ref_cache.get(i), batch.advantages.to(device), mask,
+                    loss, s = grpo_token_loss(logps, old, ref_cache.get(i), advs_i, mask,
                                               settings.clip_eps, beta, total_tokens)
                     accelerator.backward(loss * scale * weights[i])
                 if update == 0 and weights[i]:
@@ -433,6 +468,8 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
             "logp_gap": round(g[9] / tok, 5),  # mean |teacher-forced - sampled| log-prob (numerics)
             "loss": round(g[11], 6),
             "tokens": int(g[10]),
+            "update_tokens": update_tokens,  # tokens through the model per forward of the update (this process)
+            "rollout_tokens": getattr(generator, "tokens_processed", None),
             "tokens_per_s": round(local_tokens / rollout_s, 2) if rollout_s > 0 else None,
             "rollout_s": round(rollout_s, 2),
             "update_s": round(update_s, 2),

@@ -1,0 +1,85 @@
+"""SeqPO training throughput: the original loop next to the fast one, same sentences and seeds.
+
+Usage: python benchmarks/train_throughput.py [--steps 2] [--sources 2] [--group 5] [--all] [-- extra train args]
+
+Each variant is a `seqpo train` run (own process, the shipped en-zh SFT adapter, train split
+generaltest2022 en-zh, seed 0, so every variant trains on the same sentences) for --steps steps;
+the figures come from its log.jsonl (rollout and update seconds of each step, tokens through the
+model), so model loading and checkpoints are not timed. Variants run one after another in one
+invocation, since this machine is noisy. Sampled episodes differ between variants (the two
+rollout paths draw from the same distribution with different random streams), so token counts
+are per episode.
+
+  original  --rollouts generate --update rows   every step's whole prompt through `generate`;
+                                                every step sample a padded row in the update
+  fast      --rollouts cached --update tree     (the default) prefix-cached rollouts, one prefix
+                                                tree per group in the update
+  --all adds the two mixed variants, to see what each half brings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "wmt"
+VARIANTS = {
+    "original (generate + rows)": ["--rollouts", "generate", "--update", "rows"],
+    "cached rollouts + rows": ["--rollouts", "cached", "--update", "rows"],
+    "generate + tree update": ["--rollouts", "generate", "--update", "tree"],
+    "fast (cached + tree)": ["--rollouts", "cached", "--update", "tree"],
+}
+
+
+def run(name: str, flags: list[str], args, extra: list[str], work: Path) -> dict:
+    out = work / name.split()[0]
+    cmd = [sys.executable, "-m", "seqpo.cli", "train", "--pair", "en-zh",
+           "--src", str(DATA / "generaltest2022.en-zh.en"), "--ref", str(DATA / "generaltest2022.en-zh.zh"),
+           "--out", str(out), "--steps", str(args.steps), "--sources", str(args.sources), "--group", str(args.group),
+           "--save-every", "1000", "--seed", "0", "--quiet", *flags, *extra]
+    print(f"# {name}: {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True)
+    steps = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if '"eval"' not in x]
+    eps = sum(s["episodes"] for s in steps)
+    roll, upd = sum(s["rollout_s"] for s in steps), sum(s["update_s"] for s in steps)
+    return {"variant": name, "episodes": eps, "rollout_s": roll, "update_s": upd,
+            "episodes_per_min": 60 * eps / (roll + upd),
+            "rollout_tokens_per_ep": sum(s.get("rollout_tokens") or 0 for s in steps) / eps,
+            "update_tokens_per_ep": sum(s["update_tokens"] for s in steps) / eps,
+            "sampled_tokens_per_ep": sum(s["tokens"] for s in steps) / eps,
+            "logp_gap": max(s["logp_gap"] for s in steps)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--sources", type=int, default=2)
+    ap.add_argument("--group", type=int, default=5)
+    ap.add_argument("--all", action="store_true", help="also the two mixed variants")
+    ap.add_argument("--work", default=None, help="folder for the runs (default: a temporary one)")
+    args, extra = ap.parse_known_args()
+    extra = [x for x in extra if x != "--"]
+    names = list(VARIANTS) if args.all else [n for n in VARIANTS if n.startswith(("original", "fast"))]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
+        rows = [run(n, VARIANTS[n], args, extra, work) for n in names]
+    base = rows[0]["episodes_per_min"]
+    print(f"\n{args.steps} steps x {args.sources} sources x group {args.group}, train split generaltest2022 en-zh, "
+          "shipped en-zh SFT adapter\n")
+    print("| loop | episodes | rollout s/episode | update s/episode | episodes/min | x original | "
+          "rollout tokens/episode | update tokens/episode | sampled tokens/episode | max logp gap |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['episodes']} | {r['rollout_s'] / r['episodes']:.2f} | "
+              f"{r['update_s'] / r['episodes']:.2f} | {r['episodes_per_min']:.2f} | {r['episodes_per_min'] / base:.2f} | "
+              f"{r['rollout_tokens_per_ep']:.0f} | {r['update_tokens_per_ep']:.0f} | {r['sampled_tokens_per_ep']:.1f} | "
+              f"{r['logp_gap']:.5f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Re-encode decoding with prefix caching, every episode packed into one sequence (`--decoding cached`).
+
+The `cached` decoding mode computes exactly what `reencode` does (the same prompt ids, the same
+positions, each token attending to the tokens before it in its own prompt), but keeps each
+episode's cache between steps: a step runs only the tokens of its prompt after the longest prefix
+it shares with what the episode holds (the instruction and the source read so far, since in the
+SeqPO format the target line comes after the source), plus the tokens it generates. This is what
+vLLM's automatic prefix caching does on a GPU; here it is what rollouts of `seqpo train` and
+evaluation run on the CPU.
+
+Why one sequence and not one cache row per episode: steps of different episodes need different
+numbers of new tokens in the same pass (a whole target line after a read, one token while
+decoding), and a batch of rows pads every row to the widest (measured: 2.5x the real tokens on
+en-zh rollouts). Packed, a pass runs exactly the new tokens of every running step side by side
+([1, tokens]); each column carries its episode and position, and the attention mask lets a token
+see the shared prefix (instruction, few-shot examples) and its own episode's earlier tokens at
+lower positions, nothing else. A fork (GRPO group) shares the prefix without copying it. Dead
+columns (what a prompt no longer shares) are dropped from the cache when they are the majority.
+The sliding window of Gemma-3's local layers is applied by position, as in the unpadded prompt.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from transformers import DynamicCache
+
+from .engine import PREFIX, StreamingEngine, StreamState, _Job
+from .generation import Request, forbid_line_end, prompt_ids
+from .languages import LanguagePair
+from .prompts import streaming_prefix
+
+SHARED = -1  # owner of the shared prefix columns
+
+
+class PackedCachedEngine(StreamingEngine):
+    """`StreamingEngine`'s interface in the `cached` mode; see the module docstring."""
+
+    def __init__(self, model, tokenizer, mode: str = "cached", slot: int = 16, batch_size: int = 8,
+                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, few_shot: bool = True,
+                 lookahead: int = 0, write_ahead: bool = False):
+        # slot, look-ahead and write-ahead belong to append/slots decoding: ignored here
+        super().__init__(model, tokenizer, "cached", batch_size=batch_size, do_sample=do_sample,
+                         temperature=temperature, top_p=top_p, few_shot=few_shot)
+        self.cols: torch.Tensor | None = None  # [3, L]: owner, position, token id of each cache column
+        self.alive: torch.Tensor | None = None  # [L] bool
+        self.owner: dict[StreamState, int] = {}
+        self.shared: dict[StreamState, int] = {}  # how many shared prefix tokens the episode's prompt uses
+        self._next_owner = 0
+
+    # -- episodes -------------------------------------------------------------------------------
+    def open(self, pair: LanguagePair, reads: list[str] | None = None,
+             max_source_tokens: int | None = None) -> StreamState:
+        n = self._ensure_prefix(pair)
+        state = StreamState(pair)
+        self.owner[state], self.shared[state] = self._next_owner, n
+        self._next_owner += 1
+        return state
+
+    def read(self, state: StreamState, chunk: str, last: bool = False) -> None:
+        return  # each request carries its whole prompt
+
+    def write(self, state: StreamState, segment: str) -> None:
+        state.gen_cols, state.gen_ids = [], []  # generated tokens stay; the next prompt decides what is kept
+
+    def close(self, state: StreamState) -> None:
+        self.jobs.pop(state, None)
+        owner = self.owner.pop(state, None)
+        self.shared.pop(state, None)
+        if owner is not None and self.cols is not None:
+            self.alive &= self.cols[0] != owner
+        if not self.owner:
+            self.cache = self.cols = self.alive = None
+            self._prefix = None
+
+    def fork(self, state: StreamState, n: int) -> list[StreamState]:
+        """`state` and n-1 copies: the shared prefix stays shared; the episode's own columns are copied."""
+        copies = []
+        own = ((self.cols[0] == self.owner[state]) & self.alive).nonzero()[:, 0] if self.cols is not None else None
+        for _ in range(n - 1):
+            c = StreamState(state.pair)
+            self.owner[c], self.shared[c] = self._next_owner, self.shared[state]
+            self._next_owner += 1
+            if own is not None and len(own):
+                self._append_columns(own, self.owner[c])
+            copies.append(c)
+        return [state] + copies
+
+    def context(self, state: StreamState) -> list[tuple[int, int, int, int]]:
+        """The episode's live tokens in position order: (id, PREFIX, position, 0)."""
+        owner, pos, ids = self.cols
+        mine = ((owner == self.owner[state]) & self.alive) | ((owner == SHARED) & (pos < self.shared[state]))
+        order = mine.nonzero()[:, 0]
+        order = order[pos[order].argsort()]
+        return [(int(ids[i]), PREFIX, int(pos[i]), 0) for i in order]
+
+    # -- steps -------------------------------------------------------------------------------------
+    def start(self, state: StreamState, request: Request, ahead=None, then=None) -> None:
+        if state in self.jobs:
+            raise RuntimeError("this episode already has a step running")
+        t0 = time.perf_counter()
+        full = prompt_ids(self.tokenizer, request)
+        live = [t for t, _, _, _ in self.context(state)]
+        k = 0
+        limit = min(len(live), len(full) - 1)  # at least one token runs: its logits start the step
+        while k < limit and live[k] == full[k]:
+            k += 1
+        own = (self.cols[0] == self.owner[state]) & self.alive
+        if k < self.shared[state]:
+            self.shared[state] = k
+            self.alive &= ~own
+        else:
+            self.alive &= ~(own & (self.cols[1] >= k))
+        block = [(t, PREFIX, i, 0) for i, t in enumerate(full[k:], k)]
+        self.jobs[state] = _Job(request, block, [(len(block) - 1, request, 0, 0)], t0, prompt=full)
+
+    def advance(self):
+        """One forward pass over every started step: new prompt tokens or the last generated token
+        of each, packed side by side; returns the steps that ended with their completions."""
+        if not self.jobs:
+            return []
+        self._compact()
+        jobs = list(self.jobs.items())
+        ids, owner, pos, last = [], [], [], []
+        for s, job in jobs:
+            run = job.block if job.entry is None else [job.entry]
+            for tok, _, p, _ in run:
+                ids.append(tok)
+                owner.append(self.owner[s])
+                pos.append(p)
+            last.append(len(ids) - 1)
+        new = torch.tensor([owner, pos, ids])
+        shared_of = {o: self.shared[s] for s, o in self.owner.items()}
+        keys = torch.cat([self.cols, new], 1)
+        alive = torch.cat([self.alive, torch.ones(len(ids), dtype=torch.bool)])
+        q_owner, q_pos = new[0][:, None], new[1][:, None]
+        k_owner, k_pos = keys[0][None], keys[1][None]
+        limit = torch.tensor([shared_of[o] for o in owner])[:, None]
+        ok = alive[None] & (k_pos <= q_pos) & ((k_owner == q_owner) | ((k_owner == SHARED) & (k_pos < limit)))
+        masks = {"full_attention": self._additive(ok[None])}
+        if self.window is not None:
+            masks["sliding_attention"] = self._additive((ok & ((q_pos - k_pos) < self.window))[None])
+        with torch.inference_mode():
+            out = self.model(input_ids=new[2][None].to(self.device), position_ids=new[1][None].to(self.device),
+                             attention_mask=masks, cache=self.cache, use_cache=True,
+                             logits_to_keep=torch.tensor(last, device=self.device))
+        self.cols, self.alive = keys, alive
+        self._tokens += len(ids)
+        scores = out.logits[0].float()
+        must = [i for i, (_, job) in enumerate(jobs) if job.entry is None and job.request.must_write]
+        toks, logps = self._pick_logp(forbid_line_end(scores, must, self.generator.line_end))
+        finished = []
+        for i, (s, job) in enumerate(jobs):
+            if self._next(s, job, int(toks[i]), logps[i] if logps else None):
+                finished.append((s, self._finish(s, job)))
+        return finished
+
+    # -- the packed cache --------------------------------------------------------------------------
+    def _ensure_prefix(self, pair: LanguagePair) -> int:
+        if self._prefix is not None:
+            if self._prefix[0] != pair:
+                raise ValueError("one engine serves one language pair at a time")
+            return self._prefix[1]
+        ids = self.tokenizer(streaming_prefix(pair) if self.few_shot else "").input_ids
+        self.cache = DynamicCache()  # full layers: the sliding window is applied by our masks
+        with torch.inference_mode():
+            self.model(input_ids=torch.tensor([ids], device=self.device), cache=self.cache, use_cache=True,
+                       logits_to_keep=1)
+        self._tokens += len(ids)
+        self.cols = torch.tensor([[SHARED] * len(ids), list(range(len(ids))), ids])
+        self.alive = torch.ones(len(ids), dtype=torch.bool)
+        self._prefix = (pair, len(ids))
+        return len(ids)
+
+    def _append_columns(self, idx: torch.Tensor, owner: int) -> None:
+        for layer in self.cache.layers:
+            i = idx.to(layer.keys.device)
+            layer.keys = torch.cat([layer.keys, layer.keys.index_select(2, i)], 2)
+            layer.values = torch.cat([layer.values, layer.values.index_select(2, i)], 2)
+        copied = self.cols[:, idx].clone()
+        copied[0] = owner
+        self.cols = torch.cat([self.cols, copied], 1)
+        self.alive = torch.cat([self.alive, torch.ones(len(idx), dtype=torch.bool)])
+
+    def _compact(self) -> None:
+        if self.alive is None or int(self.alive.sum()) * 2 > len(self.alive):
+            return
+        idx = self.alive.nonzero()[:, 0]
+        for layer in self.cache.layers:
+            i = idx.to(layer.keys.device)
+            layer.keys = layer.keys.index_select(2, i)
+            layer.values = layer.values.index_select(2, i)
+        self.cols, self.alive = self.cols[:, idx], self.alive[idx]
