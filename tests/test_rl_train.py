@@ -123,7 +123,9 @@ def test_periodic_eval_and_plots(waiting_model, train_files, tmp_path):
     assert [r["step"] for r in evals] == [1, 2]
     assert {"BLEU", "chrF", "AL", "LAAL", "wait_fraction"} <= evals[0]["eval"].keys()
     assert (out / "eval" / "step-000002" / "scores.json").exists()
-
+    meta = json.loads((out / "seqpo.json").read_text())
+    assert meta["stage"] == "seqpo" and meta["start"] == "none" and meta["dev"]["step"] == 2
+    assert meta["dev"]["chrF"] == evals[-1]["eval"]["chrF"]
     assert main(["plot", str(out)]) == 0
     png = out / "curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
@@ -132,6 +134,36 @@ def test_periodic_eval_and_plots(waiting_model, train_files, tmp_path):
     assert main(["plot", "--eval", folders, "--out", str(chart)]) == 0
     assert chart.read_bytes()[:4] == b"\x89PNG"
     assert main(["plot", str(tmp_path / "nothing-here")]) == 2
+
+
+def test_cli_run_records_its_command_and_start(waiting_model, train_files, tmp_path):
+    out = tmp_path / "cli"
+    argv = ["train", "--src", str(train_files[0]), "--ref", str(train_files[1]), "--out", str(out), "--model",
+            str(waiting_model), "--adapter", "none", "--few-shot", "no", "--steps", "1", "--sources", "1", "--group", "2",
+            "--max-step-tokens", "4", "--bf16", "no", "--max-source-units", "6", "--quiet"]
+    assert main(argv) == 0
+    meta = json.loads((out / "seqpo.json").read_text())
+    assert meta["command"].startswith("seqpo train --src ") and "--max-source-units 6" in meta["command"]
+    assert meta["stage"] == "seqpo" and meta["start"] == "none" and meta["episodes"] == 2
+
+
+def test_shipped_adapters_are_selectable_by_stage():
+    from seqpo.errors import ModelLoadError
+    from seqpo.model import resolve_adapter, shipped_adapter_dir
+
+    sft = json.loads((shipped_adapter_dir("en-zh", "sft") / "seqpo.json").read_text())
+    assert sft["stage"] == "sft" and sft["command"].startswith("seqpo sft") and sft["dev"]
+    assert resolve_adapter("sft", "en-zh", None) == str(shipped_adapter_dir("en-zh", "sft"))
+    assert resolve_adapter(None, "en-zh", None) == str(shipped_adapter_dir("en-zh"))
+    assert TrainSettings(pair="en-zh").adapter == str(shipped_adapter_dir("en-zh", "sft"))  # SeqPO starts from SFT
+    seqpo = shipped_adapter_dir("en-zh", "seqpo")
+    if (seqpo / "adapter_config.json").exists():  # shipped only if it beat its start on dev
+        meta = json.loads((seqpo / "seqpo.json").read_text())
+        assert meta["stage"] == "seqpo" and resolve_adapter(meta["start"], "en-zh", None) == str(shipped_adapter_dir("en-zh", "sft"))
+        assert resolve_adapter(None, "en-zh", None) == str(seqpo)
+    else:
+        with pytest.raises(ModelLoadError, match="no seqpo adapter ships for en-zh"):
+            resolve_adapter("seqpo", "en-zh", None)
 
 
 def test_reference_is_the_start_adapter_and_the_export_loads_on_the_base(waiting_model, train_files, tmp_path):

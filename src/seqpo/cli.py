@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 
 from . import __version__
@@ -80,7 +81,8 @@ def _cmd_bench(args) -> int:
 def _cmd_train(args) -> int:
     from .rl.train import TrainSettings, train
 
-    out = train(build_settings(TrainSettings, args), progress=not args.quiet)
+    out = train(build_settings(TrainSettings, args), progress=not args.quiet,
+                command="seqpo " + " ".join(shlex.quote(a) for a in args.argv))
     print(json.dumps({"adapter": str(out), "log": str(out / "log.jsonl")}))
     return 0
 
@@ -200,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by commands that make artifacts
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

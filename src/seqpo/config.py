@@ -29,8 +29,9 @@ class PolicySettings:
     k: int = setting(3, "wait-k: reads before the first write")
     chunk: int = setting(1, "source units per read (words; characters for zh/ja sources)")
     model: str = setting(None, "causal LM: local path or hub id (default: the bundled Gemma-3-270M)")
-    adapter: str = setting(None, "peft LoRA adapter folder; default: the adapter shipped for the pair "
-                           "(bundled model only), 'none' = the bare model")
+    adapter: str = setting(None, "peft LoRA adapter folder, or 'sft' / 'seqpo': the adapter of that stage shipped "
+                           "for the pair; default: the pair's default shipped adapter (bundled model only), "
+                           "'none' = the bare model")
     few_shot: str = setting("auto", "show the model few-shot examples: auto = only without --adapter "
                             "(a fine-tuned adapter knows the format)", choices=["auto", "yes", "no"])
     decoding: str = setting("reencode", "decoding engine: reencode (each step re-runs its prompt), cached (the "

@@ -92,16 +92,35 @@ def resolve_model_path(model: str | None) -> str:
     raise ModelLoadError(f"model path not found: {model}")
 
 
-def shipped_adapter_dir(pair: str) -> Path:
-    """Where the adapter trained for `pair` ships inside the package (src/seqpo/models/<pair>)."""
-    return Path(__file__).parent / "models" / str(pair).strip().lower()
+STAGES = ("sft", "seqpo")  # shipped adapters per pair: warm-up SFT, and SeqPO trained from it (if it won)
+
+
+def shipped_adapter_dir(pair: str, stage: str | None = None) -> Path:
+    """Where an adapter trained for `pair` ships inside the package: the SFT adapter in
+    src/seqpo/models/<pair>, a SeqPO adapter in src/seqpo/models/<pair>-seqpo. Without a stage, the
+    pair's default: the SeqPO adapter where one ships (only one that beat its SFT start on dev
+    does), else the SFT adapter."""
+    root = Path(__file__).parent / "models"
+    name = str(pair).strip().lower()
+    if stage is None:
+        stage = "seqpo" if (root / f"{name}-seqpo" / "adapter_config.json").exists() else "sft"
+    if stage not in STAGES:
+        raise ValueError(f"unknown adapter stage {stage!r} (choose from {', '.join(STAGES)})")
+    return root / (name if stage == "sft" else f"{name}-{stage}")
 
 
 def resolve_adapter(adapter: str | None, pair: str, model: str | None) -> str | None:
-    """The adapter to load: an explicit path; 'none' for the bare model; by default the adapter
-    shipped for the pair, but only on the bundled model it was trained on."""
+    """The adapter to load: an explicit path; 'none' for the bare model; 'sft' or 'seqpo' for the
+    adapter of that stage shipped for the pair; by default the pair's default shipped adapter, but
+    only on the bundled model it was trained on."""
     if adapter is not None and str(adapter).strip().lower() in ("none", ""):
         return None
+    if adapter and str(adapter).strip().lower() in STAGES and not Path(adapter).exists():
+        shipped = shipped_adapter_dir(pair, str(adapter).strip().lower())
+        if not (shipped / "adapter_config.json").exists():
+            raise ModelLoadError(f"no {adapter} adapter ships for {pair} (shipped: "
+                                 f"{', '.join(s for s in STAGES if (shipped_adapter_dir(pair, s) / 'adapter_config.json').exists()) or 'none'})")
+        return str(shipped)
     if adapter:
         return str(adapter)
     if model not in (None, "", DEFAULT_MODEL, "bundled"):

@@ -56,8 +56,8 @@ class TrainSettings:
     ref: str = setting(None, "training references, aligned with --src")
     out: str = setting(None, "run folder (log, checkpoints, final adapter); a re-run resumes it")
     model: str = setting(None, "base causal LM (default: the bundled Gemma-3-270M)")
-    adapter: str = setting(None, "LoRA adapter to start from (the SFT policy); default: the adapter shipped "
-                           "for the pair on the bundled model; 'none' = a fresh LoRA on the bare model")
+    adapter: str = setting(None, "LoRA adapter to start from (the SFT policy); default: the SFT adapter shipped "
+                           "for the pair on the bundled model ('sft'); 'none' = a fresh LoRA on the bare model")
     few_shot: str = setting("auto", "few-shot examples in the prompt: auto = only without an adapter",
                             choices=["auto", "yes", "no"])
     chunk: int = setting(1, "source units per read; also the latency truncation m")
@@ -110,6 +110,10 @@ class TrainSettings:
     def __post_init__(self):
         from ..model import resolve_adapter
 
+        # the start is the SFT policy: by default the pair's shipped SFT adapter, not a shipped SeqPO one
+        if self.adapter is None and self.model in (None, "", "bundled", "bundled:gemma-3-270m") \
+                and _has_shipped_sft(self.pair):
+            self.adapter = "sft"
         self.adapter = resolve_adapter(self.adapter, self.pair, self.model)
 
     def validate(self) -> LanguagePair:
@@ -141,6 +145,21 @@ class TrainSettings:
 
     def use_few_shot(self) -> bool:
         return self.few_shot == "yes" or (self.few_shot == "auto" and not self.adapter)
+
+
+def _has_shipped_sft(pair: str) -> bool:
+    from ..model import shipped_adapter_dir
+
+    return (shipped_adapter_dir(pair, "sft") / "adapter_config.json").exists()
+
+
+def _start_name(adapter: str | None, pair) -> str | None:
+    """What `--adapter` takes to select the start policy: 'sft' for the pair's shipped SFT adapter."""
+    from ..model import shipped_adapter_dir
+
+    if adapter and Path(adapter).resolve() == shipped_adapter_dir(str(pair), "sft").resolve():
+        return "sft"
+    return adapter or "none"
 
 
 def step_items(n: int, step: int, per_step: int, seed: int) -> list[int]:
@@ -304,7 +323,7 @@ def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int
     return {k: v for k, v in scores.items() if k != "signature"}
 
 
-def train(settings: TrainSettings, progress: bool = True) -> Path:
+def train(settings: TrainSettings, progress: bool = True, command: str | None = None) -> Path:
     from accelerate import Accelerator
     from tqdm import tqdm
 
@@ -495,7 +514,12 @@ def train(settings: TrainSettings, progress: bool = True) -> Path:
     bar.close()
     if accelerator.is_main_process:
         export_adapter(settings, _ckpt_dir(out, settings.steps), out)
+        evals = [r for r in read_complete_jsonl(log_path) if "eval" in r]
         (out / "seqpo.json").write_text(json.dumps({
-            "pair": str(pair), "format": "seqpo", "base_model": loaded.name, "start_adapter": settings.adapter,
-            "steps": settings.steps, "reward": settings.reward, "trained_by": "seqpo train"}, indent=2))
+            "pair": str(pair), "stage": "seqpo", "start": _start_name(settings.adapter, pair), "format": "seqpo",
+            "base_model": loaded.name, "start_adapter": settings.adapter, "steps": settings.steps,
+            "episodes": settings.steps * settings.sources * settings.group, "reward": settings.reward,
+            "command": command,
+            "dev": {"step": evals[-1]["step"], **evals[-1]["eval"], "lines": settings.dev_limit} if evals else None,
+            "trained_by": "seqpo train"}, indent=2, ensure_ascii=False))
     return out
