@@ -1,6 +1,7 @@
 """Quality-latency chart and table of `seqpo eval` runs on the same first N dev lines.
 
 Usage: python benchmarks/quality_latency.py --limit 50 --out docs/figures/ql.png LABEL=RUN_DIR ...
+(BLEU vs AL in OUT, chrF vs AL next to it in OUT's name + "_chrf")
 
 Every run is rescored on its first N sentences (benchmarks/collect_scores.py), so runs that went
 further than others still compare on the same lines. Prints a Markdown table.
@@ -36,7 +37,9 @@ def main() -> None:
         points.append((label, s))
         print(f"| {label} | {s['sentences']} | {s['BLEU']:.2f} | {s['chrF']:.2f} | {s['AL']:.2f} | {s['LAAL']:.2f} "
               f"| {s['wait_fraction']:.3f} |")
-    draw_quality_latency(points, args.out, title=args.title)
+    out = Path(args.out)
+    draw_quality_latency(points, out, metric="BLEU", title=args.title)
+    draw_quality_latency(points, out.with_name(out.stem + "_chrf" + out.suffix), metric="chrF", title=args.title)
 
 
 if __name__ == "__main__":

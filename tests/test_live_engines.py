@@ -44,7 +44,7 @@ def speak_live(engines, stream, policy, sentence: str, max_units: int = 30):
 
 
 @pytest.mark.parametrize("mode, policy", [("append", "llm"), ("append", "wait-k"), ("slots", "llm"),
-                                          ("slots", "wait-k")])
+                                          ("slots", "wait-k"), ("cached", "llm")])
 def test_live_run_equals_run_episodes(tiny_loaded, mode, policy):
     # slots: one 128-token slot holds both the live reserve (30 words x 4 tokens) and the
     # sentence's own tokens, so both runs put the target at the same positions

@@ -65,7 +65,7 @@ def rows_freed(app, timeout: float = 10) -> bool:
     return True
 
 
-@pytest.mark.parametrize("decoding, slot", [("append", 16), ("slots", 128)])
+@pytest.mark.parametrize("decoding, slot", [("append", 16), ("slots", 128), ("cached", 16)])
 def test_session_equals_run_episodes(tiny_model_dir, tiny_loaded, decoding, slot):
     # slots: one 128-token slot holds the live reserve (30 words x 4 tokens) and the sentence's
     # own tokens alike, so the live and the offline episode put the target at the same positions

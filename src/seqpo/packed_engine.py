@@ -56,6 +56,7 @@ class PackedCachedEngine(StreamingEngine):
         state = StreamState(pair)
         self.owner[state], self.shared[state] = self._next_owner, n
         self._next_owner += 1
+        self.rows.append(state)  # the open episodes, as in the other modes
         return state
 
     def read(self, state: StreamState, chunk: str, last: bool = False) -> None:
@@ -68,6 +69,8 @@ class PackedCachedEngine(StreamingEngine):
         self.jobs.pop(state, None)
         owner = self.owner.pop(state, None)
         self.shared.pop(state, None)
+        if state in self.rows:
+            self.rows.remove(state)
         if owner is not None and self.cols is not None:
             self.alive &= self.cols[0] != owner
         if not self.owner:
@@ -85,6 +88,7 @@ class PackedCachedEngine(StreamingEngine):
             if own is not None and len(own):
                 self._append_columns(own, self.owner[c])
             copies.append(c)
+        self.rows += copies
         return [state] + copies
 
     def context(self, state: StreamState) -> list[tuple[int, int, int, int]]:
