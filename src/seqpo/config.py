@@ -89,7 +89,7 @@ def add_settings(parser: argparse.ArgumentParser, cls, positional: tuple[str, ..
             parser.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, help=help_text, **meta)
             continue
         flag = "--" + f.name.replace("_", "-")
-        shown = f" (default: {f.default})" if f.default not in (None, False, "") else ""
+        shown = f" (default: {f.default})" if f.default not in (None, False, "", ()) else ""
         if kind is bool:
             parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=help_text)
             continue

@@ -22,7 +22,7 @@ from .errors import SeqpoError
 from .generation import Completion, Generator, Request
 from .languages import LanguagePair
 from .policies.base import Policy, State
-from .stream import Episode, Step, chunk_source, join_reads, split_units
+from .stream import Episode, Step
 
 if TYPE_CHECKING:
     from .live_engines import LiveStream
@@ -44,12 +44,22 @@ class PlannedStep:
 class LiveEpisode:
     """One sentence streamed live: `feed` text, `end` it, and step through `next_step`/`record`."""
 
-    def __init__(self, pair: LanguagePair, policy: Policy, chunk: int = 1, max_units: int | None = None):
+    def __init__(self, pair: LanguagePair, policy: Policy, chunk: int = 1, max_units: int | None = None,
+                 max_chars: int | None = None):
         if chunk < 1:
             raise ValueError("chunk size must be at least 1")
         self.pair, self.policy, self.chunk, self.max_units = pair, policy, chunk, max_units
+        self.max_chars = max_chars  # text without spaces (or only spaces) adds no units, but memory
         self.text = ""  # everything received so far, as received
         self.ended = False
+        # Units are counted as text arrives, never by re-splitting the whole text (a long sentence
+        # fed in small pieces would cost quadratic time): words complete so far (a word is complete
+        # once whitespace follows it) and the word still growing; for character sources, the end
+        # offset in `text` of each non-space character.
+        self._words: list[str] = []
+        self._partial = ""
+        self._char_ends: list[int] = []
+        self._start = -1  # offset of the first non-space character (character sources)
         self.read_units = 0  # units the policy has seen
         self.episode = Episode(source="", source_unit=pair.source_unit, target_unit=pair.target_unit)
         self._open: PlannedStep | None = None  # a step waiting for its completion
@@ -58,27 +68,46 @@ class LiveEpisode:
     def feed(self, text: str) -> None:
         if self.ended:
             raise RuntimeError("this sentence has ended; start a new LiveEpisode")
+        if self.max_chars is not None and len(self.text) + len(text) > self.max_chars:
+            raise SentenceTooLongError(
+                f"sentence longer than {self.max_chars} characters; send an end sooner")
+        offset = len(self.text)
         self.text += text
-        if self.max_units is not None and len(split_units(self.text, self.pair.source_unit)) > self.max_units:
+        if self.pair.source_unit == "char":
+            for i, ch in enumerate(text, offset):
+                if not ch.isspace():
+                    self._start = i if self._start < 0 else self._start
+                    self._char_ends.append(i + 1)
+            units = len(self._char_ends)
+        else:
+            pieces = (self._partial + text).split()
+            if pieces and not text[-1:].isspace():
+                self._partial = pieces.pop()
+            else:
+                self._partial = ""
+            self._words += pieces
+            units = len(self._words) + bool(self._partial)
+        if self.max_units is not None and units > self.max_units:
             raise SentenceTooLongError(
                 f"sentence longer than {self.max_units} {self.pair.source_unit}s; send an end sooner")
 
     def end(self) -> None:
         self.ended = True
         self.episode.source = self.text.strip()
+        if self._partial:
+            self._words.append(self._partial)
+            self._partial = ""
 
     def complete_units(self) -> int:
         """Source units known to be complete: a trailing word may still grow until whitespace or end."""
-        units = split_units(self.text, self.pair.source_unit)
-        if self.pair.source_unit == "word" and units and not self.ended and not self.text[-1].isspace():
-            return len(units) - 1
-        return len(units)
+        return len(self._char_ends) if self.pair.source_unit == "char" else len(self._words)
 
     def prefix(self, n: int) -> str:
         """The first n source units, as `simulate` shows them (words joined by one space; for
-        character sources the original substring, inner spaces kept)."""
-        unit = self.pair.source_unit
-        return join_reads(chunk_source(self.text, unit, 1)[:n], unit)
+        character sources the original substring, inner spaces kept: `stream.chunk_source`)."""
+        if self.pair.source_unit == "char":
+            return self.text[self._start : self._char_ends[n - 1]] if n else ""
+        return " ".join(self._words[:n])
 
     # -- the policy side ----------------------------------------------------------------------
     @property

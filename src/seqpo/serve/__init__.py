@@ -26,6 +26,15 @@ class ServeSettings(PolicySettings, SpeechSettings):
     queue_size: int = setting(64, "most model requests waiting; beyond it a step is refused as busy")
     max_message_bytes: int = setting(16384, "largest client message accepted (bytes)")
     max_sentence_words: int = setting(200, "longest sentence accepted, in source units (words or characters)")
+    max_sentence_chars: int | None = setting(None, "longest sentence accepted, in characters with spaces (text "
+                                             "without spaces adds no units); default: 16 per --max-sentence-words")
+    max_sessions: int = setting(64, "most WebSocket sessions open at once; more are refused as busy")
+    max_queued_sentences: int = setting(8, "most sentences of one WebSocket session waiting for their "
+                                        "translation; more are refused as busy")
+    allow_origin: tuple[str, ...] = setting((), "a web page origin (scheme://host:port) that may use this "
+                                            "server besides its own page, e.g. http://localhost:3000 (repeat "
+                                            "for several; '*' for any). Browsers send Origin; other clients "
+                                            "send none and are always served", action="append")
     idle_timeout: float = setting(300.0, "close a WebSocket after this many seconds without a client message "
                                   "(not counting time its sentences are being translated)")
     max_audio_seconds: float = setting(600.0, "speech: most audio accepted per session or upload (seconds)")
@@ -37,6 +46,8 @@ class ServeSettings(PolicySettings, SpeechSettings):
     def __post_init__(self):
         self.adapter_given = self.adapter  # as given, before PolicySettings resolves it for the default pair
         super().__post_init__()
+        if self.max_sentence_chars is None:
+            self.max_sentence_chars = 16 * self.max_sentence_words
         # pair -> name of the adapter its sessions run on, when serve() loads one adapter per pair;
         # empty: one adapter (or none) for every session, as `--adapter` says
         self.session_adapters: dict[str, str] = {}
@@ -80,7 +91,8 @@ def serve(settings: ServeSettings) -> None:
 
     check_supported(parse_pair(settings.pair))
     for name in ("k", "chunk", "batch_size", "queue_size", "max_message_bytes", "max_sentence_words", "port",
-                 "max_audio_frame_bytes", "max_audio_sessions", "slot"):
+                 "max_audio_frame_bytes", "max_audio_sessions", "slot", "max_sentence_chars", "max_sessions",
+                 "max_queued_sentences"):
         if getattr(settings, name) < 1:
             raise InputFileError(f"--{name.replace('_', '-')} must be at least 1")
     if settings.idle_timeout <= 0 or settings.max_audio_seconds <= 0:
@@ -95,7 +107,9 @@ def serve(settings: ServeSettings) -> None:
         loaded = load_model(settings.model, settings.adapter)
     generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size)
     app = create_app(settings, generator, model_name=loaded.name)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    # frames over the larger message limit are refused by uvicorn (close 1009) before they are read
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                ws_max_size=max(settings.max_message_bytes, settings.max_audio_frame_bytes))
 
 
 __all__ = ["ServeSettings", "serve"]

@@ -1,27 +1,46 @@
-"""The FastAPI app: routes of the translation server around one shared `ModelWorker`."""
+"""The FastAPI app: routes of the translation server around one shared `ModelWorker`.
+
+Every error, from a route or not (unknown path, invalid body, a bug), is the protocol's error
+object `{"type": "error", "code", "message"}` with an HTTP status: 400 bad input (bad_pair,
+bad_policy, bad_value, bad_audio, too_long), 403 origin, 404 not_found, 405 bad_method, 413
+too_large / too_long (audio), 422 bad_request (body fails the schema), 500 model / internal,
+503 busy, no_speech, worker (the model worker has stopped; /health says so too).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Form, UploadFile, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from ..engine import SourceRegionFullError
-from ..errors import SeqpoError
+from ..errors import InputFileError, MissingExtraError
 from ..generation import Generator
 from ..session import SentenceTooLongError
+from ..speech.audio import AudioTooLongError
+from .admission import BodyLimit, OriginCheck
 from .connection import Connection, ProtocolError, done_payload, new_episode, new_stream, parse_config, \
     run_due_steps, step_payload
 from .audio import SpeechService, translate_upload
 from .metrics import ServerMetrics
-from .worker import Busy, ModelWorker
+from .worker import Busy, ModelWorker, WorkerDead
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+HTTP_CODES = {404: "not_found", 405: "bad_method", 413: "too_large"}
+# upload bodies: 16-bit samples, the wav header and the multipart form around them
+UPLOAD_OVERHEAD = 16384
 
 
 class TranslateBody(BaseModel):
@@ -55,10 +74,42 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
     app = FastAPI(title="seqpo", summary="simultaneous machine translation", lifespan=lifespan)
     app.state.worker, app.state.metrics, app.state.settings = worker, metrics, settings
     app.state.speech = speech
+    app.state.open_sessions = 0
 
     def error_response(status: int, code: str, message: str) -> JSONResponse:
         metrics.errors.labels(code).inc()
         return JSONResponse({"type": "error", "code": code, "message": message}, status_code=status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request, exc: HTTPException):
+        return error_response(exc.status_code, HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}"),
+                              str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(_request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return error_response(422, "bad_request", problems or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request, exc: Exception):  # a bug: still an answer in the protocol's form
+        log.error("request failed", exc_info=exc)
+        return error_response(500, "internal", f"internal error: {type(exc).__name__}")
+
+    def json_limit(path: str) -> int:
+        if path == "/translate/audio":
+            return round(settings.max_audio_seconds * 16000) * 2 + UPLOAD_OVERHEAD
+        return 6 * settings.max_message_bytes + 1024  # JSON escapes take up to 6 bytes per byte of text
+
+    def refused(code: str) -> None:
+        metrics.errors.labels(code).inc()
+
+    # outermost last: origin first, then the body's size
+    app.add_middleware(BodyLimit, limit=json_limit, on_refused=refused)
+    allowed = tuple(getattr(settings, "allow_origin", ()) or ())
+    if allowed:  # lets the pages of those origins read the answers of their POSTs
+        app.add_middleware(CORSMiddleware, allow_origins=list(allowed), allow_methods=["GET", "POST"],
+                           allow_headers=["*"])
+    app.add_middleware(OriginCheck, allowed=allowed, on_refused=refused)
 
     @app.get("/")
     async def page():
@@ -68,7 +119,8 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
 
     @app.get("/health")
     async def health():
-        body = {"status": "ok" if worker.alive else "worker stopped", "model": model_name,
+        body = {"status": "ok" if worker.alive else f"worker {worker.state}", "worker": worker.state,
+                "model": model_name,
                 "queue": worker.pending, "sessions": int(metrics.registry.get_sample_value("seqpo_sessions_active")),
                 "audio_streams": speech.active, "pair": settings.pair, "policy": settings.policy,
                 "decoding": decoding,
@@ -90,7 +142,7 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
         given = {k: v for k, v in body.model_dump().items() if v is not None and k != "text"}
         try:
             config = parse_config(given, settings)
-            live = new_episode(config, settings.max_sentence_words)
+            live = new_episode(config, settings.max_sentence_words, settings.max_sentence_chars)
             live.feed(body.text)
         except ProtocolError as exc:
             return error_response(400, exc.code, str(exc))
@@ -105,8 +157,13 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
                 trace.append(step_payload(1, live, step, latency_ms))
         except Busy as exc:
             return error_response(503, "busy", str(exc))
+        except WorkerDead as exc:
+            return error_response(503, "worker", str(exc))
         except SourceRegionFullError as exc:
             return error_response(400, "too_long", str(exc))
+        except Exception as exc:  # the model failed on this sentence
+            log.exception("translation failed")
+            return error_response(500, "model", f"translation failed: {exc}")
         finally:
             worker.drop(owner)
             if stream is not None:
@@ -119,13 +176,7 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
     async def translate_audio(file: UploadFile, pair: str | None = Form(None), policy: str | None = Form(None),
                               k: int | None = Form(None), chunk: int | None = Form(None)):
         """An uploaded 16 kHz wav through the speech cascade, as `seqpo translate --audio --json`."""
-        from ..speech.audio import SAMPLE_RATE, wav_from_bytes
-
-        limit = round(settings.max_audio_seconds * SAMPLE_RATE * 2) + 4096  # 16-bit samples + header
-        data = await file.read(limit + 1)
-        if len(data) > limit:
-            return error_response(413, "too_large", f"upload over {limit} bytes: the limit is "
-                                  f"{settings.max_audio_seconds:g} s of 16-bit audio")
+        data = await file.read()  # BodyLimit has held it to the limit
         given = {k: v for k, v in {"pair": pair, "policy": policy, "k": k, "chunk": chunk}.items() if v is not None}
         try:
             config = parse_config(given, settings)
@@ -135,24 +186,37 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
             return error_response(400, "bad_pair", f"speech input is English only (Whisper tiny.en); "
                                   f"got pair {config.pair}")
         try:
-            samples = wav_from_bytes(data, file.filename or "upload")
-        except SeqpoError as exc:
+            return await translate_upload(data, file.filename or "upload", config, speech, worker, metrics)
+        except AudioTooLongError as exc:
+            return error_response(413, "too_long", f"{exc}; the limit is {settings.max_audio_seconds:g} s")
+        except InputFileError as exc:  # not audio, not 16 kHz, empty
             return error_response(400, "bad_audio", str(exc))
-        if len(samples) > settings.max_audio_seconds * SAMPLE_RATE:
-            return error_response(413, "too_long", f"{len(samples) / SAMPLE_RATE:.1f} s of audio; the limit is "
-                                  f"{settings.max_audio_seconds:g} s")
-        try:
-            return await translate_upload(samples, config, speech, worker, metrics)
+        except MissingExtraError as exc:  # the speech extra is missing
+            return error_response(503, "no_speech", str(exc))
         except Busy as exc:
             return error_response(503, "busy", str(exc))
+        except WorkerDead as exc:
+            return error_response(503, "worker", str(exc))
         except SourceRegionFullError as exc:
             return error_response(400, "too_long", str(exc))
-        except SeqpoError as exc:  # the speech extra is missing
-            return error_response(503, "no_speech", str(exc))
+        except Exception as exc:  # ASR or model failure
+            log.exception("upload failed")
+            return error_response(500, "model", f"translation failed: {exc}")
 
     @app.websocket("/ws/translate")
     async def ws_translate(ws: WebSocket):
         await ws.accept()
-        await Connection(ws, settings, worker, metrics, speech).run()
+        if app.state.open_sessions >= settings.max_sessions:
+            metrics.errors.labels("busy").inc()
+            await ws.send_text(json.dumps({"type": "error", "code": "busy", "message": (
+                f"server busy: {app.state.open_sessions} sessions open (limit {settings.max_sessions}); "
+                "try again later")}))
+            await ws.close(code=1013)  # try again later
+            return
+        app.state.open_sessions += 1
+        try:
+            await Connection(ws, settings, worker, metrics, speech).run()
+        finally:
+            app.state.open_sessions -= 1
 
     return app

@@ -248,14 +248,31 @@ class AudioStream:
             self.service.release()
 
 
-async def translate_upload(samples: np.ndarray, config, service: SpeechService, worker: ModelWorker,
+async def translate_upload(data: bytes, name: str, config, service: SpeechService, worker: ModelWorker,
                            metrics: ServerMetrics) -> dict:
-    """A whole recording through the cascade in `--audio-chunk` pieces, as `seqpo translate --audio
-    --json` runs it; every event in order, the done events and the transcript."""
+    """An uploaded recording through the cascade in `--audio-chunk` pieces, as `seqpo translate
+    --audio --json` runs it; every event in order, the done events and the transcript.
+
+    It holds one of the `--max-audio-sessions` streams (else `Busy`) from decoding on, and decodes
+    on the speech threads, stopping at `--max-audio-seconds` (`AudioTooLongError`); audio it cannot
+    read raises `InputFileError`, a server without the speech extra `MissingExtraError`."""
+    from ..speech.audio import wav_from_bytes
+
+    service.acquire()
+    try:
+        loop = asyncio.get_running_loop()
+        samples = await loop.run_in_executor(service.executor, wav_from_bytes, data, name,
+                                             service.settings.max_audio_seconds)
+        whisper = await service.whisper()
+        return await _translate_samples(samples, whisper, config, service, worker, metrics)
+    finally:
+        service.release()
+
+
+async def _translate_samples(samples: np.ndarray, whisper, config, service: SpeechService, worker: ModelWorker,
+                             metrics: ServerMetrics) -> dict:
     from ..speech.cascade import stream_audio
 
-    whisper = await service.whisper()
-    service.acquire()
     loop = asyncio.get_running_loop()
     owner, closed = object(), threading.Event()
     generator = WorkerGenerator(worker, owner, loop, metrics, closed, config.adapter)
@@ -270,7 +287,6 @@ async def translate_upload(samples: np.ndarray, config, service: SpeechService, 
         cascade.drop_sentence()  # a failed upload: free its engine episode (append/slots)
         closed.set()
         worker.drop(owner)
-        service.release()
     done = [e for e in trace if e["type"] == "done"]
     asr = cascade.asr
     return {"type": "result", "sentences": done, "transcript": asr.transcript,

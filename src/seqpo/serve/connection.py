@@ -12,6 +12,12 @@ Server -> client:
   {"type": "wait", "sentence", "read", "elapsed_ms", "latency_ms"}
   {"type": "done", "sentence", "source", "prediction", "delays", "AL", "LAAL", "wait_fraction"}
   {"type": "error", "code", "message"[, "sentence"]}   the connection stays usable
+Limits: a frame over the larger of --max-message-bytes and --max-audio-frame-bytes closes the
+connection (1009, before it is read); a smaller one over its own limit is a too_large error. Beyond
+--max-sessions open sessions a new one gets a busy error and is closed (1013); a session with
+--max-queued-sentences sentences waiting refuses the next (busy, its source ignored up to its
+end). A sentence over --max-sentence-words units or --max-sentence-chars characters is too_long.
+A handshake from a web page of another origin is refused (403; see admission.py).
   Speech adds {"type": "word", "sentence", "text", "start_ms", "end_ms", "known_ms"} per stable
   word, `audio_ms` on steps, speech latency (ms) on done, and {"type": "audio_end", "audio_ms",
   "sentences", "transcript", "asr_ms"} once the end has been flushed (see audio.py).
@@ -46,7 +52,7 @@ from ..session import LiveEpisode, SentenceTooLongError
 from ..stream import Step
 from ..translate import done_event, step_event
 from .metrics import ServerMetrics
-from .worker import Busy, ModelWorker
+from .worker import Busy, ModelWorker, WorkerDead
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +100,10 @@ def parse_config(msg: dict, defaults) -> SessionConfig:
     return SessionConfig(pair, policy, **numbers, few_shot=few_shot, adapter=adapter)
 
 
-def new_episode(config: SessionConfig, max_units: int) -> LiveEpisode:
+def new_episode(config: SessionConfig, max_units: int, max_chars: int | None = None) -> LiveEpisode:
     policy = make_policy(config.policy, k=config.k, chunk=config.chunk, few_shot=config.few_shot)
-    return LiveEpisode(parse_pair(config.pair), policy, chunk=config.chunk, max_units=max_units)
+    return LiveEpisode(parse_pair(config.pair), policy, chunk=config.chunk, max_units=max_units,
+                       max_chars=max_chars)
 
 
 def new_stream(config: SessionConfig, max_units: int, worker: ModelWorker) -> LiveStream | None:
@@ -140,9 +147,11 @@ def done_payload(index: int, live: LiveEpisode) -> dict:
 class _Sentence:
     index: int
     live: LiveEpisode
-    adapter: str | None = None
+    config: SessionConfig
     failed: bool = False
-    stream: LiveStream | None = None  # append/slots decoding: its engine episode
+    # append/slots decoding: its engine episode, opened when the sentence is the oldest one of its
+    # connection (so a connection holds one engine row however many sentences wait)
+    stream: LiveStream | None = None
 
 
 class Connection:
@@ -152,6 +161,7 @@ class Connection:
         self.config: SessionConfig | None = None
         self.sentences: deque[_Sentence] = deque()  # oldest first; only the last may be open
         self.count = 0
+        self.refusing = False  # a sentence was refused (too many waiting): ignore its source up to its end
         self.audio = None  # the AudioStream of a session started with input audio
         self.wake = asyncio.Event()
         self.send_lock = asyncio.Lock()
@@ -261,6 +271,7 @@ class Connection:
             raise ProtocolError("bad_input", f"input must be 'text' or 'audio', not {msg.get('input')!r}")
         self.config = parse_config(msg, self.settings)
         self.stop_audio()
+        self.refusing = False
         for sentence in self.sentences:  # a new start abandons unfinished sentences
             sentence.failed = True
             sentence.live.ended = True
@@ -332,12 +343,20 @@ class Connection:
         text = msg.get("text")
         if not isinstance(text, str):
             raise ProtocolError("bad_message", "a source message needs a string 'text'")
+        if self.refusing:
+            return  # the rest of a refused sentence
         sentence = self.open_sentence()
         if sentence is None:
             self.count += 1
-            limit = self.settings.max_sentence_words
-            sentence = _Sentence(self.count, new_episode(self.config, limit), self.config.adapter,
-                                 stream=new_stream(self.config, limit, self.worker))
+            waiting = self.settings.max_queued_sentences
+            if len(self.sentences) >= waiting:
+                self.refusing = True
+                await self.error("busy", f"{len(self.sentences)} sentences of this session are waiting for their "
+                                 f"translation (limit {waiting}); sentence dropped, send it again after a done",
+                                 self.count)
+                return
+            live = new_episode(self.config, self.settings.max_sentence_words, self.settings.max_sentence_chars)
+            sentence = _Sentence(self.count, live, self.config)
             self.sentences.append(sentence)
         if sentence.failed:
             return  # the rest of a dropped sentence
@@ -348,6 +367,9 @@ class Connection:
             await self.error("too_long", f"{exc}; sentence dropped", sentence.index)
 
     def end(self) -> None:
+        if self.refusing:
+            self.refusing = False
+            return
         sentence = self.open_sentence()
         if sentence is None:
             raise ProtocolError("no_sentence", "end without a sentence: send source text first")
@@ -361,6 +383,8 @@ class Connection:
             while self.sentences:
                 sentence = self.sentences[0]
                 if not sentence.failed:
+                    if sentence.stream is None:
+                        sentence.stream = new_stream(sentence.config, self.settings.max_sentence_words, self.worker)
                     await self._advance(sentence)
                 if sentence.failed and sentence.live.ended:
                     self.sentences.popleft()
@@ -381,7 +405,8 @@ class Connection:
 
     async def _advance(self, sentence: _Sentence) -> None:
         try:
-            steps = run_due_steps(sentence.live, self.worker, self, self.metrics, sentence.adapter, sentence.stream)
+            steps = run_due_steps(sentence.live, self.worker, self, self.metrics, sentence.config.adapter,
+                                  sentence.stream)
             async for step, latency_ms in steps:
                 if sentence.failed:  # dropped (restart, too long) while its step ran
                     return
@@ -392,6 +417,9 @@ class Connection:
         except SourceRegionFullError as exc:  # slots: more source tokens than the region reserved
             sentence.failed = True
             await self.error("too_long", f"{exc}; sentence dropped", sentence.index)
+        except WorkerDead as exc:
+            sentence.failed = True
+            await self.error("worker", f"{exc}; the server cannot translate", sentence.index)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the model failed on this sentence: tell the client, keep serving

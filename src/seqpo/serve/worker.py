@@ -5,7 +5,9 @@ takes requests round-robin across sessions (one per session per round, so a chat
 starve the others) and runs up to `batch_size` of them, from different sessions, in one
 `Generator.complete` call on a dedicated thread, keeping the event loop free for I/O.
 A full queue refuses at once (`Busy`) instead of making clients wait without bound; a session that
-goes away has its queued requests dropped (`drop`).
+goes away has its queued requests dropped (`drop`). Should the worker itself die (a bug, not a
+failed model call), every waiting request fails with `WorkerDead` and so does every new one, so
+no client waits for an answer that cannot come.
 
 With append/slots decoding (`engines`), a request comes with the `LiveStream` of its sentence and
 the worker batches continuously: each round starts the steps of newly taken requests (up to
@@ -34,6 +36,10 @@ class Busy(SeqpoError):
     """The model queue is full; the request was not accepted."""
 
 
+class WorkerDead(SeqpoError):
+    """The model worker has stopped; no request can be served."""
+
+
 @dataclass
 class _Job:
     request: Request
@@ -60,6 +66,8 @@ class ModelWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqpo-model")
         self.dropped = 0  # queued requests discarded because their session went away
         self._running: dict[int, _Job] = {}  # append/slots: started steps, by id of their stream
+        self.failure: BaseException | None = None  # what killed the worker
+        self._taken: list[_Job] = []  # the last batch taken off the queues (failed too if the worker dies)
 
     @property
     def pending(self) -> int:
@@ -69,9 +77,31 @@ class ModelWorker:
     def alive(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def state(self) -> str:
+        """ok, dead (stopped by an error) or stopped (not started, or shut down)."""
+        return "ok" if self.alive else "dead" if self.failure is not None else "stopped"
+
     def start(self) -> None:
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="seqpo-model-worker")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        """The worker task is over: fail whatever still waits on it."""
+        if not task.cancelled() and task.exception() is not None:
+            self.failure = task.exception()
+            log.error("model worker died", exc_info=self.failure)
+        error = WorkerDead(f"the model worker has stopped: {self.failure!r}" if self.failure else
+                           "the model worker has stopped")
+        jobs = [job for queue in self._queues.values() for job in queue] + list(self._running.values()) + \
+            self._taken
+        self._queues.clear()
+        self._running.clear()
+        self._pending = 0
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(error)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -82,6 +112,9 @@ class ModelWorker:
     async def submit(self, owner: object, request: Request, stream: LiveStream | None = None) -> Completion:
         """Queue one request for `owner` (a session) and wait for its completion; with append/slots
         decoding, `stream` is the sentence the request continues."""
+        if not self.alive:
+            raise WorkerDead(f"the model worker has stopped: {self.failure!r}" if self.failure else
+                             "the model worker is not running")
         if self._pending >= self.queue_size:
             raise Busy(f"server busy: {self._pending} model requests queued (limit {self.queue_size})")
         if (stream is None) != (self.engines is None):
@@ -124,6 +157,7 @@ class ModelWorker:
                     del self._queues[owner]
                 if not job.future.done():  # its session may have stopped waiting
                     batch.append(job)
+        self._taken = batch
         return batch
 
     async def _run(self) -> None:

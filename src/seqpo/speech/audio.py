@@ -13,6 +13,10 @@ from ..errors import InputFileError, MissingExtraError
 SAMPLE_RATE = 16000  # Whisper's feature extractor works at 16 kHz only
 
 
+class AudioTooLongError(InputFileError):
+    """The audio holds more samples than allowed (found before decoding past the limit)."""
+
+
 def ms_of(samples: int) -> float:
     return samples * 1000.0 / SAMPLE_RATE
 
@@ -28,25 +32,33 @@ def read_wav(path: str | Path) -> np.ndarray:
     return _read_audio(str(p), str(p))
 
 
-def wav_from_bytes(data: bytes, name: str = "upload") -> np.ndarray:
-    """`read_wav` of a file's bytes (an upload to the server); `name` names it in errors."""
+def wav_from_bytes(data: bytes, name: str = "upload", max_seconds: float | None = None) -> np.ndarray:
+    """`read_wav` of a file's bytes (an upload to the server); `name` names it in errors. With
+    `max_seconds`, longer audio raises `AudioTooLongError` without being decoded past the limit
+    (a few hundred kB of FLAC silence decode to hours of samples)."""
     import io
 
-    return _read_audio(io.BytesIO(data), name)
+    return _read_audio(io.BytesIO(data), name, None if max_seconds is None else round(max_seconds * SAMPLE_RATE))
 
 
-def _read_audio(source, name: str) -> np.ndarray:
+def _read_audio(source, name: str, max_samples: int | None = None) -> np.ndarray:
     try:
         import soundfile
     except ImportError as exc:
         raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]'") from exc
+    too_long = AudioTooLongError(f"{name} holds more than {(max_samples or 0) / SAMPLE_RATE:g} s of audio")
     try:
-        samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
+        with soundfile.SoundFile(source) as f:
+            if f.samplerate != SAMPLE_RATE:
+                raise InputFileError(f"{name} is sampled at {f.samplerate} Hz; speech input must be {SAMPLE_RATE} "
+                                     f"Hz (convert with: sox IN.wav -r {SAMPLE_RATE} -c 1 OUT.wav)")
+            if max_samples is not None and f.frames > max_samples:  # as the header says
+                raise too_long
+            samples = f.read(-1 if max_samples is None else max_samples + 1, dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as exc:  # libsndfile's error for a bad file
         raise InputFileError(f"cannot read audio file {name}: {str(exc).splitlines()[0]}") from exc
-    if rate != SAMPLE_RATE:
-        raise InputFileError(f"{name} is sampled at {rate} Hz; speech input must be {SAMPLE_RATE} Hz "
-                             f"(convert with: sox IN.wav -r {SAMPLE_RATE} -c 1 OUT.wav)")
+    if max_samples is not None and len(samples) > max_samples:  # a header that understates its length
+        raise too_long
     if len(samples) == 0:
         raise InputFileError(f"audio file {name} holds no samples")
     return samples.mean(axis=1).astype(np.float32)
