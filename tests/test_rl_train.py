@@ -92,6 +92,56 @@ def test_resume_gives_the_same_next_step(waiting_model, train_files, tmp_path):
     assert _log(tmp_path / "straight")[-1]["kl"] > 0
 
 
+class Killed(Exception):
+    """Stands in for a kill -9: the run stops where it is, with what it wrote so far on disk."""
+
+
+@pytest.fixture(scope="module")
+def straight_three_steps(waiting_model, tmp_path_factory) -> list[dict]:
+    files = tmp_path_factory.mktemp("straight-files")
+    (files / "s.en").write_text("\n".join(SOURCES) + "\n", encoding="utf-8")
+    (files / "r.zh").write_text("\n".join(REFERENCES) + "\n", encoding="utf-8")
+    out = tmp_path_factory.mktemp("straight") / "run"
+    train(_settings(waiting_model, (files / "s.en", files / "r.zh"), out, steps=3, lr=1e-3, beta=0.05,
+                    save_every=1, eval_every=1, dev_src=str(files / "s.en"), dev_ref=str(files / "r.zh"),
+                    dev_limit=1), progress=False)
+    return _log(out)
+
+
+@pytest.mark.parametrize("window", ["before", "after"])
+def test_kill_around_a_checkpoint_leaves_no_gap_in_the_log(waiting_model, train_files, tmp_path, monkeypatch,
+                                                           straight_three_steps, window):
+    """A kill just before or just after step 2's checkpoint is saved: the resumed log has every
+    step (and its dev eval) exactly once, equal to a run that was never killed."""
+    import seqpo.rl.train as rl_train
+
+    real = rl_train.save_checkpoint
+
+    def crash_at_step_2(out, step, *args, **kwargs):
+        if step == 2 and window == "before":
+            raise Killed
+        real(out, step, *args, **kwargs)
+        if step == 2 and window == "after":
+            raise Killed
+
+    run = _settings(waiting_model, train_files, tmp_path / "run", steps=3, lr=1e-3, beta=0.05, save_every=1,
+                    eval_every=1, dev_src=str(train_files[0]), dev_ref=str(train_files[1]), dev_limit=1)
+    monkeypatch.setattr(rl_train, "save_checkpoint", crash_at_step_2)
+    with pytest.raises(Killed):
+        train(run, progress=False)
+    monkeypatch.setattr(rl_train, "save_checkpoint", real)
+    train(run, progress=False)
+    timing = ("rollout_s", "update_s", "tokens_per_s", "AL_CA", "LAAL_CA", "model_seconds_per_sentence",
+              "wall_seconds_per_sentence")
+
+    def strip(rows):
+        return [{k: strip([v])[0] if isinstance(v, dict) else v for k, v in r.items() if k not in timing} for r in rows]
+
+    assert [r["step"] for r in _log(tmp_path / "run")] == [1, 1, 2, 2, 3, 3]  # a step line and its eval line
+    assert strip(_log(tmp_path / "run")) == strip(straight_three_steps)
+    assert not list((tmp_path / "run").glob(".log.jsonl.*"))  # the log rewrite on resume left no temp file
+
+
 def test_train_refuses_other_settings_in_the_same_folder(waiting_model, train_files, tmp_path, capsys):
     train(_settings(waiting_model, train_files, tmp_path / "run", steps=1, lr=1e-3), progress=False)
     args = ["train", "--pair", "en-zh", "--src", str(train_files[0]), "--ref", str(train_files[1]),

@@ -35,7 +35,7 @@ def _pyplot():
 
 def plot_training(run: str | Path, out: str | Path | None = None) -> Path:
     run = Path(run)
-    records = read_complete_jsonl(run / "log.jsonl") if (run / "log.jsonl").exists() else []
+    records = read_complete_jsonl(run / "log.jsonl", truncate=False) if (run / "log.jsonl").exists() else []
     steps = [r for r in records if "eval" not in r]
     evals = [r for r in records if "eval" in r]
     if not steps:

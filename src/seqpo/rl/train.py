@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import random
 import shutil
 import time
@@ -38,7 +39,7 @@ import torch
 from ..config import setting
 from ..errors import InputFileError, MissingExtraError, SettingsError
 from ..languages import LanguagePair, check_supported, parse_pair
-from ..resume import check_run_settings, read_complete_jsonl
+from ..resume import check_run_settings, read_complete_jsonl, write_atomic
 from ..stream import count_units
 from .reward import advantages, hierarchical_rewards, seqpo_rewards
 
@@ -379,7 +380,11 @@ def train(settings: TrainSettings, progress: bool = True, command: str | None = 
     log_path = out / "log.jsonl"
     if accelerator.is_main_process:  # steps logged after the checkpoint we resume from are redone
         kept = [r for r in read_complete_jsonl(log_path) if r.get("step", 0) <= done]
-        log_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+        write_atomic(log_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+        for stale in (out / "eval").glob("step-*"):  # dev evals of those steps are redone with them
+            if stale.name[5:].isdigit() and int(stale.name[5:]) > done:
+                shutil.rmtree(stale)
+    accelerator.wait_for_everyone()
 
     tokenizer = loaded.tokenizer
     vllm = None
@@ -496,20 +501,22 @@ def train(settings: TrainSettings, progress: bool = True, command: str | None = 
             "episodes": int(g[2]),
             "processes": accelerator.num_processes,
         }
-        if step % settings.save_every == 0 or step == settings.steps:
-            save_checkpoint(out, step, policy_model, optimizer, accelerator)
+        # the step's lines (and its dev eval) are logged before its checkpoint: a kill in between
+        # leaves lines after the checkpoint, which a resume drops and redoes, never a checkpointed
+        # step without its line
         if accelerator.is_main_process:
+            lines = [record]
+            if settings.dev_src and (step == settings.steps or (settings.eval_every and step % settings.eval_every == 0)):
+                lines.append({"step": step, "eval": _evaluate(settings, pair, loaded, policy_model, out, step)})
             with log_path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
+                fh.write("".join(json.dumps(r) + "\n" for r in lines))
+                fh.flush()
+                os.fsync(fh.fileno())
             bar.set_postfix(r=f"{record['reward_mean']:.2f}", q=f"{record['quality']:.1f}", AL=f"{record['AL']:.2f}",
                             wait=f"{record['wait_fraction']:.2f}")
             bar.update(1)
-            evaluate_now = settings.dev_src and (step == settings.steps or
-                                                 (settings.eval_every and step % settings.eval_every == 0))
-            if evaluate_now:
-                scores = _evaluate(settings, pair, loaded, policy_model, out, step)
-                with log_path.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps({"step": step, "eval": scores}) + "\n")
+        if step % settings.save_every == 0 or step == settings.steps:
+            save_checkpoint(out, step, policy_model, optimizer, accelerator)
         accelerator.wait_for_everyone()
     bar.close()
     if accelerator.is_main_process:
