@@ -81,3 +81,38 @@ def test_live_matches_simulate_on_tiny_model(tiny_loaded):
         [(s.read, s.chunk, s.written, s.finished) for s in expected.steps]
     assert live.episode.prediction == expected.prediction
     assert live.episode.source == source
+
+
+@pytest.mark.parametrize("pair, text", [
+    ("en-de", "  The weather  is\tnice today,\n and we would   like tea.  "),
+    ("zh-en", " 今天 天气 很好，\n我们 想 喝茶。 "),
+])
+def test_units_counted_as_text_arrives_match_splitting_it_whole(pair, text):
+    """Units are counted piece by piece (never by re-splitting the whole text): after every piece,
+    and after the end, the complete units and prefixes are those of splitting everything so far."""
+    from seqpo.stream import chunk_source, join_reads, split_units
+
+    unit = parse_pair(pair).source_unit
+    for size in (1, 2, 3, 7):
+        live = LiveEpisode(parse_pair(pair), OfflinePolicy())
+        for i in range(0, len(text), size):
+            live.feed(text[i : i + size])
+            so_far = text[: i + size]
+            units = split_units(so_far, unit)
+            growing = unit == "word" and bool(units) and not so_far[-1].isspace()
+            assert live.complete_units() == len(units) - growing
+        live.end()
+        assert live.complete_units() == len(split_units(text, unit))
+        for n in range(live.complete_units() + 1):
+            assert live.prefix(n) == join_reads(chunk_source(text, unit, 1)[:n], unit)
+
+
+@pytest.mark.parametrize("piece", ["x" * 7, " " * 7])
+def test_sentence_without_spaces_or_of_spaces_is_capped_by_characters(piece):
+    """Such text adds no units (one growing word, or none) but is held in memory: capped by characters."""
+    live = LiveEpisode(parse_pair("en-de"), OfflinePolicy(), max_units=3, max_chars=20)
+    live.feed(piece)
+    live.feed(piece)
+    with pytest.raises(SentenceTooLongError, match="longer than 20 characters"):
+        live.feed(piece)
+    assert live.text == piece * 2  # the refused piece was not kept

@@ -107,9 +107,14 @@ def serve(settings: ServeSettings) -> None:
         loaded = load_model(settings.model, settings.adapter)
     generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size)
     app = create_app(settings, generator, model_name=loaded.name)
-    # frames over the larger message limit are refused by uvicorn (close 1009) before they are read
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                ws_max_size=max(settings.max_message_bytes, settings.max_audio_frame_bytes))
+    uvicorn.run(app, **uvicorn_options(settings))
 
 
-__all__ = ["ServeSettings", "serve"]
+def uvicorn_options(settings: ServeSettings) -> dict:
+    """How uvicorn serves the app: where, and the largest WebSocket frame it reads at all (a larger
+    one closes the connection, 1009, before it is buffered: the larger of the two message limits)."""
+    return {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
+            "ws_max_size": max(settings.max_message_bytes, settings.max_audio_frame_bytes)}
+
+
+__all__ = ["ServeSettings", "serve", "uvicorn_options"]
