@@ -9,7 +9,7 @@ import pytest
 
 from seqpo.cli import main
 from seqpo.data.agreement import schedule_from_translations
-from seqpo.data.teacher import parse_alignment, schedule_from_alignment
+from seqpo.data.teacher import parse_alignment, retry_delay, schedule_from_alignment
 from seqpo.languages import parse_pair
 
 EN_DE = parse_pair("en-de")
@@ -49,10 +49,19 @@ def test_schedule_from_alignment_by_reads():
 class FakeTeacher(BaseHTTPRequestHandler):
     answers: list = []
     calls: list = []
+    failures: list = []  # (status, headers) answered before any answer, one per request
 
     def do_POST(self):  # noqa: N802 (http.server API)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FakeTeacher.calls.append((self.path, body, self.headers.get("Authorization")))
+        if FakeTeacher.failures:
+            status, headers = FakeTeacher.failures.pop(0)
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         content = FakeTeacher.answers.pop(0) if FakeTeacher.answers else "no"
         data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
         self.send_response(200)
@@ -71,6 +80,7 @@ def teacher_url():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     FakeTeacher.calls.clear()
+    FakeTeacher.failures.clear()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     server.shutdown()
 
@@ -99,6 +109,107 @@ def test_teacher_builder_retries_then_skips(teacher_url, tmp_path, monkeypatch, 
     assert [r["segment"] for r in rows if not r.get("skipped")] == ["", "", "如果下雨"]
     # resume: nothing left to ask
     assert main(args) == 0 and len(FakeTeacher.calls) == 5
+
+
+def _teacher_args(teacher_url, tmp_path, sources, references):
+    src, ref = tmp_path / "s.en", tmp_path / "r.zh"
+    src.write_text("\n".join(sources) + "\n", encoding="utf-8")
+    ref.write_text("\n".join(references) + "\n", encoding="utf-8")
+    return ["data", "partial", "--pair", "en-zh", "--src", str(src), "--ref", str(ref),
+            "--out", str(tmp_path / "pairs.jsonl"), "--builder", "teacher", "--teacher-url", teacher_url, "--quiet"]
+
+
+def test_retry_delay_backs_off_and_honours_retry_after():
+    assert [retry_delay(a, None, 1.0) for a in range(4)] == [1.0, 2.0, 4.0, 8.0]
+    assert retry_delay(0, "3", 1.0) == 3.0 and retry_delay(5, "0", 1.0) == 0.0
+    assert retry_delay(10, None, 1.0) == 60.0 and retry_delay(0, "3600", 1.0) == 60.0  # capped
+    assert retry_delay(1, "Wed, 21 Oct 2015 07:28:00 GMT", 1.0) == 0.0  # a date in the past: now
+    assert retry_delay(1, "soon", 0.5) == 1.0  # unparseable: our own backoff
+
+
+def test_teacher_rate_limits_are_retried_with_backoff(teacher_url, tmp_path, monkeypatch, capsys):
+    """429 (Retry-After: 3), then 429 without Retry-After, then the answer: the sentence is built,
+    not skipped, after waiting what the server asked and then the backoff."""
+    import time
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)
+    FakeTeacher.failures = [(429, {"Retry-After": "3"}), (429, {})]
+    FakeTeacher.answers = [json.dumps([["If", ""], ["it rains", "如果下雨"]])]
+    assert main(_teacher_args(teacher_url, tmp_path, ["If it rains"], ["如果下雨"])) == 0
+    assert json.loads(capsys.readouterr().out)["skipped_sentences"] == 0
+    assert len(FakeTeacher.calls) == 3 and sleeps == [3.0, 2.0]
+
+
+def test_teacher_that_stays_down_stops_the_run_with_one_line(teacher_url, tmp_path, monkeypatch, capsys):
+    import time
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)
+    FakeTeacher.failures = [(503, {})] * 5
+    assert main(_teacher_args(teacher_url, tmp_path, ["If it rains"], ["如果下雨"])) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "answered 503 Service Unavailable after 5 attempts" in err
+    assert sleeps == [1.0, 2.0, 4.0, 8.0]
+    assert (tmp_path / "pairs.jsonl").read_text() == ""  # nothing marked skipped: a re-run asks again
+
+
+KILL_MID_SENTENCE = """
+import json, os, signal, sys
+from dataclasses import asdict
+import seqpo.data.build as build
+written = []
+def write_then_die(fh, examples):
+    lines = "".join(json.dumps(asdict(e), ensure_ascii=False) + "\\n" for e in examples)
+    written.append(1)
+    if len(written) == 2:  # the second sentence: two whole lines and half the third, then kill -9
+        cut = [i for i, c in enumerate(lines) if c == "\\n"][1] + 5
+        fh.write(lines[:cut]); fh.flush(); os.fsync(fh.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+    fh.write(lines); fh.flush()
+build.append_examples = write_then_die
+from seqpo.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_sentence_killed_mid_write_is_written_once_after_resume(teacher_url, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from seqpo.sft import read_pairs
+    from seqpo.sft_slots import group_episodes
+
+    sources, references = ["If it rains", "We stay home", "It is cold"], ["如果下雨", "我们待在家里", "天气很冷"]
+    answers = [[["If", ""], ["it rains", "如果下雨"]], [["We", "我们"], ["stay home", "待在家里"]],
+               [["It is", ""], ["cold", "天气很冷"]]]
+    FakeTeacher.answers = [json.dumps(a, ensure_ascii=False) for a in (answers[0], answers[1], answers[1], answers[2])]
+    args = _teacher_args(teacher_url, tmp_path, sources, references)
+    killed = subprocess.run([sys.executable, "-c", KILL_MID_SENTENCE, *args], capture_output=True, text=True,
+                            timeout=120)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    out = tmp_path / "pairs.jsonl"
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 6  # sentence 0 whole, 1 half written
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["examples"] == 9
+    rows = read_pairs(out)
+    assert [(r["index"], r["step"]) for r in rows] == [(i, s) for i in range(3) for s in (1, 2, 3)]
+    episodes = group_episodes(rows)  # what `seqpo sft --format slots` reads: whole episodes only
+    assert ["".join(r["segment"] for r in ep) for ep in episodes] == references
+    assert len(FakeTeacher.calls) == 4  # sentence 1 asked again, sentence 0 not
+
+
+@pytest.mark.parametrize("flag,value,message", [("--chunk", "0", "--chunk must be at least 1, got 0"),
+                                                ("--retries", "-1", "--retries must be at least 0"),
+                                                ("--batch-size", "0", "--batch-size must be at least 1"),
+                                                ("--limit", "0", "--limit must be at least 1")])
+def test_partial_numeric_flags_are_checked_before_anything_is_written(teacher_url, tmp_path, capsys, flag, value,
+                                                                      message):
+    args = _teacher_args(teacher_url, tmp_path, ["If it rains"], ["如果下雨"])
+    assert main([*args, flag, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.zh", "s.en"] and not FakeTeacher.calls
 
 
 def test_agreement_builder_end_to_end_tiny_model(tiny_model_dir, tmp_path, capsys):

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import setting
-from ..errors import InputFileError
+from ..errors import InputFileError, SettingsError
 from ..evaluate import load_parallel
 from ..resume import check_run_settings
-from ..languages import check_supported, parse_pair
+from ..languages import LanguagePair, check_supported, parse_pair
 from .partial import append_examples, examples_from_schedule, finished_indices, summarize
 
 
@@ -34,6 +34,21 @@ class PartialDataSettings:
     batch_size: int = setting(8, "agreement: sentences translated together")
 
 
+    def validate(self) -> LanguagePair:
+        """Everything checked before a file is touched."""
+        pair = check_supported(parse_pair(self.pair))
+        for name in ("src", "ref", "out"):
+            if not getattr(self, name):
+                raise InputFileError(f"--{name} is required")
+        for name, least in (("chunk", 1), ("batch_size", 1), ("retries", 0), ("limit", 1)):
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise SettingsError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+        if self.builder == "teacher" and not (self.teacher_url or self.teacher_model):
+            raise InputFileError("the teacher builder needs --teacher-url or --teacher-model")
+        return pair
+
+
 def settings_path(pairs: Path) -> Path:
     """The sidecar recording how a pairs file was built (pairs.jsonl -> pairs.settings.json)."""
     return pairs.with_name(pairs.stem + ".settings.json")
@@ -47,12 +62,7 @@ def build_partial(settings: PartialDataSettings, loaded=None, progress: bool = T
     from .agreement import agreement_schedules
     from .teacher import HTTPTeacher, LocalTeacher, teacher_schedule
 
-    pair = check_supported(parse_pair(settings.pair))
-    for name in ("src", "ref", "out"):
-        if not getattr(settings, name):
-            raise InputFileError(f"--{name} is required")
-    if settings.builder == "teacher" and not (settings.teacher_url or settings.teacher_model):
-        raise InputFileError("the teacher builder needs --teacher-url or --teacher-model")
+    pair = settings.validate()
     sources, refs = load_parallel(settings.src, settings.ref, settings.limit)
     out = Path(settings.out)
     out.parent.mkdir(parents=True, exist_ok=True)

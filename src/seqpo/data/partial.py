@@ -68,10 +68,16 @@ def examples_from_schedule(index: int, source: str, reference: str, pair: Langua
     return out
 
 
+def sentence_end(record: dict) -> bool:
+    """A sentence's last line: its final example, or its skip mark."""
+    return bool(record.get("final") or record.get("skipped"))
+
+
 def finished_indices(path: Path) -> set[int]:
-    """Sentences already written (their final example, or a skip mark); a line cut short by a
-    kill is truncated away."""
-    return {r["index"] for r in read_complete_jsonl(path) if r.get("final") or r.get("skipped")}
+    """Sentences already written (their final example, or a skip mark). What a kill mid-write
+    leaves of an unfinished sentence (some of its lines, a cut-off line) is truncated away, so
+    the sentence is written exactly once when it is redone."""
+    return {r["index"] for r in read_complete_jsonl(path, unit_end=sentence_end) if sentence_end(r)}
 
 
 def append_examples(fh, examples: Iterable[PartialExample]) -> None:

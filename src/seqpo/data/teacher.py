@@ -11,12 +11,16 @@ an invalid answer is retried, then the sentence is skipped and counted.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 
 from ..errors import SeqpoError
 from ..generation import Request
 from ..languages import LanguagePair
 from ..stream import chunk_source, count_units, join_reads
+
+log = logging.getLogger(__name__)
 
 
 class TeacherError(SeqpoError):
@@ -80,10 +84,34 @@ def schedule_from_alignment(pairs: list[tuple[str, str]], source: str, pair: Lan
     return schedule
 
 
-class HTTPTeacher:
-    """An OpenAI-compatible `/chat/completions` endpoint."""
+def retry_delay(attempt: int, retry_after: str | None, backoff: float, longest: float = 60.0) -> float:
+    """Seconds to wait before retry `attempt` (0-based): the server's Retry-After (seconds or an
+    HTTP date) when it sends one, else exponential backoff; never more than `longest`."""
+    if retry_after:
+        try:
+            return min(longest, max(0.0, float(retry_after)))
+        except ValueError:
+            from email.utils import parsedate_to_datetime
 
-    def __init__(self, url: str, model: str = "default", key_env: str = "OPENAI_API_KEY", timeout: float = 120):
+            try:
+                when = parsedate_to_datetime(retry_after)
+                return min(longest, max(0.0, when.timestamp() - time.time()))
+            except (TypeError, ValueError):
+                pass  # unparseable: fall back to our own backoff
+    return min(longest, backoff * 2 ** attempt)
+
+
+RETRIED_STATUS = {429, 500, 502, 503, 504}  # rate limits and overloaded or restarting servers
+
+
+class HTTPTeacher:
+    """An OpenAI-compatible `/chat/completions` endpoint. Rate limits (429), server errors (5xx)
+    and dropped connections are retried `attempts` times in all, with exponential backoff from
+    `backoff` seconds (or the server's Retry-After), before the run stops with a `TeacherError`
+    (re-running resumes): an endpoint that is down must not mark every sentence skipped."""
+
+    def __init__(self, url: str, model: str = "default", key_env: str = "OPENAI_API_KEY", timeout: float = 120,
+                 attempts: int = 5, backoff: float = 1.0):
         import httpx
 
         headers = {}
@@ -92,16 +120,35 @@ class HTTPTeacher:
         self.url = url.rstrip("/") + "/chat/completions"
         self.model = model
         self.client = httpx.Client(headers=headers, timeout=timeout)
+        self.attempts, self.backoff = max(1, attempts), backoff
+
+    def _post(self, messages: list[dict]):
+        import httpx
+
+        for attempt in range(self.attempts):
+            last = attempt == self.attempts - 1
+            try:
+                r = self.client.post(self.url, json={"model": self.model, "messages": messages, "temperature": 0})
+            except httpx.TransportError as exc:
+                if last:
+                    raise TeacherError(f"teacher endpoint {self.url}: {exc} ({self.attempts} attempts)") from exc
+                time.sleep(retry_delay(attempt, None, self.backoff))
+                continue
+            if r.status_code not in RETRIED_STATUS or last:
+                return r
+            log.warning("teacher endpoint answered %d; retrying", r.status_code)
+            time.sleep(retry_delay(attempt, r.headers.get("Retry-After"), self.backoff))
 
     def ask(self, messages: list[dict]) -> str:
         import httpx
 
+        r = self._post(messages)
         try:
-            r = self.client.post(self.url, json={"model": self.model, "messages": messages, "temperature": 0})
             r.raise_for_status()
             return r.json()["choices"][0]["message"]["content"]
         except httpx.HTTPError as exc:
-            raise TeacherError(f"teacher endpoint {self.url}: {exc}") from exc
+            tries = f" after {self.attempts} attempts" if r.status_code in RETRIED_STATUS else ""
+            raise TeacherError(f"teacher endpoint {self.url} answered {r.status_code} {r.reason_phrase}{tries}") from exc
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise TeacherError(f"teacher endpoint {self.url} returned no chat completion") from exc
 
