@@ -65,6 +65,26 @@ def test_tiny_sft_run_learns_resumes_and_loads(tiny_model_dir, tmp_path, capsys)
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["type"] == "done"
 
 
+def test_sft_refuses_to_resume_a_checkpoint_made_with_other_settings(tiny_model_dir, tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"index": 0, "step": 1, "source_prefix": "If", "target_prefix": "", "segment": "", "final": False},
+            {"index": 0, "step": 2, "source_prefix": "If it rains", "target_prefix": "", "segment": "Wenn es regnet,",
+             "final": True}]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "adapter"
+    base = ["sft", "--pairs", str(pairs), "--pair", "en-de", "--out", str(out), "--model", str(tiny_model_dir),
+            "--batch-size", "2", "--max-steps", "1", "--save-steps", "1", "--bf16", "no", "--quiet"]
+    assert main(base) == 0
+    checkpoint = out / "checkpoints" / "checkpoint-1"
+    made = sorted(p.name for p in checkpoint.iterdir())
+    capsys.readouterr()
+    assert main([*base, "--lr", "1e-3", "--format", "slots"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "other settings (lr, format)" in err
+    assert sorted(p.name for p in checkpoint.iterdir()) == made and not (out / "checkpoints" / "checkpoint-2").exists()
+    assert json.loads((out / "settings.json").read_text())["lr"] == 2e-4  # still what made the checkpoint
+
+
 def test_bad_pairs_file(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n")

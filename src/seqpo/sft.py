@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from .config import setting
 from .errors import InputFileError
 from .languages import LanguagePair, check_supported, parse_pair
 from .prompts import seqpo_prompt
+from .resume import check_run_settings
 from .sft_slots import collate, encode_episodes, group_episodes, slots_loss
 from .slots import sliding_window
 
@@ -196,6 +197,12 @@ def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
         kept_steps = {steps[i] for i in kept}
     else:
         rows = balance_waits(read_pairs(settings.pairs, settings.limit), settings.max_wait_share, settings.seed)
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # a checkpoint resumes only under the settings that made it; more steps or epochs may be asked for
+    check_run_settings(out / "settings.json", {k: v for k, v in asdict(settings).items()
+                                               if k not in ("out", "epochs", "max_steps", "save_steps",
+                                                            "logging_steps")}, out)
     loaded = load_model(settings.model)
     tokenizer, base = loaded.tokenizer, loaded.model
     base.train()
@@ -223,7 +230,6 @@ def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
             loss = loss_of(model, inputs)
             return (loss, None) if return_outputs else loss
 
-    out = Path(settings.out)
     try:
         args = _training_arguments(settings, out, progress)
     except ValueError as exc:  # transformers validates combinations (precision vs device, steps)
