@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -49,18 +51,35 @@ def write_wav(path: str | Path, samples: np.ndarray) -> None:
     tmp.replace(path)
 
 
+MANIFEST = "synth.jsonl"  # one line per wav written: its file, text, voice and rate
+
+
 def build_speech_set(sources: list[str], references: list[str], out: str | Path, target: str,
                      voice: str = "en-us", wpm: int = 160) -> Path:
-    """One wav per source line plus the transcripts and references; wavs already there are kept."""
+    """One wav per source line plus the transcripts and references. A wav is kept only if
+    OUT/synth.jsonl records it was spoken from the same text with the same voice and rate;
+    any other is spoken again, so the audio always says what source.en says."""
+    from ..resume import read_complete_jsonl, write_atomic
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(len(sources))))
-    for i, text in enumerate(sources):
-        wav = out / f"{i:0{width}d}.wav"
-        if not wav.exists():
-            write_wav(wav, synthesize(text, voice, wpm))
-    (out / "source.en").write_text("\n".join(sources) + "\n", encoding="utf-8")
-    (out / f"reference.{target}").write_text("\n".join(references) + "\n", encoding="utf-8")
+    made = {r.get("file"): r for r in read_complete_jsonl(out / MANIFEST)}  # the last line of a file wins
+    wanted = [{"file": f"{i:0{width}d}.wav", "text": text, "voice": voice, "wpm": wpm} for i, text in enumerate(sources)]
+    todo = [w for w in wanted if made.get(w["file"]) != w or not (out / w["file"]).exists()]
+    stale = [p for p in out.glob("*.wav") if p.stem.isdigit() and int(p.stem) >= len(sources)]
+    if todo or stale:  # until every wav matches again, no transcripts claim that they do
+        (out / "source.en").unlink(missing_ok=True)
+    for path in stale:  # an earlier, longer set (eval pairs wavs and lines by count)
+        path.unlink()
+    with (out / MANIFEST).open("a", encoding="utf-8") as fh:
+        for w in todo:
+            write_wav(out / w["file"], synthesize(w["text"], voice, wpm))
+            fh.write(json.dumps(w, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    write_atomic(out / f"reference.{target}", "\n".join(references) + "\n")
+    write_atomic(out / "source.en", "\n".join(sources) + "\n")
     return out
 
 
@@ -69,7 +88,8 @@ class SpeechDataSettings:
     pair: str = setting("en-zh", "language pair (English source); the references are in its target language")
     src: str = setting(None, "English sentences, one per line")
     ref: str = setting(None, "references, aligned with --src")
-    out: str = setting(None, "folder for NNNN.wav, source.en and reference.<tgt> (wavs already there are kept)")
+    out: str = setting(None, "folder for NNNN.wav, source.en and reference.<tgt> (wavs already made from the same "
+                       "text, voice and rate are kept)")
     limit: int = setting(None, "only the first N lines")
     voice: str = setting("en-us", "espeak-ng voice")
     wpm: int = setting(160, "speaking rate, words per minute")
