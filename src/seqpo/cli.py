@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         data_sub, "speech", SpeechDataSettings, _cmd_data_speech,
         help="synthesize English speech (espeak-ng) for seqpo eval --audio-dir",
         description="Speak every --src line with espeak-ng into OUT/NNNN.wav (16 kHz mono) and copy the "
-        "transcripts to OUT/source.en and the references to OUT/reference.<tgt>. Existing wavs are kept only if OUT/synth.jsonl records the same text, voice and rate.",
+        "transcripts to OUT/source.en and the references to OUT/reference.<tgt>. Existing wavs are kept only "
+        "if OUT/synth.jsonl records the same text, voice and rate.",
     )
     _add_command(
         sub, "sft", SFTSettings, _cmd_sft, quiet=True,
