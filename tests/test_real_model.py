@@ -51,9 +51,10 @@ def shipped_adapter_events(pair: str, capsys) -> list[dict]:
 
 
 def test_shipped_adapter_streams_en_zh(capsys):
-    """The default en-zh policy is the shipped warm-up adapter, zero-shot: it waits and writes."""
-    done = shipped_adapter_events("en-zh", capsys)[-1]
-    assert any(ch >= "\u4e00" for ch in done["prediction"])  # Chinese characters came out
+    """The default en-zh policy is the shipped SeqPO adapter, zero-shot: Chinese comes out, some of it early."""
+    events = shipped_adapter_events("en-zh", capsys)
+    assert any(ch >= "\u4e00" for ch in events[-1]["prediction"])  # Chinese characters came out
+    assert any(e["type"] == "write" and e["read"] < 11 for e in events)  # writes before the last word
 
 
 def test_shipped_adapter_streams_en_de(capsys):

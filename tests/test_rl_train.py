@@ -206,14 +206,14 @@ def test_shipped_adapters_are_selectable_by_stage():
     assert resolve_adapter("sft", "en-zh", None) == str(shipped_adapter_dir("en-zh", "sft"))
     assert resolve_adapter(None, "en-zh", None) == str(shipped_adapter_dir("en-zh"))
     assert TrainSettings(pair="en-zh").adapter == str(shipped_adapter_dir("en-zh", "sft"))  # SeqPO starts from SFT
-    seqpo = shipped_adapter_dir("en-zh", "seqpo")
-    if (seqpo / "adapter_config.json").exists():  # shipped only if it beat its start on dev
-        meta = json.loads((seqpo / "seqpo.json").read_text())
-        assert meta["stage"] == "seqpo" and resolve_adapter(meta["start"], "en-zh", None) == str(shipped_adapter_dir("en-zh", "sft"))
-        assert resolve_adapter(None, "en-zh", None) == str(seqpo)
-    else:
-        with pytest.raises(ModelLoadError, match="no seqpo adapter ships for en-zh"):
-            resolve_adapter("seqpo", "en-zh", None)
+    # the en-zh SeqPO adapter ships (it beat its SFT start on dev) and is the default; its start is selectable
+    meta = json.loads((shipped_adapter_dir("en-zh", "seqpo") / "seqpo.json").read_text())
+    assert meta["stage"] == "seqpo" and meta["command"].startswith("seqpo train") and meta["dev"]["lines"] == 100
+    assert resolve_adapter(meta["start"], "en-zh", None) == str(shipped_adapter_dir("en-zh", "sft"))
+    assert resolve_adapter(None, "en-zh", None) == resolve_adapter("seqpo", "en-zh", None) == str(shipped_adapter_dir("en-zh", "seqpo"))
+    assert resolve_adapter(None, "en-de", None) == resolve_adapter("sft", "en-de", None)  # no en-de SeqPO adapter
+    with pytest.raises(ModelLoadError, match="no seqpo adapter ships for en-de"):
+        resolve_adapter("seqpo", "en-de", None)
 
 
 def test_reference_is_the_start_adapter_and_the_export_loads_on_the_base(waiting_model, train_files, tmp_path):

@@ -99,7 +99,7 @@ def test_eval_audio_dir_resumes_and_scores_like_simuleval(tiny_model_dir, en_zh_
     assert main(["data", "speech", "--src", str(src), "--ref", str(ref), "--out", str(audio)]) == 2
     assert "empty lines" in capsys.readouterr().err
     assert main(["data", "speech", "--src", str(src), "--ref", str(ref), "--out", str(audio), "--limit", "2"]) == 0
-    assert sorted(p.name for p in audio.iterdir()) == ["0000.wav", "0001.wav", "reference.zh", "source.en"]
+    assert sorted(p.name for p in audio.iterdir()) == ["0000.wav", "0001.wav", "reference.zh", "source.en", "synth.jsonl"]
     out = tmp_path / "run"
     args = ["eval", "--pair", "en-zh", "--audio-dir", str(audio), "--model", str(tiny_model_dir),
             "--policy", "wait-k", "--k", "2", "--out", str(out), "--quiet"]
