@@ -41,6 +41,9 @@ class ServeSettings(PolicySettings, SpeechSettings):
     max_audio_frame_bytes: int = setting(65536, "speech: largest binary audio frame accepted (bytes; 0.5 s of "
                                          "16 kHz 16-bit PCM is 16000)")
     max_audio_sessions: int = setting(4, "speech: most audio streams (WebSocket or upload) transcribed at once")
+    asr_every_frame: bool = setting(False, "speech: decode after every audio frame even when transcription lags "
+                                    "(the transcript then does not depend on machine load, but the lag can grow); "
+                                    "default: frames that arrived while the ASR was busy are decoded together")
     log_level: str = setting("warning", "uvicorn log level", choices=["critical", "error", "warning", "info", "debug"])
 
     def __post_init__(self):

@@ -233,8 +233,11 @@ class AudioStream:
                 await self.wake.wait()
                 self.wake.clear()
                 while self.pending and not self.closed.is_set():
-                    samples = np.concatenate(self.pending)
-                    self.pending = []
+                    if self.service.settings.asr_every_frame:  # reproducible: one decode per frame
+                        samples = self.pending.pop(0)
+                    else:  # catch up: what arrived while the ASR was busy is decoded at once
+                        samples = np.concatenate(self.pending)
+                        self.pending = []
                     await self._call(self.cascade.feed, samples)
                 if self.ended and not self.pending and not self.closed.is_set():
                     await self._call(self.cascade.finish)
