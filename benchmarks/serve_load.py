@@ -5,8 +5,13 @@ so it measures the serving machinery; `--model bundled` or a path for a real mod
 `--sessions` clients that each speak sentences word by word at `--wpm` words per minute, and
 prints a Markdown table: sentences done, steps, p50/p95 latency of model steps (queue + model, as
 the server reports it), mean batch size of the model calls, and errors (which must be 0).
+`--audio-sessions N` adds N speech clients streaming an espeak-ng clip in real time (needs the speech
+extra and espeak-ng). `--rounds R` runs the load R times against the same server and reports the
+server's peak RSS during each round and its RSS 5 s after the round's sessions closed: memory that
+stays flat from round to round is not leaking per session.
 
 Usage: python benchmarks/serve_load.py [--sessions 20] [--duration 30] [--model bundled]
+       [--audio-sessions 4] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -102,6 +107,44 @@ async def speaker(url: str, n: int, args, stats: dict) -> None:
             await talking
 
 
+async def listener(url: str, pcm: bytes, args, stats: dict) -> None:
+    """One speech client: stream the clip in 0.5 s frames at real time, end it, wait for audio_end; repeat."""
+    frame = 16000  # bytes: 0.5 s of 16 kHz 16-bit mono PCM
+    async with connect(url, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "start", "input": "audio", "sample_rate": 16000, "pair": args.pair,
+                                  "policy": args.policy}))
+        ready = json.loads(await asyncio.wait_for(ws.recv(), 300))
+        if ready["type"] != "ready":
+            stats["errors"].append(ready)
+            return
+        while time.monotonic() < stats["stop_at"]:
+            for i in range(0, len(pcm), frame):
+                await ws.send(pcm[i:i + frame])
+                await asyncio.sleep(0.5)
+            await ws.send(json.dumps({"type": "end"}))
+            while True:
+                event = json.loads(await asyncio.wait_for(ws.recv(), args.step_timeout))
+                if event["type"] == "error":
+                    stats["errors"].append(event)
+                elif event["type"] == "done":
+                    stats["audio_sentences"] += 1
+                elif event["type"] == "audio_end":
+                    break
+            await ws.send(json.dumps({"type": "start", "input": "audio", "sample_rate": 16000,
+                                      "pair": args.pair, "policy": args.policy}))
+            if json.loads(await asyncio.wait_for(ws.recv(), 60))["type"] != "ready":
+                stats["errors"].append("audio session not ready again")
+                return
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (Linux /proc; psutil is not a dependency)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
 def scrape(port: int, name: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
@@ -113,14 +156,30 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-async def run_clients(port: int, args) -> dict:
-    stats = {"steps": 0, "sentences": 0, "latency": [], "AL": [], "errors": [],
-             "stop_at": time.monotonic() + args.duration}
+async def run_clients(port: int, args, pcm: bytes | None, pid: int) -> dict:
+    stats = {"steps": 0, "sentences": 0, "audio_sentences": 0, "latency": [], "AL": [], "errors": [],
+             "stop_at": time.monotonic() + args.duration, "peak_rss": rss_mb(pid)}
     url = f"ws://127.0.0.1:{port}/ws/translate"
-    results = await asyncio.gather(*[speaker(url, n, args, stats) for n in range(args.sessions)],
-                                   return_exceptions=True)
+
+    async def watch_memory():
+        while True:
+            stats["peak_rss"] = max(stats["peak_rss"], rss_mb(pid))
+            await asyncio.sleep(0.25)
+
+    watcher = asyncio.create_task(watch_memory())
+    clients = [speaker(url, n, args, stats) for n in range(args.sessions)]
+    clients += [listener(url, pcm, args, stats) for _ in range(args.audio_sessions)]
+    results = await asyncio.gather(*clients, return_exceptions=True)
+    watcher.cancel()
     stats["errors"] += [repr(r) for r in results if isinstance(r, BaseException)]
     return stats
+
+
+def clip_pcm() -> bytes:
+    from seqpo.speech.synth import synthesize
+
+    samples = synthesize("Thank you very much. I would like a cup of tea.")
+    return (samples * 32767.0).clip(-32768, 32767).astype("<i2").tobytes()
 
 
 def main() -> None:
@@ -133,7 +192,11 @@ def main() -> None:
     p.add_argument("--policy", default="llm", choices=["offline", "wait-k", "llm"])
     p.add_argument("--step-timeout", type=float, default=120.0, help="longest wait for one event (s)")
     p.add_argument("--server-args", default="", help="extra `seqpo serve` flags, e.g. '--batch-size 4'")
+    p.add_argument("--audio-sessions", type=int, default=0, help="speech clients streaming a clip in real time")
+    p.add_argument("--rounds", type=int, default=1, help="runs of the load against the same server (RSS check)")
     args = p.parse_args()
+    pcm = clip_pcm() if args.audio_sessions else None
+    rows = []
 
     with tempfile.TemporaryDirectory(prefix="seqpo-load-") as tmp:
         model = args.model
@@ -146,28 +209,35 @@ def main() -> None:
         log_path = Path(tmp) / "server.log"
         proc = start_server(model, port, args.server_args.split(), log_path)
         try:
-            t0 = time.monotonic()
-            stats = asyncio.run(run_clients(port, args))
-            wall = time.monotonic() - t0
-            batches = scrape(port, "seqpo_batch_size_count")
-            mean_batch = scrape(port, "seqpo_batch_size_sum") / batches if batches else float("nan")
+            start_rss = rss_mb(proc.pid)
+            for _ in range(args.rounds):
+                t0 = time.monotonic()
+                stats = asyncio.run(run_clients(port, args, pcm, proc.pid))
+                stats["wall"] = time.monotonic() - t0
+                batches = scrape(port, "seqpo_batch_size_count")
+                stats["mean_batch"] = scrape(port, "seqpo_batch_size_sum") / batches if batches else float("nan")
+                time.sleep(5.0)  # sessions closed: what the server keeps
+                stats["rss_after"] = rss_mb(proc.pid)
+                rows.append(stats)
+                if stats["errors"]:
+                    print("errors:", *stats["errors"][:5], sep="\n  ", file=sys.stderr)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-        if stats["errors"]:
-            print("errors:", *stats["errors"][:5], sep="\n  ", file=sys.stderr)
     name = "tiny random" if args.model is None else ("Gemma-3-270M (bundled)" if model == "bundled" else model)
-    lat = stats["latency"]
-    print(f"\n{args.sessions} sessions, {args.policy} {args.pair}, {args.wpm:g} words/min each, "
-          f"{args.duration:g} s of speech ({wall:.0f} s wall), {os.cpu_count()} CPU cores\n")
-    print("| model | sessions | sentences done | steps | model steps | p50 step latency (ms) "
-          "| p95 step latency (ms) | mean batch | mean AL | errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    mean_al = statistics.fmean(stats["AL"]) if stats["AL"] else float("nan")
-    print(f"| {name} | {args.sessions} | {stats['sentences']} | {stats['steps']} | {len(lat)} "
-          f"| {percentile(lat, 50):.0f} | {percentile(lat, 95):.0f} | {mean_batch:.1f} | {mean_al:.2f} "
-          f"| {len(stats['errors'])} |")
-    sys.exit(1 if stats["errors"] else 0)
+    print(f"\n{args.sessions} text sessions ({args.policy} {args.pair}, {args.wpm:g} words/min each) + "
+          f"{args.audio_sessions} audio sessions, {args.duration:g} s of input per round, {os.cpu_count()} CPU "
+          f"cores; server RSS at start {start_rss:.0f} MB\n")
+    print("| round | model | sentences done | audio sentences | steps | model steps | p50 step latency (ms) "
+          "| p95 step latency (ms) | mean batch | mean AL | errors | peak RSS (MB) | RSS after close (MB) | wall (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for n, stats in enumerate(rows, 1):
+        lat = stats["latency"]
+        mean_al = statistics.fmean(stats["AL"]) if stats["AL"] else float("nan")
+        print(f"| {n} | {name} | {stats['sentences']} | {stats['audio_sentences']} | {stats['steps']} | {len(lat)} "
+              f"| {percentile(lat, 50):.0f} | {percentile(lat, 95):.0f} | {stats['mean_batch']:.1f} | {mean_al:.2f} "
+              f"| {len(stats['errors'])} | {stats['peak_rss']:.0f} | {stats['rss_after']:.0f} | {stats['wall']:.0f} |")
+    sys.exit(1 if any(stats["errors"] for stats in rows) else 0)
 
 
 if __name__ == "__main__":
