@@ -7,7 +7,7 @@ matched by index; the reference is read from --ref (and must equal each instance
 Significance is sacrebleu's paired bootstrap resampling (`sacrebleu.significance.PairedTest`,
 test_type "bs", Koehn 2004), which also gives each system's 95% interval. The interval on the
 *difference* (system minus baseline) uses the same resampled line sets (same seed, 12345, as
-sacrebleu). Prints a Markdown table.
+sacrebleu). The per-sentence AL difference gets the same kind of interval. Prints Markdown.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sacrebleu.significance import PairedTest
 SEED = 12345  # sacrebleu's default SACREBLEU_SEED
 
 
-def predictions(run: Path, limit: int) -> tuple[list[str], list[str]]:
+def instances(run: Path, limit: int) -> list[dict]:
     rows = {}
     for line in (run / "instances.jsonl").read_text(encoding="utf-8").splitlines():
         if line.strip():
@@ -33,7 +33,19 @@ def predictions(run: Path, limit: int) -> tuple[list[str], list[str]]:
     missing = [i for i in wanted if i not in rows]
     if missing:
         raise SystemExit(f"{run}: no instance for lines {missing[:5]}")
-    return [rows[i]["prediction"] for i in wanted], [rows[i]["reference"] for i in wanted]
+    return [rows[i] for i in wanted]
+
+
+def al_difference_ci(base: list[dict], system: list[dict], n: int) -> tuple[float, float, float, int]:
+    """Mean per-sentence AL of system minus baseline, with a 95% paired bootstrap interval, over the
+    lines both policies wrote something for (an empty prediction has no latency, as in scores.json)."""
+    pairs = [(b["metric"]["AL"], s["metric"]["AL"]) for b, s in zip(base, system)
+             if (b.get("metric") or {}).get("AL") is not None and (s.get("metric") or {}).get("AL") is not None]
+    gaps = np.array([s - b for b, s in pairs])
+    rng = np.random.default_rng(SEED)
+    means = gaps[rng.choice(len(gaps), size=(n, len(gaps)), replace=True)].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(gaps.mean()), float(lo), float(hi), len(gaps)
 
 
 def difference_ci(metric, base: list[str], system: list[str], refs: list[str], n: int) -> tuple[float, float, float]:
@@ -58,8 +70,9 @@ def main() -> None:
     args = ap.parse_args()
 
     refs = args.ref.read_text(encoding="utf-8").splitlines()[: args.limit]
-    base, base_refs = predictions(args.baseline, args.limit)
-    system, sys_refs = predictions(args.system, args.limit)
+    base_rows, sys_rows = instances(args.baseline, args.limit), instances(args.system, args.limit)
+    base, base_refs = [r["prediction"] for r in base_rows], [r["reference"] for r in base_rows]
+    system, sys_refs = [r["prediction"] for r in sys_rows], [r["reference"] for r in sys_rows]
     if base_refs != refs or sys_refs != refs:
         raise SystemExit("the instances' references differ from --ref")
 
@@ -80,6 +93,9 @@ def main() -> None:
         _mean, lo, hi = difference_ci(metric, base, system, refs, args.samples)
         print(f"| {name} | {b.score:.2f} ({b.mean:.2f} ± {b.ci:.2f}) | {s.score:.2f} ({s.mean:.2f} ± {s.ci:.2f}) "
               f"| {s.score - b.score:+.2f} | [{lo:+.2f}, {hi:+.2f}] | {s.p_value:.4f} |")
+    gap, lo, hi, lines = al_difference_ci(base_rows, sys_rows, args.samples)
+    print(f"\nAL (source units), mean over the {lines} lines both policies wrote for: system minus baseline "
+          f"{gap:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}] (paired bootstrap of the per-sentence differences)")
 
 
 if __name__ == "__main__":
