@@ -1,5 +1,5 @@
-"""Shared fixtures: a tiny randomly initialised Gemma-3 model with a tokenizer trained here,
-so end-to-end paths run in seconds without the real model."""
+"""Shared fixtures: tiny randomly initialised models (Gemma-3; Llama and Qwen2 for the architecture
+tests) with a tokenizer trained here, so end-to-end paths run in seconds without the real model."""
 
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ CORPUS = [
 ]
 
 
-def build_tiny_model(path: Path) -> Path:
-    import torch
+def build_tiny_tokenizer():
+    """A byte-level BPE tokenizer trained on CORPUS (BOS added, left padding)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -33,19 +34,43 @@ def build_tiny_model(path: Path) -> Path:
     trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<pad>", "<bos>", "<eos>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(CORPUS * 5, trainer)
-    from tokenizers.processors import TemplateProcessing
-
     tok.post_processor = TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", tok.token_to_id("<bos>"))])
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>",
-                                     pad_token="<pad>", padding_side="left")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>",
+                                   pad_token="<pad>", padding_side="left")
+
+
+# A minimal chat template (the shape of Qwen2's ChatML) for the instruction-tuned stand-in.
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+ARCHITECTURES = ("gemma3", "llama", "qwen2")
+
+
+def build_tiny_model(path: Path, arch: str = "gemma3", chat_template: bool = False) -> Path:
+    """A tiny random causal LM of architecture `arch` (gemma3: full and sliding-window layers;
+    llama: one mask for every layer; qwen2: layer types, all full) with the tiny tokenizer."""
+    import torch
+    from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config,
+                              Qwen2ForCausalLM)
+
+    hf_tok = build_tiny_tokenizer()
+    if chat_template:
+        hf_tok.chat_template = TINY_CHAT_TEMPLATE
     torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=64,
-        max_position_embeddings=4096, pad_token_id=hf_tok.pad_token_id,
-        bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
-    )
-    model = Gemma3ForCausalLM(config)
+    common = dict(vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                  pad_token_id=hf_tok.pad_token_id, bos_token_id=hf_tok.bos_token_id,
+                  eos_token_id=hf_tok.eos_token_id)
+    if arch == "gemma3":
+        model = Gemma3ForCausalLM(Gemma3TextConfig(**common, head_dim=16, sliding_window=64))
+    elif arch == "llama":
+        model = LlamaForCausalLM(LlamaConfig(**common, head_dim=16))
+    elif arch == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**common, tie_word_embeddings=True))
+    else:
+        raise ValueError(arch)
     model.save_pretrained(path)
     hf_tok.save_pretrained(path)
     return path
@@ -54,6 +79,14 @@ def build_tiny_model(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-gemma3"))
+
+
+@pytest.fixture(scope="session", params=ARCHITECTURES)
+def tiny_arch_dir(request, tmp_path_factory) -> Path:
+    """The tiny model in each architecture (gemma3, llama, qwen2); qwen2 has a chat template,
+    as instruction-tuned checkpoints do."""
+    return build_tiny_model(tmp_path_factory.mktemp(f"tiny-{request.param}"), request.param,
+                            chat_template=request.param == "qwen2")
 
 
 @pytest.fixture(scope="session")

@@ -17,13 +17,13 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from .config import setting
+from .config import DeviceSettings, setting
 from .errors import InputFileError
 from .languages import check_supported, parse_pair
 
 
 @dataclass
-class BenchSettings:
+class BenchSettings(DeviceSettings):
     pair: str = setting("en-zh", "language pair, source-target")
     src: str = setting(None, "source file, one sentence per line")
     limit: int = setting(4, "benchmark the first N non-empty lines")
@@ -39,7 +39,6 @@ class BenchSettings:
     model: str = setting(None, "causal LM (default: the bundled Gemma-3-270M)")
     adapter: str = setting("none", "peft adapter for the policy ('default': the one shipped for the pair with the "
                            "bundled model; 'none': the bare model with few-shot examples)")
-    dtype: str = setting("float32", "model weights dtype", choices=["float32", "bfloat16"])
     repeats: int = setting(1, "time every row this many times, in rounds; the table shows medians")
 
     def validate(self):
@@ -99,7 +98,7 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
                                   settings.model)
         if not adapter:
             raise InputFileError(f"no adapter ships for {settings.pair} with this model")
-    loaded = loaded or load_model(settings.model, adapter, settings.dtype)
+    loaded = loaded or load_model(settings.model, adapter, settings.dtype, settings.device)
     few_shot = adapter is None
     policy = make_policy(settings.policy, k=settings.k, chunk=settings.chunk, few_shot=few_shot)
     modes = [m.strip() for m in settings.modes.split(",") if m.strip()]

@@ -21,7 +21,18 @@ def setting(default: Any, help: str, **argparse_kwargs) -> Any:
 
 
 @dataclasses.dataclass
-class PolicySettings:
+class DeviceSettings:
+    """Where and in what precision a command runs its model (every command that runs one); applied
+    by `model.load_model`."""
+
+    device: str = setting("auto", "where the model runs: auto (CUDA when present, else CPU), cpu, cuda, cuda:N, "
+                          "or auto-map (inference: accelerate spreads a model too large for one GPU over all GPUs)")
+    dtype: str = setting("auto", "model weights dtype: auto = float32 on the CPU, bfloat16 on a GPU that supports "
+                         "it (else float32)", choices=["auto", "float32", "bfloat16", "float16"])
+
+
+@dataclasses.dataclass
+class PolicySettings(DeviceSettings):
     """Settings shared by every command that streams text through a policy."""
 
     pair: str = setting("en-zh", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")

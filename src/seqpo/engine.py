@@ -51,8 +51,8 @@ from .errors import SeqpoError
 from .generation import Completion, Generator, Request, forbid_line_end, stop_reached
 from .languages import LanguagePair
 from .prompts import conversation_prefix, conversation_read, conversation_write, slots_separator
-from .slots import DEAD, PREFIX, SOURCE, TARGET, additive, prefix_ids, region_size, sliding_window, source_piece_ids, \
-    target_piece_ids, visible
+from .slots import DEAD, PREFIX, SOURCE, TARGET, additive, layer_masks, prefix_ids, region_size, sliding_window, \
+    source_piece_ids, target_piece_ids, visible
 
 MODES = ("reencode", "cached", "append", "slots")
 
@@ -565,7 +565,7 @@ class StreamingEngine:
         try:
             with torch.inference_mode():
                 out = self.model(input_ids=ids.to(self.device), position_ids=q[1].to(self.device),
-                                 attention_mask=masks, cache=self.cache, use_cache=True, logits_to_keep=1)
+                                 attention_mask=layer_masks(self.model, masks), cache=self.cache, use_cache=True, logits_to_keep=1)
         finally:
             if hook is not None:
                 hook.remove()

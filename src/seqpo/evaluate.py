@@ -130,6 +130,8 @@ def signature(settings: EvalSettings, pair: LanguagePair, policy_settings: dict,
         "unit_ms": settings.unit_ms,
         "batch_size": settings.batch_size,
         "decoding": settings.decoding,
+        "device": settings.device,
+        "dtype": settings.dtype,
         "slot": settings.slot if settings.decoding == "slots" else None,
         "sacrebleu": quality.get("signatures", {}),
         "seqpo": __version__,
@@ -209,7 +211,7 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     done = read_finished(path)
     todo = [(i, s) for i, s in enumerate(sources) if i not in done]
     if loaded is None and any(s.strip() for _, s in todo) and not settings.audio_dir:
-        loaded = load_model(settings.model, settings.adapter)
+        loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device)
     generator = make_engine(loaded, settings.decoding, settings.slot, settings.batch_size,
                             few_shot=settings.use_few_shot(), lookahead=settings.lookahead,
                             write_ahead=settings.write_ahead) if loaded and not settings.audio_dir else None

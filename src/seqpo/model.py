@@ -1,5 +1,6 @@
 """Loading causal LMs: the bundled Gemma-3-270M GGUF (dequantized once, cached as safetensors),
-any local path or hub id, and peft LoRA adapters on top.
+any local path or hub id, and peft LoRA adapters on top, on the device and in the dtype asked for
+(`--device`, `--dtype`: `resolve_device`, `resolve_dtype`).
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -14,11 +16,64 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, SettingsError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "bundled:gemma-3-270m"
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "auto-map")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """`--device` as a torch device ("cpu", "cuda", "cuda:N"), or "auto-map" (accelerate spreads a
+    model too large for one GPU over all of them). auto = CUDA when present, else CPU. A GPU asked
+    for on a machine without one is a `SettingsError`, not a silent CPU run."""
+    import torch
+
+    name = str(device or "auto").strip().lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name not in ("cuda", "auto-map") and not re.fullmatch(r"cuda:\d+", name):
+        raise SettingsError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
+    if not torch.cuda.is_available():
+        raise SettingsError(f"--device {name}: this machine has no CUDA GPU that torch {torch.__version__} can use "
+                            "(use --device cpu, or install a CUDA build of torch)")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise SettingsError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return name
+
+
+def training_device(device: str | None = "auto") -> str:
+    """`--device` for `seqpo sft` / `seqpo train`: "cpu" or "cuda". accelerate (or Trainer) puts
+    one model copy on each process's GPU, so a GPU number or a split model is not ours to choose
+    there: `CUDA_VISIBLE_DEVICES` and `accelerate launch` choose the GPUs."""
+    where = resolve_device(device)
+    if where not in ("cpu", "cuda"):
+        raise SettingsError(f"--device {where}: training takes auto, cpu or cuda (choose GPUs with "
+                            "CUDA_VISIBLE_DEVICES or `accelerate launch`)")
+    return where
+
+
+def training_dtype(dtype: str | None, device: str) -> str:
+    """The weights dtype of a training run on `device`, by name: training loads the weights on the
+    CPU (accelerate moves them), so `--dtype auto` is resolved for where they will run."""
+    return str(resolve_dtype(dtype, device)).removeprefix("torch.")
+
+
+def resolve_dtype(dtype: str | None, device: str) -> "torch.dtype":
+    """`--dtype` for a resolved device: auto = bfloat16 on a GPU that supports it, else float32
+    (float16 overflows in Gemma-3's activations, so auto never picks it)."""
+    import torch
+
+    name = str(dtype or "auto").strip().lower()
+    if name not in DTYPES:
+        raise SettingsError(f"--dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    if name == "auto":
+        return torch.bfloat16 if device != "cpu" and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, name)
 
 
 def cache_dir() -> Path:
@@ -179,20 +234,26 @@ class LoadedModel:
     adapter: str | None
 
 
-def load_model(model: str | None = None, adapter: str | None = None, dtype: str = "float32") -> LoadedModel:
-    """Load a causal LM (+ optional peft adapter) for inference, in eval mode."""
-    import torch
+def load_model(model: str | None = None, adapter: str | None = None, dtype: str = "auto",
+               device: str = "auto") -> LoadedModel:
+    """Load a causal LM (+ optional peft adapter) for inference, in eval mode, on `device` in `dtype`
+    (see `resolve_device`, `resolve_dtype`; the defaults give float32 on the CPU, as before GPUs)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from transformers.utils import logging as hf_logging
 
+    where = resolve_device(device)
+    weights = resolve_dtype(dtype, where)
+    # accelerate places the weights while loading (no CPU copy first); "auto" also splits a model
+    # over several GPUs. The CPU keeps transformers' plain path.
+    placement = {} if where == "cpu" else {"device_map": "auto" if where == "auto-map" else where}
     configure_threads()
     path = resolve_model_path(model)
     hf_logging.disable_progress_bar()  # a cached load takes ~1 s; its bar is noise in live output
     def attempt():
         # nothing is ever downloaded at run time: hub ids resolve from the local HF cache only
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        return tok, AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), local_files_only=True)
+        return tok, AutoModelForCausalLM.from_pretrained(path, dtype=weights, local_files_only=True, **placement)
 
     try:
         try:
@@ -238,11 +299,12 @@ def _attach_adapter(lm, adapter: str, name: str | None = None):
         raise ModelLoadError(f"cannot load adapter '{adapter}': {str(exc).splitlines()[0]}") from exc
 
 
-def load_model_adapters(model: str | None, adapters: dict[str, str], dtype: str = "float32") -> LoadedModel:
+def load_model_adapters(model: str | None, adapters: dict[str, str], dtype: str = "auto",
+                        device: str = "auto") -> LoadedModel:
     """One base model with several named peft adapters (name -> folder) in one PeftModel, for
     callers that switch per request (`generation.Request.adapter`; the server's per-pair adapters).
     The first adapter is active after loading; with no adapters this is `load_model(model)`."""
-    loaded = load_model(model, None, dtype)
+    loaded = load_model(model, None, dtype, device)
     lm = loaded.model
     for name, path in adapters.items():
         lm = _attach_adapter(lm, path, name)

@@ -30,6 +30,7 @@ from .engine import PREFIX, StreamingEngine, StreamState, _Job
 from .generation import Request, forbid_line_end, prompt_ids
 from .languages import LanguagePair
 from .prompts import streaming_prefix
+from .slots import layer_masks
 
 SHARED = -1  # owner of the shared prefix columns
 
@@ -147,7 +148,7 @@ class PackedCachedEngine(StreamingEngine):
             masks["sliding_attention"] = self._additive((ok & ((q_pos - k_pos) < self.window))[None])
         with torch.inference_mode():
             out = self.model(input_ids=new[2][None].to(self.device), position_ids=new[1][None].to(self.device),
-                             attention_mask=masks, cache=self.cache, use_cache=True,
+                             attention_mask=layer_masks(self.model, masks), cache=self.cache, use_cache=True,
                              logits_to_keep=torch.tensor(last, device=self.device))
         self.cols, self.alive = keys, alive
         self._tokens += len(ids)

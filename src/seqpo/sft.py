@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .config import setting
+from .config import DeviceSettings, setting
 from .errors import InputFileError
 from .languages import LanguagePair, check_supported, parse_pair
 from .prompts import seqpo_prompt
@@ -36,7 +36,7 @@ IGNORE = -100
 
 
 @dataclass
-class SFTSettings:
+class SFTSettings(DeviceSettings):
     pairs: str = setting(None, "partial-translation examples (JSONL from `seqpo data partial`)")
     pair: str = setting("en-zh", "language pair of the examples, source-target")
     out: str = setting(None, "output folder: checkpoints while training, the final peft adapter at the top")
@@ -145,11 +145,12 @@ def segment_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits[mask], tail[mask])
 
 
-def use_bf16(choice: str) -> bool:
-    """The --bf16 setting (auto/yes/no) resolved for this hardware (CUDA support, or AMX/AVX512 CPUs)."""
+def use_bf16(choice: str, device: str | None = None) -> bool:
+    """The --bf16 setting (auto/yes/no) resolved for the training device ("cpu" or "cuda"; None: CUDA
+    when present): CUDA support, or AMX/AVX512 CPUs."""
     if choice != "auto":
         return choice == "yes"
-    if torch.cuda.is_available():
+    if device == "cuda" or (device is None and torch.cuda.is_available()):
         return torch.cuda.is_bf16_supported()
     try:
         return "AMX" in torch.backends.cpu.get_cpu_capability() or "AVX512" in torch.backends.cpu.get_cpu_capability()
@@ -157,17 +158,17 @@ def use_bf16(choice: str) -> bool:
         return False
 
 
-def _training_arguments(settings: SFTSettings, out: Path, progress: bool):
+def _training_arguments(settings: SFTSettings, out: Path, progress: bool, device: str = "cpu"):
     from transformers import TrainingArguments
 
     return TrainingArguments(
         output_dir=str(out / "checkpoints"), num_train_epochs=settings.epochs, max_steps=settings.max_steps,
         learning_rate=settings.lr, per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.grad_accum, save_steps=settings.save_steps, save_total_limit=2,
-        logging_steps=settings.logging_steps, bf16=use_bf16(settings.bf16), seed=settings.seed,
+        logging_steps=settings.logging_steps, bf16=use_bf16(settings.bf16, device), seed=settings.seed,
         report_to=[], disable_tqdm=not progress, remove_unused_columns=False, lr_scheduler_type="cosine",
         warmup_steps=0.03, dataloader_num_workers=0,  # a float is a fraction of all steps
-        use_cpu=not torch.cuda.is_available(),  # transformers refuses bf16 on CPU unless told
+        use_cpu=device == "cpu",  # transformers refuses bf16 on CPU unless told
     )
 
 
@@ -177,7 +178,7 @@ def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
     from transformers import DataCollatorForSeq2Seq, Trainer
     from transformers.trainer_utils import get_last_checkpoint
 
-    from .model import load_model
+    from .model import load_model, training_device, training_dtype
 
     pair = check_supported(parse_pair(settings.pair))
     if not settings.pairs or not settings.out:
@@ -197,13 +198,17 @@ def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
         kept_steps = {steps[i] for i in kept}
     else:
         rows = balance_waits(read_pairs(settings.pairs, settings.limit), settings.max_wait_share, settings.seed)
+    device = training_device(settings.device)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     # a checkpoint resumes only under the settings that made it; more steps or epochs may be asked for
     check_run_settings(out / "settings.json", {k: v for k, v in asdict(settings).items()
                                                if k not in ("out", "epochs", "max_steps", "save_steps",
-                                                            "logging_steps")}, out)
-    loaded = load_model(settings.model)
+                                                            "logging_steps", "device")}, out,
+                       legacy={"dtype": "auto"})
+    # weights in --dtype (bf16 on a GPU) loaded on the CPU: Trainer moves them to its device; the
+    # LoRA weights peft adds stay float32
+    loaded = load_model(settings.model, None, training_dtype(settings.dtype, device), "cpu")
     tokenizer, base = loaded.tokenizer, loaded.model
     base.train()
     model = get_peft_model(base, LoraConfig(
@@ -231,7 +236,7 @@ def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
             return (loss, None) if return_outputs else loss
 
     try:
-        args = _training_arguments(settings, out, progress)
+        args = _training_arguments(settings, out, progress, device)
     except ValueError as exc:  # transformers validates combinations (precision vs device, steps)
         raise InputFileError(f"invalid training settings: {str(exc).strip().splitlines()[0]}") from exc
     trainer = SegmentLossTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)

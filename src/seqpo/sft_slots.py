@@ -18,7 +18,7 @@ import torch
 
 from .errors import InputFileError
 from .languages import LanguagePair
-from .slots import additive, slots_episode
+from .slots import additive, layer_masks, slots_episode
 from .stream import split_units
 
 IGNORE = -100
@@ -110,7 +110,7 @@ def slots_loss(model, input_ids, position_ids, mask, labels, window: int | None)
     dtype = torch.get_autocast_dtype(input_ids.device.type) if torch.is_autocast_enabled(input_ids.device.type) \
         else next(model.parameters()).dtype  # the mask must match the attention's query dtype
     out = model(input_ids=input_ids, position_ids=position_ids, use_cache=False,
-                attention_mask=attention_masks(mask, position_ids, window, dtype),
+                attention_mask=layer_masks(model, attention_masks(mask, position_ids, window, dtype)),
                 logits_to_keep=input_ids.shape[1] - first)
     logits = out.logits.float()
     return torch.nn.functional.cross_entropy(logits[keep[:, first:]], labels[:, first:][keep[:, first:]])

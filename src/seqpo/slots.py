@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import SeqpoError
 from .languages import LanguagePair
 from .prompts import line_piece, slots_header, slots_separator, streaming_prefix
 
@@ -52,10 +53,43 @@ def visible(q_kind, q_pos, q_vis, k_kind, k_pos, k_vis, window: int | None = Non
     return ok
 
 
+MASKED_LAYER_TYPES = ("full_attention", "sliding_attention")  # layer types an explicit mask can serve
+
+
+def text_config(model):
+    """The (text) config of a model, through DDP and peft wrappers."""
+    cfg = getattr(model, "module", model).config
+    return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+
+
 def sliding_window(model) -> int | None:
-    """The model's local-attention window if it has sliding-window layers (Gemma-3), else None."""
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return cfg.sliding_window if "sliding_attention" in (getattr(cfg, "layer_types", None) or []) else None
+    """The model's local-attention window, else None: Gemma-3 lists its sliding layers in
+    `layer_types`; a config without layer types but with a `sliding_window` (Mistral) slides in
+    every layer; Llama and Qwen2 (whose layer types are all full) have none."""
+    cfg = text_config(model)
+    types = getattr(cfg, "layer_types", None)
+    if types is not None:
+        return cfg.sliding_window if "sliding_attention" in types else None
+    return getattr(cfg, "sliding_window", None)
+
+
+def layer_masks(model, masks: dict[str, torch.Tensor]):
+    """The `attention_mask` argument a model's forward takes, from additive masks keyed by layer type
+    ("full_attention", and "sliding_attention" where `sliding_window` is not None).
+
+    transformers' own rule (`masking_utils.create_masks_for_generate`): a model whose config lists
+    `layer_types` (Gemma-3, Qwen2) takes a dict keyed by those types; any other model (Llama,
+    Mistral) takes one 4D mask for every layer, and fails on a dict."""
+    cfg = text_config(model)
+    types = getattr(cfg, "layer_types", None)
+    if types is None:
+        return masks["sliding_attention" if "sliding_attention" in masks else "full_attention"]
+    unknown = sorted(set(types) - set(MASKED_LAYER_TYPES))
+    if unknown:
+        raise SeqpoError(f"{cfg.model_type} has {', '.join(unknown)} layers; explicit attention masks (decoding "
+                         "cached/append/slots, slots training, tree updates) support full and sliding-window "
+                         "attention only: use --decoding reencode, --format line, --update rows")
+    return {t: masks[t] for t in set(types)}
 
 
 def additive(ok: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import setting
+from ..config import DeviceSettings, setting
 from ..errors import InputFileError, SettingsError
 from ..evaluate import load_parallel
 from ..resume import check_run_settings
@@ -15,7 +15,7 @@ from .partial import append_examples, examples_from_schedule, finished_indices, 
 
 
 @dataclass
-class PartialDataSettings:
+class PartialDataSettings(DeviceSettings):
     pair: str = setting("en-zh", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")
     src: str = setting(None, "source file, one sentence per line")
     ref: str = setting(None, "reference file, aligned with --src line by line")
@@ -80,10 +80,10 @@ def build_partial(settings: PartialDataSettings, loaded=None, progress: bool = T
         if settings.teacher_url:
             teacher = HTTPTeacher(settings.teacher_url, settings.teacher_name, settings.teacher_key_env)
         else:
-            lm = load_model(settings.teacher_model)
+            lm = load_model(settings.teacher_model, None, settings.dtype, settings.device)
             teacher = LocalTeacher(Generator(lm.model, lm.tokenizer, batch_size=1), lm.tokenizer)
     elif todo and loaded is None:
-        loaded = load_model(settings.model, settings.adapter)
+        loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device)
     generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size) if loaded else None
 
     bar = tqdm(total=len(todo), unit="sent", disable=not progress, desc=f"{pair} {settings.builder}")

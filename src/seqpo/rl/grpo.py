@@ -220,13 +220,14 @@ def tree_logprobs(model, tree: TreeBatch, device, window: int | None, temperatur
     `generation.forbid_line_end` did), through the model's own forward (adapters, soft-capping
     and a DDP wrapper all apply); the LM head runs only on the columns that predict a sampled token."""
     from ..sft_slots import attention_masks
+    from ..slots import layer_masks
 
     ids, pos = tree.input_ids.to(device), tree.position_ids.to(device)
     dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) \
         else next(model.parameters()).dtype  # the mask must match the attention's query dtype
     masks = attention_masks(tree.mask.to(device), pos, window, dtype)
     out = model(input_ids=ids, position_ids=pos, use_cache=False,
-                attention_mask=masks if window is not None else masks["full_attention"],
+                attention_mask=layer_masks(model, masks),
                 logits_to_keep=tree.columns.to(device))
     logits = out.logits[0].float() / temperature
     if line_end and bool(tree.must_write.any()):

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import setting
+from ..config import DeviceSettings, setting
 from ..errors import InputFileError, MissingExtraError, SettingsError
 from ..languages import LanguagePair, check_supported, parse_pair
 from ..resume import check_run_settings, read_complete_jsonl, write_atomic
@@ -51,7 +51,7 @@ OTHER_BETA = 0.04
 
 
 @dataclass
-class TrainSettings:
+class TrainSettings(DeviceSettings):
     pair: str = setting("en-zh", "language pair, source-target")
     src: str = setting(None, "training sources, one sentence per line")
     ref: str = setting(None, "training references, aligned with --src")
@@ -247,15 +247,16 @@ def _check_adapter(path: Path) -> Path:
     return path
 
 
-def _load_policy_model(settings: TrainSettings, resume_from: Path | None, save_base: Path | None = None):
+def _load_policy_model(settings: TrainSettings, resume_from: Path | None, save_base: Path | None = None,
+                       device: str = "cpu"):
     """The network being trained: the base model with the start adapter (SFT) merged into its
     weights, plus a fresh trainable LoRA ("default"). Disabling that LoRA gives exactly the start
     policy, which is the KL reference (MISSION.md: KL to the SFT reference) without a second copy."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    from ..model import load_model, quiet_peft
+    from ..model import load_model, quiet_peft, training_dtype
 
-    loaded = load_model(settings.model)
+    loaded = load_model(settings.model, None, training_dtype(settings.dtype, device), "cpu")  # accelerate moves it
     base = loaded.model
     with quiet_peft():
         if settings.adapter:
@@ -287,7 +288,7 @@ def export_adapter(settings: TrainSettings, trained: Path, out: Path) -> None:
                 shutil.copy2(f, out / f.name)
         return
     with quiet_peft():
-        base = load_model(settings.model).model
+        base = load_model(settings.model, dtype="float32", device="cpu").model  # saved as float32, like the adapters
         model = PeftModel.from_pretrained(base, str(settings.adapter), adapter_name="start")
         model.load_adapter(str(trained), adapter_name="trained")
         model.add_weighted_adapter(["start", "trained"], [1.0, 1.0], adapter_name="default", combination_type="cat")
@@ -329,6 +330,7 @@ def train(settings: TrainSettings, progress: bool = True, command: str | None = 
     from tqdm import tqdm
 
     from ..evaluate import load_parallel
+    from ..model import training_device
     from ..sft import use_bf16
     from ..generation import line_end_ids
     from ..slots import sliding_window
@@ -349,21 +351,22 @@ def train(settings: TrainSettings, progress: bool = True, command: str | None = 
     out.mkdir(parents=True, exist_ok=True)
     recorded = {k: v for k, v in asdict(settings).items()
                 if k not in ("out", "steps", "save_every", "eval_every", "dev_limit", "rollout_backend", "rollouts",
-                             "update", "tree_tokens")}  # how it runs, not what it computes
-    bf16 = use_bf16(settings.bf16)
+                             "update", "tree_tokens", "device")}  # how it runs, not what it computes
+    device_name = training_device(settings.device)
+    bf16 = use_bf16(settings.bf16, device_name)
     try:
-        accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available())
+        accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=device_name == "cpu")
     except ValueError as exc:  # accelerate keeps one precision per process (a second run in a notebook)
         raise SettingsError(f"--bf16 differs from an earlier run in this process: {str(exc).splitlines()[0]}") from exc
     if accelerator.is_main_process:
-        check_run_settings(out / "settings.json", recorded, out)
+        check_run_settings(out / "settings.json", recorded, out, legacy={"dtype": "auto"})
     accelerator.wait_for_everyone()
 
     resume_from = latest_checkpoint(out)
     torch.manual_seed(settings.seed + accelerator.process_index)
     use_vllm = settings.rollout_backend == "vllm"
     save_base = out / "vllm-base" if use_vllm and accelerator.is_main_process else None
-    loaded, model = _load_policy_model(settings, resume_from, save_base)
+    loaded, model = _load_policy_model(settings, resume_from, save_base, device_name)
     accelerator.wait_for_everyone()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)

@@ -86,6 +86,11 @@ def serve(settings: ServeSettings) -> None:
     """Load the model, then serve until interrupted."""
     import uvicorn
 
+    uvicorn.run(build_app(settings), **uvicorn_options(settings))
+
+
+def build_app(settings: ServeSettings):
+    """The server's ASGI app with its model loaded (what `serve` runs; a test client can call it)."""
     from ..errors import InputFileError
     from ..generation import Generator
     from ..languages import check_supported, parse_pair
@@ -104,13 +109,12 @@ def serve(settings: ServeSettings) -> None:
         raise InputFileError("--audio-chunk must be positive, --max-buffer longer than it, --asr-beam at least 1")
     shipped = settings.shipped_adapters()
     if shipped:  # bundled model, no --adapter: every session runs on the adapter of its own pair
-        loaded = load_model_adapters(settings.model, shipped)
+        loaded = load_model_adapters(settings.model, shipped, settings.dtype, settings.device)
         settings.session_adapters = {pair: pair for pair in shipped}
     else:  # --adapter DIR (every pair on it), --adapter none, or another model: one model for all
-        loaded = load_model(settings.model, settings.adapter)
+        loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device)
     generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size)
-    app = create_app(settings, generator, model_name=loaded.name)
-    uvicorn.run(app, **uvicorn_options(settings))
+    return create_app(settings, generator, model_name=loaded.name)
 
 
 def uvicorn_options(settings: ServeSettings) -> dict:
@@ -120,4 +124,4 @@ def uvicorn_options(settings: ServeSettings) -> dict:
             "ws_max_size": max(settings.max_message_bytes, settings.max_audio_frame_bytes)}
 
 
-__all__ = ["ServeSettings", "serve", "uvicorn_options"]
+__all__ = ["ServeSettings", "build_app", "serve", "uvicorn_options"]
