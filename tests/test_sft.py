@@ -58,7 +58,9 @@ def test_tiny_sft_run_learns_resumes_and_loads(tiny_model_dir, tmp_path, capsys)
     state = json.loads((out / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
     losses = [h["loss"] for h in state["log_history"] if "loss" in h]
     assert losses[-1] < losses[0]  # it learned the two examples
-    assert (out / "adapter_config.json").exists() and json.loads((out / "seqpo.json").read_text())["pair"] == "en-de"
+    meta = json.loads((out / "seqpo.json").read_text())
+    assert (out / "adapter_config.json").exists() and meta["pair"] == "en-de" and meta["stage"] == "sft"
+    assert meta["start"] == "none" and meta["command"].startswith("seqpo sft --pairs ") and "--max-steps 6" in meta["command"]
     capsys.readouterr()
     assert main(["translate", "--pair", "en-de", "--model", str(tiny_model_dir), "--adapter", str(out), "--json",
                  "If it rains"]) == 0

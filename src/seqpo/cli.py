@@ -65,7 +65,8 @@ def _cmd_data_speech(args) -> int:
 def _cmd_sft(args) -> int:
     from .sft import SFTSettings, train_sft
 
-    out = train_sft(build_settings(SFTSettings, args), progress=not args.quiet)
+    out = train_sft(build_settings(SFTSettings, args), progress=not args.quiet,
+                    command="seqpo " + " ".join(shlex.quote(a) for a in args.argv))
     print(json.dumps({"adapter": str(out)}))
     return 0
 
@@ -212,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     except SeqpoError as exc:
         print(f"seqpo {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # output piped into a reader that stopped (e.g. `| head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit flush
+        return 0
     except KeyboardInterrupt:
         print(f"seqpo {args.command}: interrupted (finished work is kept; re-run to resume)", file=sys.stderr)
         return 130

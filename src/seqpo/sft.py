@@ -172,7 +172,7 @@ def _training_arguments(settings: SFTSettings, out: Path, progress: bool, device
     )
 
 
-def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
+def train_sft(settings: SFTSettings, progress: bool = True, command: str | None = None) -> Path:
     """Fine-tune and save the adapter in `settings.out`; resumes from the last checkpoint there."""
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer
@@ -246,6 +246,8 @@ def train_sft(settings: SFTSettings, progress: bool = True) -> Path:
     trainer.train(resume_from_checkpoint=last)
     if trainer.is_world_process_zero():
         model.save_pretrained(out)
-        (out / "seqpo.json").write_text(json.dumps({"pair": str(pair), "base_model": loaded.name, **summary},
-                                                   indent=2))
+        # stage/start/command: what `--adapter sft|seqpo` and a later `seqpo train` read back
+        meta = {"pair": str(pair), "stage": "sft", "start": "none", "command": command,
+                "base_model": loaded.name, **summary}
+        (out / "seqpo.json").write_text(json.dumps(meta, indent=2))
     return out
