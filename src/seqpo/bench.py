@@ -98,7 +98,8 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
                                   settings.model)
         if not adapter:
             raise InputFileError(f"no adapter ships for {settings.pair} with this model")
-    loaded = loaded or load_model(settings.model, adapter, settings.dtype, settings.device)
+    # the chat template applies to the modes that re-encode the SeqPO prompt (`engine.make_engine`)
+    loaded = loaded or load_model(settings.model, adapter, settings.dtype, settings.device, settings.chat_template)
     few_shot = adapter is None
     policy = make_policy(settings.policy, k=settings.k, chunk=settings.chunk, few_shot=few_shot)
     modes = [m.strip() for m in settings.modes.split(",") if m.strip()]

@@ -29,6 +29,9 @@ class DeviceSettings:
                           "or auto-map (inference: accelerate spreads a model too large for one GPU over all GPUs)")
     dtype: str = setting("auto", "model weights dtype: auto = float32 on the CPU, bfloat16 on a GPU that supports "
                          "it (else float32)", choices=["auto", "float32", "bfloat16", "float16"])
+    chat_template: str = setting("auto", "put prompts in the model's chat template (instruction-tuned models): "
+                                 "auto = on when the tokenizer has one, except on the bundled base model and in "
+                                 "append/slots decoding (their own formats)", choices=["auto", "on", "off"])
 
 
 @dataclasses.dataclass
@@ -61,7 +64,10 @@ class PolicySettings(DeviceSettings):
     def __post_init__(self):
         from .model import resolve_adapter
 
+        from .model import check_chat_template
+
         self.adapter = resolve_adapter(self.adapter, self.pair, self.model)
+        check_chat_template(self.chat_template, self.decoding)
 
     def use_few_shot(self) -> bool:
         return self.few_shot == "yes" or (self.few_shot == "auto" and not self.adapter)

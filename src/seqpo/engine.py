@@ -55,6 +55,7 @@ from .slots import DEAD, PREFIX, SOURCE, TARGET, additive, layer_masks, prefix_i
     source_piece_ids, target_piece_ids, visible
 
 MODES = ("reencode", "cached", "append", "slots")
+CHAT_MODES = ("reencode", "cached")  # modes whose prompts can sit in a chat template (`prompts.ChatFormat`)
 
 
 class SourceRegionFullError(SeqpoError):
@@ -119,16 +120,18 @@ class StreamingEngine:
 
     def __init__(self, model, tokenizer, mode: str = "reencode", slot: int = 16, batch_size: int = 8,
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 few_shot: bool = True, lookahead: int = 0, write_ahead: bool = False):
+                 few_shot: bool = True, lookahead: int = 0, write_ahead: bool = False, chat=None):
         if mode not in MODES:
             raise ValueError(f"unknown decoding mode '{mode}' (choose from {', '.join(MODES)})")
+        if chat is not None and mode not in CHAT_MODES:
+            raise ValueError(f"{mode} decoding has its own prompt format: no chat template")
         self.model, self.tokenizer, self.mode, self.slot = model, tokenizer, mode, slot
         self.few_shot = few_shot
         incremental = mode in ("append", "slots")  # early decisions need reads the cache can run ahead
         self.lookahead = lookahead if incremental else 0  # reads taken ahead per forward pass
         self.write_ahead = write_ahead and incremental  # run the next read while a segment decodes
         self.do_sample = do_sample
-        self.generator = Generator(model, tokenizer, batch_size, do_sample, temperature, top_p)
+        self.generator = Generator(model, tokenizer, batch_size, do_sample, temperature, top_p, chat)
         warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
         warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
         self.warpers = LogitsProcessorList(warpers)
@@ -665,5 +668,8 @@ class StreamingEngine:
 
 def make_engine(loaded, mode: str = "reencode", slot: int = 16, batch_size: int = 8, few_shot: bool = True,
                 lookahead: int = 0, write_ahead: bool = False, **sampling) -> StreamingEngine:
+    """An engine on a loaded model; its chat format (`LoadedModel.chat`) applies in the modes that
+    re-encode the SeqPO prompt (append and slots have their own formats)."""
+    chat = loaded.chat if mode in CHAT_MODES else None
     return StreamingEngine(loaded.model, loaded.tokenizer, mode=mode, slot=slot, batch_size=batch_size,
-                           few_shot=few_shot, lookahead=lookahead, write_ahead=write_ahead, **sampling)
+                           few_shot=few_shot, lookahead=lookahead, write_ahead=write_ahead, chat=chat, **sampling)

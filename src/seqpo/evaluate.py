@@ -7,6 +7,7 @@ a kill is dropped and its sentence redone.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import statistics
@@ -59,7 +60,7 @@ SPEECH_LATENCY_KEYS = ("StartOffset", "EndOffset", "AL", "LAAL", "StartOffset_CA
                        "LAAL_CA")
 
 # Settings that older seqpo versions did not record in settings.json, with the value they used.
-LEGACY_DEFAULTS = {"decoding": "reencode", "slot": None, "few_shot": True}
+LEGACY_DEFAULTS = {"decoding": "reencode", "slot": None, "few_shot": True, "chat_template": "off"}
 
 
 def read_lines(path: str | Path, what: str) -> list[str]:
@@ -132,6 +133,7 @@ def signature(settings: EvalSettings, pair: LanguagePair, policy_settings: dict,
         "decoding": settings.decoding,
         "device": settings.device,
         "dtype": settings.dtype,
+        "chat_template": settings.chat_template,
         "slot": settings.slot if settings.decoding == "slots" else None,
         "sacrebleu": quality.get("signatures", {}),
         "seqpo": __version__,
@@ -184,7 +186,7 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     from tqdm import tqdm
 
     from .engine import make_engine
-    from .model import load_model
+    from .model import load_model, uses_chat_template
     from .simulate import run_episodes
 
     pair = settings.validate()
@@ -202,6 +204,12 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
                     "model": settings.model, "adapter": settings.adapter,
                     "src": str(settings.src), "ref": str(settings.ref)}
     run_settings.update(decoding=settings.decoding, slot=settings.slot if settings.decoding == "slots" else None)
+    # the chat template as resolved: a given model brings its own (older runs had none)
+    chat = bool(loaded.chat) if loaded is not None else \
+        uses_chat_template(settings.chat_template, settings.model, settings.decoding)
+    settings = copy.copy(settings)  # not dataclasses.replace: __post_init__ would resolve --adapter again
+    settings.chat_template = "on" if chat else "off"  # what the signature records
+    run_settings["chat_template"] = settings.chat_template
     if settings.audio_dir:
         run_settings.update(audio_dir=str(settings.audio_dir), audio_chunk=settings.audio_chunk,
                             asr_beam=settings.asr_beam, max_buffer=settings.max_buffer)
@@ -211,7 +219,8 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     done = read_finished(path)
     todo = [(i, s) for i, s in enumerate(sources) if i not in done]
     if loaded is None and any(s.strip() for _, s in todo) and not settings.audio_dir:
-        loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device)
+        loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device, settings.chat_template,
+                            settings.decoding)
     generator = make_engine(loaded, settings.decoding, settings.slot, settings.batch_size,
                             few_shot=settings.use_few_shot(), lookahead=settings.lookahead,
                             write_ahead=settings.write_ahead) if loaded and not settings.audio_dir else None

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
+from .prompts import ChatFormat
 from .stream import count_units
 
 
@@ -142,17 +143,40 @@ def stop_reached(text: str, new_tokens: int, req: Request) -> bool:
     return n > req.max_units if req.unit == "word" else n >= req.max_units
 
 
-def prompt_ids(tokenizer, request: Request) -> list[int]:
-    """The token ids a request's model call starts from (prefix with BOS, then the prompt)."""
-    return tokenizer(request.prefix).input_ids + tokenizer(request.prompt, add_special_tokens=False).input_ids
+def shared_ids(tokenizer, prefix: str, chat: ChatFormat | None = None) -> list[int]:
+    """The ids of a request's shared prefix (KV-cached): BOS + prefix; in a chat, the template's head
+    + prefix (the template writes its own special tokens, BOS included: none are added)."""
+    if chat is None:
+        return tokenizer(prefix).input_ids
+    return _text_ids(tokenizer, chat.head + prefix)
+
+
+def own_ids(tokenizer, prompt: str, chat: ChatFormat | None = None) -> list[int]:
+    """The ids of a request's own prompt after its prefix; in a chat, the rest of the user turn and
+    the turn change, then the target line (tokenized apart, as a completion follows it)."""
+    if chat is None:
+        return _text_ids(tokenizer, prompt)
+    user, line = chat.split(prompt)
+    return _text_ids(tokenizer, user + chat.tail) + _text_ids(tokenizer, line)
+
+
+def prompt_ids(tokenizer, request: Request, chat: ChatFormat | None = None) -> list[int]:
+    """The token ids a request's model call starts from: the one place prompt text becomes ids
+    (generation, the cached engine, SFT examples, rollouts and the vLLM backend all come here)."""
+    return shared_ids(tokenizer, request.prefix, chat) + own_ids(tokenizer, request.prompt, chat)
+
+
+def _text_ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False).input_ids if text else []
 
 
 class Generator:
     """Continues prompts with an LM, batching requests that share a prefix."""
 
     def __init__(self, model, tokenizer, batch_size: int = 8, do_sample: bool = False,
-                 temperature: float = 1.0, top_p: float = 1.0):
+                 temperature: float = 1.0, top_p: float = 1.0, chat: ChatFormat | None = None):
         self.model, self.tokenizer = model, tokenizer
+        self.chat = chat  # the model's chat template around every prompt (None: the plain SeqPO prompt)
         self.batch_size = batch_size
         self.do_sample, self.temperature, self.top_p = do_sample, temperature, top_p
         # keyed by (adapter, prefix): the cached KV depends on the weights it was computed with
@@ -167,7 +191,7 @@ class Generator:
     def _prefix(self, prefix: str, adapter: str | None = None):
         key = (adapter, prefix)
         if key not in self._prefix_cache:
-            ids = self.tokenizer(prefix, return_tensors="pt").input_ids.to(self.device)
+            ids = torch.tensor([shared_ids(self.tokenizer, prefix, self.chat)], device=self.device)
             with torch.inference_mode():
                 out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
             self.tokens_processed += ids.shape[1]
@@ -221,10 +245,10 @@ class Generator:
             yield
 
     def prompt_ids(self, request: Request) -> list[int]:
-        return prompt_ids(self.tokenizer, request)
+        return prompt_ids(self.tokenizer, request, self.chat)
 
     def _suffix_ids(self, request: Request) -> list[int]:
-        return self.tokenizer(request.prompt, add_special_tokens=False).input_ids
+        return own_ids(self.tokenizer, request.prompt, self.chat)
 
     def _run_batch(self, prefix: str, reqs: list[Request], adapter: str | None = None) -> list[Completion]:
         t0 = time.perf_counter()

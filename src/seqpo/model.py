@@ -232,12 +232,58 @@ class LoadedModel:
     tokenizer: object
     name: str
     adapter: str | None
+    chat: object = None  # prompts.ChatFormat when prompts go in the model's chat template (`--chat-template`)
+
+
+CHAT_TEMPLATE_CHOICES = ("auto", "on", "off")
+
+
+def is_bundled(model: str | None) -> bool:
+    return model in (None, "", DEFAULT_MODEL, "bundled")
+
+
+def uses_chat_template(choice: str | None, model: str | None, decoding: str, tokenizer=None) -> bool:
+    """`--chat-template` resolved: auto = on for a tokenizer with a chat template, except on the
+    bundled base model (its shipped adapters were trained on the plain prompt) and in append/slots
+    decoding (their own formats). `tokenizer` is loaded when needed and not given. `on` where it
+    cannot apply is a `SettingsError`."""
+    choice = check_chat_template(choice, decoding)
+    if choice == "off" or (choice == "auto" and (is_bundled(model) or decoding not in ("reencode", "cached"))):
+        return False
+    if tokenizer is None:
+        tokenizer = load_tokenizer(model)
+    if getattr(tokenizer, "chat_template", None):
+        return True
+    if choice == "on":
+        raise SettingsError(f"--chat-template on: the tokenizer of {model or DEFAULT_MODEL} has no chat template")
+    return False
+
+
+def check_chat_template(choice: str | None, decoding: str) -> str:
+    """`--chat-template` checked against `--decoding` (no model needed); returns the choice."""
+    choice = str(choice or "auto").strip().lower()
+    if choice not in CHAT_TEMPLATE_CHOICES:
+        raise SettingsError(f"--chat-template must be one of {', '.join(CHAT_TEMPLATE_CHOICES)}; got {choice!r}")
+    if choice == "on" and decoding not in ("reencode", "cached"):
+        raise SettingsError(f"--chat-template on needs --decoding reencode or cached ({decoding} has its own format)")
+    return choice
+
+
+def load_tokenizer(model: str | None):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(resolve_model_path(model), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load the tokenizer of '{model or DEFAULT_MODEL}': {str(exc).splitlines()[0]}") from exc
 
 
 def load_model(model: str | None = None, adapter: str | None = None, dtype: str = "auto",
-               device: str = "auto") -> LoadedModel:
+               device: str = "auto", chat_template: str = "off", decoding: str = "reencode") -> LoadedModel:
     """Load a causal LM (+ optional peft adapter) for inference, in eval mode, on `device` in `dtype`
-    (see `resolve_device`, `resolve_dtype`; the defaults give float32 on the CPU, as before GPUs)."""
+    (see `resolve_device`, `resolve_dtype`; the defaults give float32 on the CPU, as before GPUs),
+    with its chat format when `chat_template` resolves to on for `decoding` (`uses_chat_template`)."""
+    check_chat_template(chat_template, decoding)  # a wrong setting fails before loading
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from transformers.utils import logging as hf_logging
@@ -273,10 +319,18 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
         raise ModelLoadError(f"cannot load model '{model or DEFAULT_MODEL}': {first}") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    chat = None
+    if uses_chat_template(chat_template, model, decoding, tokenizer):
+        from .prompts import chat_format
+
+        try:
+            chat = chat_format(tokenizer)
+        except Exception as exc:  # a template's own errors (jinja, raise_exception) are all this
+            raise SettingsError(f"cannot use the chat template of {model}: {str(exc).splitlines()[0]}") from exc
     if adapter:
         lm = _attach_adapter(lm, adapter)
     lm.eval()
-    return LoadedModel(lm, tokenizer, model or DEFAULT_MODEL, str(adapter) if adapter else None)
+    return LoadedModel(lm, tokenizer, model or DEFAULT_MODEL, str(adapter) if adapter else None, chat)
 
 
 def _attach_adapter(lm, adapter: str, name: str | None = None):

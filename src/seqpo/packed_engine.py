@@ -27,7 +27,7 @@ import torch
 from transformers import DynamicCache
 
 from .engine import PREFIX, StreamingEngine, StreamState, _Job
-from .generation import Request, forbid_line_end, prompt_ids
+from .generation import Request, forbid_line_end, prompt_ids, shared_ids
 from .languages import LanguagePair
 from .prompts import streaming_prefix
 from .slots import layer_masks
@@ -40,10 +40,10 @@ class PackedCachedEngine(StreamingEngine):
 
     def __init__(self, model, tokenizer, mode: str = "cached", slot: int = 16, batch_size: int = 8,
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, few_shot: bool = True,
-                 lookahead: int = 0, write_ahead: bool = False):
+                 lookahead: int = 0, write_ahead: bool = False, chat=None):
         # slot, look-ahead and write-ahead belong to append/slots decoding: ignored here
         super().__init__(model, tokenizer, "cached", batch_size=batch_size, do_sample=do_sample,
-                         temperature=temperature, top_p=top_p, few_shot=few_shot)
+                         temperature=temperature, top_p=top_p, few_shot=few_shot, chat=chat)
         self.cols: torch.Tensor | None = None  # [3, L]: owner, position, token id of each cache column
         self.alive: torch.Tensor | None = None  # [L] bool
         self.owner: dict[StreamState, int] = {}
@@ -105,7 +105,7 @@ class PackedCachedEngine(StreamingEngine):
         if state in self.jobs:
             raise RuntimeError("this episode already has a step running")
         t0 = time.perf_counter()
-        full = prompt_ids(self.tokenizer, request)
+        full = prompt_ids(self.tokenizer, request, self.generator.chat)
         live = [t for t, _, _, _ in self.context(state)]
         k = 0
         limit = min(len(live), len(full) - 1)  # at least one token runs: its logits start the step
@@ -167,7 +167,7 @@ class PackedCachedEngine(StreamingEngine):
             if self._prefix[0] != pair:
                 raise ValueError("one engine serves one language pair at a time")
             return self._prefix[1]
-        ids = self.tokenizer(streaming_prefix(pair) if self.few_shot else "").input_ids
+        ids = shared_ids(self.tokenizer, streaming_prefix(pair) if self.few_shot else "", self.generator.chat)
         self.cache = DynamicCache()  # full layers: the sliding window is applied by our masks
         with torch.inference_mode():
             self.model(input_ids=torch.tensor([ids], device=self.device), cache=self.cache, use_cache=True,

@@ -168,3 +168,33 @@ def line_piece(text: str, unit: str, first: bool) -> str:
     if not text.strip():
         return ""
     return f" {text}" if (first or unit == "word") else text
+
+
+# -- Chat template (instruction-tuned models) ---------------------------------------------------
+# An instruction-tuned model expects its own chat turns around a request. The SeqPO prompt keeps
+# its lines; the chat template is rendered once around a marker to learn what comes before the user
+# turn (head) and what closes it and opens the assistant's answer (tail). The instruction, few-shot
+# block and source line go in the user turn; the target line (`Chinese: target so far`) opens the
+# assistant turn, so the model still continues the target and ends the line (an empty line = wait).
+CHAT_MARK = "<<SEQPO-USER-TURN>>"
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    head: str  # the rendered template before the user's text (system turn, user turn opening)
+    tail: str  # after it: the user turn's end and the assistant turn's opening
+
+    def split(self, prompt: str) -> tuple[str, str]:
+        """(user text, assistant text) of a prompt: its last line is the target line so far."""
+        user, _, line = prompt.rpartition("\n")
+        return user, line
+
+
+def chat_format(tokenizer) -> ChatFormat:
+    """The tokenizer's chat template as a `ChatFormat` (one user turn, then the assistant's turn)."""
+    text = tokenizer.apply_chat_template([{"role": "user", "content": CHAT_MARK}], tokenize=False,
+                                         add_generation_prompt=True)
+    if text.count(CHAT_MARK) != 1:
+        raise ValueError("the chat template does not render the user's message as given")
+    head, tail = text.split(CHAT_MARK)
+    return ChatFormat(head, tail)

@@ -26,6 +26,7 @@ import torch
 from .config import DeviceSettings, setting
 from .errors import InputFileError
 from .languages import LanguagePair, check_supported, parse_pair
+from .generation import Request, prompt_ids
 from .prompts import seqpo_prompt
 from .resume import check_run_settings
 from .sft_slots import collate, encode_episodes, group_episodes, slots_loss
@@ -76,9 +77,11 @@ def format_example(pair: LanguagePair, source_prefix: str, target_prefix: str, s
     return prompt, text + "\n"
 
 
-def tokenize_example(tokenizer, prompt: str, completion: str, max_length: int) -> dict:
-    """input_ids and labels (prompt masked with -100); truncated from the left to keep the segment."""
-    p = tokenizer(prompt).input_ids  # with BOS
+def tokenize_example(tokenizer, prompt: str, completion: str, max_length: int, chat=None) -> dict:
+    """input_ids and labels (prompt masked with -100); truncated from the left to keep the segment.
+    The prompt becomes ids as at inference without few-shot examples (`generation.prompt_ids`: BOS,
+    or the chat template's turns when `chat` is a `prompts.ChatFormat`)."""
+    p = prompt_ids(tokenizer, Request("", prompt), chat)
     c = tokenizer(completion, add_special_tokens=False).input_ids
     ids, labels = p + c, [IGNORE] * len(p) + c
     if len(ids) > max_length:
@@ -178,7 +181,7 @@ def train_sft(settings: SFTSettings, progress: bool = True, command: str | None 
     from transformers import DataCollatorForSeq2Seq, Trainer
     from transformers.trainer_utils import get_last_checkpoint
 
-    from .model import load_model, training_device, training_dtype
+    from .model import load_model, training_device, training_dtype, uses_chat_template
 
     pair = check_supported(parse_pair(settings.pair))
     if not settings.pairs or not settings.out:
@@ -202,13 +205,16 @@ def train_sft(settings: SFTSettings, progress: bool = True, command: str | None 
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     # a checkpoint resumes only under the settings that made it; more steps or epochs may be asked for
-    check_run_settings(out / "settings.json", {k: v for k, v in asdict(settings).items()
-                                               if k not in ("out", "epochs", "max_steps", "save_steps",
-                                                            "logging_steps", "device")}, out,
-                       legacy={"dtype": "auto"})
+    decoding = "slots" if settings.format == "slots" else "reencode"  # the decoding the format trains for
+    recorded = {k: v for k, v in asdict(settings).items()
+                if k not in ("out", "epochs", "max_steps", "save_steps", "logging_steps", "device")}
+    # the chat template as resolved (runs from before it had none)
+    recorded["chat_template"] = "on" if uses_chat_template(settings.chat_template, settings.model, decoding) else "off"
+    check_run_settings(out / "settings.json", recorded, out, legacy={"dtype": "auto", "chat_template": "off"})
     # weights in --dtype (bf16 on a GPU) loaded on the CPU: Trainer moves them to its device; the
     # LoRA weights peft adds stay float32
-    loaded = load_model(settings.model, None, training_dtype(settings.dtype, device), "cpu")
+    loaded = load_model(settings.model, None, training_dtype(settings.dtype, device), "cpu", settings.chat_template,
+                        decoding)
     tokenizer, base = loaded.tokenizer, loaded.model
     base.train()
     model = get_peft_model(base, LoraConfig(
@@ -224,7 +230,8 @@ def train_sft(settings: SFTSettings, progress: bool = True, command: str | None 
                    "wait_steps_with_loss": len(kept)}
     else:
         dataset = [tokenize_example(tokenizer, *format_example(pair, r["source_prefix"], r["target_prefix"],
-                                                               r["segment"]), settings.max_length) for r in rows]
+                                                               r["segment"]), settings.max_length, loaded.chat)
+                   for r in rows]
         tokenizer.padding_side = "left"  # segments end every row: logits are computed for the last columns only
         collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
         loss_of = lambda m, x: segment_loss(m, x["input_ids"], x["attention_mask"], x["labels"])
@@ -248,6 +255,6 @@ def train_sft(settings: SFTSettings, progress: bool = True, command: str | None 
         model.save_pretrained(out)
         # stage/start/command: what `--adapter sft|seqpo` and a later `seqpo train` read back
         meta = {"pair": str(pair), "stage": "sft", "start": "none", "command": command,
-                "base_model": loaded.name, **summary}
+                "base_model": loaded.name, "chat_template": "on" if loaded.chat else "off", **summary}
         (out / "seqpo.json").write_text(json.dumps(meta, indent=2))
     return out

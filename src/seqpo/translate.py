@@ -79,7 +79,8 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
         raise InputFileError("--lookahead must be 0 (off) or more")
     lines = read_input(settings)
     policy = settings.build_policy()
-    loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device)
+    loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device, settings.chat_template,
+                        settings.decoding)
     generator = make_engine(loaded, settings.decoding, settings.slot, batch_size=1, few_shot=settings.use_few_shot(),
                             lookahead=settings.lookahead, write_ahead=settings.write_ahead)
     episodes = []

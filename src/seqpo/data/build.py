@@ -83,8 +83,9 @@ def build_partial(settings: PartialDataSettings, loaded=None, progress: bool = T
             lm = load_model(settings.teacher_model, None, settings.dtype, settings.device)
             teacher = LocalTeacher(Generator(lm.model, lm.tokenizer, batch_size=1), lm.tokenizer)
     elif todo and loaded is None:
-        loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device)
-    generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size) if loaded else None
+        loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device, settings.chat_template)
+    generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size,
+                          chat=loaded.chat) if loaded else None
 
     bar = tqdm(total=len(todo), unit="sent", disable=not progress, desc=f"{pair} {settings.builder}")
     with out.open("a", encoding="utf-8") as fh:

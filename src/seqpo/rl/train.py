@@ -256,7 +256,8 @@ def _load_policy_model(settings: TrainSettings, resume_from: Path | None, save_b
 
     from ..model import load_model, quiet_peft, training_dtype
 
-    loaded = load_model(settings.model, None, training_dtype(settings.dtype, device), "cpu")  # accelerate moves it
+    loaded = load_model(settings.model, None, training_dtype(settings.dtype, device), "cpu",  # accelerate moves it
+                        chat_template=settings.chat_template)
     base = loaded.model
     with quiet_peft():
         if settings.adapter:
@@ -296,7 +297,7 @@ def export_adapter(settings: TrainSettings, trained: Path, out: Path) -> None:
 
 
 def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=None, out: Path | None = None,
-                    step: int = 0):
+                    step: int = 0, chat=None):
     """The rollout sampler of one step: a fresh transformers Generator (its prefix cache belongs to
     the weights of this step), or the run's vLLM engine pointed at this step's LoRA."""
     if vllm is not None:
@@ -309,8 +310,8 @@ def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=
 
     if settings.rollouts == "cached":
         return StreamingEngine(model, tokenizer, mode="cached", batch_size=batch, do_sample=True,
-                               temperature=settings.temperature, few_shot=settings.use_few_shot())
-    return Generator(model, tokenizer, batch_size=batch, do_sample=True, temperature=settings.temperature)
+                               temperature=settings.temperature, few_shot=settings.use_few_shot(), chat=chat)
+    return Generator(model, tokenizer, batch_size=batch, do_sample=True, temperature=settings.temperature, chat=chat)
 
 
 def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int) -> dict:
@@ -320,8 +321,9 @@ def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int
     ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model, decoding="cached",
                       adapter=str(_ckpt_dir(out, step)), few_shot="yes" if settings.use_few_shot() else "no",
                       src=settings.dev_src, ref=settings.dev_ref, limit=settings.dev_limit,
-                      out=str(out / "eval" / f"step-{step:06d}"))
-    scores = evaluate(ev, loaded=LoadedModel(model, loaded.tokenizer, loaded.name, ev.adapter), progress=False)
+                      out=str(out / "eval" / f"step-{step:06d}"), chat_template="on" if loaded.chat else "off")
+    scores = evaluate(ev, loaded=LoadedModel(model, loaded.tokenizer, loaded.name, ev.adapter, loaded.chat),
+                      progress=False)
     return {k: v for k, v in scores.items() if k != "signature"}
 
 
@@ -330,7 +332,7 @@ def train(settings: TrainSettings, progress: bool = True, command: str | None = 
     from tqdm import tqdm
 
     from ..evaluate import load_parallel
-    from ..model import training_device
+    from ..model import training_device, uses_chat_template
     from ..sft import use_bf16
     from ..generation import line_end_ids
     from ..slots import sliding_window
@@ -359,7 +361,10 @@ def train(settings: TrainSettings, progress: bool = True, command: str | None = 
     except ValueError as exc:  # accelerate keeps one precision per process (a second run in a notebook)
         raise SettingsError(f"--bf16 differs from an earlier run in this process: {str(exc).splitlines()[0]}") from exc
     if accelerator.is_main_process:
-        check_run_settings(out / "settings.json", recorded, out, legacy={"dtype": "auto"})
+        # the chat template as resolved (runs from before it had none)
+        recorded["chat_template"] = "on" if uses_chat_template(settings.chat_template, settings.model, "reencode") \
+            else "off"
+        check_run_settings(out / "settings.json", recorded, out, legacy={"dtype": "auto", "chat_template": "off"})
     accelerator.wait_for_everyone()
 
     resume_from = latest_checkpoint(out)
@@ -394,7 +399,8 @@ def train(settings: TrainSettings, progress: bool = True, command: str | None = 
     if use_vllm:  # optional extra, imported only when chosen
         from .vllm_backend import VLLMGenerator
 
-        vllm = VLLMGenerator(out / "vllm-base", tokenizer, settings.temperature, max_lora_rank=settings.lora_r)
+        vllm = VLLMGenerator(out / "vllm-base", tokenizer, settings.temperature, max_lora_rank=settings.lora_r,
+                             chat=loaded.chat)
     policy = LLMPolicy(max_step_tokens=settings.max_step_tokens, few_shot=settings.use_few_shot())
     beta = settings.kl_beta(pair)
     device = accelerator.device
@@ -417,7 +423,8 @@ def train(settings: TrainSettings, progress: bool = True, command: str | None = 
         items = [(usable[i], sources[usable[i]], references[usable[i]]) for i in mine]
 
         t0 = time.perf_counter()
-        generator = _make_generator(policy_model, tokenizer, settings, len(items) * settings.group, vllm, out, step)
+        generator = _make_generator(policy_model, tokenizer, settings, len(items) * settings.group, vllm, out, step,
+                                    loaded.chat)
         groups = sample_rollouts(generator, policy, pair, settings.chunk, items, settings.group)
         rollout_s = time.perf_counter() - t0
         rollouts, advs, scored, reward_values = [], [], [], []

@@ -27,12 +27,14 @@ from ..generation import Completion, Request, line_end_ids, prompt_ids
 class VLLMGenerator:
     do_sample = True
 
-    def __init__(self, base_dir: str | Path, tokenizer, temperature: float = 1.0, max_lora_rank: int = 64):
+    def __init__(self, base_dir: str | Path, tokenizer, temperature: float = 1.0, max_lora_rank: int = 64,
+                 chat=None):
         try:
             from vllm import LLM
         except ImportError as exc:
             raise MissingExtraError("--rollout-backend vllm needs vLLM on a CUDA machine: pip install 'seqpo[vllm]'") from exc
         self.tokenizer = tokenizer
+        self.chat = chat  # prompts.ChatFormat: the same prompt ids as the transformers path
         self.temperature = temperature
         self.line_end = line_end_ids(tokenizer)
         # the training model shares the GPU: vLLM takes a third of it, not its default 90%
@@ -47,7 +49,7 @@ class VLLMGenerator:
         self.lora = LoRARequest(f"policy-step-{step}", step + 1, str(path))
 
     def prompt_ids(self, request: Request) -> list[int]:
-        return prompt_ids(self.tokenizer, request)
+        return prompt_ids(self.tokenizer, request, self.chat)
 
     def complete(self, requests: list[Request]) -> list[Completion]:
         from vllm import SamplingParams

@@ -112,8 +112,9 @@ def build_app(settings: ServeSettings):
         loaded = load_model_adapters(settings.model, shipped, settings.dtype, settings.device)
         settings.session_adapters = {pair: pair for pair in shipped}
     else:  # --adapter DIR (every pair on it), --adapter none, or another model: one model for all
-        loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device)
-    generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size)
+        loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device,
+                            settings.chat_template, settings.decoding)
+    generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size, chat=loaded.chat)
     return create_app(settings, generator, model_name=loaded.name)
 
 

@@ -28,10 +28,11 @@ def speech_parts(settings, loaded=None, live_decoding: bool = False):
     policy = settings.build_policy()
     whisper = load_whisper()
     if loaded is None:
-        loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device)
+        loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device,
+                            settings.chat_template, settings.decoding)
     if settings.decoding != "reencode":
         return pair, policy, whisper, EngineSet(loaded.model, loaded.tokenizer, settings.decoding, settings.slot)
-    return pair, policy, whisper, Generator(loaded.model, loaded.tokenizer, batch_size=1)
+    return pair, policy, whisper, Generator(loaded.model, loaded.tokenizer, batch_size=1, chat=loaded.chat)
 
 
 def translate_audio(settings, out) -> list[Episode]:
