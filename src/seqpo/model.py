@@ -212,7 +212,7 @@ def resolve_adapter(adapter: str | None, pair: str, model: str | None) -> str | 
         return str(shipped)
     if adapter:
         return str(adapter)
-    if model not in (None, "", DEFAULT_MODEL, "bundled"):
+    if not is_bundled(model):
         return None
     shipped = shipped_adapter_dir(pair)
     return str(shipped) if (shipped / "adapter_config.json").exists() else None
@@ -239,6 +239,7 @@ CHAT_TEMPLATE_CHOICES = ("auto", "on", "off")
 
 
 def is_bundled(model: str | None) -> bool:
+    """`--model` names the bundled Gemma-3-270M (the default)."""
     return model in (None, "", DEFAULT_MODEL, "bundled")
 
 
