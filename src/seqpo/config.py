@@ -95,10 +95,14 @@ class SpeechSettings:
             raise SettingsError("--audio-chunk must be positive, --max-buffer longer than it, --asr-beam at least 1")
 
 
-def add_settings(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = ()) -> None:
-    """Add one flag per dataclass field (`--foo-bar` for `foo_bar`)."""
+def add_settings(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = (),
+                 skip: tuple[str, ...] = ()) -> None:
+    """Add one flag per dataclass field (`--foo-bar` for `foo_bar`), except the fields in `skip`
+    (a host parser that already declares them, e.g. SimulEval's --device)."""
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
         meta = dict(f.metadata)
         help_text = meta.pop("help", "")
         kind = hints[f.name]
