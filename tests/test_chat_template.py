@@ -85,6 +85,21 @@ def test_cached_engine_uses_the_same_prompt_ids(chat_loaded):
     assert make_engine(chat_loaded, "append").generator.chat is None  # append has its own format
 
 
+def test_live_cached_engine_uses_the_same_prompt_ids(chat_loaded):
+    """A live sentence (`EngineSet`: the SimulEval agent, serve) in cached decoding, in the chat format."""
+    from seqpo.live_engines import EngineSet
+
+    request = LLMPolicy(max_step_tokens=3).plan(_state("The weather", ""))
+    engines = EngineSet(chat_loaded.model, chat_loaded.tokenizer, "cached", chat=chat_loaded.chat)
+    stream = engines.stream(PAIR)
+    stream.read("The weather", last=False)
+    completion = engines.complete([request], [stream])[0]
+    assert completion.prompt_ids == Generator(chat_loaded.model, chat_loaded.tokenizer,
+                                              chat=chat_loaded.chat).prompt_ids(request)
+    append = EngineSet(chat_loaded.model, chat_loaded.tokenizer, "append", chat=chat_loaded.chat)
+    assert append.engine(append.stream(PAIR)).generator.chat is None  # append has its own format
+
+
 def test_eval_cached_equals_reencode_and_off_changes_the_prompt(qwen_dir, chat_loaded, files, tmp_path, capsys):
     src, ref = files
     predictions = {}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from .engine import MODES, SourceRegionFullError, StreamingEngine, StreamState
+from .engine import CHAT_MODES, MODES, SourceRegionFullError, StreamingEngine, StreamState
 from .generation import Completion, Request
 from .languages import LanguagePair
 
@@ -65,10 +65,11 @@ class EngineSet:
     """Streaming engines of one mode over one model, one per (pair, adapter, few-shot), and the
     live streams on them. `complete` has a Generator's shape, plus the streams the requests are for."""
 
-    def __init__(self, model, tokenizer, mode: str, slot: int = 16):
+    def __init__(self, model, tokenizer, mode: str, slot: int = 16, chat=None):
         if mode not in MODES or mode == "reencode":
             raise ValueError(f"live engines run append or slots decoding, not '{mode}'")
         self.model, self.tokenizer, self.mode, self.slot = model, tokenizer, mode, slot
+        self.chat = chat if mode in CHAT_MODES else None  # the chat format (`LoadedModel.chat`) of cached prompts
         self.engines: dict[tuple, StreamingEngine] = {}
         self._streams: list[LiveStream] = []
         self._lock = threading.Lock()  # streams open on any thread; flush reads the list on the model thread
@@ -98,7 +99,7 @@ class EngineSet:
         key = stream.key
         if key not in self.engines:
             self.engines[key] = StreamingEngine(self.model, self.tokenizer, self.mode, self.slot,
-                                                few_shot=stream.few_shot)
+                                                few_shot=stream.few_shot, chat=self.chat)
         return self.engines[key]
 
     def flush(self) -> None:

@@ -70,7 +70,7 @@ class SeqpoTextAgent(TextToTextAgent):
         # re-encode runs each step's prompt on a Generator; the other modes keep each sentence's
         # cache in an engine episode (`live_engines`), as the server and the speech cascade do
         self.engines = None if s.decoding == "reencode" else \
-            EngineSet(loaded.model, loaded.tokenizer, s.decoding, s.slot)
+            EngineSet(loaded.model, loaded.tokenizer, s.decoding, s.slot, chat=loaded.chat)
         self.generator = self.engines if self.engines is not None else \
             Generator(loaded.model, loaded.tokenizer, batch_size=1, chat=loaded.chat)
         self.live: LiveEpisode | None = None
