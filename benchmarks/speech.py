@@ -21,7 +21,7 @@ from pathlib import Path
 from seqpo.evaluate import EvalSettings, evaluate, load_parallel, read_finished
 from seqpo.metrics.wer import corpus_wer
 from seqpo.speech.asr import load_whisper, transcribe_offline
-from seqpo.speech.audio import read_wav
+from seqpo.speech.audio import read_audio
 from seqpo.speech.synth import build_speech_set
 
 DEV = Path(__file__).resolve().parents[1] / "runs" / "dev" / "dev200.en-zh"
@@ -34,7 +34,7 @@ def offline_transcripts(wavs: list[Path], cache: Path) -> tuple[list[str], float
         return data["transcripts"], data["seconds"]
     model = load_whisper()
     started = time.perf_counter()
-    transcripts = [transcribe_offline(model, read_wav(w)) for w in wavs]
+    transcripts = [transcribe_offline(model, read_audio(w)) for w in wavs]
     seconds = time.perf_counter() - started
     cache.write_text(json.dumps({"transcripts": transcripts, "seconds": seconds}, ensure_ascii=False))
     return transcripts, seconds
@@ -55,7 +55,7 @@ def main() -> None:
     sources, references = load_parallel(args.src, args.ref, args.limit)
     audio = build_speech_set(sources, references, out / "audio", args.pair.split("-")[1])
     wavs = sorted(audio.glob("*.wav"))
-    audio_s = sum(len(read_wav(w)) for w in wavs) / 16000
+    audio_s = sum(len(read_audio(w)) for w in wavs) / 16000
 
     rows = []
     for spec in args.policies.split(","):

@@ -122,6 +122,25 @@ def test_upload_matches_cli(server, clip_wav, tiny_model_dir, capsys):
     assert body["transcript"] == " ".join(e["text"] for e in body["trace"] if e["type"] == "word")
 
 
+def test_upload_of_cd_quality_stereo_flac(server, clip_wav):
+    """What a recorder saves (44.1 kHz stereo FLAC) is decoded and resampled like the 16 kHz wav."""
+    import soundfile
+
+    from seqpo.speech.audio import read_audio
+
+    speech = read_audio(clip_wav)
+    cd = np.interp(np.arange(round(len(speech) * 44100 / 16000)) * 16000 / 44100, np.arange(len(speech)), speech)
+    buf = io.BytesIO()
+    soundfile.write(buf, np.stack([cd, 0.5 * cd], axis=1), 44100, format="FLAC")
+    r = httpx.post(f"{server}/translate/audio", files={"file": ("clip.flac", buf.getvalue(), "audio/flac")},
+                   data={"pair": "en-de", "policy": "wait-k", "k": "2"}, timeout=120)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["type"] == "result" and body["audio_ms"] == pytest.approx(len(speech) / 16.0, abs=20)
+    assert body["transcript"].lower().startswith("thank you") and "cup of tea" in body["transcript"].lower(), body
+    assert body["sentences"] and all(d["prediction"] is not None for d in body["sentences"])
+
+
 def test_upload_errors(server, clip_wav, tmp_path):
     import soundfile
 
@@ -134,9 +153,9 @@ def test_upload_errors(server, clip_wav, tmp_path):
     r = post(b"not a wav file at all")
     assert r.status_code == 400 and r.json()["code"] == "bad_audio"
     buf = io.BytesIO()
-    soundfile.write(buf, np.zeros(8000, dtype=np.float32), 8000, format="WAV", subtype="PCM_16")
+    soundfile.write(buf, np.zeros((0, 2), dtype=np.float32), 8000, format="WAV", subtype="PCM_16")
     r = post(buf.getvalue())
-    assert r.status_code == 400 and r.json()["code"] == "bad_audio" and "16000 Hz" in r.json()["message"]
+    assert r.status_code == 400 and r.json()["code"] == "bad_audio" and "holds no samples" in r.json()["message"]
     buf = io.BytesIO()
     soundfile.write(buf, np.zeros(128800, dtype=np.float32), 16000, format="WAV", subtype="PCM_16")
     r = post(buf.getvalue())

@@ -3,11 +3,10 @@ on real espeak-ng speech, the real Whisper tiny.en and the tiny random text mode
 
 import json
 
-import numpy as np
 import pytest
 
 from seqpo.cli import main
-from seqpo.speech.audio import read_wav
+from seqpo.speech.audio import read_audio
 from seqpo.speech.synth import synthesize, write_wav
 
 TWO_SENTENCES = "Thank you very much. I would like a cup of tea."
@@ -78,12 +77,23 @@ def test_translate_audio_bad_input_is_one_line(tiny_model_dir, two_sentences_wav
     assert message in err and len(err.splitlines()) == 1
 
 
-def test_translate_audio_refuses_other_rates_and_junk(tiny_model_dir, tmp_path, capsys):
-    import soundfile
+def test_translate_audio_takes_other_rates_and_refuses_junk(tiny_model_dir, tmp_path, capsys):
+    import subprocess
 
-    soundfile.write(str(tmp_path / "22k.wav"), np.zeros(22050, dtype=np.float32), 22050)
+    from seqpo.speech.synth import espeak_binary
+
+    # espeak-ng's own 22.05 kHz wav, as it speaks
+    spoken = subprocess.run([espeak_binary(), "-v", "en-us", "-s", "160", "--stdout", TWO_SENTENCES],
+                            capture_output=True, check=True).stdout
+    (tmp_path / "22k.wav").write_bytes(spoken)
+    assert main(["translate", "--audio", str(tmp_path / "22k.wav"), "--pair", "en-de", "--model", str(tiny_model_dir),
+                 "--json"]) == 0
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    done = [e for e in events if e["type"] == "done"]
+    assert done[0]["source"].lower().startswith("thank you") and "cup of tea" in done[-1]["source"].lower()
     (tmp_path / "junk.wav").write_bytes(b"not a wav at all")
-    for name, message in (("22k.wav", "22050 Hz"), ("junk.wav", "cannot read audio file")):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    for name, message in (("junk.wav", "cannot read audio file"), ("empty.wav", "cannot read audio file")):
         assert main(["translate", "--audio", str(tmp_path / name), "--model", str(tiny_model_dir)]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
@@ -113,7 +123,7 @@ def test_eval_audio_dir_resumes_and_scores_like_simuleval(tiny_model_dir, en_zh_
     assert 0 <= scores["WER"] <= 60  # two short espeak sentences; the benchmark measures WER properly
     for line in lines.splitlines():
         record = json.loads(line)
-        assert record["source_length"] == pytest.approx(len(read_wav(record["audio"])) / 16.0)  # ms
+        assert record["source_length"] == pytest.approx(len(read_audio(record["audio"])) / 16.0)  # ms
         assert len(record["delays"]) == len(record["elapsed"]) == len(record["read_delays"])
         assert record["transcript"] in open(src, encoding="utf-8").read()
         fields = ("index", "prediction", "delays", "elapsed", "source_length", "reference")

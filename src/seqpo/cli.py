@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Translate TEXT (or stdin, one sentence per line) read by read. In a terminal a live "
         "view shows the source arriving and the translation following; --json prints one event per "
         'step ({"type": "write"|"wait", ...}) and a final {"type": "done", "prediction", "AL", "LAAL"}. '
-        "--audio FILE.wav translates English speech instead: a streaming Whisper tiny.en turns the audio "
+        "--audio FILE (wav, flac, mp3, m4a, ogg, ...) translates English speech instead: a streaming "
+        "Whisper tiny.en turns the audio "
         "into words as they become stable, every event carries audio_ms, latency is in ms of audio.",
     )
     _add_command(
@@ -137,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stream every source line through a policy. Writes OUT/instances.jsonl (SimulEval "
         "instance fields, one line per finished sentence) and OUT/scores.json (quality, latency and "
         "the settings that produced them). Re-running with the same --out resumes. --audio-dir DIR "
-        "evaluates English speech (wav files, see `seqpo data speech`) with latency in ms of audio and ASR WER.",
+        "evaluates English speech (a folder of audio files, see `seqpo data speech`) with latency in ms "
+        "of audio and ASR WER.",
     )
     data = sub.add_parser("data", help="build training data (partial-translation pairs for warm-up SFT)")
     data_sub = data.add_subparsers(dest="data_command", metavar="KIND", required=True)

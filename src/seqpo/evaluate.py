@@ -31,8 +31,9 @@ class EvalSettings(PolicySettings, SpeechSettings):
                        "default DIR/source.en)")
     ref: str = setting(None, "reference file, aligned with --src line by line (with --audio-dir: "
                        "default DIR/reference.<target language>)")
-    audio_dir: str = setting(None, "evaluate on English speech: a folder of 16 kHz wav files, one sentence "
-                             "each in name order (see `seqpo data speech`); latency in ms of audio")
+    audio_dir: str = setting(None, "evaluate on English speech: a folder of audio files (wav, flac, mp3, "
+                             "m4a, ogg, opus), one sentence each in name order (see `seqpo data "
+                             "speech`); latency in ms of audio")
     limit: int = setting(None, "evaluate only the first N lines")
     out: str = setting(None, "output folder for instances.jsonl and scores.json (resumes if present)")
     comet: str = setting(None, "path to a local unbabel-comet checkpoint to also report COMET")

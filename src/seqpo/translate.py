@@ -16,8 +16,9 @@ from .stream import Episode, Step
 @dataclass
 class TranslateSettings(PolicySettings, SpeechSettings):
     text: str = setting(None, "text to translate, one sentence per line (default: read stdin)")
-    audio: str = setting(None, "translate English speech from this 16 kHz wav file instead of text "
-                         "(streaming Whisper tiny.en; needs the speech extra)")
+    audio: str = setting(None, "translate English speech from this audio file instead of text (wav, flac, "
+                         "mp3, m4a, ogg, ...; any rate and channels; streaming Whisper tiny.en; needs the "
+                         "speech extra)")
     json: bool = setting(False, "print one JSON event per step instead of the live view")
     max_chars: int = setting(20000, "refuse inputs longer than this many characters")
     max_sentence_words: int = setting(200, "speech input with --decoding slots: close a sentence after this many "

@@ -175,7 +175,8 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
     @app.post("/translate/audio")
     async def translate_audio(file: UploadFile, pair: str | None = Form(None), policy: str | None = Form(None),
                               k: int | None = Form(None), chunk: int | None = Form(None)):
-        """An uploaded 16 kHz wav through the speech cascade, as `seqpo translate --audio --json`."""
+        """An uploaded recording (any format and rate PyAV reads) through the speech cascade, as
+        `seqpo translate --audio --json`."""
         data = await file.read()  # BodyLimit has held it to the limit
         given = {k: v for k, v in {"pair": pair, "policy": policy, "k": k, "chunk": chunk}.items() if v is not None}
         try:
@@ -189,7 +190,7 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
             return await translate_upload(data, file.filename or "upload", config, speech, worker, metrics)
         except AudioTooLongError as exc:
             return error_response(413, "too_long", f"{exc}; the limit is {settings.max_audio_seconds:g} s")
-        except InputFileError as exc:  # not audio, not 16 kHz, empty
+        except InputFileError as exc:  # not audio, empty
             return error_response(400, "bad_audio", str(exc))
         except MissingExtraError as exc:  # the speech extra is missing
             return error_response(503, "no_speech", str(exc))

@@ -1,6 +1,6 @@
 """Speech input for the server: English audio from the page's microphone (binary WebSocket frames
-of 16-bit little-endian mono PCM at 16 kHz) or an uploaded wav, through the same `SpeechCascade`
-as `seqpo translate --audio`.
+of 16-bit little-endian mono PCM at 16 kHz) or an uploaded recording (any format and rate,
+decoded to 16 kHz mono), through the same `SpeechCascade` as `seqpo translate --audio`.
 
 The cascade is synchronous (an ASR decode, then the policy steps due on its stable words), so each
 audio stream runs it on a thread of its own (`--max-audio-sessions` threads at most); its model
@@ -259,12 +259,12 @@ async def translate_upload(data: bytes, name: str, config, service: SpeechServic
     It holds one of the `--max-audio-sessions` streams (else `Busy`) from decoding on, and decodes
     on the speech threads, stopping at `--max-audio-seconds` (`AudioTooLongError`); audio it cannot
     read raises `InputFileError`, a server without the speech extra `MissingExtraError`."""
-    from ..speech.audio import wav_from_bytes
+    from ..speech.audio import audio_from_bytes
 
     service.acquire()
     try:
         loop = asyncio.get_running_loop()
-        samples = await loop.run_in_executor(service.executor, wav_from_bytes, data, name,
+        samples = await loop.run_in_executor(service.executor, audio_from_bytes, data, name,
                                              service.settings.max_audio_seconds)
         whisper = await service.whisper()
         return await _translate_samples(samples, whisper, config, service, worker, metrics)

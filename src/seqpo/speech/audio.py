@@ -1,4 +1,5 @@
-"""Reading speech input: 16 kHz audio (what Whisper takes), cut into the chunks a live
+"""Reading speech input: any audio file (wav, flac, mp3, m4a, ogg, ... at any rate, any channels)
+decoded and resampled to 16 kHz mono (what Whisper takes) by PyAV, cut into the chunks a live
 microphone would deliver."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import numpy as np
 from ..errors import InputFileError, MissingExtraError
 
 SAMPLE_RATE = 16000  # Whisper's feature extractor works at 16 kHz only
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus")  # what `--audio-dir` picks up
 
 
 class AudioTooLongError(InputFileError):
@@ -21,47 +23,67 @@ def ms_of(samples: int) -> float:
     return samples * 1000.0 / SAMPLE_RATE
 
 
-def read_wav(path: str | Path) -> np.ndarray:
-    """A 16 kHz wav file as float32 samples in [-1, 1] (channels averaged).
-
-    Other rates are refused rather than resampled, so the audio timeline of the latency
-    metrics is the file's own."""
+def read_audio(path: str | Path) -> np.ndarray:
+    """An audio file as 16 kHz mono float32 samples in [-1, 1] (channels mixed down)."""
     p = Path(path)
     if not p.is_file():
         raise InputFileError(f"audio file not found: {p}")
-    return _read_audio(str(p), str(p))
+    return decode_audio(str(p), str(p))
 
 
-def wav_from_bytes(data: bytes, name: str = "upload", max_seconds: float | None = None) -> np.ndarray:
-    """`read_wav` of a file's bytes (an upload to the server); `name` names it in errors. With
+def audio_from_bytes(data: bytes, name: str = "upload", max_seconds: float | None = None) -> np.ndarray:
+    """`read_audio` of a file's bytes (an upload to the server); `name` names it in errors. With
     `max_seconds`, longer audio raises `AudioTooLongError` without being decoded past the limit
     (a few hundred kB of FLAC silence decode to hours of samples)."""
     import io
 
-    return _read_audio(io.BytesIO(data), name, None if max_seconds is None else round(max_seconds * SAMPLE_RATE))
+    return decode_audio(io.BytesIO(data), name, None if max_seconds is None else round(max_seconds * SAMPLE_RATE))
 
 
-def _read_audio(source, name: str, max_samples: int | None = None) -> np.ndarray:
+def decode_audio(source, name: str, max_samples: int | None = None) -> np.ndarray:
+    """A path or binary file object of any format FFmpeg reads, as 16 kHz mono float32; the first
+    audio stream only. Past `max_samples` (16 kHz) it stops decoding and raises `AudioTooLongError`."""
     try:
-        import soundfile
+        import av
     except ImportError as exc:
         raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]'") from exc
     too_long = AudioTooLongError(f"{name} holds more than {(max_samples or 0) / SAMPLE_RATE:g} s of audio")
+    pieces, n = [], 0
     try:
-        with soundfile.SoundFile(source) as f:
-            if f.samplerate != SAMPLE_RATE:
-                raise InputFileError(f"{name} is sampled at {f.samplerate} Hz; speech input must be {SAMPLE_RATE} "
-                                     f"Hz (convert with: sox IN.wav -r {SAMPLE_RATE} -c 1 OUT.wav)")
-            if max_samples is not None and f.frames > max_samples:  # as the header says
-                raise too_long
-            samples = f.read(-1 if max_samples is None else max_samples + 1, dtype="float32", always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError) as exc:  # libsndfile's error for a bad file
-        raise InputFileError(f"cannot read audio file {name}: {str(exc).splitlines()[0]}") from exc
-    if max_samples is not None and len(samples) > max_samples:  # a header that understates its length
+        with av.open(source, mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise InputFileError(f"cannot read audio file {name}: it holds no audio stream")
+            stream = container.streams.audio[0]
+            seconds = _header_seconds(stream)
+            if max_samples is not None and seconds is not None and seconds * SAMPLE_RATE > max_samples:
+                raise too_long  # as the header says
+            # planar float, channels kept and averaged here: FFmpeg's own stereo-to-mono mix weights
+            # each channel 1/sqrt(2), which lifts identical channels 3 dB and a loud file past 1.0
+            resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    pieces.append(out.to_ndarray().mean(axis=0))
+                    n += len(pieces[-1])
+                if max_samples is not None and n > max_samples:  # a header that understates its length
+                    raise too_long
+            for out in resampler.resample(None):  # what the resampler still holds
+                pieces.append(out.to_ndarray().mean(axis=0))
+                n += len(pieces[-1])
+    except (av.error.FFmpegError, ValueError) as exc:  # not audio, a broken frame, a format change mid-stream
+        why = getattr(exc, "strerror", None) or str(exc).splitlines()[0]  # FFmpeg's, without the '<none>' name
+        raise InputFileError(f"cannot read audio file {name}: {why}") from exc
+    if max_samples is not None and n > max_samples:
         raise too_long
-    if len(samples) == 0:
+    if n == 0:
         raise InputFileError(f"audio file {name} holds no samples")
-    return samples.mean(axis=1).astype(np.float32)
+    return np.concatenate(pieces).astype(np.float32, copy=False)
+
+
+def _header_seconds(stream) -> float | None:
+    """The stream's length as its container states it (None when it does not)."""
+    if stream.duration is None or stream.time_base is None:
+        return None
+    return float(stream.duration * stream.time_base)
 
 
 def pcm16_to_float(data: bytes) -> np.ndarray:

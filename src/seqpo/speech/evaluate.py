@@ -1,4 +1,4 @@
-"""`seqpo eval --audio-dir DIR`: a folder of 16 kHz wavs (one sentence each, in name order),
+"""`seqpo eval --audio-dir DIR`: a folder of audio files (one sentence each, in name order),
 `source.en` (their transcripts, for WER) and `reference.<tgt>`, streamed through the speech
 cascade. Instances follow SimulEval's speech-to-text log: `delays`, `elapsed` and
 `source_length` in ms of audio (`read_delays` keeps the words read)."""
@@ -18,20 +18,21 @@ from ..stream import Episode, count_units
 
 def load_audio_set(audio_dir: str, pair: LanguagePair, src: str | None, ref: str | None,
                    limit: int | None) -> tuple[list[Path], list[str], list[str]]:
-    """The wavs (name order), their transcripts and references, checked to align."""
+    """The audio files (name order), their transcripts and references, checked to align."""
     from ..evaluate import load_parallel
+    from .audio import AUDIO_SUFFIXES
 
     folder = Path(audio_dir)
     if not folder.is_dir():
         raise InputFileError(f"audio folder not found: {folder}")
-    wavs = sorted(folder.glob("*.wav"))
+    wavs = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
     if not wavs:
-        raise InputFileError(f"no .wav files in {folder}")
+        raise InputFileError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {folder}")
     src = src or folder / f"source.{pair.source}"
     ref = ref or folder / f"reference.{pair.target}"
     transcripts, references = load_parallel(src, ref)
     if len(transcripts) != len(wavs):
-        raise InputFileError(f"{folder} has {len(wavs)} wav files but {src} has {len(transcripts)} lines")
+        raise InputFileError(f"{folder} has {len(wavs)} audio files but {src} has {len(transcripts)} lines")
     if limit:
         wavs, transcripts, references = wavs[:limit], transcripts[:limit], references[:limit]
     return wavs, transcripts, references
@@ -60,12 +61,12 @@ def run_audio_set(todo: list[int], wavs: list[Path], transcripts: list[str], ref
     """Stream every wav in `todo` through the cascade, one sentence per file; `write` gets each
     finished instance record."""
     from .asr import StreamingASR
-    from .audio import read_wav
+    from .audio import read_audio
     from .cascade import SpeechCascade, stream_audio
     from .translate import speech_parts
 
     for i in todo:  # every file is read before any model loads
-        read_wav(wavs[i])
+        read_audio(wavs[i])
     if not todo:
         return
     pair, policy, whisper, generator = speech_parts(settings, loaded)
@@ -74,7 +75,7 @@ def run_audio_set(todo: list[int], wavs: list[Path], transcripts: list[str], ref
         done: list = []
         cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, split_sentences=False,
                                 on_done=lambda episode, words: done.append((episode, words)))
-        stream_audio(read_wav(wavs[i]), cascade, settings.audio_chunk)
+        stream_audio(read_audio(wavs[i]), cascade, settings.audio_chunk)
         if done:
             episode, words = done[0]
         else:  # nothing recognised: an empty prediction, no latency

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ import numpy as np
 
 from ..config import setting
 from ..errors import InputFileError, MissingExtraError, SettingsError
-from .audio import SAMPLE_RATE
+from .audio import SAMPLE_RATE, audio_from_bytes
 
 
 def espeak_binary() -> str:
@@ -30,15 +29,13 @@ def espeak_binary() -> str:
 
 def synthesize(text: str, voice: str = "en-us", wpm: int = 160) -> np.ndarray:
     """`text` spoken by espeak-ng, as 16 kHz float32 samples."""
-    from faster_whisper.audio import decode_audio  # PyAV's resampler (espeak-ng speaks at 22.05 kHz)
-
     if not text.strip():
         raise InputFileError("nothing to synthesize: empty text")
     done = subprocess.run([espeak_binary(), "-v", voice, "-s", str(wpm), "--stdout", text],
                           capture_output=True, check=False)
     if done.returncode != 0 or not done.stdout:
         raise InputFileError(f"espeak-ng failed: {done.stderr.decode(errors='replace').strip()[:200]}")
-    return decode_audio(io.BytesIO(done.stdout), sampling_rate=SAMPLE_RATE)
+    return audio_from_bytes(done.stdout, "espeak-ng's output")  # espeak-ng speaks at 22.05 kHz
 
 
 def write_wav(path: str | Path, samples: np.ndarray) -> None:

@@ -1,4 +1,4 @@
-"""`seqpo translate --audio FILE.wav`: the speech cascade with the same events as text input
+"""`seqpo translate --audio FILE` (any audio format): the speech cascade with the same events as text input
 (write/wait per policy step, each with `audio_ms`; one `done` per sentence, latency in ms)."""
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ def speech_parts(settings, loaded=None, live_decoding: bool = False):
 
 def translate_audio(settings, out) -> list[Episode]:
     from .asr import StreamingASR
-    from .audio import read_wav
+    from .audio import read_audio
     from .cascade import SpeechCascade, stream_audio
     from ..translate import done_event, step_event
 
-    samples = read_wav(settings.audio)  # a bad file fails before any model loads
+    samples = read_audio(settings.audio)  # a bad file fails before any model loads
     if settings.max_sentence_words < 1:
         raise SettingsError("--max-sentence-words must be at least 1")
     pair, policy, whisper, generator = speech_parts(settings, live_decoding=True)
