@@ -121,6 +121,21 @@ def tiny_adapters(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
             for seed, name in enumerate(("en-de", "en-zh"), start=1)}
 
 
+# two short en-zh lines written by the test suite itself (the architecture and chat-template tests)
+SENTENCES = ["The weather is nice today.", "Our team released the new version."]
+REFERENCES = ["今天天气很好。", "我们团队发布了新版本。"]
+
+
+@pytest.fixture(scope="session")
+def two_line_files(tmp_path_factory) -> tuple[Path, Path]:
+    """SENTENCES and REFERENCES as a source and a reference file."""
+    root = tmp_path_factory.mktemp("two-lines")
+    src, ref = root / "s.en", root / "s.zh"
+    src.write_text("\n".join(SENTENCES) + "\n")
+    ref.write_text("\n".join(REFERENCES) + "\n")
+    return src, ref
+
+
 @pytest.fixture
 def en_zh_files() -> tuple[Path, Path]:
     return FIXTURES / "tiny.en-zh.en", FIXTURES / "tiny.en-zh.zh"

@@ -14,25 +14,15 @@ from seqpo.engine import StreamingEngine
 from seqpo.model import load_model
 from seqpo.slots import layer_masks, sliding_window, slots_episode
 
-SENTENCES = ["The weather is nice today.", "Our team released the new version."]
-REFERENCES = ["今天天气很好。", "我们团队发布了新版本。"]
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("arch-data")
-    src, ref = root / "s.en", root / "s.zh"
-    src.write_text("\n".join(SENTENCES) + "\n")
-    ref.write_text("\n".join(REFERENCES) + "\n")
-    return src, ref
+from conftest import REFERENCES, SENTENCES
 
 
 def _instances(folder) -> list[dict]:
     return [json.loads(line) for line in (folder / "instances.jsonl").read_text().splitlines()]
 
 
-def test_translate_and_eval_in_every_decoding_mode(tiny_arch_dir, files, tmp_path, capsys):
-    src, ref = files
+def test_translate_and_eval_in_every_decoding_mode(tiny_arch_dir, two_line_files, tmp_path, capsys):
+    src, ref = two_line_files
     assert main(["translate", "--pair", "en-zh", "--model", str(tiny_arch_dir), "--json", SENTENCES[0]]) == 0
     events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert events[-1]["type"] == "done" and len(events) == len(SENTENCES[0].split()) + 1
@@ -76,8 +66,8 @@ def test_slots_engine_equals_one_forward_with_the_models_masks(tiny_arch_dir):
         assert logits[ep.step_starts].argmax(-1).tolist() == [c.token_ids[0] for c, _ in steps]
 
 
-def test_data_sft_and_train(tiny_arch_dir, files, tmp_path, capsys):
-    src, ref = files
+def test_data_sft_and_train(tiny_arch_dir, two_line_files, tmp_path, capsys):
+    src, ref = two_line_files
     model = ["--model", str(tiny_arch_dir)]
     pairs = tmp_path / "pairs.jsonl"
     assert main(["data", "partial", "--pair", "en-zh", "--src", str(src), "--ref", str(ref), "--out", str(pairs),
@@ -117,8 +107,8 @@ def test_serve_post_translate(tiny_arch_dir, decoding):
     assert [e["read"] for e in body["trace"][:-1]] == list(range(1, len(SENTENCES[0].split()) + 1))
 
 
-def test_bench(tiny_arch_dir, files, capsys):
-    assert main(["bench", "--src", str(files[0]), "--pair", "en-zh", "--model", str(tiny_arch_dir), "--limit", "1",
-                 "--group", "2", "--lookahead", "2", "--policy", "wait-k"]) == 0
+def test_bench(tiny_arch_dir, two_line_files, capsys):
+    assert main(["bench", "--src", str(two_line_files[0]), "--pair", "en-zh", "--model", str(tiny_arch_dir),
+                 "--limit", "1", "--group", "2", "--lookahead", "2", "--policy", "wait-k"]) == 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
     assert table[0].startswith("| decoding |") and len(table) == 2 + 10

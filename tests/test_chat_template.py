@@ -20,8 +20,6 @@ from seqpo.prompts import ChatFormat, seqpo_prompt
 from seqpo.sft import format_example, tokenize_example
 
 PAIR = parse_pair("en-zh")
-SENTENCES = ["The weather is nice today.", "Our team released the new version."]
-REFERENCES = ["今天天气很好。", "我们团队发布了新版本。"]
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +30,6 @@ def qwen_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def chat_loaded(qwen_dir):
     return load_model(str(qwen_dir), chat_template="auto")
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("chat-data")
-    src, ref = root / "s.en", root / "s.zh"
-    src.write_text("\n".join(SENTENCES) + "\n")
-    ref.write_text("\n".join(REFERENCES) + "\n")
-    return src, ref
 
 
 def _template_ids(tok, user: str) -> list[int]:
@@ -100,8 +89,9 @@ def test_live_cached_engine_uses_the_same_prompt_ids(chat_loaded):
     assert append.engine(append.stream(PAIR)).generator.chat is None  # append has its own format
 
 
-def test_eval_cached_equals_reencode_and_off_changes_the_prompt(qwen_dir, chat_loaded, files, tmp_path, capsys):
-    src, ref = files
+def test_eval_cached_equals_reencode_and_off_changes_the_prompt(qwen_dir, chat_loaded, two_line_files, tmp_path,
+                                                                capsys):
+    src, ref = two_line_files
     predictions = {}
     for mode in ("reencode", "cached"):
         out = tmp_path / mode
@@ -148,7 +138,7 @@ def test_sft_example_is_the_inference_prompt_then_the_segment(chat_loaded):
     assert set(example["labels"][:-len(segment)]) == {-100}
 
 
-def test_auto_and_on(tiny_model_dir, qwen_dir, files, capsys):
+def test_auto_and_on(tiny_model_dir, qwen_dir, two_line_files, capsys):
     assert uses_chat_template("auto", str(qwen_dir), "reencode")
     assert uses_chat_template("auto", str(qwen_dir), "cached")
     assert not uses_chat_template("auto", str(qwen_dir), "append")
@@ -161,7 +151,7 @@ def test_auto_and_on(tiny_model_dir, qwen_dir, files, capsys):
     assert load_model(str(tiny_model_dir), chat_template="auto").chat is None
     with pytest.raises(SettingsError):
         uses_chat_template("on", str(tiny_model_dir), "reencode")
-    src, ref = files
+    src, ref = two_line_files
     for extra in (["--model", str(qwen_dir), "--decoding", "slots"], ["--model", str(tiny_model_dir)]):
         capsys.readouterr()
         assert main(["eval", "--pair", "en-zh", "--src", str(src), "--ref", str(ref), "--out", "unused",
@@ -171,8 +161,8 @@ def test_auto_and_on(tiny_model_dir, qwen_dir, files, capsys):
 
 
 @pytest.mark.parametrize("rollouts", ["cached", "generate"])
-def test_train_one_step_in_the_chat_format(qwen_dir, files, tmp_path, rollouts):
-    src, ref = files
+def test_train_one_step_in_the_chat_format(qwen_dir, two_line_files, tmp_path, rollouts):
+    src, ref = two_line_files
     run = tmp_path / "run"
     assert main(["train", "--pair", "en-zh", "--src", str(src), "--ref", str(ref), "--out", str(run),
                  "--model", str(qwen_dir), "--adapter", "none", "--steps", "1", "--sources", "1", "--group", "2",
