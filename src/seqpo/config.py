@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from .errors import InputFileError, SettingsError
+from .model import CHAT_TEMPLATE_CHOICES, DTYPES, check_chat_template, resolve_adapter
 
 
 def setting(default: Any, help: str, **argparse_kwargs) -> Any:
@@ -28,10 +29,10 @@ class DeviceSettings:
     device: str = setting("auto", "where the model runs: auto (CUDA when present, else CPU), cpu, cuda, cuda:N, "
                           "or auto-map (inference: accelerate spreads a model too large for one GPU over all GPUs)")
     dtype: str = setting("auto", "model weights dtype: auto = float32 on the CPU, bfloat16 on a GPU that supports "
-                         "it (else float32)", choices=["auto", "float32", "bfloat16", "float16"])
+                         "it (else float32)", choices=list(DTYPES))
     chat_template: str = setting("auto", "put prompts in the model's chat template (instruction-tuned models): "
                                  "auto = on when the tokenizer has one, except on the bundled base model and in "
-                                 "append/slots decoding (their own formats)", choices=["auto", "on", "off"])
+                                 "append/slots decoding (their own formats)", choices=list(CHAT_TEMPLATE_CHOICES))
 
 
 @dataclasses.dataclass
@@ -62,10 +63,6 @@ class PolicySettings(DeviceSettings):
                                 "does. Same output, fewer but wider passes")
 
     def __post_init__(self):
-        from .model import resolve_adapter
-
-        from .model import check_chat_template
-
         self.adapter = resolve_adapter(self.adapter, self.pair, self.model)
         check_chat_template(self.chat_template, self.decoding)
 
