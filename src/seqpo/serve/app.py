@@ -27,7 +27,7 @@ from ..engine import SourceRegionFullError
 from ..errors import InputFileError, MissingExtraError
 from ..generation import Generator
 from ..session import SentenceTooLongError
-from ..speech.audio import AudioTooLongError
+from ..speech.audio import SAMPLE_RATE, AudioTooLongError
 from .admission import BodyLimit, OriginCheck
 from .connection import Connection, ProtocolError, done_payload, new_episode, new_stream, parse_config, \
     run_due_steps, step_payload
@@ -80,6 +80,18 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
         metrics.errors.labels(code).inc()
         return JSONResponse({"type": "error", "code": code, "message": message}, status_code=status)
 
+    def failure_response(exc: Exception, what: str) -> JSONResponse:
+        """The answer to an accepted translation that failed (both POST routes): the worker's queue
+        was full or it has died, a slots region overflowed, or the model (or ASR) raised."""
+        if isinstance(exc, Busy):
+            return error_response(503, "busy", str(exc))
+        if isinstance(exc, WorkerDead):
+            return error_response(503, "worker", str(exc))
+        if isinstance(exc, SourceRegionFullError):
+            return error_response(400, "too_long", str(exc))
+        log.error("%s failed", what, exc_info=exc)
+        return error_response(500, "model", f"translation failed: {exc}")
+
     @app.exception_handler(HTTPException)
     async def http_error(_request, exc: HTTPException):
         return error_response(exc.status_code, HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}"),
@@ -97,7 +109,7 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
 
     def json_limit(path: str) -> int:
         if path == "/translate/audio":
-            return round(settings.max_audio_seconds * 16000) * 2 + UPLOAD_OVERHEAD
+            return round(settings.max_audio_seconds * SAMPLE_RATE) * 2 + UPLOAD_OVERHEAD
         return 6 * settings.max_message_bytes + 1024  # JSON escapes take up to 6 bytes per byte of text
 
     def refused(code: str) -> None:
@@ -155,15 +167,8 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
         try:
             async for step, latency_ms in run_due_steps(live, worker, owner, metrics, config.adapter, stream):
                 trace.append(step_payload(1, live, step, latency_ms))
-        except Busy as exc:
-            return error_response(503, "busy", str(exc))
-        except WorkerDead as exc:
-            return error_response(503, "worker", str(exc))
-        except SourceRegionFullError as exc:
-            return error_response(400, "too_long", str(exc))
-        except Exception as exc:  # the model failed on this sentence
-            log.exception("translation failed")
-            return error_response(500, "model", f"translation failed: {exc}")
+        except Exception as exc:
+            return failure_response(exc, "translation")
         finally:
             worker.drop(owner)
             if stream is not None:
@@ -194,15 +199,8 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
             return error_response(400, "bad_audio", str(exc))
         except MissingExtraError as exc:  # the speech extra is missing
             return error_response(503, "no_speech", str(exc))
-        except Busy as exc:
-            return error_response(503, "busy", str(exc))
-        except WorkerDead as exc:
-            return error_response(503, "worker", str(exc))
-        except SourceRegionFullError as exc:
-            return error_response(400, "too_long", str(exc))
-        except Exception as exc:  # ASR or model failure
-            log.exception("upload failed")
-            return error_response(500, "model", f"translation failed: {exc}")
+        except Exception as exc:
+            return failure_response(exc, "upload")
 
     @app.websocket("/ws/translate")
     async def ws_translate(ws: WebSocket):
