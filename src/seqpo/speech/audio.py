@@ -60,15 +60,17 @@ def decode_audio(source, name: str, max_samples: int | None = None) -> np.ndarra
             # planar float, channels kept and averaged here: FFmpeg's own stereo-to-mono mix weights
             # each channel 1/sqrt(2), which lifts identical channels 3 dB and a loud file past 1.0
             resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
+
+            def keep(frame) -> int:  # resample a decoded frame (None: flush), keep it mono; its length
+                mono = [out.to_ndarray().mean(axis=0) for out in resampler.resample(frame)]
+                pieces.extend(mono)
+                return sum(len(m) for m in mono)
+
             for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    pieces.append(out.to_ndarray().mean(axis=0))
-                    n += len(pieces[-1])
+                n += keep(frame)
                 if max_samples is not None and n > max_samples:  # a header that understates its length
                     raise too_long
-            for out in resampler.resample(None):  # what the resampler still holds
-                pieces.append(out.to_ndarray().mean(axis=0))
-                n += len(pieces[-1])
+            n += keep(None)  # what the resampler still holds
     except (av.error.FFmpegError, ValueError) as exc:  # not audio, a broken frame, a format change mid-stream
         why = getattr(exc, "strerror", None) or str(exc).splitlines()[0]  # FFmpeg's, without the '<none>' name
         raise InputFileError(f"cannot read audio file {name}: {why}") from exc
