@@ -7,7 +7,7 @@ from seqpo.engine import SourceRegionFullError, StreamingEngine
 from seqpo.languages import parse_pair
 from seqpo.live_engines import TOKENS_PER_UNIT, EngineSet, source_token_budget
 from seqpo.policies import make_policy
-from seqpo.session import LiveEpisode, run_live
+from seqpo.driver import CompleterSteps, EpisodeRun, step_due
 from seqpo.simulate import run_episodes
 from seqpo.slots import region_size
 
@@ -32,14 +32,14 @@ def test_open_with_max_source_tokens_reserves_the_region(tiny_loaded):
 
 def speak_live(engines, stream, policy, sentence: str, max_units: int = 30):
     """The sentence fed word by word (the last word completed by the end), stepping as it arrives."""
-    live = LiveEpisode(PAIR, policy, chunk=1, max_units=max_units)
+    live = EpisodeRun(PAIR, policy, chunk=1, max_units=max_units, model=CompleterSteps(engines), row=stream)
     words = sentence.split()
     steps = []
     for i, word in enumerate(words):
         live.feed(word + (" " if i < len(words) - 1 else ""))
         if i == len(words) - 1:
             live.end()
-        steps += list(run_live(live, engines, stream))
+        steps += list(step_due(live))
     return live.episode, steps
 
 

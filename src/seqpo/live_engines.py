@@ -1,6 +1,6 @@
 """Live sentences on the streaming engine (append/slots decoding of `seqpo serve` and speech input).
 
-`simulate.run_episodes` knows every sentence in advance; a live sentence (`session.LiveEpisode`)
+`simulate.run_episodes` knows every sentence in advance; a live sentence (`driver.EpisodeRun`)
 arrives piece by piece and many of them, of several pairs and adapters, share one model. Here each
 live sentence is one engine episode (`LiveStream`), driven with the calls `run_episodes` makes:
 `open` at its first read, `read` per consumed chunk, `generate` for the steps that ask the model,

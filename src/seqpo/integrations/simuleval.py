@@ -4,7 +4,7 @@
         --pair en-zh --policy llm --eval-latency-unit char --sacrebleu-tokenizer zh --output OUT
 
 SimulEval (Ma et al., 2020) sends the source one word per call and asks for a read or a write. The
-words are fed to a `session.LiveEpisode` (the incremental driver of the server and the speech
+words are fed to a `driver.EpisodeRun` (the one episode driver, as in the server and the speech
 cascade): a policy step runs once `--chunk` words are in, or at the last word, exactly as
 `seqpo eval` reads, and its segment is the agent's write. SimulEval counts as a delay the words it
 has sent, which is `Step.read`, so its instances.log has `seqpo eval`'s predictions and delays.
@@ -25,7 +25,7 @@ from simuleval.agents.actions import Action, ReadAction, WriteAction
 from ..config import PolicySettings, add_settings, build_settings, setting
 from ..errors import SettingsError
 from ..languages import check_supported, parse_pair
-from ..session import LiveEpisode, run_live
+from ..driver import CompleterSteps, EpisodeRun, step_due
 
 # SimulEval's --dtype (or --fp16) in seqpo's words; unset means seqpo's auto
 DTYPES = {"fp16": "float16", "fp32": "float32", None: "auto"}
@@ -73,7 +73,8 @@ class SeqpoTextAgent(TextToTextAgent):
             EngineSet(loaded.model, loaded.tokenizer, s.decoding, s.slot, chat=loaded.chat)
         self.generator = self.engines if self.engines is not None else \
             Generator(loaded.model, loaded.tokenizer, batch_size=1, chat=loaded.chat)
-        self.live: LiveEpisode | None = None
+        self.model = CompleterSteps(self.generator)
+        self.live: EpisodeRun | None = None
         self.stream = None
         super().__init__(args)  # calls reset()
 
@@ -86,10 +87,11 @@ class SeqpoTextAgent(TextToTextAgent):
         super().reset()
         if self.stream is not None:
             self.engines.release(self.stream)
-        self.live = LiveEpisode(self.pair, self.seqpo_policy, chunk=self.settings.chunk)
         self.stream = None if self.engines is None else self.engines.stream(
             self.pair, None, self.settings.use_few_shot(),
             self.settings.max_sentence_words if self.settings.decoding == "slots" else None)
+        self.live = EpisodeRun(self.pair, self.seqpo_policy, chunk=self.settings.chunk, model=self.model,
+                               row=CompleterSteps.open(self.stream))
         self.fed = 0  # SimulEval source segments fed to `live`
 
     def policy(self) -> Action:
@@ -102,7 +104,7 @@ class SeqpoTextAgent(TextToTextAgent):
         if self.states.source_finished and not self.live.ended:
             self.live.end()
         # one word completes at most one read, so at most one step runs here
-        written = [step.written for step in run_live(self.live, self.generator, self.stream) if step.written]
+        written = [step.written for step in step_due(self.live) if step.written]
         if self.live.done:
             return WriteAction(" ".join(written) if self.pair.target_unit == "word" else "".join(written),
                                finished=True)

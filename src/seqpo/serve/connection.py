@@ -48,7 +48,7 @@ from ..languages import check_supported, parse_pair
 from ..live_engines import LiveStream
 from ..speech.audio import pcm16_to_float
 from ..policies import POLICY_NAMES, make_policy
-from ..session import LiveEpisode, SentenceTooLongError
+from ..driver import EpisodeRun, LiveRows, SentenceTooLongError, step_async
 from ..stream import Step
 from ..translate import done_event, step_event
 from .metrics import ServerMetrics
@@ -100,10 +100,10 @@ def parse_config(msg: dict, defaults) -> SessionConfig:
     return SessionConfig(pair, policy, **numbers, few_shot=few_shot, adapter=adapter)
 
 
-def new_episode(config: SessionConfig, max_units: int, max_chars: int | None = None) -> LiveEpisode:
+def new_episode(config: SessionConfig, max_units: int, max_chars: int | None = None) -> EpisodeRun:
     policy = make_policy(config.policy, k=config.k, chunk=config.chunk, few_shot=config.few_shot)
-    return LiveEpisode(parse_pair(config.pair), policy, chunk=config.chunk, max_units=max_units,
-                       max_chars=max_chars)
+    return EpisodeRun(parse_pair(config.pair), policy, chunk=config.chunk, max_units=max_units,
+                      max_chars=max_chars)
 
 
 def new_stream(config: SessionConfig, max_units: int, worker: ModelWorker) -> LiveStream | None:
@@ -113,40 +113,39 @@ def new_stream(config: SessionConfig, max_units: int, worker: ModelWorker) -> Li
     return worker.engines.stream(parse_pair(config.pair), config.adapter, config.few_shot, max_units)
 
 
-async def run_due_steps(live: LiveEpisode, worker: ModelWorker, owner: object, metrics: ServerMetrics,
+async def run_due_steps(live: EpisodeRun, worker: ModelWorker, owner: object, metrics: ServerMetrics,
                         adapter: str | None = None, stream: LiveStream | None = None
                         ) -> AsyncIterator[tuple[Step, float]]:
-    """Run every step of `live` that is due now through the worker, on the session's `adapter`
-    (`SessionConfig.adapter`), telling its `stream` (append/slots) every read and written segment
-    as `session.run_live` does; yields (step, latency ms)."""
-    while (planned := live.next_step()) is not None:
-        t0 = time.perf_counter()
-        if stream is not None:
-            stream.read(planned.chunk, last=planned.state.source_finished)
-        completion = None
-        if planned.request is not None:
-            request = planned.request if adapter is None else replace(planned.request, adapter=adapter)
-            completion = await worker.submit(owner, request, stream)
-            metrics.step_latency.observe(time.perf_counter() - t0)
-        step = live.record(completion)
-        if stream is not None:
-            stream.write(step.written)
+    """Run every step of `live` that is due now (`driver.step_async`), its requests through the
+    worker on the session's `adapter` (`SessionConfig.adapter`); `stream` (append/slots) is the
+    sentence's engine episode. Yields (step, latency ms)."""
+    live.model, live.row = LiveRows(), LiveRows.open(stream)
+    t0 = time.perf_counter()
+
+    async def complete(request):
+        request = request if adapter is None else replace(request, adapter=adapter)
+        completion = await worker.submit(owner, request, stream)
+        metrics.step_latency.observe(time.perf_counter() - t0)
+        return completion
+
+    async for step in step_async(live, complete):
         metrics.steps.labels("write" if step.written else "wait").inc()
         yield step, (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
 
 
-def step_payload(index: int, live: LiveEpisode, step: Step, latency_ms: float) -> dict:
+def step_payload(index: int, live: EpisodeRun, step: Step, latency_ms: float) -> dict:
     return {**step_event(live.episode, step), "sentence": index, "latency_ms": round(latency_ms, 1)}
 
 
-def done_payload(index: int, live: LiveEpisode) -> dict:
+def done_payload(index: int, live: EpisodeRun) -> dict:
     return {**done_event(live.episode), "sentence": index}
 
 
 @dataclass
 class _Sentence:
     index: int
-    live: LiveEpisode
+    live: EpisodeRun
     config: SessionConfig
     failed: bool = False
     # append/slots decoding: its engine episode, opened when the sentence is the oldest one of its

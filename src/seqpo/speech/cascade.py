@@ -1,7 +1,7 @@
 """The speech cascade: stable ASR words are the reads of the text SiMT policy.
 
-Each word the streaming ASR emits is fed to a `LiveEpisode` (the same incremental driver the
-server uses); a word ending in . ? ! ends the sentence, so an unbounded talk becomes a sequence
+Each word the streaming ASR emits is fed to an `EpisodeRun` (the one episode driver, as in eval and
+the server); a word ending in . ? ! ends the sentence, so an unbounded talk becomes a sequence
 of episodes. Every policy step records `audio_ms`, the audio received when it ran, so the delays
 of the written target units are in ms of audio as SimulEval measures speech input. Computation
 time: each step's `elapsed_ms` is its model time plus the ASR decoding done since the previous
@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..driver import CompleterSteps, EpisodeRun, step_due
 from ..generation import Generator
 from ..languages import LanguagePair
 from ..metrics.latency import computation_aware_delays, speech_latency_scores
 from ..policies.base import Policy
-from ..session import LiveEpisode, run_live
 from ..stream import Episode, Step
 from .asr import AsrWord, StreamingASR
 from .audio import audio_chunks
@@ -35,9 +35,9 @@ class SpeechCascade:
 
     def __init__(self, asr: StreamingASR, pair: LanguagePair, policy: Policy, generator: Generator | None,
                  chunk: int = 1, split_sentences: bool = True,
-                 on_step: Callable[[LiveEpisode, Step], None] | None = None,
+                 on_step: Callable[[EpisodeRun, Step], None] | None = None,
                  on_done: Callable[[Episode, list[AsrWord]], None] | None = None,
-                 on_word: Callable[[LiveEpisode, AsrWord], None] | None = None, max_units: int | None = None,
+                 on_word: Callable[[EpisodeRun, AsrWord], None] | None = None, max_units: int | None = None,
                  new_stream: Callable[[], LiveStream] | None = None):
         self.asr, self.pair, self.policy, self.generator, self.chunk = asr, pair, policy, generator, chunk
         self.split_sentences, self.on_step, self.on_done, self.on_word = split_sentences, on_step, on_done, on_word
@@ -45,8 +45,9 @@ class SpeechCascade:
         # append/slots: a new sentence's engine episode; `generator` then runs its model steps
         # (`complete(requests, streams)`) and frees it (`release`)
         self.new_stream = new_stream
+        self.model = None if generator is None else CompleterSteps(generator)
         self.stream: LiveStream | None = None
-        self.live: LiveEpisode | None = None
+        self.live: EpisodeRun | None = None
         self.sentence_words: list[AsrWord] = []
         self.sentence_start_ms = 0.0
         self.asr_ms_counted = 0.0  # ASR compute already charged to some step
@@ -66,8 +67,9 @@ class SpeechCascade:
 
     def _word(self, word: AsrWord, run: bool = True) -> None:
         if self.live is None:
-            self.live = LiveEpisode(self.pair, self.policy, chunk=self.chunk)
             self.stream = self.new_stream() if self.new_stream else None
+            self.live = EpisodeRun(self.pair, self.policy, chunk=self.chunk, model=self.model,
+                                   row=CompleterSteps.open(self.stream))
         self.live.feed(word.text + " ")
         self.sentence_words.append(word)
         if self.on_word:
@@ -78,7 +80,7 @@ class SpeechCascade:
             self._run()
 
     def _run(self) -> None:
-        for step in run_live(self.live, self.generator, self.stream):
+        for step in step_due(self.live):
             step.audio_ms = self.asr.received_ms
             step.elapsed_ms += self.asr.compute_ms - self.asr_ms_counted
             self.asr_ms_counted = self.asr.compute_ms

@@ -1,16 +1,16 @@
-"""LiveEpisode: a source fed piece by piece gives the same reads and steps as `simulate`."""
+"""EpisodeRun: a source fed piece by piece gives the same reads and steps as a whole line (`simulate`)."""
 
 import pytest
 
 from seqpo.generation import Generator
 from seqpo.languages import parse_pair
 from seqpo.policies import OfflinePolicy, WaitKPolicy
-from seqpo.session import LiveEpisode, SentenceTooLongError, run_live
+from seqpo.driver import CompleterSteps, EpisodeRun, SentenceTooLongError, step_due
 from seqpo.simulate import stream_text
 
 
 def test_words_complete_only_after_whitespace_or_end():
-    live = LiveEpisode(parse_pair("en-de"), OfflinePolicy(), chunk=1)
+    live = EpisodeRun(parse_pair("en-de"), OfflinePolicy(), chunk=1)
     live.feed("Hel")
     assert live.next_step() is None  # "Hel" may still grow
     live.feed("lo wor")
@@ -26,7 +26,7 @@ def test_words_complete_only_after_whitespace_or_end():
 
 
 def test_chunks_and_finishing_step_without_new_read():
-    live = LiveEpisode(parse_pair("en-de"), WaitKPolicy(k=5, chunk=2), chunk=2)
+    live = EpisodeRun(parse_pair("en-de"), WaitKPolicy(k=5, chunk=2), chunk=2)
     live.feed("a b c d ")
     reads = []
     while (p := live.next_step()) is not None:
@@ -39,7 +39,7 @@ def test_chunks_and_finishing_step_without_new_read():
 
 
 def test_char_source_counts_characters():
-    live = LiveEpisode(parse_pair("zh-en"), OfflinePolicy(), chunk=2)
+    live = EpisodeRun(parse_pair("zh-en"), OfflinePolicy(), chunk=2)
     live.feed("今天 天")
     p = live.next_step()
     assert p.state.source_prefix == "今天" and p.state.read_units == 2
@@ -50,14 +50,14 @@ def test_char_source_counts_characters():
 
 
 def test_empty_sentence_is_done_without_steps():
-    live = LiveEpisode(parse_pair("en-de"), OfflinePolicy())
+    live = EpisodeRun(parse_pair("en-de"), OfflinePolicy())
     live.feed("   ")
     live.end()
     assert live.done and live.next_step() is None and live.episode.steps == []
 
 
 def test_too_long_sentence_is_refused():
-    live = LiveEpisode(parse_pair("en-de"), OfflinePolicy(), max_units=3)
+    live = EpisodeRun(parse_pair("en-de"), OfflinePolicy(), max_units=3)
     live.feed("a b c")
     with pytest.raises(SentenceTooLongError, match="longer than 3 words"):
         live.feed(" d")
@@ -69,13 +69,13 @@ def test_live_matches_simulate_on_tiny_model(tiny_loaded):
     gen = Generator(tiny_loaded.model, tiny_loaded.tokenizer, batch_size=1)
     source = "The weather is nice today."
     expected = stream_text(source, policy, gen, pair, chunk=1)
-    live = LiveEpisode(pair, policy, chunk=1)
+    live = EpisodeRun(pair, policy, chunk=1, model=CompleterSteps(gen), row=CompleterSteps.open())
     steps = []
     for piece in ["The wea", "ther is ", "nice", " today."]:
         live.feed(piece)
-        steps += list(run_live(live, gen))
+        steps += list(step_due(live))
     live.end()
-    steps += list(run_live(live, gen))
+    steps += list(step_due(live))
     assert live.done
     assert [(s.read, s.chunk, s.written, s.finished) for s in steps] == \
         [(s.read, s.chunk, s.written, s.finished) for s in expected.steps]
@@ -94,7 +94,7 @@ def test_units_counted_as_text_arrives_match_splitting_it_whole(pair, text):
 
     unit = parse_pair(pair).source_unit
     for size in (1, 2, 3, 7):
-        live = LiveEpisode(parse_pair(pair), OfflinePolicy())
+        live = EpisodeRun(parse_pair(pair), OfflinePolicy())
         for i in range(0, len(text), size):
             live.feed(text[i : i + size])
             so_far = text[: i + size]
@@ -110,7 +110,7 @@ def test_units_counted_as_text_arrives_match_splitting_it_whole(pair, text):
 @pytest.mark.parametrize("piece", ["x" * 7, " " * 7])
 def test_sentence_without_spaces_or_of_spaces_is_capped_by_characters(piece):
     """Such text adds no units (one growing word, or none) but is held in memory: capped by characters."""
-    live = LiveEpisode(parse_pair("en-de"), OfflinePolicy(), max_units=3, max_chars=20)
+    live = EpisodeRun(parse_pair("en-de"), OfflinePolicy(), max_units=3, max_chars=20)
     live.feed(piece)
     live.feed(piece)
     with pytest.raises(SentenceTooLongError, match="longer than 20 characters"):
