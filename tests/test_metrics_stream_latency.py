@@ -8,7 +8,7 @@ import random
 import pytest
 
 from seqpo.metrics.latency import length_adaptive_average_lagging
-from seqpo.metrics.stream_latency import StreamSentence, score_streams, stream_laal, stream_laal_signature
+from seqpo.metrics.stream_latency import StreamOutput, StreamSentence, score_streams, stream_laal, stream_laal_signature
 
 
 def test_perfect_segmentation():
@@ -103,7 +103,8 @@ def test_simulstream_published_cases():
 def test_score_streams_pools_sentences_and_scores_quality():
     talks = [[StreamSentence("a b c d", 0, 4), StreamSentence("e f g h", 4, 4)], [StreamSentence("i j k l", 0, 4)]]
     delays = [[1, 2, 3, 4, 6, 7, 8, 8], [4, 4, 4, 4]]
-    outputs = [("a b c d e f g h", delays[0], [d + 1 for d in delays[0]]), ("i j k l", delays[1], [5] * 4)]
+    outputs = [StreamOutput("a b c d e f g h", delays[0], [d + 1 for d in delays[0]]),
+               StreamOutput("i j k l", delays[1], [5] * 4)]
     s = score_streams(outputs, talks, "en")
     # Sentence LAALs 1, 2 (relative 2,3,4: (2+2+2)/3) and 4 (d_1 = |X|): their mean 7/3, not the mean
     # of the per-stream means (1.5 and 4).
@@ -113,9 +114,9 @@ def test_score_streams_pools_sentences_and_scores_quality():
     assert s.BLEU == 100.0 and s.chrF == 100.0
     assert s.signature["StreamLAAL"] == stream_laal_signature("word")
     assert "tok:13a" in s.signature["BLEU"]
-    no_ca = score_streams([(t, d, None) for t, d, _ in outputs], talks, "en")
+    no_ca = score_streams([StreamOutput(o.text, o.delays) for o in outputs], talks, "en")
     assert no_ca.StreamLAAL_CA is None
-    shifted = score_streams([("a b c d e f g", delays[0][:7], None), ("i j k l", delays[1], None)], talks, "en")
+    shifted = score_streams([StreamOutput("a b c d e f g", delays[0][:7]), outputs[1]], talks, "en")
     assert shifted.BLEU < 100.0
 
 

@@ -35,6 +35,15 @@ class StreamSentence:
 
 
 @dataclass
+class StreamOutput:
+    """What a system wrote for one stream."""
+
+    text: str  # everything it wrote, in order
+    delays: list[float]  # per unit of `text`: source read (from the stream's start) when it was written
+    elapsed: list[float] | None = None  # the same with computation time added (StreamLAAL_CA)
+
+
+@dataclass
 class StreamLatency:
     """StreamLAAL of one stream, with what it was computed from."""
 
@@ -105,19 +114,18 @@ def stream_laal(hypothesis: str, delays: Sequence[float], sentences: Sequence[St
     return StreamLatency(segments, laal, laal_ca, stream_laal_signature(unit))
 
 
-def score_streams(outputs: Sequence[tuple[str, Sequence[float], Sequence[float] | None]],
-                  talks: Sequence[Sequence[StreamSentence]], target_lang: str) -> StreamScores:
+def score_streams(outputs: Sequence[StreamOutput], talks: Sequence[Sequence[StreamSentence]],
+                  target_lang: str) -> StreamScores:
     """StreamLAAL (mean over every sentence of every stream, as simulstream averages), StreamLAAL_CA
     when every output has elapsed times, and corpus BLEU/chrF of the re-segmented output.
-
-    `outputs[k]` = (hypothesis, delays, elapsed or None) of stream k, whose sentences are `talks[k]`."""
+    `outputs[k]` is what the system wrote for the stream whose sentences are `talks[k]`."""
     from ..languages import unit_of
     from .quality import corpus_quality
 
     if len(outputs) != len(talks):
         raise ValueError(f"need one output per stream: {len(outputs)} outputs, {len(talks)} streams")
     unit = unit_of(target_lang)
-    results = [stream_laal(text, delays, talk, unit, elapsed) for (text, delays, elapsed), talk in zip(outputs, talks)]
+    results = [stream_laal(o.text, o.delays, talk, unit, o.elapsed) for o, talk in zip(outputs, talks)]
     laal = [x for r in results for x in r.laal]
     with_ca = all(r.laal_ca is not None for r in results)
     hypotheses = [seg.text for r in results for seg in r.segments]
