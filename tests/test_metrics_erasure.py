@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from seqpo.metrics.erasure import corpus_normalized_erasure, erased_units, normalized_erasure, total_erasure
+from seqpo.metrics.erasure import (corpus_normalized_erasure, erased_units, normalized_erasure,
+                                   retranslation_delays, total_erasure)
 
 
 def test_erased_units_after_the_common_prefix():
@@ -41,6 +42,14 @@ def test_corpus_pools_streams():
         normalized_erasure(["a", ""], "word")
 
 
+def test_retranslation_delays_date_each_unit_by_its_last_rewrite():
+    updates = [("Ich", 1), ("Ich habe", 2), ("Ich bin", 3), ("Ich bin gestern", 5), ("Gestern bin ich", 6)]
+    assert retranslation_delays(updates[:4], "word") == [1, 3, 5]
+    assert retranslation_delays(updates, "word") == [6, 6, 6]
+    assert retranslation_delays([("我", 1), ("我们", 2), ("我是学生", 4)], "char") == [1, 4, 4, 4]
+    assert retranslation_delays([], "word") == []
+
+
 def test_same_as_simulstream(tmp_path):
     pytest.importorskip("yaml")
     stats = pytest.importorskip("simulstream.metrics.stats")
@@ -60,11 +69,16 @@ def test_same_as_simulstream(tmp_path):
                 continue  # the display would keep a longer prefix than this update claims to
             words = words[:keep] + new
             log.append(json.dumps({"id": k, "generated_tokens": new, "deleted_tokens": deleted,
-                                   "total_audio_processed": 1.0, "computation_time": 0.0}))
+                                   "total_audio_processed": float(len(displays)), "computation_time": 0.0}))
             displays.append(" ".join(words))
         streams.append(displays)
     path = tmp_path / "log.jsonl"
     path.write_text("\n".join(log) + "\n")
     reader = LogReader(SimpleNamespace(detokenizer_type="simuleval", latency_unit="word"), str(path), "word")
+    outputs = reader.final_outputs_and_latencies()
+    for k, displays in enumerate(streams):
+        if displays:
+            updates = [(d, float(t)) for t, d in enumerate(displays)]
+            assert retranslation_delays(updates, "word") == outputs[f"talk{k}"].ideal_delays
     ne = corpus_normalized_erasure(streams, "word")
     assert ne > 0.2 and ne == pytest.approx(stats.NormalizedErasure().compute(reader))
