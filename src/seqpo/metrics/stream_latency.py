@@ -1,5 +1,6 @@
 """StreamLAAL: latency and quality of one long unsegmented stream (a talk), as simulstream scores it
-for IWSLT (Papi et al., 2024, "StreamAtt", ACL, §5 and App. D; simulstream's `stream_laal` scorer).
+for IWSLT (Papi et al., 2024, "StreamAtt: Direct Streaming Speech-to-Text Translation with
+Attention-based Audio History Selection", ACL; simulstream's `stream_laal` scorer).
 
 The output of the whole stream is re-segmented against the reference sentences by mWER alignment
 (`resegment.py`); each sentence then gets sentence-level LAAL (`latency.py`) with its delays made
