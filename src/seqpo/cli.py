@@ -62,6 +62,13 @@ def _cmd_data_speech(args) -> int:
     return 0
 
 
+def _cmd_data_long_form(args) -> int:
+    from .data.long_form import LongFormSettings, build_long_form
+
+    print(json.dumps(build_long_form(build_settings(LongFormSettings, args))))
+    return 0
+
+
 def _cmd_sft(args) -> int:
     from .sft import SFTSettings, train_sft
 
@@ -111,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .plot import PlotSettings
     from .rl.train import TrainSettings
     from .data.build import PartialDataSettings
+    from .data.long_form import LongFormSettings
     from .evaluate import EvalSettings
     from .serve import ServeSettings
     from .sft import SFTSettings
@@ -158,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Speak every --src line with espeak-ng into OUT/NNNN.wav (16 kHz mono) and copy the "
         "transcripts to OUT/source.en and the references to OUT/reference.<tgt>. Existing wavs are kept only "
         "if OUT/synth.jsonl records the same text, voice and rate.",
+    )
+    _add_command(
+        data_sub, "long-form", LongFormSettings, _cmd_data_long_form,
+        help="talk-length streams for StreamLAAL: --lines consecutive lines joined into one source",
+        description="Join every --lines consecutive lines of --src into one source stream without sentence "
+        "boundaries and write one JSON line per stream: source, references, source_offsets and source_lengths "
+        "(in source units) and the lines used. Re-running with the same --out appends only missing streams.",
     )
     _add_command(
         sub, "sft", SFTSettings, _cmd_sft, quiet=True,

@@ -1,1 +1,2 @@
-"""Quality (sacrebleu, COMET) and latency (AL, LAAL, DAL, AP) metrics."""
+"""Quality (sacrebleu, COMET), latency (AL, LAAL, DAL, AP; StreamLAAL for long unsegmented streams)
+and flicker (normalized erasure) metrics."""
