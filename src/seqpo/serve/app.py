@@ -26,7 +26,7 @@ from starlette.middleware.cors import CORSMiddleware
 from ..engine import SourceRegionFullError
 from ..errors import InputFileError, MissingExtraError
 from ..generation import Generator
-from ..session import SentenceTooLongError
+from ..driver import SentenceTooLongError
 from ..speech.audio import SAMPLE_RATE, AudioTooLongError
 from .admission import BodyLimit, OriginCheck
 from .connection import Connection, ProtocolError, done_payload, new_episode, new_stream, parse_config, \
