@@ -90,6 +90,17 @@ def hierarchical_rewards(
     return out
 
 
+def group_rewards(scores: Sequence, settings) -> list[float]:
+    """The rewards of one group's episodes (`rollout.EpisodeScore`s) as the run's settings choose
+    (`TrainSettings`: reward, and chunk/lam/no_normalize/no_truncate/order or threshold)."""
+    q = [s.quality for s in scores]
+    lat = [s.latency for s in scores]
+    if settings.reward == "hierarchical":
+        return hierarchical_rewards(q, lat, [s.source_length for s in scores], settings.threshold)
+    return seqpo_rewards(q, lat, settings.chunk, settings.lam, normalize=not settings.no_normalize,
+                         truncate=not settings.no_truncate, order=settings.order)
+
+
 def episode_latency(episode, reference_length: int, metric: str = "AL") -> tuple[float, float]:
     """(latency, source length) of one rollout in the unit its source came in: AL or LAAL in
     source units for text, in ms of the sentence's audio for speech. An episode that wrote
