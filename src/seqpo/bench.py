@@ -17,7 +17,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from .config import DeviceSettings, setting
+from .config import DeviceSettings, check_at_least, setting
 from .errors import InputFileError
 from .languages import check_supported, parse_pair
 
@@ -45,9 +45,8 @@ class BenchSettings(DeviceSettings):
         pair = check_supported(parse_pair(self.pair))
         if not self.src:
             raise InputFileError("--src is required")
-        if min(self.limit, self.chunk, self.slot, self.batch_size, self.repeats) < 1 or min(self.group, self.lookahead) < 0:
-            raise InputFileError("--limit, --chunk, --slot, --batch-size and --repeats must be at least 1, "
-                                 "--group and --lookahead at least 0")
+        check_at_least(self, 1, "limit", "chunk", "slot", "batch_size", "repeats")
+        check_at_least(self, 0, "group", "lookahead")
         return pair
 
 

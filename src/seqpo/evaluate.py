@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import __version__
-from .config import PolicySettings, SpeechSettings, setting
+from .config import PolicySettings, SpeechSettings, check_at_least, setting
 from .errors import InputFileError
 from .languages import LanguagePair, check_supported, parse_pair
 from .metrics.latency import computation_aware_scores, episode_latency
@@ -48,12 +48,8 @@ class EvalSettings(PolicySettings, SpeechSettings):
         for name in ("out",) if self.audio_dir else ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")
-        if self.chunk < 1 or self.k < 1 or self.batch_size < 1 or self.slot < 1:
-            raise InputFileError("--chunk, --k, --batch-size and --slot must be at least 1")
-        if self.lookahead < 0:
-            raise InputFileError("--lookahead must be 0 (off) or more")
-        if self.limit is not None and self.limit < 1:
-            raise InputFileError("--limit must be at least 1")
+        self.check_policy()
+        check_at_least(self, 1, "batch_size", "limit")
         return pair
 
 

@@ -72,10 +72,7 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
 
         return translate_audio(settings, out)
     pair = check_supported(parse_pair(settings.pair))
-    if settings.chunk < 1 or settings.k < 1 or settings.slot < 1:
-        raise InputFileError("--chunk, --k and --slot must be at least 1")
-    if settings.lookahead < 0:
-        raise InputFileError("--lookahead must be 0 (off) or more")
+    settings.check_policy()
     lines = read_input(settings)
     policy = settings.build_policy()
     loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device, settings.chat_template,

@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from ..config import DeviceSettings, setting
+from ..config import BARE_MODEL, DeviceSettings, check_at_least, resolve_adapter_setting, setting, uses_few_shot
 from ..errors import InputFileError, MissingExtraError, SettingsError
 from ..languages import LanguagePair, check_supported, parse_pair
 from ..resume import check_run_settings, read_complete_jsonl, write_atomic
@@ -110,23 +110,16 @@ class TrainSettings(DeviceSettings):
     tree_tokens: int = setting(1024, "tree update: most tokens per forward pass (attention grows with its square)")
 
     def __post_init__(self):
-        from ..model import resolve_adapter
-
         # the start is the SFT policy: by default the pair's shipped SFT adapter, not a shipped SeqPO one
-        if self.adapter is None and self.model in (None, "", "bundled", "bundled:gemma-3-270m") \
-                and _has_shipped_sft(self.pair):
-            self.adapter = "sft"
-        self.adapter = resolve_adapter(self.adapter, self.pair, self.model)
+        self.adapter = resolve_adapter_setting(self.adapter, self.pair, self.model, default_stage="sft")
 
     def validate(self) -> LanguagePair:
         pair = check_supported(parse_pair(self.pair))
         for name in ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")
-        for name in ("steps", "sources", "chunk", "micro_batch", "save_every", "updates_per_batch", "max_step_tokens",
-                     "tree_tokens"):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
+        check_at_least(self, 1, "steps", "sources", "chunk", "micro_batch", "save_every", "updates_per_batch",
+                       "max_step_tokens", "tree_tokens")
         if self.group < 2:
             raise SettingsError("--group must be at least 2 (advantages are relative within a group)")
         if self.temperature <= 0:
@@ -146,13 +139,7 @@ class TrainSettings(DeviceSettings):
         return self.beta if self.beta is not None else DEFAULT_BETA.get(str(pair), OTHER_BETA)
 
     def use_few_shot(self) -> bool:
-        return self.few_shot == "yes" or (self.few_shot == "auto" and not self.adapter)
-
-
-def _has_shipped_sft(pair: str) -> bool:
-    from ..model import shipped_adapter_dir
-
-    return (shipped_adapter_dir(pair, "sft") / "adapter_config.json").exists()
+        return uses_few_shot(self.few_shot, self.adapter)
 
 
 def _start_name(adapter: str | None, pair) -> str | None:
@@ -161,7 +148,7 @@ def _start_name(adapter: str | None, pair) -> str | None:
 
     if adapter and Path(adapter).resolve() == shipped_adapter_dir(str(pair), "sft").resolve():
         return "sft"
-    return adapter or "none"
+    return adapter or BARE_MODEL
 
 
 def step_items(n: int, step: int, per_step: int, seed: int) -> list[int]:
