@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, ClassVar, get_type_hints
 
 from .errors import InputFileError, SettingsError
 from .model import CHAT_TEMPLATE_CHOICES, DTYPES, check_chat_template, is_bundled, resolve_adapter, shipped_adapter_dir
@@ -57,6 +57,19 @@ def uses_few_shot(few_shot: str, adapter: str | None) -> bool:
     return few_shot == "yes" or (few_shot == "auto" and not adapter)
 
 
+class AdapterChoice:
+    """The two rules above for a settings dataclass with `pair`, `model`, `adapter` and `few_shot`
+    fields (each command declares them with its own help text): `resolve_adapter` in `__post_init__`."""
+
+    default_stage: ClassVar[str | None] = None  # the shipped stage an unset --adapter means, if it ships
+
+    def resolve_adapter(self) -> None:
+        self.adapter = resolve_adapter_setting(self.adapter, self.pair, self.model, self.default_stage)
+
+    def use_few_shot(self) -> bool:
+        return uses_few_shot(self.few_shot, self.adapter)
+
+
 @dataclasses.dataclass
 class DeviceSettings:
     """Where and in what precision a command runs its model (every command that runs one); applied
@@ -72,7 +85,7 @@ class DeviceSettings:
 
 
 @dataclasses.dataclass
-class PolicySettings(DeviceSettings):
+class PolicySettings(DeviceSettings, AdapterChoice):
     """Settings shared by every command that streams text through a policy."""
 
     pair: str = setting("en-zh", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")
@@ -99,11 +112,8 @@ class PolicySettings(DeviceSettings):
                                 "does. Same output, fewer but wider passes")
 
     def __post_init__(self):
-        self.adapter = resolve_adapter_setting(self.adapter, self.pair, self.model)
+        self.resolve_adapter()
         check_chat_template(self.chat_template, self.decoding)
-
-    def use_few_shot(self) -> bool:
-        return uses_few_shot(self.few_shot, self.adapter)
 
     def check_policy(self) -> None:
         """The policy's numeric settings, as every command that streams checks them."""

@@ -33,11 +33,11 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from ..config import BARE_MODEL, DeviceSettings, check_at_least, resolve_adapter_setting, setting, uses_few_shot
+from ..config import BARE_MODEL, AdapterChoice, DeviceSettings, check_at_least, setting
 from ..errors import InputFileError, MissingExtraError, SettingsError
 from ..languages import LanguagePair, check_supported, parse_pair
 from ..resume import check_run_settings, read_complete_jsonl, write_atomic
@@ -52,7 +52,7 @@ OTHER_BETA = 0.04
 
 
 @dataclass
-class TrainSettings(DeviceSettings):
+class TrainSettings(DeviceSettings, AdapterChoice):
     pair: str = setting("en-zh", "language pair, source-target")
     src: str = setting(None, "training sources, one sentence per line")
     ref: str = setting(None, "training references, aligned with --src")
@@ -109,9 +109,11 @@ class TrainSettings(DeviceSettings):
                           "loop). Same loss and gradient", choices=["tree", "rows"])
     tree_tokens: int = setting(1024, "tree update: most tokens per forward pass (attention grows with its square)")
 
+    # the start is the SFT policy: by default the pair's shipped SFT adapter, not a shipped SeqPO one
+    default_stage: ClassVar[str | None] = "sft"
+
     def __post_init__(self):
-        # the start is the SFT policy: by default the pair's shipped SFT adapter, not a shipped SeqPO one
-        self.adapter = resolve_adapter_setting(self.adapter, self.pair, self.model, default_stage="sft")
+        self.resolve_adapter()
 
     def validate(self) -> LanguagePair:
         pair = check_supported(parse_pair(self.pair))
@@ -137,9 +139,6 @@ class TrainSettings(DeviceSettings):
 
     def kl_beta(self, pair: LanguagePair) -> float:
         return self.beta if self.beta is not None else DEFAULT_BETA.get(str(pair), OTHER_BETA)
-
-    def use_few_shot(self) -> bool:
-        return uses_few_shot(self.few_shot, self.adapter)
 
 
 def _start_name(adapter: str | None, pair) -> str | None:
