@@ -42,6 +42,8 @@ from ..errors import InputFileError, MissingExtraError, SettingsError
 from ..languages import LanguagePair, check_supported, parse_pair
 from ..resume import check_run_settings, read_complete_jsonl, write_atomic
 from ..stream import count_units
+from .lora import (checkpoint_dir, export_adapter, latest_checkpoint, load_policy_model, save_checkpoint,
+                   set_rng_state)
 from .reward import advantages, group_rewards
 
 log = logging.getLogger(__name__)
@@ -165,115 +167,6 @@ def step_items(n: int, step: int, per_step: int, seed: int) -> list[int]:
     return out
 
 
-# -- checkpoints ----------------------------------------------------------------------------------
-# accelerate's save_state would also write the frozen 1 GB base model at every checkpoint; a LoRA run
-# only needs the adapter, the optimizer and the RNG states, so those three are saved here.
-
-def _ckpt_dir(out: Path, step: int) -> Path:
-    return out / "checkpoints" / f"step-{step:06d}"
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    done = sorted(p for p in (out / "checkpoints").glob("step-*") if (p / "state.json").exists())
-    return done[-1] if done else None
-
-
-def _rng_state() -> dict:
-    import numpy as np
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    import numpy as np
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(out: Path, step: int, model, optimizer, accelerator, keep: int = 2) -> None:
-    target = _ckpt_dir(out, step)
-    tmp = target.with_name(target.name + ".tmp")
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        model.save_pretrained(tmp)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    accelerator.wait_for_everyone()
-    torch.save(_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (tmp / "state.json").write_text(json.dumps({"step": step}))
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)  # a kill mid-save leaves only a .tmp folder, never a half checkpoint
-        for old in sorted((out / "checkpoints").glob("step-??????"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
-# -- the model -------------------------------------------------------------------------------------
-
-def _check_adapter(path: Path) -> Path:
-    if not (path / "adapter_config.json").exists():
-        raise InputFileError(f"adapter folder {path} has no adapter_config.json")
-    return path
-
-
-def _load_policy_model(settings: TrainSettings, resume_from: Path | None, save_base: Path | None = None,
-                       device: str = "cpu"):
-    """The network being trained: the base model with the start adapter (SFT) merged into its
-    weights, plus a fresh trainable LoRA ("default"). Disabling that LoRA gives exactly the start
-    policy, which is the KL reference (MISSION.md: KL to the SFT reference) without a second copy."""
-    from peft import LoraConfig, PeftModel, get_peft_model
-
-    from ..model import load_model, quiet_peft, training_dtype
-
-    loaded = load_model(settings.model, None, training_dtype(settings.dtype, device), "cpu",  # accelerate moves it
-                        chat_template=settings.chat_template)
-    base = loaded.model
-    with quiet_peft():
-        if settings.adapter:
-            base = PeftModel.from_pretrained(base, str(_check_adapter(Path(settings.adapter)))).merge_and_unload()
-        if save_base is not None and not (save_base / "config.json").exists():  # what vLLM serves
-            base.save_pretrained(save_base)
-            loaded.tokenizer.save_pretrained(save_base)
-        if resume_from is not None:
-            model = PeftModel.from_pretrained(base, str(_check_adapter(resume_from)), is_trainable=True)
-        else:
-            model = get_peft_model(base, LoraConfig(
-                r=settings.lora_r, lora_alpha=2 * settings.lora_r, lora_dropout=0.0,
-                target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"))
-    model.eval()  # no dropout: sampled and trained log-probs come from the same function
-    return loaded, model
-
-
-def export_adapter(settings: TrainSettings, trained: Path, out: Path) -> None:
-    """Save in `out` one standard adapter for the original base model: the start adapter and the
-    trained one side by side (peft's "cat" combination: rank r1 + r2, each keeping its own scale),
-    so `--adapter OUT` loads the trained policy on the bundled model like any SFT adapter."""
-    from peft import PeftModel
-
-    from ..model import load_model, quiet_peft
-
-    if not settings.adapter:
-        for f in trained.iterdir():
-            if f.name.startswith("adapter_"):
-                shutil.copy2(f, out / f.name)
-        return
-    with quiet_peft():
-        base = load_model(settings.model, dtype="float32", device="cpu").model  # saved as float32, like the adapters
-        model = PeftModel.from_pretrained(base, str(settings.adapter), adapter_name="start")
-        model.load_adapter(str(trained), adapter_name="trained")
-        model.add_weighted_adapter(["start", "trained"], [1.0, 1.0], adapter_name="default", combination_type="cat")
-        model.save_pretrained(out, selected_adapters=["default"])
-
-
 def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=None, out: Path | None = None,
                     step: int = 0, chat=None):
     """The rollout sampler of one step: a fresh transformers Generator (its prefix cache belongs to
@@ -297,7 +190,7 @@ def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int
     from ..model import LoadedModel
 
     ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model, decoding="cached",
-                      adapter=str(_ckpt_dir(out, step)), few_shot="yes" if settings.use_few_shot() else "no",
+                      adapter=str(checkpoint_dir(out, step)), few_shot="yes" if settings.use_few_shot() else "no",
                       src=settings.dev_src, ref=settings.dev_ref, limit=settings.dev_limit,
                       out=str(out / "eval" / f"step-{step:06d}"), chat_template="on" if loaded.chat else "off")
     scores = evaluate(ev, loaded=LoadedModel(model, loaded.tokenizer, loaded.name, ev.adapter, loaded.chat),
@@ -545,7 +438,7 @@ def _start(settings: TrainSettings, out: Path) -> _Run:
     torch.manual_seed(settings.seed + accelerator.process_index)
     use_vllm = settings.rollout_backend == "vllm"
     save_base = out / "vllm-base" if use_vllm and accelerator.is_main_process else None
-    loaded, model = _load_policy_model(settings, resume_from, save_base, device_name)
+    loaded, model = load_policy_model(settings, resume_from, save_base, device_name)
     accelerator.wait_for_everyone()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -555,7 +448,7 @@ def _start(settings: TrainSettings, out: Path) -> _Run:
         done = json.loads((resume_from / "state.json").read_text())["step"]
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     if resume_from is not None:
-        _set_rng_state(torch.load(resume_from / f"rng-{accelerator.process_index}.pt", weights_only=False))
+        set_rng_state(torch.load(resume_from / f"rng-{accelerator.process_index}.pt", weights_only=False))
         log.warning("resuming %s after step %d", out, done)
     run = _Run(accelerator, loaded, wrapped, accelerator.unwrap_model(wrapped), optimizer, trainable, done)
 
@@ -577,7 +470,7 @@ def _start(settings: TrainSettings, out: Path) -> _Run:
 
 def _finish(settings: TrainSettings, pair, run: _Run, out: Path, command: str | None) -> None:
     """The final adapter in OUT (start + trained LoRA as one) and its seqpo.json."""
-    export_adapter(settings, _ckpt_dir(out, settings.steps), out)
+    export_adapter(settings, checkpoint_dir(out, settings.steps), out)
     evals = [r for r in read_complete_jsonl(out / "log.jsonl") if "eval" in r]
     (out / "seqpo.json").write_text(json.dumps({
         "pair": str(pair), "stage": "seqpo", "start": _start_name(settings.adapter, pair), "format": "seqpo",
