@@ -167,232 +167,6 @@ def step_items(n: int, step: int, per_step: int, seed: int) -> list[int]:
     return out
 
 
-def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=None, out: Path | None = None,
-                    step: int = 0, chat=None):
-    """The rollout sampler of one step: a fresh transformers Generator (its prefix cache belongs to
-    the weights of this step), or the run's vLLM engine pointed at this step's LoRA."""
-    if vllm is not None:
-        target = out / "vllm-lora" / f"step-{step:06d}"
-        model.save_pretrained(target)
-        vllm.set_adapter(target, step)
-        return vllm
-    from ..engine import StreamingEngine
-    from ..generation import Generator
-
-    if settings.rollouts == "cached":
-        return StreamingEngine(model, tokenizer, mode="cached", batch_size=batch, do_sample=True,
-                               temperature=settings.temperature, few_shot=settings.use_few_shot(), chat=chat)
-    return Generator(model, tokenizer, batch_size=batch, do_sample=True, temperature=settings.temperature, chat=chat)
-
-
-def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int) -> dict:
-    from ..evaluate import EvalSettings, evaluate
-    from ..model import LoadedModel
-
-    ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model, decoding="cached",
-                      adapter=str(checkpoint_dir(out, step)), few_shot="yes" if settings.use_few_shot() else "no",
-                      src=settings.dev_src, ref=settings.dev_ref, limit=settings.dev_limit,
-                      out=str(out / "eval" / f"step-{step:06d}"), chat_template="on" if loaded.chat else "off")
-    scores = evaluate(ev, loaded=LoadedModel(model, loaded.tokenizer, loaded.name, ev.adapter, loaded.chat),
-                      progress=False)
-    return {k: v for k, v in scores.items() if k != "signature"}
-
-
-# -- one step's pieces, in the order the loop runs them ---------------------------------------------
-
-@dataclass
-class _Run:
-    """What setup hands the loop: one process of the run, the model three ways, its optimizer."""
-
-    accelerator: Any
-    loaded: Any  # model.LoadedModel: tokenizer, name, chat format
-    wrapped: Any  # the model as accelerate wraps it (DDP): the trained forward and backward
-    model: Any  # the same model unwrapped: rollouts, the KL reference (LoRA disabled), checkpoints
-    optimizer: Any
-    trainable: list
-    done: int  # steps a checkpoint already holds (0 for a fresh run)
-    vllm: Any = None  # the vLLM rollout engine (--rollout-backend vllm)
-
-
-@dataclass
-class _Scored:
-    """A step's rollouts of this process, flat over its groups, each with its score, reward and advantage."""
-
-    rollouts: list
-    scores: list  # rollout.EpisodeScore
-    rewards: list[float]
-    advantages: list[float]
-
-
-@dataclass
-class _Update:
-    """What the update of one step measured on this process (sums over its sampled tokens)."""
-
-    tokens: int  # sampled tokens trained on
-    update_tokens: int  # tokens through the model per forward pass (tree nodes or unpadded row tokens)
-    loss: float = 0.0
-    kl_sum: float = 0.0
-    clipped_sum: float = 0.0
-    logp_gap_sum: float = 0.0  # |teacher-forced - sampled| log-prob, summed (numerics)
-    grad_norm: float | None = None
-
-
-@dataclass
-class StepStats:
-    """A step's sums, per process until `reduce` adds those of every process (one all-reduce)."""
-
-    reward: float = 0.0
-    reward_sq: float = 0.0
-    episodes: float = 0.0
-    quality: float = 0.0
-    al: float = 0.0
-    laal: float = 0.0
-    wait_fraction: float = 0.0
-    kl: float = 0.0
-    clipped: float = 0.0
-    logp_gap: float = 0.0
-    tokens: float = 0.0
-    loss: float = 0.0
-
-    @classmethod
-    def of(cls, scored: _Scored, update: _Update) -> StepStats:
-        s = scored.scores
-        return cls(sum(scored.rewards), sum(r * r for r in scored.rewards), len(scored.rewards),
-                   sum(x.quality for x in s), sum(x.latency for x in s), sum(x.laal for x in s),
-                   sum(x.wait_fraction for x in s), update.kl_sum, update.clipped_sum, update.logp_gap_sum,
-                   update.tokens, update.loss)
-
-    def reduce(self, accelerator) -> StepStats:
-        names = [f.name for f in fields(self)]
-        local = torch.tensor([getattr(self, n) for n in names], dtype=torch.float64, device=accelerator.device)
-        return StepStats(*accelerator.reduce(local, "sum").tolist())
-
-
-def _step_sources(step: int, usable: list[int], sources, references, settings: TrainSettings,
-                  accelerator) -> list[tuple[int, str, str]]:
-    """(index, source, reference) of this process's share of the step's training sentences."""
-    picked = step_items(len(usable), step - 1, settings.sources, settings.seed)
-    mine = picked[accelerator.process_index :: accelerator.num_processes]
-    return [(usable[i], sources[usable[i]], references[usable[i]]) for i in mine]
-
-
-def _score(groups, pair, settings: TrainSettings) -> _Scored:
-    """Score every rollout (quality, latency), reward it within its group (reward.py), and turn the
-    group's rewards into advantages."""
-    from .rollout import score_rollouts
-
-    scored = _Scored([], [], [], [])
-    for group in groups:
-        scores = score_rollouts(group, pair.target, settings.quality, settings.comet)
-        rewards = group_rewards(scores, settings)
-        scored.rollouts += group
-        scored.scores += scores
-        scored.rewards += rewards
-        scored.advantages += advantages(rewards)
-    return scored
-
-
-def _token_logprobs(net, batch, settings: TrainSettings, device, window, line_end):
-    """(log-probs, mask, sampled log-probs, advantages) of a batch's sampled tokens, shaped for
-    `grpo_token_loss`: [B, C] per padded row, or [M, 1] per (step sample, token) of a tree."""
-    from .grpo import completion_logprobs, tree_logprobs
-
-    if settings.update == "tree":
-        logps = tree_logprobs(net, batch, device, window, settings.temperature, line_end)[:, None]
-        return logps, torch.ones_like(logps), batch.old_logps.to(device)[:, None], batch.advantages.to(device)
-    return (completion_logprobs(net, batch, device, settings.temperature), batch.completion_mask.to(device),
-            batch.old_logps.to(device), batch.advantages.to(device))
-
-
-def _update(run: _Run, scored: _Scored, settings: TrainSettings, beta: float) -> _Update:
-    """`--updates-per-batch` AdamW updates on every token sampled in the step (GRPO token loss)."""
-    from ..generation import line_end_ids
-    from ..slots import sliding_window
-    from .grpo import flatten, grpo_token_loss, make_batches, make_trees
-
-    accelerator, device = run.accelerator, run.accelerator.device
-    window, line_end = sliding_window(run.model), line_end_ids(run.loaded.tokenizer)
-    rows = flatten(scored.rollouts, scored.advantages)
-    local_tokens = sum(len(r[1]) for r in rows)
-    total_tokens = int(accelerator.reduce(torch.tensor(float(local_tokens), device=device), "sum").item())
-    scale = accelerator.num_processes  # DDP averages gradients over processes; the loss is a global mean
-    # every process must run the same number of backward passes (DDP synchronises the last one),
-    # so all split their rows into the largest count; a process with fewer rows repeats its last
-    # micro-batch at weight 0
-    if settings.update == "tree":
-        batches = make_trees(rows, settings.tree_tokens)
-        n_batches = int(accelerator.gather(torch.tensor([len(batches)], device=device)).max())
-    else:
-        n_batches = int(accelerator.gather(torch.tensor([-(-len(rows) // settings.micro_batch)], device=device)).max())
-        batches = make_batches(rows, run.loaded.tokenizer.pad_token_id, -(-len(rows) // n_batches))
-    result = _Update(local_tokens, sum(b.nodes if settings.update == "tree" else int(b.attention_mask.sum())
-                                       for b in batches))
-    weights = [1.0] * len(batches) + [0.0] * (n_batches - len(batches))
-    batches += [batches[-1]] * (n_batches - len(batches))
-    ref_cache: dict[int, torch.Tensor] = {}
-    for update in range(settings.updates_per_batch):
-        for i, batch in enumerate(batches):
-            sync = contextlib.nullcontext() if i == len(batches) - 1 else accelerator.no_sync(run.wrapped)
-            with sync, accelerator.autocast():
-                logps, mask, sampled, advs = _token_logprobs(run.wrapped, batch, settings, device, window, line_end)
-                if beta and i not in ref_cache:
-                    with torch.no_grad(), run.model.disable_adapter():
-                        ref_cache[i] = _token_logprobs(run.model, batch, settings, device, window, line_end)[0].detach()
-                # one update per batch: on-policy, old = current (exactly what sampled the tokens);
-                # more updates: the log-probs recorded when sampling are the old policy
-                old = logps.detach() if settings.updates_per_batch == 1 else sampled
-                loss, s = grpo_token_loss(logps, old, ref_cache.get(i), advs, mask, settings.clip_eps, beta,
-                                          total_tokens)
-                accelerator.backward(loss * scale * weights[i])
-            if update == 0 and weights[i]:
-                result.loss += float(loss.detach())
-                result.kl_sum += s["kl_sum"]
-                result.clipped_sum += s["clipped_sum"]
-                result.logp_gap_sum += float(((logps.detach() - sampled).abs() * mask).sum())
-        if settings.max_grad_norm:
-            result.grad_norm = float(accelerator.clip_grad_norm_(run.trainable, settings.max_grad_norm))
-        run.optimizer.step()
-        run.optimizer.zero_grad(set_to_none=True)
-    return result
-
-
-def _log_record(step: int, stats: StepStats, update: _Update, generator, rollout_s: float, update_s: float,
-                processes: int) -> dict:
-    """The step's log.jsonl line: means over all processes' episodes (reward, quality, latency) or
-    sampled tokens (KL, clipping, log-prob gap)."""
-    n, tok = max(1.0, stats.episodes), max(1.0, stats.tokens)
-    mean_r = stats.reward / n
-    return {
-        "step": step,
-        "reward_mean": round(mean_r, 4),
-        "reward_std": round(max(0.0, stats.reward_sq / n - mean_r * mean_r) ** 0.5, 4),
-        "quality": round(stats.quality / n, 3),
-        "AL": round(stats.al / n, 3),
-        "LAAL": round(stats.laal / n, 3),
-        "wait_fraction": round(stats.wait_fraction / n, 4),
-        "kl": round(stats.kl / tok, 6),
-        "clipped_fraction": round(stats.clipped / tok, 4),
-        "logp_gap": round(stats.logp_gap / tok, 5),  # mean |teacher-forced - sampled| log-prob (numerics)
-        "loss": round(stats.loss, 6),
-        "tokens": int(stats.tokens),
-        "update_tokens": update.update_tokens,  # tokens through the model per forward of the update (this process)
-        "rollout_tokens": getattr(generator, "tokens_processed", None),
-        "tokens_per_s": round(update.tokens / rollout_s, 2) if rollout_s > 0 else None,
-        "rollout_s": round(rollout_s, 2),
-        "update_s": round(update_s, 2),
-        "grad_norm": round(update.grad_norm, 5) if update.grad_norm is not None else None,
-        "episodes": int(stats.episodes),
-        "processes": processes,
-    }
-
-
-def _append_log(log_path: Path, lines: list[dict]) -> None:
-    with log_path.open("a", encoding="utf-8") as fh:
-        fh.write("".join(json.dumps(r) + "\n" for r in lines))
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 # -- setup and the end of a run --------------------------------------------------------------------
 
 def _training_sentences(settings: TrainSettings, pair) -> tuple[list[str], list[str], list[int]]:
@@ -408,6 +182,20 @@ def _training_sentences(settings: TrainSettings, pair) -> tuple[list[str], list[
     if settings.dev_src:
         load_parallel(settings.dev_src, settings.dev_ref)  # fail now, not after an hour of training
     return sources, references, usable
+
+
+@dataclass
+class _Run:
+    """What setup hands the loop: one process of the run, the model three ways, its optimizer."""
+
+    accelerator: Any
+    loaded: Any  # model.LoadedModel: tokenizer, name, chat format
+    wrapped: Any  # the model as accelerate wraps it (DDP): the trained forward and backward
+    model: Any  # the same model unwrapped: rollouts, the KL reference (LoRA disabled), checkpoints
+    optimizer: Any
+    trainable: list
+    done: int  # steps a checkpoint already holds (0 for a fresh run)
+    vllm: Any = None  # the vLLM rollout engine (--rollout-backend vllm)
 
 
 def _start(settings: TrainSettings, out: Path) -> _Run:
@@ -481,9 +269,224 @@ def _finish(settings: TrainSettings, pair, run: _Run, out: Path, command: str | 
         "trained_by": "seqpo train"}, indent=2, ensure_ascii=False))
 
 
+# -- one step's pieces, in the order the loop runs them ---------------------------------------------
+
+def _step_sources(step: int, usable: list[int], sources, references, settings: TrainSettings,
+                  accelerator) -> list[tuple[int, str, str]]:
+    """(index, source, reference) of this process's share of the step's training sentences."""
+    picked = step_items(len(usable), step - 1, settings.sources, settings.seed)
+    mine = picked[accelerator.process_index :: accelerator.num_processes]
+    return [(usable[i], sources[usable[i]], references[usable[i]]) for i in mine]
+
+
+def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=None, out: Path | None = None,
+                    step: int = 0, chat=None):
+    """The rollout sampler of one step: a fresh transformers Generator (its prefix cache belongs to
+    the weights of this step), or the run's vLLM engine pointed at this step's LoRA."""
+    if vllm is not None:
+        target = out / "vllm-lora" / f"step-{step:06d}"
+        model.save_pretrained(target)
+        vllm.set_adapter(target, step)
+        return vllm
+    from ..engine import StreamingEngine
+    from ..generation import Generator
+
+    if settings.rollouts == "cached":
+        return StreamingEngine(model, tokenizer, mode="cached", batch_size=batch, do_sample=True,
+                               temperature=settings.temperature, few_shot=settings.use_few_shot(), chat=chat)
+    return Generator(model, tokenizer, batch_size=batch, do_sample=True, temperature=settings.temperature, chat=chat)
+
+
+@dataclass
+class _Scored:
+    """A step's rollouts of this process, flat over its groups, each with its score, reward and advantage."""
+
+    rollouts: list
+    scores: list  # rollout.EpisodeScore
+    rewards: list[float]
+    advantages: list[float]
+
+
+def _score(groups, pair, settings: TrainSettings) -> _Scored:
+    """Score every rollout (quality, latency), reward it within its group (reward.py), and turn the
+    group's rewards into advantages."""
+    from .rollout import score_rollouts
+
+    scored = _Scored([], [], [], [])
+    for group in groups:
+        scores = score_rollouts(group, pair.target, settings.quality, settings.comet)
+        rewards = group_rewards(scores, settings)
+        scored.rollouts += group
+        scored.scores += scores
+        scored.rewards += rewards
+        scored.advantages += advantages(rewards)
+    return scored
+
+
+@dataclass
+class _Update:
+    """What the update of one step measured on this process (sums over its sampled tokens)."""
+
+    tokens: int  # sampled tokens trained on
+    update_tokens: int  # tokens through the model per forward pass (tree nodes or unpadded row tokens)
+    loss: float = 0.0
+    kl_sum: float = 0.0
+    clipped_sum: float = 0.0
+    logp_gap_sum: float = 0.0  # |teacher-forced - sampled| log-prob, summed (numerics)
+    grad_norm: float | None = None
+
+
+def _token_logprobs(net, batch, settings: TrainSettings, device, window, line_end):
+    """(log-probs, mask, sampled log-probs, advantages) of a batch's sampled tokens, shaped for
+    `grpo_token_loss`: [B, C] per padded row, or [M, 1] per (step sample, token) of a tree."""
+    from .grpo import completion_logprobs, tree_logprobs
+
+    if settings.update == "tree":
+        logps = tree_logprobs(net, batch, device, window, settings.temperature, line_end)[:, None]
+        return logps, torch.ones_like(logps), batch.old_logps.to(device)[:, None], batch.advantages.to(device)
+    return (completion_logprobs(net, batch, device, settings.temperature), batch.completion_mask.to(device),
+            batch.old_logps.to(device), batch.advantages.to(device))
+
+
+def _update(run: _Run, scored: _Scored, settings: TrainSettings, beta: float) -> _Update:
+    """`--updates-per-batch` AdamW updates on every token sampled in the step (GRPO token loss)."""
+    from ..generation import line_end_ids
+    from ..slots import sliding_window
+    from .grpo import flatten, grpo_token_loss, make_batches, make_trees
+
+    accelerator, device = run.accelerator, run.accelerator.device
+    window, line_end = sliding_window(run.model), line_end_ids(run.loaded.tokenizer)
+    rows = flatten(scored.rollouts, scored.advantages)
+    local_tokens = sum(len(r[1]) for r in rows)
+    total_tokens = int(accelerator.reduce(torch.tensor(float(local_tokens), device=device), "sum").item())
+    scale = accelerator.num_processes  # DDP averages gradients over processes; the loss is a global mean
+    # every process must run the same number of backward passes (DDP synchronises the last one),
+    # so all split their rows into the largest count; a process with fewer rows repeats its last
+    # micro-batch at weight 0
+    if settings.update == "tree":
+        batches = make_trees(rows, settings.tree_tokens)
+        n_batches = int(accelerator.gather(torch.tensor([len(batches)], device=device)).max())
+    else:
+        n_batches = int(accelerator.gather(torch.tensor([-(-len(rows) // settings.micro_batch)], device=device)).max())
+        batches = make_batches(rows, run.loaded.tokenizer.pad_token_id, -(-len(rows) // n_batches))
+    result = _Update(local_tokens, sum(b.nodes if settings.update == "tree" else int(b.attention_mask.sum())
+                                       for b in batches))
+    weights = [1.0] * len(batches) + [0.0] * (n_batches - len(batches))
+    batches += [batches[-1]] * (n_batches - len(batches))
+    ref_cache: dict[int, torch.Tensor] = {}
+    for update in range(settings.updates_per_batch):
+        for i, batch in enumerate(batches):
+            sync = contextlib.nullcontext() if i == len(batches) - 1 else accelerator.no_sync(run.wrapped)
+            with sync, accelerator.autocast():
+                logps, mask, sampled, advs = _token_logprobs(run.wrapped, batch, settings, device, window, line_end)
+                if beta and i not in ref_cache:
+                    with torch.no_grad(), run.model.disable_adapter():
+                        ref_cache[i] = _token_logprobs(run.model, batch, settings, device, window, line_end)[0].detach()
+                # one update per batch: on-policy, old = current (exactly what sampled the tokens);
+                # more updates: the log-probs recorded when sampling are the old policy
+                old = logps.detach() if settings.updates_per_batch == 1 else sampled
+                loss, s = grpo_token_loss(logps, old, ref_cache.get(i), advs, mask, settings.clip_eps, beta,
+                                          total_tokens)
+                accelerator.backward(loss * scale * weights[i])
+            if update == 0 and weights[i]:
+                result.loss += float(loss.detach())
+                result.kl_sum += s["kl_sum"]
+                result.clipped_sum += s["clipped_sum"]
+                result.logp_gap_sum += float(((logps.detach() - sampled).abs() * mask).sum())
+        if settings.max_grad_norm:
+            result.grad_norm = float(accelerator.clip_grad_norm_(run.trainable, settings.max_grad_norm))
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    return result
+
+
+@dataclass
+class StepStats:
+    """A step's sums, per process until `reduce` adds those of every process (one all-reduce)."""
+
+    reward: float = 0.0
+    reward_sq: float = 0.0
+    episodes: float = 0.0
+    quality: float = 0.0
+    al: float = 0.0
+    laal: float = 0.0
+    wait_fraction: float = 0.0
+    kl: float = 0.0
+    clipped: float = 0.0
+    logp_gap: float = 0.0
+    tokens: float = 0.0
+    loss: float = 0.0
+
+    @classmethod
+    def of(cls, scored: _Scored, update: _Update) -> StepStats:
+        s = scored.scores
+        return cls(sum(scored.rewards), sum(r * r for r in scored.rewards), len(scored.rewards),
+                   sum(x.quality for x in s), sum(x.latency for x in s), sum(x.laal for x in s),
+                   sum(x.wait_fraction for x in s), update.kl_sum, update.clipped_sum, update.logp_gap_sum,
+                   update.tokens, update.loss)
+
+    def reduce(self, accelerator) -> StepStats:
+        names = [f.name for f in fields(self)]
+        local = torch.tensor([getattr(self, n) for n in names], dtype=torch.float64, device=accelerator.device)
+        return StepStats(*accelerator.reduce(local, "sum").tolist())
+
+
+def _log_record(step: int, stats: StepStats, update: _Update, generator, rollout_s: float, update_s: float,
+                processes: int) -> dict:
+    """The step's log.jsonl line: means over all processes' episodes (reward, quality, latency) or
+    sampled tokens (KL, clipping, log-prob gap)."""
+    n, tok = max(1.0, stats.episodes), max(1.0, stats.tokens)
+    mean_r = stats.reward / n
+    return {
+        "step": step,
+        "reward_mean": round(mean_r, 4),
+        "reward_std": round(max(0.0, stats.reward_sq / n - mean_r * mean_r) ** 0.5, 4),
+        "quality": round(stats.quality / n, 3),
+        "AL": round(stats.al / n, 3),
+        "LAAL": round(stats.laal / n, 3),
+        "wait_fraction": round(stats.wait_fraction / n, 4),
+        "kl": round(stats.kl / tok, 6),
+        "clipped_fraction": round(stats.clipped / tok, 4),
+        "logp_gap": round(stats.logp_gap / tok, 5),  # mean |teacher-forced - sampled| log-prob (numerics)
+        "loss": round(stats.loss, 6),
+        "tokens": int(stats.tokens),
+        "update_tokens": update.update_tokens,  # tokens through the model per forward of the update (this process)
+        "rollout_tokens": getattr(generator, "tokens_processed", None),
+        "tokens_per_s": round(update.tokens / rollout_s, 2) if rollout_s > 0 else None,
+        "rollout_s": round(rollout_s, 2),
+        "update_s": round(update_s, 2),
+        "grad_norm": round(update.grad_norm, 5) if update.grad_norm is not None else None,
+        "episodes": int(stats.episodes),
+        "processes": processes,
+    }
+
+
+def _append_log(log_path: Path, lines: list[dict]) -> None:
+    """Append and fsync: a line is on disk before the step's checkpoint is written."""
+    with log_path.open("a", encoding="utf-8") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in lines))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int) -> dict:
+    """`seqpo eval` of the step's checkpoint on the dev file (in OUT/eval/step-N); its scores."""
+    from ..evaluate import EvalSettings, evaluate
+    from ..model import LoadedModel
+
+    ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model, decoding="cached",
+                      adapter=str(checkpoint_dir(out, step)), few_shot="yes" if settings.use_few_shot() else "no",
+                      src=settings.dev_src, ref=settings.dev_ref, limit=settings.dev_limit,
+                      out=str(out / "eval" / f"step-{step:06d}"), chat_template="on" if loaded.chat else "off")
+    scores = evaluate(ev, loaded=LoadedModel(model, loaded.tokenizer, loaded.name, ev.adapter, loaded.chat),
+                      progress=False)
+    return {k: v for k, v in scores.items() if k != "signature"}
+
+
 # -- the run ---------------------------------------------------------------------------------------
 
 def train(settings: TrainSettings, progress: bool = True, command: str | None = None) -> Path:
+    """Run (or resume) `settings.steps` training steps in `settings.out`; returns that folder."""
     from tqdm import tqdm
 
     from ..policies.llm import LLMPolicy
