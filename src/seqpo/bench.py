@@ -17,7 +17,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from .config import DeviceSettings, check_at_least, setting
+from .config import BARE_MODEL, DeviceSettings, check_at_least, resolve_adapter_setting, setting, uses_few_shot
 from .errors import InputFileError
 from .languages import check_supported, parse_pair
 
@@ -90,16 +90,14 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     lines = [x for x in read_lines(settings.src, "source") if x.strip()][: settings.limit]
     sources = list(enumerate(lines))
     adapter = None
-    if settings.adapter != "none":
-        from .model import resolve_adapter
-
-        adapter = resolve_adapter(None if settings.adapter == "default" else settings.adapter, settings.pair,
-                                  settings.model)
+    if settings.adapter != BARE_MODEL:
+        adapter = resolve_adapter_setting(None if settings.adapter == "default" else settings.adapter, settings.pair,
+                                          settings.model)
         if not adapter:
             raise InputFileError(f"no adapter ships for {settings.pair} with this model")
     # the chat template applies to the modes that re-encode the SeqPO prompt (`engine.make_engine`)
     loaded = loaded or load_model(settings.model, adapter, settings.dtype, settings.device, settings.chat_template)
-    few_shot = adapter is None
+    few_shot = uses_few_shot("auto", adapter)
     policy = make_policy(settings.policy, k=settings.k, chunk=settings.chunk, few_shot=few_shot)
     modes = [m.strip() for m in settings.modes.split(",") if m.strip()]
     # (row name, policy, engine settings): offline first, it is the reference of the ratios
