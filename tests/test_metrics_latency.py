@@ -129,3 +129,24 @@ def test_speech_scores_agree_with_simuleval(unit):
             for suffix, ca in (("", False), ("_CA", True)):
                 theirs = cls(computation_aware=ca, use_ref_len=True).compute(ins)
                 assert ours[name + suffix] == pytest.approx(theirs, abs=1e-6), (name + suffix)
+
+
+def test_episode_latency_text_and_speech():
+    from seqpo.stream import Episode, Step
+
+    text = Episode("a b c d", "word", "char", [Step(read=2, written="字字", elapsed_ms=100.0),
+                                               Step(read=4, written="字字", elapsed_ms=300.0)])
+    # |Y| = reference 4: mean(2-0, 2-1, 4-2) with tau = 3; without a reference |Y| = the 4 written
+    assert L.episode_latency(text, 4)["AL"] == pytest.approx(5 / 3)
+    assert L.episode_latency(text) == L.latency_scores([2, 2, 4, 4], 4, 4)
+    ca = L.episode_latency(text, 4, unit_ms=100.0)  # delays + elapsed/100: 3, 3, 8, 8 -> tau = 3
+    assert ca["AL_CA"] == pytest.approx((3 + 2 + 6) / 3) and set(ca) == {"AL", "LAAL", "DAL", "AP", "AL_CA", "LAAL_CA"}
+    assert L.episode_latency(Episode("a b", "word", "char", [Step(read=2, written="")])) == {}
+    assert L.episode_source_length(text) == 4.0
+
+    speech = Episode("a b c d", "word", "char", [Step(read=2, written="字字", audio_ms=3000.0),
+                                                 Step(read=4, written="字字", audio_ms=5000.0)],
+                     audio_span=(1000.0, 5000.0))
+    s = L.episode_latency(speech, 4)  # delays 2000, 2000, 4000, 4000 ms over 4000 ms
+    assert s["StartOffset"] == 2000.0 and s["AL"] == pytest.approx((2000 + 1000 + 2000) / 3)
+    assert L.episode_source_length(speech) == 4000.0

@@ -49,7 +49,7 @@ def test_bad_inputs():
 
 
 def test_speech_episodes_reward_in_ms():
-    from seqpo.rl.reward import episode_latency
+    from seqpo.rl.reward import reward_latency
     from seqpo.stream import Episode, Step
 
     def speech(written_at):  # 4 s of audio; target characters written at these audio times (ms)
@@ -59,14 +59,14 @@ def test_speech_episodes_reward_in_ms():
     fast = speech([(2000.0, 2), (3000.0, 2)])  # delays 1000, 1000, 2000, 2000 ms from the span start
     slow = speech([(5000.0, 4)])
     # AL with |Y| = 4 over 4000 ms: one char per 1000 ms -> mean(1000-0, 1000-1000, 2000-2000, 2000-3000) = 0
-    assert episode_latency(fast, 4) == (pytest.approx(0.0), 4000.0)
-    assert episode_latency(slow, 4) == (pytest.approx(4000.0), 4000.0)  # tau = 1: the whole utterance
-    assert episode_latency(speech([(2000.0, 0)]), 4) == (4000.0, 4000.0)  # wrote nothing
-    lat, src = zip(*(episode_latency(e, 4) for e in (fast, slow)))
+    assert reward_latency(fast, 4) == (pytest.approx(0.0), 4000.0)
+    assert reward_latency(slow, 4) == (pytest.approx(4000.0), 4000.0)  # tau = 1: the whole utterance
+    assert reward_latency(speech([(2000.0, 0)]), 4) == (4000.0, 4000.0)  # wrote nothing
+    lat, src = zip(*(reward_latency(e, 4) for e in (fast, slow)))
     # both clear the quality bar: 1 - AL/|X| in ms
     assert hierarchical_rewards([60.0, 60.0], lat, src, threshold=50) == pytest.approx([1.0, 0.0])
     # fused reward, truncation floor of one 500 ms audio chunk before normalising
     assert seqpo_rewards([1.0, 1.0], lat, chunk=500.0, order="truncate-first") == pytest.approx([0.70711, -0.70711], abs=1e-4)
     text = Episode("a b c d", "word", "char", [Step(read=2, written="字字"), Step(read=4, written="字字")])
     # text stays in source words: mean(2-0, 2-1, 4-2) with tau = 3
-    assert episode_latency(text, 4) == (pytest.approx(5 / 3), 4.0)
+    assert reward_latency(text, 4) == (pytest.approx(5 / 3), 4.0)

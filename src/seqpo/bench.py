@@ -17,7 +17,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from .config import DeviceSettings, setting
+from .config import BARE_MODEL, DeviceSettings, check_at_least, resolve_adapter_setting, setting, uses_few_shot
 from .errors import InputFileError
 from .languages import check_supported, parse_pair
 
@@ -45,9 +45,8 @@ class BenchSettings(DeviceSettings):
         pair = check_supported(parse_pair(self.pair))
         if not self.src:
             raise InputFileError("--src is required")
-        if min(self.limit, self.chunk, self.slot, self.batch_size, self.repeats) < 1 or min(self.group, self.lookahead) < 0:
-            raise InputFileError("--limit, --chunk, --slot, --batch-size and --repeats must be at least 1, "
-                                 "--group and --lookahead at least 0")
+        check_at_least(self, 1, "limit", "chunk", "slot", "batch_size", "repeats")
+        check_at_least(self, 0, "group", "lookahead")
         return pair
 
 
@@ -91,16 +90,14 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     lines = [x for x in read_lines(settings.src, "source") if x.strip()][: settings.limit]
     sources = list(enumerate(lines))
     adapter = None
-    if settings.adapter != "none":
-        from .model import resolve_adapter
-
-        adapter = resolve_adapter(None if settings.adapter == "default" else settings.adapter, settings.pair,
-                                  settings.model)
+    if settings.adapter != BARE_MODEL:
+        adapter = resolve_adapter_setting(None if settings.adapter == "default" else settings.adapter, settings.pair,
+                                          settings.model)
         if not adapter:
             raise InputFileError(f"no adapter ships for {settings.pair} with this model")
     # the chat template applies to the modes that re-encode the SeqPO prompt (`engine.make_engine`)
     loaded = loaded or load_model(settings.model, adapter, settings.dtype, settings.device, settings.chat_template)
-    few_shot = adapter is None
+    few_shot = uses_few_shot("auto", adapter)
     policy = make_policy(settings.policy, k=settings.k, chunk=settings.chunk, few_shot=few_shot)
     modes = [m.strip() for m in settings.modes.split(",") if m.strip()]
     # (row name, policy, engine settings): offline first, it is the reference of the ratios

@@ -10,15 +10,64 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, ClassVar, get_type_hints
 
 from .errors import InputFileError, SettingsError
-from .model import CHAT_TEMPLATE_CHOICES, DTYPES, check_chat_template, resolve_adapter
+from .model import CHAT_TEMPLATE_CHOICES, DTYPES, check_chat_template, is_bundled, resolve_adapter, shipped_adapter_dir
 
 
 def setting(default: Any, help: str, **argparse_kwargs) -> Any:
     """A dataclass field with its CLI help (and optional extra argparse options, e.g. choices)."""
     return dataclasses.field(default=default, metadata={"help": help, **argparse_kwargs})
+
+
+def check_at_least(settings, least: int, *names: str) -> None:
+    """The one check of integer settings with a floor: a `SettingsError` (one line at the CLI,
+    exit 2) for the first of `names` below `least`; an unset (None) setting passes."""
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and value < least:
+            raise SettingsError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+
+
+# -- adapter and few-shot rules ---------------------------------------------------------------------
+# `--adapter` in settings: a folder, a shipped stage ('sft', 'seqpo'), BARE_MODEL, or unset (the
+# pair's shipped adapter, on the bundled model only). Resolved once, at construction, to a folder or
+# None (the bare model). Not to be confused with `generation.NO_ADAPTER`, the same word in a
+# `Request`: run that request with the loaded adapters disabled.
+
+BARE_MODEL = "none"
+
+
+def resolve_adapter_setting(adapter: str | None, pair: str, model: str | None,
+                            default_stage: str | None = None) -> str | None:
+    """`--adapter` as the folder to load, or None for the bare model (`model.resolve_adapter`).
+    Unset on the bundled model: the pair's `default_stage` adapter when that stage ships, else
+    the pair's default shipped adapter (`seqpo train` starts from 'sft', the other commands run
+    the default)."""
+    if adapter is None and default_stage and is_bundled(model) \
+            and (shipped_adapter_dir(pair, default_stage) / "adapter_config.json").exists():
+        adapter = default_stage
+    return resolve_adapter(adapter, pair, model)
+
+
+def uses_few_shot(few_shot: str, adapter: str | None) -> bool:
+    """`--few-shot` resolved for a model running `adapter` (resolved; None = the bare model):
+    auto = few-shot examples only on the bare model (a fine-tuned adapter knows the format)."""
+    return few_shot == "yes" or (few_shot == "auto" and not adapter)
+
+
+class AdapterChoice:
+    """The two rules above for a settings dataclass with `pair`, `model`, `adapter` and `few_shot`
+    fields (each command declares them with its own help text): `resolve_adapter` in `__post_init__`."""
+
+    default_stage: ClassVar[str | None] = None  # the shipped stage an unset --adapter means, if it ships
+
+    def resolve_adapter(self) -> None:
+        self.adapter = resolve_adapter_setting(self.adapter, self.pair, self.model, self.default_stage)
+
+    def use_few_shot(self) -> bool:
+        return uses_few_shot(self.few_shot, self.adapter)
 
 
 @dataclasses.dataclass
@@ -36,7 +85,7 @@ class DeviceSettings:
 
 
 @dataclasses.dataclass
-class PolicySettings(DeviceSettings):
+class PolicySettings(DeviceSettings, AdapterChoice):
     """Settings shared by every command that streams text through a policy."""
 
     pair: str = setting("en-zh", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")
@@ -63,11 +112,14 @@ class PolicySettings(DeviceSettings):
                                 "does. Same output, fewer but wider passes")
 
     def __post_init__(self):
-        self.adapter = resolve_adapter(self.adapter, self.pair, self.model)
+        self.resolve_adapter()
         check_chat_template(self.chat_template, self.decoding)
 
-    def use_few_shot(self) -> bool:
-        return self.few_shot == "yes" or (self.few_shot == "auto" and not self.adapter)
+    def check_policy(self) -> None:
+        """The policy's numeric settings, as every command that streams checks them."""
+        check_at_least(self, 1, "chunk", "k", "slot")
+        if self.lookahead < 0:
+            raise SettingsError("--lookahead must be 0 (off) or more")
 
     def build_policy(self):
         from .policies import make_policy
@@ -88,8 +140,9 @@ class SpeechSettings:
     def check_speech(self, pair) -> None:
         if pair.source != "en":
             raise SettingsError(f"speech input is English only (Whisper tiny.en); got pair {pair}")
-        if self.audio_chunk <= 0 or self.max_buffer <= self.audio_chunk or self.asr_beam < 1:
-            raise SettingsError("--audio-chunk must be positive, --max-buffer longer than it, --asr-beam at least 1")
+        check_at_least(self, 1, "asr_beam")
+        if self.audio_chunk <= 0 or self.max_buffer <= self.audio_chunk:
+            raise SettingsError("--audio-chunk must be positive, --max-buffer longer than it")
 
 
 def add_settings(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = (),

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import __version__
-from .config import PolicySettings, SpeechSettings, setting
+from .config import PolicySettings, SpeechSettings, check_at_least, setting
 from .errors import InputFileError
 from .languages import LanguagePair, check_supported, parse_pair
-from .metrics.latency import computation_aware_delays, latency_scores
+from .metrics.latency import computation_aware_scores, episode_latency
 from .metrics.quality import comet_scores, corpus_quality
 from .resume import check_run_settings, read_complete_jsonl
 from .stream import Episode, count_units
@@ -48,12 +48,8 @@ class EvalSettings(PolicySettings, SpeechSettings):
         for name in ("out",) if self.audio_dir else ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")
-        if self.chunk < 1 or self.k < 1 or self.batch_size < 1 or self.slot < 1:
-            raise InputFileError("--chunk, --k, --batch-size and --slot must be at least 1")
-        if self.lookahead < 0:
-            raise InputFileError("--lookahead must be 0 (off) or more")
-        if self.limit is not None and self.limit < 1:
-            raise InputFileError("--limit must be at least 1")
+        self.check_policy()
+        check_at_least(self, 1, "batch_size", "limit")
         return pair
 
 
@@ -101,18 +97,15 @@ def instance_record(index: int, episode: Episode, reference: str, unit_ms: float
         "reference_length": ref_len,
         "wait_fraction": episode.wait_fraction,
         "steps": [asdict(s) for s in episode.steps],
-        "metric": latency_scores(delays, src_len, ref_len),
+        "metric": episode_latency(episode, ref_len, unit_ms),
     }
-    add_computation_aware(record, unit_ms)
     return record
 
 
 def add_computation_aware(record: dict, unit_ms: float) -> None:
     """AL_CA / LAAL_CA of one instance record, at `unit_ms` per source unit."""
-    if record["delays"] and record["source_length"]:
-        ca = latency_scores(computation_aware_delays(record["delays"], record["elapsed"], unit_ms),
-                            record["source_length"], record["reference_length"])
-        record["metric"].update({"AL_CA": ca["AL"], "LAAL_CA": ca["LAAL"]})
+    record["metric"].update(computation_aware_scores(record["delays"], record["elapsed"], record["source_length"],
+                                                     record["reference_length"], unit_ms))
 
 
 def read_finished(path: Path) -> dict[int, dict]:

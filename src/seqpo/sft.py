@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .config import DeviceSettings, setting
+from .config import DeviceSettings, check_at_least, setting
 from .errors import InputFileError
 from .languages import LanguagePair, check_supported, parse_pair
 from .generation import Request, prompt_ids
@@ -186,8 +186,7 @@ def train_sft(settings: SFTSettings, progress: bool = True, command: str | None 
     pair = check_supported(parse_pair(settings.pair))
     if not settings.pairs or not settings.out:
         raise InputFileError("--pairs and --out are required")
-    if settings.slot < 1:
-        raise InputFileError("--slot must be at least 1")
+    check_at_least(settings, 1, "slot")
     from .data.build import settings_path
 
     sidecar = settings_path(Path(settings.pairs))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from .config import PolicySettings, SpeechSettings, setting
 from .errors import InputFileError
 from .languages import check_supported, parse_pair
-from .metrics.latency import latency_scores
+from .metrics.latency import episode_latency
 from .stream import Episode, Step
 
 
@@ -40,14 +40,12 @@ def done_event(episode: Episode) -> dict:
     # no reference here: AL/LAAL use the prediction's own length (SimulEval without use_ref_len)
     event = {"type": "done", "source": episode.source, "prediction": episode.prediction,
              "delays": episode.delays()}
+    lat = episode_latency(episode)
     if episode.audio_span is not None:  # speech input: latency in ms of the sentence's audio
-        from .speech.cascade import speech_scores
-
-        lat = {k: round(v, 1) for k, v in speech_scores(episode).items()}
+        lat = {k: round(v, 1) for k, v in lat.items()}
         event.update(lat, AL=lat.get("AL"), LAAL=lat.get("LAAL"),
                      audio_span=[round(t, 1) for t in episode.audio_span], latency_unit="ms")
     else:
-        lat = latency_scores(episode.delays(), episode.source_length, len(episode.delays()))
         event.update(AL=lat.get("AL"), LAAL=lat.get("LAAL"))
     event["wait_fraction"] = round(episode.wait_fraction, 3)
     return event
@@ -74,10 +72,7 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
 
         return translate_audio(settings, out)
     pair = check_supported(parse_pair(settings.pair))
-    if settings.chunk < 1 or settings.k < 1 or settings.slot < 1:
-        raise InputFileError("--chunk, --k and --slot must be at least 1")
-    if settings.lookahead < 0:
-        raise InputFileError("--lookahead must be 0 (off) or more")
+    settings.check_policy()
     lines = read_input(settings)
     policy = settings.build_policy()
     loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device, settings.chat_template,

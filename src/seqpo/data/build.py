@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import DeviceSettings, setting
-from ..errors import InputFileError, SettingsError
+from ..config import DeviceSettings, check_at_least, setting
+from ..errors import InputFileError
 from ..evaluate import load_parallel
 from ..resume import check_run_settings
 from ..languages import LanguagePair, check_supported, parse_pair
@@ -40,10 +40,8 @@ class PartialDataSettings(DeviceSettings):
         for name in ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")
-        for name, least in (("chunk", 1), ("batch_size", 1), ("retries", 0), ("limit", 1)):
-            value = getattr(self, name)
-            if value is not None and value < least:
-                raise SettingsError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+        check_at_least(self, 1, "chunk", "batch_size", "limit")
+        check_at_least(self, 0, "retries")
         if self.builder == "teacher" and not (self.teacher_url or self.teacher_model):
             raise InputFileError("the teacher builder needs --teacher-url or --teacher-model")
         return pair

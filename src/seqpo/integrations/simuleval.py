@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from simuleval.agents import TextToTextAgent
 from simuleval.agents.actions import Action, ReadAction, WriteAction
 
-from ..config import PolicySettings, add_settings, build_settings, setting
+from ..config import PolicySettings, add_settings, build_settings, check_at_least, setting
 from ..errors import SettingsError
 from ..languages import check_supported, parse_pair
 from ..driver import CompleterSteps, EpisodeRun, step_due
@@ -45,8 +45,8 @@ def agent_settings(args: Namespace) -> AgentSettings:
     values.device = getattr(args, "device", "cpu")
     values.dtype = DTYPES["fp16" if getattr(args, "fp16", False) else getattr(args, "dtype", None)]
     settings = build_settings(AgentSettings, values)
-    if settings.chunk < 1 or settings.k < 1 or settings.slot < 1 or settings.max_sentence_words < 1:
-        raise SettingsError("--chunk, --k, --slot and --max-sentence-words must be at least 1")
+    settings.check_policy()
+    check_at_least(settings, 1, "max_sentence_words")
     return settings
 
 

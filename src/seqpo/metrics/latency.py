@@ -132,3 +132,46 @@ def speech_latency_scores(
         out["AL" + suffix] = average_lagging(times, source_ms, target_length)
         out["LAAL" + suffix] = length_adaptive_average_lagging(times, source_ms, target_length)
     return out
+
+
+# -- one streamed sentence ---------------------------------------------------------------------------
+# Every latency of an `Episode` (eval records, `seqpo translate`'s done event, live sessions, RL
+# rewards) comes from `episode_latency`, so text and speech are told apart and |Y| is chosen in one place.
+
+def computation_aware_scores(
+    delays: Sequence[float], elapsed_ms: Sequence[float], source_length: float, target_length: float,
+    unit_ms: float,
+) -> dict[str, float]:
+    """AL_CA and LAAL_CA of a text sentence at `unit_ms` per source unit (`computation_aware_delays`);
+    empty dict when latency is undefined."""
+    if not delays or not source_length:
+        return {}
+    ca = latency_scores(computation_aware_delays(delays, elapsed_ms, unit_ms), source_length, target_length)
+    return {"AL_CA": ca["AL"], "LAAL_CA": ca["LAAL"]}
+
+
+def episode_source_length(episode) -> float:
+    """|X| in the unit an episode's latency is in: ms of audio for speech, source units for text."""
+    return episode.source_ms if episode.audio_span is not None else float(episode.source_length)
+
+
+def episode_latency(episode, reference_length: float | None = None, unit_ms: float | None = None) -> dict[str, float]:
+    """The latency of one streamed sentence (a `stream.Episode`), in the unit its source came in.
+
+    Text: AL, LAAL, DAL, AP in source units, plus AL_CA / LAAL_CA when `unit_ms` is given.
+    Speech (an episode with an `audio_span`): StartOffset, EndOffset, AL, LAAL and their _CA
+    variants (the model's time added) in ms of the sentence's audio.
+    `reference_length` is |Y| (SimulEval's `use_ref_len`); None uses the prediction's own length
+    (SimulEval without a reference). Empty dict when nothing was written.
+    """
+    if episode.audio_span is not None:
+        delays = episode.audio_delays()
+        target = len(delays) if reference_length is None else reference_length
+        elapsed = computation_aware_delays(delays, episode.elapsed(), 1.0)
+        return speech_latency_scores(delays, elapsed, episode.source_ms, target)
+    delays, source_length = episode.delays(), episode.source_length
+    target = len(delays) if reference_length is None else reference_length
+    scores = latency_scores(delays, source_length, target)
+    if unit_ms is not None:
+        scores.update(computation_aware_scores(delays, episode.elapsed(), source_length, target, unit_ms))
+    return scores

@@ -17,7 +17,7 @@ Hierarchical reward (HPO, 2025): quality must clear a threshold before latency c
 the policy cannot trade quality away for speed.
 
 Speech episodes (the cascade of `seqpo.speech`, an `Episode` with an `audio_span`): latency is in
-ms of audio (`episode_latency`), and so is the source length the hierarchical reward divides by,
+ms of audio (`reward_latency`), and so is the source length the hierarchical reward divides by,
 so r = 1 - AL_ms / audio_ms above the quality bar: a translation lagging half the utterance earns
 0.5, one that keeps pace with the speaker nearly 1, whatever the speaking rate. For the fused
 reward the truncation floor m is then in ms too (e.g. the audio chunk, 500 ms, with
@@ -90,21 +90,27 @@ def hierarchical_rewards(
     return out
 
 
-def episode_latency(episode, reference_length: int, metric: str = "AL") -> tuple[float, float]:
-    """(latency, source length) of one rollout in the unit its source came in: AL or LAAL in
-    source units for text, in ms of the sentence's audio for speech. An episode that wrote
-    nothing has no AL (SimulEval leaves it undefined); it counts as lagging the whole source."""
-    from ..metrics.latency import latency_scores, speech_latency_scores
+def group_rewards(scores: Sequence, settings) -> list[float]:
+    """The rewards of one group's episodes (`rollout.EpisodeScore`s) as the run's settings choose
+    (`TrainSettings`: reward, and chunk/lam/no_normalize/no_truncate/order or threshold)."""
+    q = [s.quality for s in scores]
+    lat = [s.latency for s in scores]
+    if settings.reward == "hierarchical":
+        return hierarchical_rewards(q, lat, [s.source_length for s in scores], settings.threshold)
+    return seqpo_rewards(q, lat, settings.chunk, settings.lam, normalize=not settings.no_normalize,
+                         truncate=not settings.no_truncate, order=settings.order)
+
+
+def reward_latency(episode, reference_length: int, metric: str = "AL") -> tuple[float, float]:
+    """(latency, source length) of one rollout as the rewards see it: AL or LAAL
+    (`metrics.latency.episode_latency`: source units for text, ms of audio for speech). An episode
+    that wrote nothing has no AL (SimulEval leaves it undefined); it counts as lagging the whole source."""
+    from ..metrics.latency import episode_latency, episode_source_length
 
     if metric not in ("AL", "LAAL"):
         raise ValueError(f"unknown latency metric {metric!r}")
-    if episode.audio_span is not None:
-        delays, length = episode.audio_delays(), episode.source_ms
-        scores = speech_latency_scores(delays, delays, length, reference_length)
-    else:
-        length = float(episode.source_length)
-        scores = latency_scores(episode.delays(), length, reference_length)
-    return scores.get(metric, length), length
+    length = episode_source_length(episode)
+    return episode_latency(episode, reference_length).get(metric, length), length
 
 
 def advantages(rewards: Sequence[float]) -> list[float]:

@@ -18,7 +18,7 @@ from ..metrics.quality import sentence_scores
 from ..policies.llm import LLMPolicy
 from ..simulate import run_episodes
 from ..stream import Episode, Step, count_units
-from .reward import episode_latency
+from .reward import reward_latency
 
 
 @dataclass
@@ -91,14 +91,14 @@ class EpisodeScore:
 
 def score_rollouts(rollouts: list[Rollout], target_lang: str, metric: str = "chrf",
                    comet: str | None = None) -> list[EpisodeScore]:
-    """Sentence quality and latency of each episode (`reward.episode_latency`: text or speech)."""
+    """Sentence quality and latency of each episode (`reward.reward_latency`: text or speech)."""
     eps = [r.episode for r in rollouts]
     quality = sentence_scores([e.source for e in eps], [e.prediction for e in eps],
                               [r.reference for r in rollouts], target_lang, metric, comet)
     out = []
     for r, ep, q in zip(rollouts, eps, quality):
         ref_len = count_units(r.reference, ep.target_unit)
-        al, length = episode_latency(ep, ref_len, "AL")
-        laal, _ = episode_latency(ep, ref_len, "LAAL")
+        al, length = reward_latency(ep, ref_len, "AL")
+        laal, _ = reward_latency(ep, ref_len, "LAAL")
         out.append(EpisodeScore(q, al, laal, ep.wait_fraction, length))
     return out

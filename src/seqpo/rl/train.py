@@ -31,17 +31,20 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 
-from ..config import DeviceSettings, setting
+from ..config import BARE_MODEL, AdapterChoice, DeviceSettings, check_at_least, setting
 from ..errors import InputFileError, MissingExtraError, SettingsError
 from ..languages import LanguagePair, check_supported, parse_pair
 from ..resume import check_run_settings, read_complete_jsonl, write_atomic
 from ..stream import count_units
-from .reward import advantages, hierarchical_rewards, seqpo_rewards
+from .lora import (checkpoint_dir, export_adapter, latest_checkpoint, load_policy_model, save_checkpoint,
+                   set_rng_state)
+from .reward import advantages, group_rewards
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ OTHER_BETA = 0.04
 
 
 @dataclass
-class TrainSettings(DeviceSettings):
+class TrainSettings(DeviceSettings, AdapterChoice):
     pair: str = setting("en-zh", "language pair, source-target")
     src: str = setting(None, "training sources, one sentence per line")
     ref: str = setting(None, "training references, aligned with --src")
@@ -108,24 +111,19 @@ class TrainSettings(DeviceSettings):
                           "loop). Same loss and gradient", choices=["tree", "rows"])
     tree_tokens: int = setting(1024, "tree update: most tokens per forward pass (attention grows with its square)")
 
-    def __post_init__(self):
-        from ..model import resolve_adapter
+    # the start is the SFT policy: by default the pair's shipped SFT adapter, not a shipped SeqPO one
+    default_stage: ClassVar[str | None] = "sft"
 
-        # the start is the SFT policy: by default the pair's shipped SFT adapter, not a shipped SeqPO one
-        if self.adapter is None and self.model in (None, "", "bundled", "bundled:gemma-3-270m") \
-                and _has_shipped_sft(self.pair):
-            self.adapter = "sft"
-        self.adapter = resolve_adapter(self.adapter, self.pair, self.model)
+    def __post_init__(self):
+        self.resolve_adapter()
 
     def validate(self) -> LanguagePair:
         pair = check_supported(parse_pair(self.pair))
         for name in ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")
-        for name in ("steps", "sources", "chunk", "micro_batch", "save_every", "updates_per_batch", "max_step_tokens",
-                     "tree_tokens"):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
+        check_at_least(self, 1, "steps", "sources", "chunk", "micro_batch", "save_every", "updates_per_batch",
+                       "max_step_tokens", "tree_tokens")
         if self.group < 2:
             raise SettingsError("--group must be at least 2 (advantages are relative within a group)")
         if self.temperature <= 0:
@@ -144,15 +142,6 @@ class TrainSettings(DeviceSettings):
     def kl_beta(self, pair: LanguagePair) -> float:
         return self.beta if self.beta is not None else DEFAULT_BETA.get(str(pair), OTHER_BETA)
 
-    def use_few_shot(self) -> bool:
-        return self.few_shot == "yes" or (self.few_shot == "auto" and not self.adapter)
-
-
-def _has_shipped_sft(pair: str) -> bool:
-    from ..model import shipped_adapter_dir
-
-    return (shipped_adapter_dir(pair, "sft") / "adapter_config.json").exists()
-
 
 def _start_name(adapter: str | None, pair) -> str | None:
     """What `--adapter` takes to select the start policy: 'sft' for the pair's shipped SFT adapter."""
@@ -160,7 +149,7 @@ def _start_name(adapter: str | None, pair) -> str | None:
 
     if adapter and Path(adapter).resolve() == shipped_adapter_dir(str(pair), "sft").resolve():
         return "sft"
-    return adapter or "none"
+    return adapter or BARE_MODEL
 
 
 def step_items(n: int, step: int, per_step: int, seed: int) -> list[int]:
@@ -178,169 +167,12 @@ def step_items(n: int, step: int, per_step: int, seed: int) -> list[int]:
     return out
 
 
-def group_rewards(scores, settings: TrainSettings) -> list[float]:
-    q = [s.quality for s in scores]
-    lat = [s.latency for s in scores]
-    if settings.reward == "hierarchical":
-        return hierarchical_rewards(q, lat, [s.source_length for s in scores], settings.threshold)
-    return seqpo_rewards(q, lat, settings.chunk, settings.lam, normalize=not settings.no_normalize,
-                         truncate=not settings.no_truncate, order=settings.order)
+# -- setup and the end of a run --------------------------------------------------------------------
 
-
-# -- checkpoints ----------------------------------------------------------------------------------
-# accelerate's save_state would also write the frozen 1 GB base model at every checkpoint; a LoRA run
-# only needs the adapter, the optimizer and the RNG states, so those three are saved here.
-
-def _ckpt_dir(out: Path, step: int) -> Path:
-    return out / "checkpoints" / f"step-{step:06d}"
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    done = sorted(p for p in (out / "checkpoints").glob("step-*") if (p / "state.json").exists())
-    return done[-1] if done else None
-
-
-def _rng_state() -> dict:
-    import numpy as np
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    import numpy as np
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(out: Path, step: int, model, optimizer, accelerator, keep: int = 2) -> None:
-    target = _ckpt_dir(out, step)
-    tmp = target.with_name(target.name + ".tmp")
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        model.save_pretrained(tmp)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    accelerator.wait_for_everyone()
-    torch.save(_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (tmp / "state.json").write_text(json.dumps({"step": step}))
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)  # a kill mid-save leaves only a .tmp folder, never a half checkpoint
-        for old in sorted((out / "checkpoints").glob("step-??????"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
-# -- the run ---------------------------------------------------------------------------------------
-
-def _check_adapter(path: Path) -> Path:
-    if not (path / "adapter_config.json").exists():
-        raise InputFileError(f"adapter folder {path} has no adapter_config.json")
-    return path
-
-
-def _load_policy_model(settings: TrainSettings, resume_from: Path | None, save_base: Path | None = None,
-                       device: str = "cpu"):
-    """The network being trained: the base model with the start adapter (SFT) merged into its
-    weights, plus a fresh trainable LoRA ("default"). Disabling that LoRA gives exactly the start
-    policy, which is the KL reference (MISSION.md: KL to the SFT reference) without a second copy."""
-    from peft import LoraConfig, PeftModel, get_peft_model
-
-    from ..model import load_model, quiet_peft, training_dtype
-
-    loaded = load_model(settings.model, None, training_dtype(settings.dtype, device), "cpu",  # accelerate moves it
-                        chat_template=settings.chat_template)
-    base = loaded.model
-    with quiet_peft():
-        if settings.adapter:
-            base = PeftModel.from_pretrained(base, str(_check_adapter(Path(settings.adapter)))).merge_and_unload()
-        if save_base is not None and not (save_base / "config.json").exists():  # what vLLM serves
-            base.save_pretrained(save_base)
-            loaded.tokenizer.save_pretrained(save_base)
-        if resume_from is not None:
-            model = PeftModel.from_pretrained(base, str(_check_adapter(resume_from)), is_trainable=True)
-        else:
-            model = get_peft_model(base, LoraConfig(
-                r=settings.lora_r, lora_alpha=2 * settings.lora_r, lora_dropout=0.0,
-                target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"))
-    model.eval()  # no dropout: sampled and trained log-probs come from the same function
-    return loaded, model
-
-
-def export_adapter(settings: TrainSettings, trained: Path, out: Path) -> None:
-    """Save in `out` one standard adapter for the original base model: the start adapter and the
-    trained one side by side (peft's "cat" combination: rank r1 + r2, each keeping its own scale),
-    so `--adapter OUT` loads the trained policy on the bundled model like any SFT adapter."""
-    from peft import PeftModel
-
-    from ..model import load_model, quiet_peft
-
-    if not settings.adapter:
-        for f in trained.iterdir():
-            if f.name.startswith("adapter_"):
-                shutil.copy2(f, out / f.name)
-        return
-    with quiet_peft():
-        base = load_model(settings.model, dtype="float32", device="cpu").model  # saved as float32, like the adapters
-        model = PeftModel.from_pretrained(base, str(settings.adapter), adapter_name="start")
-        model.load_adapter(str(trained), adapter_name="trained")
-        model.add_weighted_adapter(["start", "trained"], [1.0, 1.0], adapter_name="default", combination_type="cat")
-        model.save_pretrained(out, selected_adapters=["default"])
-
-
-def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=None, out: Path | None = None,
-                    step: int = 0, chat=None):
-    """The rollout sampler of one step: a fresh transformers Generator (its prefix cache belongs to
-    the weights of this step), or the run's vLLM engine pointed at this step's LoRA."""
-    if vllm is not None:
-        target = out / "vllm-lora" / f"step-{step:06d}"
-        model.save_pretrained(target)
-        vllm.set_adapter(target, step)
-        return vllm
-    from ..engine import StreamingEngine
-    from ..generation import Generator
-
-    if settings.rollouts == "cached":
-        return StreamingEngine(model, tokenizer, mode="cached", batch_size=batch, do_sample=True,
-                               temperature=settings.temperature, few_shot=settings.use_few_shot(), chat=chat)
-    return Generator(model, tokenizer, batch_size=batch, do_sample=True, temperature=settings.temperature, chat=chat)
-
-
-def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int) -> dict:
-    from ..evaluate import EvalSettings, evaluate
-    from ..model import LoadedModel
-
-    ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model, decoding="cached",
-                      adapter=str(_ckpt_dir(out, step)), few_shot="yes" if settings.use_few_shot() else "no",
-                      src=settings.dev_src, ref=settings.dev_ref, limit=settings.dev_limit,
-                      out=str(out / "eval" / f"step-{step:06d}"), chat_template="on" if loaded.chat else "off")
-    scores = evaluate(ev, loaded=LoadedModel(model, loaded.tokenizer, loaded.name, ev.adapter, loaded.chat),
-                      progress=False)
-    return {k: v for k, v in scores.items() if k != "signature"}
-
-
-def train(settings: TrainSettings, progress: bool = True, command: str | None = None) -> Path:
-    from accelerate import Accelerator
-    from tqdm import tqdm
-
+def _training_sentences(settings: TrainSettings, pair) -> tuple[list[str], list[str], list[int]]:
+    """(sources, references, indices of the sentences to train on): non-empty, within --max-source-units."""
     from ..evaluate import load_parallel
-    from ..model import training_device, uses_chat_template
-    from ..sft import use_bf16
-    from ..generation import line_end_ids
-    from ..slots import sliding_window
-    from .grpo import completion_logprobs, flatten, grpo_token_loss, make_batches, make_trees, tree_logprobs
-    from .rollout import sample_rollouts, score_rollouts
-    from ..policies.llm import LLMPolicy
 
-    pair = settings.validate()
     sources, references = load_parallel(settings.src, settings.ref, settings.limit)
     usable = [i for i, s in enumerate(sources) if s.strip() and references[i].strip() and
               (settings.max_source_units is None or count_units(s, pair.source_unit) <= settings.max_source_units)]
@@ -349,8 +181,31 @@ def train(settings: TrainSettings, progress: bool = True, command: str | None = 
                              + (f" of at most {settings.max_source_units} source units" if settings.max_source_units else ""))
     if settings.dev_src:
         load_parallel(settings.dev_src, settings.dev_ref)  # fail now, not after an hour of training
-    out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
+    return sources, references, usable
+
+
+@dataclass
+class _Run:
+    """What setup hands the loop: one process of the run, the model three ways, its optimizer."""
+
+    accelerator: Any
+    loaded: Any  # model.LoadedModel: tokenizer, name, chat format
+    wrapped: Any  # the model as accelerate wraps it (DDP): the trained forward and backward
+    model: Any  # the same model unwrapped: rollouts, the KL reference (LoRA disabled), checkpoints
+    optimizer: Any
+    trainable: list
+    done: int  # steps a checkpoint already holds (0 for a fresh run)
+    vllm: Any = None  # the vLLM rollout engine (--rollout-backend vllm)
+
+
+def _start(settings: TrainSettings, out: Path) -> _Run:
+    """The process group (accelerate), the settings checked against the folder's, the policy model
+    and its optimizer, resumed from the latest checkpoint when there is one."""
+    from accelerate import Accelerator
+
+    from ..model import training_device, uses_chat_template
+    from ..sft import use_bf16
+
     recorded = {k: v for k, v in asdict(settings).items()
                 if k not in ("out", "steps", "save_every", "eval_every", "dev_limit", "rollout_backend", "rollouts",
                              "update", "tree_tokens", "device")}  # how it runs, not what it computes
@@ -371,7 +226,7 @@ def train(settings: TrainSettings, progress: bool = True, command: str | None = 
     torch.manual_seed(settings.seed + accelerator.process_index)
     use_vllm = settings.rollout_backend == "vllm"
     save_base = out / "vllm-base" if use_vllm and accelerator.is_main_process else None
-    loaded, model = _load_policy_model(settings, resume_from, save_base, device_name)
+    loaded, model = load_policy_model(settings, resume_from, save_base, device_name)
     accelerator.wait_for_everyone()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -380,163 +235,306 @@ def train(settings: TrainSettings, progress: bool = True, command: str | None = 
         optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", weights_only=False))
         done = json.loads((resume_from / "state.json").read_text())["step"]
     wrapped, optimizer = accelerator.prepare(model, optimizer)
-    policy_model = accelerator.unwrap_model(wrapped)
     if resume_from is not None:
-        _set_rng_state(torch.load(resume_from / f"rng-{accelerator.process_index}.pt", weights_only=False))
+        set_rng_state(torch.load(resume_from / f"rng-{accelerator.process_index}.pt", weights_only=False))
         log.warning("resuming %s after step %d", out, done)
+    run = _Run(accelerator, loaded, wrapped, accelerator.unwrap_model(wrapped), optimizer, trainable, done)
 
-    log_path = out / "log.jsonl"
     if accelerator.is_main_process:  # steps logged after the checkpoint we resume from are redone
-        kept = [r for r in read_complete_jsonl(log_path) if r.get("step", 0) <= done]
-        write_atomic(log_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+        kept = [r for r in read_complete_jsonl(out / "log.jsonl") if r.get("step", 0) <= done]
+        write_atomic(out / "log.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
         for stale in (out / "eval").glob("step-*"):  # dev evals of those steps are redone with them
             if stale.name[5:].isdigit() and int(stale.name[5:]) > done:
                 shutil.rmtree(stale)
     accelerator.wait_for_everyone()
 
-    tokenizer = loaded.tokenizer
-    vllm = None
     if use_vllm:  # optional extra, imported only when chosen
         from .vllm_backend import VLLMGenerator
 
-        vllm = VLLMGenerator(out / "vllm-base", tokenizer, settings.temperature, max_lora_rank=settings.lora_r,
-                             chat=loaded.chat)
+        run.vllm = VLLMGenerator(out / "vllm-base", loaded.tokenizer, settings.temperature,
+                                 max_lora_rank=settings.lora_r, chat=loaded.chat)
+    return run
+
+
+def _finish(settings: TrainSettings, pair, run: _Run, out: Path, command: str | None) -> None:
+    """The final adapter in OUT (start + trained LoRA as one) and its seqpo.json."""
+    export_adapter(settings, checkpoint_dir(out, settings.steps), out)
+    evals = [r for r in read_complete_jsonl(out / "log.jsonl") if "eval" in r]
+    (out / "seqpo.json").write_text(json.dumps({
+        "pair": str(pair), "stage": "seqpo", "start": _start_name(settings.adapter, pair), "format": "seqpo",
+        "base_model": run.loaded.name, "start_adapter": settings.adapter, "steps": settings.steps,
+        "episodes": settings.steps * settings.sources * settings.group, "reward": settings.reward,
+        "command": command,
+        "dev": {"step": evals[-1]["step"], **evals[-1]["eval"], "lines": settings.dev_limit} if evals else None,
+        "trained_by": "seqpo train"}, indent=2, ensure_ascii=False))
+
+
+# -- one step's pieces, in the order the loop runs them ---------------------------------------------
+
+def _step_sources(step: int, usable: list[int], sources, references, settings: TrainSettings,
+                  accelerator) -> list[tuple[int, str, str]]:
+    """(index, source, reference) of this process's share of the step's training sentences."""
+    picked = step_items(len(usable), step - 1, settings.sources, settings.seed)
+    mine = picked[accelerator.process_index :: accelerator.num_processes]
+    return [(usable[i], sources[usable[i]], references[usable[i]]) for i in mine]
+
+
+def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=None, out: Path | None = None,
+                    step: int = 0, chat=None):
+    """The rollout sampler of one step: a fresh transformers Generator (its prefix cache belongs to
+    the weights of this step), or the run's vLLM engine pointed at this step's LoRA."""
+    if vllm is not None:
+        target = out / "vllm-lora" / f"step-{step:06d}"
+        model.save_pretrained(target)
+        vllm.set_adapter(target, step)
+        return vllm
+    from ..engine import StreamingEngine
+    from ..generation import Generator
+
+    if settings.rollouts == "cached":
+        return StreamingEngine(model, tokenizer, mode="cached", batch_size=batch, do_sample=True,
+                               temperature=settings.temperature, few_shot=settings.use_few_shot(), chat=chat)
+    return Generator(model, tokenizer, batch_size=batch, do_sample=True, temperature=settings.temperature, chat=chat)
+
+
+@dataclass
+class _Scored:
+    """A step's rollouts of this process, flat over its groups, each with its score, reward and advantage."""
+
+    rollouts: list
+    scores: list  # rollout.EpisodeScore
+    rewards: list[float]
+    advantages: list[float]
+
+
+def _score(groups, pair, settings: TrainSettings) -> _Scored:
+    """Score every rollout (quality, latency), reward it within its group (reward.py), and turn the
+    group's rewards into advantages."""
+    from .rollout import score_rollouts
+
+    scored = _Scored([], [], [], [])
+    for group in groups:
+        scores = score_rollouts(group, pair.target, settings.quality, settings.comet)
+        rewards = group_rewards(scores, settings)
+        scored.rollouts += group
+        scored.scores += scores
+        scored.rewards += rewards
+        scored.advantages += advantages(rewards)
+    return scored
+
+
+@dataclass
+class _Update:
+    """What the update of one step measured on this process (sums over its sampled tokens)."""
+
+    tokens: int  # sampled tokens trained on
+    update_tokens: int  # tokens through the model per forward pass (tree nodes or unpadded row tokens)
+    loss: float = 0.0
+    kl_sum: float = 0.0
+    clipped_sum: float = 0.0
+    logp_gap_sum: float = 0.0  # |teacher-forced - sampled| log-prob, summed (numerics)
+    grad_norm: float | None = None
+
+
+def _token_logprobs(net, batch, settings: TrainSettings, device, window, line_end):
+    """(log-probs, mask, sampled log-probs, advantages) of a batch's sampled tokens, shaped for
+    `grpo_token_loss`: [B, C] per padded row, or [M, 1] per (step sample, token) of a tree."""
+    from .grpo import completion_logprobs, tree_logprobs
+
+    if settings.update == "tree":
+        logps = tree_logprobs(net, batch, device, window, settings.temperature, line_end)[:, None]
+        return logps, torch.ones_like(logps), batch.old_logps.to(device)[:, None], batch.advantages.to(device)
+    return (completion_logprobs(net, batch, device, settings.temperature), batch.completion_mask.to(device),
+            batch.old_logps.to(device), batch.advantages.to(device))
+
+
+def _update(run: _Run, scored: _Scored, settings: TrainSettings, beta: float) -> _Update:
+    """`--updates-per-batch` AdamW updates on every token sampled in the step (GRPO token loss)."""
+    from ..generation import line_end_ids
+    from ..slots import sliding_window
+    from .grpo import flatten, grpo_token_loss, make_batches, make_trees
+
+    accelerator, device = run.accelerator, run.accelerator.device
+    window, line_end = sliding_window(run.model), line_end_ids(run.loaded.tokenizer)
+    rows = flatten(scored.rollouts, scored.advantages)
+    local_tokens = sum(len(r[1]) for r in rows)
+    total_tokens = int(accelerator.reduce(torch.tensor(float(local_tokens), device=device), "sum").item())
+    scale = accelerator.num_processes  # DDP averages gradients over processes; the loss is a global mean
+    # every process must run the same number of backward passes (DDP synchronises the last one),
+    # so all split their rows into the largest count; a process with fewer rows repeats its last
+    # micro-batch at weight 0
+    if settings.update == "tree":
+        batches = make_trees(rows, settings.tree_tokens)
+        n_batches = int(accelerator.gather(torch.tensor([len(batches)], device=device)).max())
+    else:
+        n_batches = int(accelerator.gather(torch.tensor([-(-len(rows) // settings.micro_batch)], device=device)).max())
+        batches = make_batches(rows, run.loaded.tokenizer.pad_token_id, -(-len(rows) // n_batches))
+    result = _Update(local_tokens, sum(b.nodes if settings.update == "tree" else int(b.attention_mask.sum())
+                                       for b in batches))
+    weights = [1.0] * len(batches) + [0.0] * (n_batches - len(batches))
+    batches += [batches[-1]] * (n_batches - len(batches))
+    ref_cache: dict[int, torch.Tensor] = {}
+    for update in range(settings.updates_per_batch):
+        for i, batch in enumerate(batches):
+            sync = contextlib.nullcontext() if i == len(batches) - 1 else accelerator.no_sync(run.wrapped)
+            with sync, accelerator.autocast():
+                logps, mask, sampled, advs = _token_logprobs(run.wrapped, batch, settings, device, window, line_end)
+                if beta and i not in ref_cache:
+                    with torch.no_grad(), run.model.disable_adapter():
+                        ref_cache[i] = _token_logprobs(run.model, batch, settings, device, window, line_end)[0].detach()
+                # one update per batch: on-policy, old = current (exactly what sampled the tokens);
+                # more updates: the log-probs recorded when sampling are the old policy
+                old = logps.detach() if settings.updates_per_batch == 1 else sampled
+                loss, s = grpo_token_loss(logps, old, ref_cache.get(i), advs, mask, settings.clip_eps, beta,
+                                          total_tokens)
+                accelerator.backward(loss * scale * weights[i])
+            if update == 0 and weights[i]:
+                result.loss += float(loss.detach())
+                result.kl_sum += s["kl_sum"]
+                result.clipped_sum += s["clipped_sum"]
+                result.logp_gap_sum += float(((logps.detach() - sampled).abs() * mask).sum())
+        if settings.max_grad_norm:
+            result.grad_norm = float(accelerator.clip_grad_norm_(run.trainable, settings.max_grad_norm))
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    return result
+
+
+@dataclass
+class StepStats:
+    """A step's sums, per process until `reduce` adds those of every process (one all-reduce)."""
+
+    reward: float = 0.0
+    reward_sq: float = 0.0
+    episodes: float = 0.0
+    quality: float = 0.0
+    al: float = 0.0
+    laal: float = 0.0
+    wait_fraction: float = 0.0
+    kl: float = 0.0
+    clipped: float = 0.0
+    logp_gap: float = 0.0
+    tokens: float = 0.0
+    loss: float = 0.0
+
+    @classmethod
+    def of(cls, scored: _Scored, update: _Update) -> StepStats:
+        s = scored.scores
+        return cls(sum(scored.rewards), sum(r * r for r in scored.rewards), len(scored.rewards),
+                   sum(x.quality for x in s), sum(x.latency for x in s), sum(x.laal for x in s),
+                   sum(x.wait_fraction for x in s), update.kl_sum, update.clipped_sum, update.logp_gap_sum,
+                   update.tokens, update.loss)
+
+    def reduce(self, accelerator) -> StepStats:
+        names = [f.name for f in fields(self)]
+        local = torch.tensor([getattr(self, n) for n in names], dtype=torch.float64, device=accelerator.device)
+        return StepStats(*accelerator.reduce(local, "sum").tolist())
+
+
+def _log_record(step: int, stats: StepStats, update: _Update, generator, rollout_s: float, update_s: float,
+                processes: int) -> dict:
+    """The step's log.jsonl line: means over all processes' episodes (reward, quality, latency) or
+    sampled tokens (KL, clipping, log-prob gap)."""
+    n, tok = max(1.0, stats.episodes), max(1.0, stats.tokens)
+    mean_r = stats.reward / n
+    return {
+        "step": step,
+        "reward_mean": round(mean_r, 4),
+        "reward_std": round(max(0.0, stats.reward_sq / n - mean_r * mean_r) ** 0.5, 4),
+        "quality": round(stats.quality / n, 3),
+        "AL": round(stats.al / n, 3),
+        "LAAL": round(stats.laal / n, 3),
+        "wait_fraction": round(stats.wait_fraction / n, 4),
+        "kl": round(stats.kl / tok, 6),
+        "clipped_fraction": round(stats.clipped / tok, 4),
+        "logp_gap": round(stats.logp_gap / tok, 5),  # mean |teacher-forced - sampled| log-prob (numerics)
+        "loss": round(stats.loss, 6),
+        "tokens": int(stats.tokens),
+        "update_tokens": update.update_tokens,  # tokens through the model per forward of the update (this process)
+        "rollout_tokens": getattr(generator, "tokens_processed", None),
+        "tokens_per_s": round(update.tokens / rollout_s, 2) if rollout_s > 0 else None,
+        "rollout_s": round(rollout_s, 2),
+        "update_s": round(update_s, 2),
+        "grad_norm": round(update.grad_norm, 5) if update.grad_norm is not None else None,
+        "episodes": int(stats.episodes),
+        "processes": processes,
+    }
+
+
+def _append_log(log_path: Path, lines: list[dict]) -> None:
+    """Append and fsync: a line is on disk before the step's checkpoint is written."""
+    with log_path.open("a", encoding="utf-8") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in lines))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int) -> dict:
+    """`seqpo eval` of the step's checkpoint on the dev file (in OUT/eval/step-N); its scores."""
+    from ..evaluate import EvalSettings, evaluate
+    from ..model import LoadedModel
+
+    ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model, decoding="cached",
+                      adapter=str(checkpoint_dir(out, step)), few_shot="yes" if settings.use_few_shot() else "no",
+                      src=settings.dev_src, ref=settings.dev_ref, limit=settings.dev_limit,
+                      out=str(out / "eval" / f"step-{step:06d}"), chat_template="on" if loaded.chat else "off")
+    scores = evaluate(ev, loaded=LoadedModel(model, loaded.tokenizer, loaded.name, ev.adapter, loaded.chat),
+                      progress=False)
+    return {k: v for k, v in scores.items() if k != "signature"}
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+def train(settings: TrainSettings, progress: bool = True, command: str | None = None) -> Path:
+    """Run (or resume) `settings.steps` training steps in `settings.out`; returns that folder."""
+    from tqdm import tqdm
+
+    from ..policies.llm import LLMPolicy
+    from .rollout import sample_rollouts
+
+    pair = settings.validate()
+    sources, references, usable = _training_sentences(settings, pair)
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run = _start(settings, out)
+    accelerator, main = run.accelerator, run.accelerator.is_main_process
     policy = LLMPolicy(max_step_tokens=settings.max_step_tokens, few_shot=settings.use_few_shot())
     beta = settings.kl_beta(pair)
-    device = accelerator.device
-    window, line_end, temperature = sliding_window(policy_model), line_end_ids(tokenizer), settings.temperature
 
-    def scorer(net, batch):
-        """(log-probs, mask, sampled log-probs, advantages) of a batch's sampled tokens, shaped for
-        `grpo_token_loss`: [B, C] per padded row, or [M, 1] per (step sample, token) of a tree."""
-        if settings.update == "tree":
-            logps = tree_logprobs(net, batch, device, window, temperature, line_end)[:, None]
-            return logps, torch.ones_like(logps), batch.old_logps.to(device)[:, None], batch.advantages.to(device)
-        return (completion_logprobs(net, batch, device, temperature), batch.completion_mask.to(device),
-                batch.old_logps.to(device), batch.advantages.to(device))
-
-    bar = tqdm(total=settings.steps, initial=done, unit="step", disable=not progress or not accelerator.is_main_process,
+    bar = tqdm(total=settings.steps, initial=run.done, unit="step", disable=not progress or not main,
                desc=f"seqpo train {pair}", dynamic_ncols=True)
-    for step in range(done + 1, settings.steps + 1):
-        picked = step_items(len(usable), step - 1, settings.sources, settings.seed)
-        mine = picked[accelerator.process_index :: accelerator.num_processes]
-        items = [(usable[i], sources[usable[i]], references[usable[i]]) for i in mine]
-
+    for step in range(run.done + 1, settings.steps + 1):
+        # rollouts: `group` sampled episodes of each of this process's sentences
+        items = _step_sources(step, usable, sources, references, settings, accelerator)
         t0 = time.perf_counter()
-        generator = _make_generator(policy_model, tokenizer, settings, len(items) * settings.group, vllm, out, step,
-                                    loaded.chat)
+        generator = _make_generator(run.model, run.loaded.tokenizer, settings, len(items) * settings.group,
+                                    run.vllm, out, step, run.loaded.chat)
         groups = sample_rollouts(generator, policy, pair, settings.chunk, items, settings.group)
         rollout_s = time.perf_counter() - t0
-        rollouts, advs, scored, reward_values = [], [], [], []
-        for group in groups:
-            scores = score_rollouts(group, pair.target, settings.quality, settings.comet)
-            rewards = group_rewards(scores, settings)
-            rollouts += group
-            scored += scores
-            reward_values += rewards
-            advs += advantages(rewards)
-
+        # rewards and advantages, within each group
+        scored = _score(groups, pair, settings)
+        # loss and update
         t1 = time.perf_counter()
-        rows = flatten(rollouts, advs)
-        local_tokens = sum(len(r[1]) for r in rows)
-        total_tokens = int(accelerator.reduce(torch.tensor(float(local_tokens), device=device), "sum").item())
-        scale = accelerator.num_processes  # DDP averages gradients over processes; the loss is a global mean
-        # every process must run the same number of backward passes (DDP synchronises the last one),
-        # so all split their rows into the largest count; a process with fewer rows repeats its last
-        # micro-batch at weight 0
-        if settings.update == "tree":
-            batches = make_trees(rows, settings.tree_tokens)
-            n_batches = int(accelerator.gather(torch.tensor([len(batches)], device=device)).max())
-        else:
-            n_batches = int(accelerator.gather(torch.tensor([-(-len(rows) // settings.micro_batch)], device=device)).max())
-            batches = make_batches(rows, tokenizer.pad_token_id, -(-len(rows) // n_batches))
-        update_tokens = sum(b.nodes if settings.update == "tree" else int(b.attention_mask.sum()) for b in batches)
-        weights = [1.0] * len(batches) + [0.0] * (n_batches - len(batches))
-        batches += [batches[-1]] * (n_batches - len(batches))
-        stats = {"loss": 0.0, "kl_sum": 0.0, "clipped_sum": 0.0, "logp_gap_sum": 0.0}
-        ref_cache: dict[int, torch.Tensor] = {}
-        grad_norm = None
-        for update in range(settings.updates_per_batch):
-            for i, batch in enumerate(batches):
-                sync = contextlib.nullcontext() if i == len(batches) - 1 else accelerator.no_sync(wrapped)
-                with sync, accelerator.autocast():
-                    logps, mask, sampled, advs_i = scorer(wrapped, batch)
-                    if beta and i not in ref_cache:
-                        with torch.no_grad(), policy_model.disable_adapter():
-                            ref_cache[i] = scorer(policy_model, batch)[0].detach()
-                    # one update per batch: on-policy, old = current (exactly what sampled the tokens);
-                    # more updates: the log-probs recorded when sampling are the old policy
-                    old = logps.detach() if settings.updates_per_batch == 1 else sampled
-                    loss, s = grpo_token_loss(logps, old, ref_cache.get(i), advs_i, mask,
-                                              settings.clip_eps, beta, total_tokens)
-                    accelerator.backward(loss * scale * weights[i])
-                if update == 0 and weights[i]:
-                    stats["loss"] += float(loss.detach())
-                    stats["kl_sum"] += s["kl_sum"]
-                    stats["clipped_sum"] += s["clipped_sum"]
-                    stats["logp_gap_sum"] += float(((logps.detach() - sampled).abs() * mask).sum())
-            if settings.max_grad_norm:
-                grad_norm = float(accelerator.clip_grad_norm_(trainable, settings.max_grad_norm))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        update = _update(run, scored, settings, beta)
         update_s = time.perf_counter() - t1
-
-        local = torch.tensor([sum(reward_values), sum(r * r for r in reward_values), len(reward_values),
-                              sum(s.quality for s in scored), sum(s.latency for s in scored),
-                              sum(s.laal for s in scored), sum(s.wait_fraction for s in scored),
-                              stats["kl_sum"], stats["clipped_sum"], stats["logp_gap_sum"], local_tokens,
-                              stats["loss"]], dtype=torch.float64, device=device)
-        g = accelerator.reduce(local, "sum").tolist()
-        n, tok = max(1.0, g[2]), max(1.0, g[10])
-        mean_r = g[0] / n
-        record = {
-            "step": step,
-            "reward_mean": round(mean_r, 4),
-            "reward_std": round(max(0.0, g[1] / n - mean_r * mean_r) ** 0.5, 4),
-            "quality": round(g[3] / n, 3),
-            "AL": round(g[4] / n, 3),
-            "LAAL": round(g[5] / n, 3),
-            "wait_fraction": round(g[6] / n, 4),
-            "kl": round(g[7] / tok, 6),
-            "clipped_fraction": round(g[8] / tok, 4),
-            "logp_gap": round(g[9] / tok, 5),  # mean |teacher-forced - sampled| log-prob (numerics)
-            "loss": round(g[11], 6),
-            "tokens": int(g[10]),
-            "update_tokens": update_tokens,  # tokens through the model per forward of the update (this process)
-            "rollout_tokens": getattr(generator, "tokens_processed", None),
-            "tokens_per_s": round(local_tokens / rollout_s, 2) if rollout_s > 0 else None,
-            "rollout_s": round(rollout_s, 2),
-            "update_s": round(update_s, 2),
-            "grad_norm": round(grad_norm, 5) if grad_norm is not None else None,
-            "episodes": int(g[2]),
-            "processes": accelerator.num_processes,
-        }
-        # the step's lines (and its dev eval) are logged before its checkpoint: a kill in between
-        # leaves lines after the checkpoint, which a resume drops and redoes, never a checkpointed
-        # step without its line
-        if accelerator.is_main_process:
+        # log: the step's lines (and its dev eval) are logged before its checkpoint: a kill in
+        # between leaves lines after the checkpoint, which a resume drops and redoes, never a
+        # checkpointed step without its line
+        stats = StepStats.of(scored, update).reduce(accelerator)
+        record = _log_record(step, stats, update, generator, rollout_s, update_s, accelerator.num_processes)
+        if main:
             lines = [record]
             if settings.dev_src and (step == settings.steps or (settings.eval_every and step % settings.eval_every == 0)):
-                lines.append({"step": step, "eval": _evaluate(settings, pair, loaded, policy_model, out, step)})
-            with log_path.open("a", encoding="utf-8") as fh:
-                fh.write("".join(json.dumps(r) + "\n" for r in lines))
-                fh.flush()
-                os.fsync(fh.fileno())
+                lines.append({"step": step, "eval": _evaluate(settings, pair, run.loaded, run.model, out, step)})
+            _append_log(out / "log.jsonl", lines)
             bar.set_postfix(r=f"{record['reward_mean']:.2f}", q=f"{record['quality']:.1f}", AL=f"{record['AL']:.2f}",
                             wait=f"{record['wait_fraction']:.2f}")
             bar.update(1)
+        # checkpoint
         if step % settings.save_every == 0 or step == settings.steps:
-            save_checkpoint(out, step, policy_model, optimizer, accelerator)
+            save_checkpoint(out, step, run.model, run.optimizer, accelerator)
         accelerator.wait_for_everyone()
     bar.close()
-    if accelerator.is_main_process:
-        export_adapter(settings, _ckpt_dir(out, settings.steps), out)
-        evals = [r for r in read_complete_jsonl(log_path) if "eval" in r]
-        (out / "seqpo.json").write_text(json.dumps({
-            "pair": str(pair), "stage": "seqpo", "start": _start_name(settings.adapter, pair), "format": "seqpo",
-            "base_model": loaded.name, "start_adapter": settings.adapter, "steps": settings.steps,
-            "episodes": settings.steps * settings.sources * settings.group, "reward": settings.reward,
-            "command": command,
-            "dev": {"step": evals[-1]["step"], **evals[-1]["eval"], "lines": settings.dev_limit} if evals else None,
-            "trained_by": "seqpo train"}, indent=2, ensure_ascii=False))
+    if main:
+        _finish(settings, pair, run, out, command)
     return out

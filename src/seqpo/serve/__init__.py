@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import PolicySettings, SpeechSettings, setting
+from ..config import PolicySettings, SpeechSettings, check_at_least, resolve_adapter_setting, setting, uses_few_shot
 
 
 @dataclass
@@ -58,13 +58,12 @@ class ServeSettings(PolicySettings, SpeechSettings):
     def shipped_adapters(self) -> dict[str, str]:
         """pair -> shipped adapter folder for every supported pair that has one: the server's adapters
         when no --adapter was given on the bundled model (an explicit --adapter serves every pair)."""
-        from ..model import DEFAULT_MODEL, shipped_adapter_dir
         from ..prompts import supported_pairs
 
-        if self.adapter_given is not None or self.model not in (None, "", DEFAULT_MODEL, "bundled"):
+        if self.adapter_given is not None:
             return {}
-        return {str(p): str(shipped_adapter_dir(str(p))) for p in supported_pairs()
-                if (shipped_adapter_dir(str(p)) / "adapter_config.json").exists()}
+        shipped = {str(p): resolve_adapter_setting(None, str(p), self.model) for p in supported_pairs()}
+        return {pair: adapter for pair, adapter in shipped.items() if adapter}
 
     def session_adapter(self, pair: str) -> str | None:
         """The `Request.adapter` of a session of `pair`: its own adapter, or the bare model for a pair
@@ -77,9 +76,7 @@ class ServeSettings(PolicySettings, SpeechSettings):
 
     def session_few_shot(self, pair: str) -> bool:
         """Few-shot examples only for a session on the bare model (unless --few-shot says otherwise)."""
-        if not self.session_adapters:
-            return self.use_few_shot()
-        return self.few_shot == "yes" or (self.few_shot == "auto" and pair not in self.session_adapters)
+        return uses_few_shot(self.few_shot, self.session_adapters.get(pair) if self.session_adapters else self.adapter)
 
 
 def serve(settings: ServeSettings) -> None:
@@ -91,22 +88,21 @@ def serve(settings: ServeSettings) -> None:
 
 def build_app(settings: ServeSettings):
     """The server's ASGI app with its model loaded (what `serve` runs; a test client can call it)."""
-    from ..errors import InputFileError
+    from ..errors import SettingsError
     from ..generation import Generator
     from ..languages import check_supported, parse_pair
     from ..model import load_model, load_model_adapters
     from .app import create_app
 
     check_supported(parse_pair(settings.pair))
-    for name in ("k", "chunk", "batch_size", "queue_size", "max_message_bytes", "max_sentence_words", "port",
-                 "max_audio_frame_bytes", "max_audio_sessions", "slot", "max_sentence_chars", "max_sessions",
-                 "max_queued_sentences"):
-        if getattr(settings, name) < 1:
-            raise InputFileError(f"--{name.replace('_', '-')} must be at least 1")
+    settings.check_policy()
+    check_at_least(settings, 1, "batch_size", "queue_size", "max_message_bytes", "max_sentence_words", "port",
+                   "max_audio_frame_bytes", "max_audio_sessions", "max_sentence_chars", "max_sessions",
+                   "max_queued_sentences", "asr_beam")
     if settings.idle_timeout <= 0 or settings.max_audio_seconds <= 0:
-        raise InputFileError("--idle-timeout and --max-audio-seconds must be positive")
-    if settings.audio_chunk <= 0 or settings.max_buffer <= settings.audio_chunk or settings.asr_beam < 1:
-        raise InputFileError("--audio-chunk must be positive, --max-buffer longer than it, --asr-beam at least 1")
+        raise SettingsError("--idle-timeout and --max-audio-seconds must be positive")
+    if settings.audio_chunk <= 0 or settings.max_buffer <= settings.audio_chunk:
+        raise SettingsError("--audio-chunk must be positive, --max-buffer longer than it")
     shipped = settings.shipped_adapters()
     if shipped:  # bundled model, no --adapter: every session runs on the adapter of its own pair
         loaded = load_model_adapters(settings.model, shipped, settings.dtype, settings.device)
