@@ -20,7 +20,6 @@ import numpy as np
 from ..driver import CompleterSteps, EpisodeRun, step_due
 from ..generation import Generator
 from ..languages import LanguagePair
-from ..metrics.latency import computation_aware_delays, speech_latency_scores
 from ..policies.base import Policy
 from ..stream import Episode, Step
 from .asr import AsrWord, StreamingASR
@@ -116,13 +115,3 @@ def stream_audio(samples: np.ndarray, cascade: SpeechCascade, chunk_s: float) ->
     for piece in audio_chunks(samples, chunk_s):
         cascade.feed(piece)
     return cascade.finish()
-
-
-def speech_scores(episode: Episode, target_length: int | None = None) -> dict[str, float]:
-    """StartOffset, EndOffset, AL, LAAL (+ _CA) in ms of the sentence's audio; `target_length`
-    is the reference length (default: the prediction's, SimulEval without use_ref_len)."""
-    delays = episode.audio_delays()
-    if target_length is None:
-        target_length = len(delays)
-    elapsed = computation_aware_delays(delays, episode.elapsed(), 1.0)
-    return speech_latency_scores(delays, elapsed, episode.source_ms, target_length)
