@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .engine import Ahead, StreamingEngine, StreamState
+from .engine import Ahead, EpisodeRow, StreamingEngine
 from .generation import Completion, Generator
 from .languages import LanguagePair
 from .policies.base import Policy, State
@@ -29,7 +29,7 @@ class _Run:
     key: object
     episode: Episode
     reads: list[str]
-    stream: StreamState | None = None
+    stream: EpisodeRow | None = None
     t: int = 0  # reads consumed
     ahead: int = 1  # look-ahead reads offered at the next step (grows while the episode keeps waiting)
 
