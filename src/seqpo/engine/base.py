@@ -54,6 +54,8 @@ class StreamingEngine(EarlyDecisions):
     def __init__(self, model, tokenizer, slot: int = 16, batch_size: int = 8, do_sample: bool = False,
                  temperature: float = 1.0, top_p: float = 1.0, few_shot: bool = True, lookahead: int = 0,
                  write_ahead: bool = False, chat=None):
+        if type(self) is StreamingEngine:  # the modes fill in its hooks: a bare one cannot decode
+            raise TypeError("StreamingEngine has no decoding mode: use seqpo.engine.engine_for(model, tokenizer, mode)")
         if chat is not None and not self.takes_chat_template:
             raise ValueError(f"{self.mode} decoding has its own prompt format: no chat template")
         self.model, self.tokenizer, self.slot = model, tokenizer, slot
