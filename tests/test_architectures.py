@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seqpo.cli import main
-from seqpo.engine import StreamingEngine
+from seqpo.engine import engine_for
 from seqpo.model import load_model
 from seqpo.slots import layer_masks, sliding_window, slots_episode
 
@@ -51,7 +51,7 @@ def test_slots_engine_equals_one_forward_with_the_models_masks(tiny_arch_dir):
     model, tok = loaded.model, loaded.tokenizer
     window = sliding_window(model)
     assert window == (64 if "gemma" in model.config.model_type else None)
-    states, log = drive(StreamingEngine(model, tok, mode="slots", slot=4))
+    states, log = drive(engine_for(model, tok, mode="slots", slot=4))
     add = lambda m: torch.where(m, 0.0, torch.finfo(torch.float32).min)[None, None]
     for reads, steps in zip(SOURCES, log):
         segments = [w for _, w in steps]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from seqpo.engine import SourceRegionFullError, StreamingEngine
+from seqpo.engine import SourceRegionFullError, engine_for
 from seqpo.generation import Generator, Request
 from seqpo.languages import parse_pair
 from seqpo.policies import LLMPolicy, WaitKPolicy
@@ -40,7 +40,7 @@ def drive(engine, on_generate=None):
 
 def test_append_equals_reencoding_the_transcript(tiny_loaded):
     model, tok = tiny_loaded.model, tiny_loaded.tokenizer
-    engine = StreamingEngine(model, tok, mode="append")
+    engine = engine_for(model, tok, mode="append")
     expected = []
 
     def reencode(states):
@@ -63,7 +63,7 @@ def test_append_equals_reencoding_the_transcript(tiny_loaded):
 
 def test_slots_engine_runs_the_training_format(tiny_loaded):
     model, tok = tiny_loaded.model, tiny_loaded.tokenizer
-    engine = StreamingEngine(model, tok, mode="slots", slot=4)
+    engine = engine_for(model, tok, mode="slots", slot=4)
     states, log = drive(engine)
     for state, reads, steps in zip(states, SOURCES, log):
         ep = slots_episode(tok, PAIR, reads, [w for _, w in steps], slot=4)
@@ -83,7 +83,7 @@ def test_slots_engine_runs_the_training_format(tiny_loaded):
 
 
 def test_slots_region_overflow_is_an_error(tiny_loaded):
-    engine = StreamingEngine(tiny_loaded.model, tiny_loaded.tokenizer, mode="slots", slot=2)
+    engine = engine_for(tiny_loaded.model, tiny_loaded.tokenizer, mode="slots", slot=2)
     s = engine.open(PAIR, ["a"])
     engine.read(s, "a")
     with pytest.raises(SourceRegionFullError):
@@ -92,7 +92,7 @@ def test_slots_region_overflow_is_an_error(tiny_loaded):
 
 @pytest.mark.parametrize("mode", ["reencode", "cached", "append", "slots"])
 def test_modes_drive_episodes_and_forks_match_single_runs(tiny_loaded, mode):
-    engine = StreamingEngine(tiny_loaded.model, tiny_loaded.tokenizer, mode=mode)
+    engine = engine_for(tiny_loaded.model, tiny_loaded.tokenizer, mode=mode)
     sources = [(0, "The weather is nice today."), (1, ""), (2, "Our team released it.")]
     single = run_episodes(sources, WaitKPolicy(k=2), engine, PAIR, chunk=1)
     assert [len(e.steps) for e in single] == [5, 0, 4]
@@ -107,7 +107,7 @@ def test_modes_drive_episodes_and_forks_match_single_runs(tiny_loaded, mode):
 
 def test_plain_generator_is_the_reencode_mode(tiny_loaded):
     gen = Generator(tiny_loaded.model, tiny_loaded.tokenizer)
-    engine = StreamingEngine(tiny_loaded.model, tiny_loaded.tokenizer, mode="reencode")
+    engine = engine_for(tiny_loaded.model, tiny_loaded.tokenizer, mode="reencode")
     a = run_episodes([(0, "one two three")], LLMPolicy(), gen, PAIR, chunk=1)[0]
     b = run_episodes([(0, "one two three")], LLMPolicy(), engine, PAIR, chunk=1)[0]
     assert a.prediction == b.prediction and len(a.steps) == 3
@@ -117,7 +117,7 @@ def test_append_reuses_the_cache(tiny_loaded):
     """Per step, append runs only new tokens; re-encode runs the whole step prompt again."""
     counts = {}
     for mode in ("reencode", "append"):
-        engine = StreamingEngine(tiny_loaded.model, tiny_loaded.tokenizer, mode=mode)
+        engine = engine_for(tiny_loaded.model, tiny_loaded.tokenizer, mode=mode)
         run_episodes([(0, "The weather is nice today. I would like a cup of tea, please.")],
                      LLMPolicy(max_step_tokens=3), engine, PAIR, chunk=1)
         counts[mode] = engine.tokens_processed
@@ -126,7 +126,7 @@ def test_append_reuses_the_cache(tiny_loaded):
 
 def test_must_write_applies_in_every_decoding_mode(tiny_loaded):
     """The last step may not end the line first, in the engine's own decode loop too."""
-    from seqpo.engine import StreamingEngine
+    from seqpo.engine import engine_for
     from seqpo.generation import Request
     from seqpo.languages import parse_pair
 
@@ -140,7 +140,7 @@ def test_must_write_applies_in_every_decoding_mode(tiny_loaded):
     hook = tiny_loaded.model.lm_head.register_forward_hook(favour_newline)
     try:
         for mode in ("append", "slots"):
-            engine = StreamingEngine(tiny_loaded.model, tiny_loaded.tokenizer, mode=mode, few_shot=False)
+            engine = engine_for(tiny_loaded.model, tiny_loaded.tokenizer, mode=mode, few_shot=False)
             free, forced = engine.open(pair, ["Das", "Haus"]), engine.open(pair, ["Das", "Haus"])
             for state in (free, forced):
                 engine.read(state, "Das", last=False)

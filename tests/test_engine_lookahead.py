@@ -4,7 +4,7 @@ exactly the episodes that stepping read by read gives, with fewer passes."""
 import pytest
 import torch
 
-from seqpo.engine import StreamingEngine
+from seqpo.engine import engine_for
 from seqpo.languages import parse_pair
 from seqpo.policies import LLMPolicy
 from seqpo.simulate import run_episodes
@@ -50,8 +50,8 @@ def _count_passes(engine):
 
 
 def _run(loaded, mode, lookahead=0, write_ahead=False, width=3):
-    engine = StreamingEngine(loaded.model, loaded.tokenizer, mode=mode, slot=4, lookahead=lookahead,
-                             write_ahead=write_ahead)
+    engine = engine_for(loaded.model, loaded.tokenizer, mode=mode, slot=4, lookahead=lookahead,
+                        write_ahead=write_ahead)
     calls = _count_passes(engine)
     try:
         episodes = run_episodes(SOURCES, LLMPolicy(max_step_tokens=6, max_lead=50), engine, PAIR, chunk=1,
@@ -84,8 +84,8 @@ def test_lookahead_and_write_ahead_give_the_same_episodes_in_fewer_passes(hesita
 
 
 def test_lookahead_with_forks_and_sampling_runs(hesitant):
-    engine = StreamingEngine(hesitant.model, hesitant.tokenizer, mode="append", lookahead=4, write_ahead=True,
-                             do_sample=True)
+    engine = engine_for(hesitant.model, hesitant.tokenizer, mode="append", lookahead=4, write_ahead=True,
+                        do_sample=True)
     torch.manual_seed(0)
     episodes = run_episodes(SOURCES[:2], LLMPolicy(max_step_tokens=4), engine, PAIR, chunk=1, group=3)
     assert len(episodes) == 6

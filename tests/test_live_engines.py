@@ -3,7 +3,7 @@ that queue their calls until a flush, and live runs equal to `run_episodes` of t
 
 import pytest
 
-from seqpo.engine import SourceRegionFullError, StreamingEngine
+from seqpo.engine import SourceRegionFullError, engine_for
 from seqpo.languages import parse_pair
 from seqpo.live_engines import TOKENS_PER_UNIT, EngineSet, source_token_budget
 from seqpo.policies import make_policy
@@ -16,7 +16,7 @@ SENTENCE = "The weather is nice today and we would like a cup of tea."
 
 
 def test_open_with_max_source_tokens_reserves_the_region(tiny_loaded):
-    engine = StreamingEngine(tiny_loaded.model, tiny_loaded.tokenizer, mode="slots", slot=4)
+    engine = engine_for(tiny_loaded.model, tiny_loaded.tokenizer, mode="slots", slot=4)
     live = engine.open(PAIR, max_source_tokens=10)
     known = engine.open(PAIR, ["a", "b"])
     P = live.next_pos
@@ -49,7 +49,7 @@ def test_live_run_equals_run_episodes(tiny_loaded, mode, policy):
     # slots: one 128-token slot holds both the live reserve (30 words x 4 tokens) and the
     # sentence's own tokens, so both runs put the target at the same positions
     slot = 128
-    offline = run_episodes([(0, SENTENCE)], make_policy(policy, k=2), StreamingEngine(
+    offline = run_episodes([(0, SENTENCE)], make_policy(policy, k=2), engine_for(
         tiny_loaded.model, tiny_loaded.tokenizer, mode, slot), PAIR, chunk=1)[0]
     engines = EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, mode, slot)
     stream = engines.stream(PAIR, max_units=30)

@@ -5,7 +5,7 @@ log-prob recorded when it was sampled (and with the padded-row update's log-prob
 import pytest
 import torch
 
-from seqpo.engine import StreamingEngine
+from seqpo.engine import engine_for
 from seqpo.generation import Generator, line_end_ids
 from seqpo.languages import parse_pair
 from seqpo.policies.llm import LLMPolicy
@@ -22,8 +22,8 @@ ITEMS = [(i, s, "") for i, s in enumerate(SOURCES)]
 
 def _rollouts(loaded, temperature=0.8, seed=0, group=4):
     torch.manual_seed(seed)
-    engine = StreamingEngine(loaded.model, loaded.tokenizer, mode="cached", batch_size=16, do_sample=True,
-                             temperature=temperature, few_shot=False)
+    engine = engine_for(loaded.model, loaded.tokenizer, mode="cached", batch_size=16, do_sample=True,
+                        temperature=temperature, few_shot=False)
     groups = sample_rollouts(engine, LLMPolicy(max_step_tokens=6, few_shot=False), EN_ZH, 1, ITEMS, group)
     return [r for g in groups for r in g], engine
 
@@ -35,8 +35,8 @@ def test_cached_decoding_equals_reencoding_with_fewer_tokens(tiny_loaded, few_sh
     for mode in ("reencode", "cached"):
         # re-encoding one request at a time: `generate` applies the sliding window (64 tokens in the tiny
         # model; the few-shot prompts are longer) by cache index, which left padding would shift
-        engine = StreamingEngine(tiny_loaded.model, tiny_loaded.tokenizer, mode=mode,
-                                 batch_size=1 if mode == "reencode" else 4, few_shot=few_shot)
+        engine = engine_for(tiny_loaded.model, tiny_loaded.tokenizer, mode=mode,
+                            batch_size=1 if mode == "reencode" else 4, few_shot=few_shot)
         eps = run_episodes(list(enumerate(SOURCES)), policy, engine, EN_ZH, 1, width=3)
         runs[mode] = ([[(s.read, s.written) for s in e.steps] for e in eps], engine.tokens_processed)
     assert runs["cached"][0] == runs["reencode"][0]

@@ -12,7 +12,7 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from seqpo.engine import StreamingEngine
+from seqpo.engine import engine_for
 from seqpo.generation import Generator
 from seqpo.languages import parse_pair
 from seqpo.policies import make_policy
@@ -48,8 +48,8 @@ def offline(loaded, settings, pair: str, sentence: str):
     """The sentence through `run_episodes` on an engine of the server's mode, with the session's
     policy settings and few-shot choice (on `loaded`: the model the session's adapter makes)."""
     config = parse_config({"pair": pair}, settings)
-    engine = StreamingEngine(loaded.model, loaded.tokenizer, settings.decoding, settings.slot,
-                             few_shot=config.few_shot)
+    engine = engine_for(loaded.model, loaded.tokenizer, settings.decoding, settings.slot,
+                        few_shot=config.few_shot)
     policy = make_policy(config.policy, k=config.k, chunk=config.chunk, few_shot=config.few_shot)
     return run_episodes([(0, sentence)], policy, engine, parse_pair(pair), config.chunk)[0]
 

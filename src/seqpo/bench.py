@@ -81,7 +81,7 @@ def _timed(sources, policy, engine, pair, chunk, width, group=1):
 
 def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     """Time every mode (and offline) on the same sentences; returns the table rows."""
-    from .engine import make_engine
+    from .engine import engine_class, make_engine
     from .evaluate import read_lines
     from .model import load_model
     from .policies import make_policy
@@ -104,7 +104,7 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     runs = [("offline", make_policy("offline", few_shot=few_shot), "reencode", (0, False))]
     for mode in modes:
         runs.append((f"{mode} ({settings.policy})", policy, mode, (0, False)))
-        if mode == "reencode":
+        if not engine_class(mode).incremental:  # look-ahead and write-ahead apply to append/slots
             continue
         la = settings.lookahead
         variants = [((la, False), f"look-ahead {la}"), ((0, True), "write-ahead"), ((la, True), f"look-ahead {la} + write-ahead")]

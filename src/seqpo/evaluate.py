@@ -114,6 +114,8 @@ def read_finished(path: Path) -> dict[int, dict]:
 
 
 def signature(settings: EvalSettings, pair: LanguagePair, policy_settings: dict, quality: dict) -> dict:
+    from .engine import engine_class
+
     return {
         "pair": str(pair),
         **policy_settings,
@@ -128,7 +130,7 @@ def signature(settings: EvalSettings, pair: LanguagePair, policy_settings: dict,
         "device": settings.device,
         "dtype": settings.dtype,
         "chat_template": settings.chat_template,
-        "slot": settings.slot if settings.decoding == "slots" else None,
+        "slot": settings.slot if engine_class(settings.decoding).reserves_source else None,
         "sacrebleu": quality.get("signatures", {}),
         "seqpo": __version__,
     }
@@ -179,7 +181,7 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     """Evaluate (or resume evaluating) a policy; returns the scores also written to scores.json."""
     from tqdm import tqdm
 
-    from .engine import make_engine
+    from .engine import engine_class, make_engine
     from .model import load_model, uses_chat_template
     from .simulate import run_episodes
 
@@ -197,7 +199,8 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     run_settings = {"pair": str(pair), **policy.settings(), "chunk": settings.chunk,
                     "model": settings.model, "adapter": settings.adapter,
                     "src": str(settings.src), "ref": str(settings.ref)}
-    run_settings.update(decoding=settings.decoding, slot=settings.slot if settings.decoding == "slots" else None)
+    run_settings.update(decoding=settings.decoding,
+                        slot=settings.slot if engine_class(settings.decoding).reserves_source else None)
     # the chat template as resolved: a given model brings its own (older runs had none)
     chat = bool(loaded.chat) if loaded is not None else \
         uses_chat_template(settings.chat_template, settings.model, settings.decoding)

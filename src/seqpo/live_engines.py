@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from .engine import CHAT_MODES, MODES, SourceRegionFullError, StreamingEngine, StreamState
+from .engine import EpisodeRow, SourceRegionFullError, StreamingEngine, engine_class, engine_for
 from .generation import Completion, Request
 from .languages import LanguagePair
 
@@ -46,7 +46,7 @@ class LiveStream:
         self.pair, self.adapter, self.few_shot = pair, adapter, few_shot
         self.max_source_tokens = max_source_tokens
         self.todo: deque[tuple] = deque()  # ("read", chunk, last) | ("write", segment) | ("close",)
-        self.state: StreamState | None = None  # the engine's handle, once the first read is applied
+        self.state: EpisodeRow | None = None  # the engine's handle, once the first read is applied
         self.error: SourceRegionFullError | None = None
         self.closed = False  # on the model thread: close applied (or failed)
 
@@ -66,10 +66,11 @@ class EngineSet:
     live streams on them. `complete` has a Generator's shape, plus the streams the requests are for."""
 
     def __init__(self, model, tokenizer, mode: str, slot: int = 16, chat=None):
-        if mode not in MODES or mode == "reencode":
+        self.engine_type = engine_class(mode)
+        if not self.engine_type.keeps_cache:
             raise ValueError(f"live engines run append or slots decoding, not '{mode}'")
         self.model, self.tokenizer, self.mode, self.slot = model, tokenizer, mode, slot
-        self.chat = chat if mode in CHAT_MODES else None  # the chat format (`LoadedModel.chat`) of cached prompts
+        self.chat = chat if self.engine_type.takes_chat_template else None  # `LoadedModel.chat`, of cached prompts
         self.engines: dict[tuple, StreamingEngine] = {}
         self._streams: list[LiveStream] = []
         self._lock = threading.Lock()  # streams open on any thread; flush reads the list on the model thread
@@ -77,7 +78,7 @@ class EngineSet:
     def stream(self, pair: LanguagePair, adapter: str | None = None, few_shot: bool = True,
                max_units: int | None = None) -> LiveStream:
         """A new live sentence (any thread). Slots need `max_units`, the sentence's limit in source units."""
-        if self.mode == "slots" and max_units is None:
+        if self.engine_type.reserves_source and max_units is None:
             raise ValueError("slots decoding of a live sentence needs its maximum length (max_units)")
         stream = LiveStream(pair, adapter, few_shot, source_token_budget(max_units) if max_units else None)
         with self._lock:
@@ -98,8 +99,8 @@ class EngineSet:
     def engine(self, stream: LiveStream) -> StreamingEngine:
         key = stream.key
         if key not in self.engines:
-            self.engines[key] = StreamingEngine(self.model, self.tokenizer, self.mode, self.slot,
-                                                few_shot=stream.few_shot, chat=self.chat)
+            self.engines[key] = engine_for(self.model, self.tokenizer, self.mode, self.slot,
+                                           few_shot=stream.few_shot, chat=self.chat)
         return self.engines[key]
 
     def flush(self) -> None:

@@ -248,8 +248,10 @@ def uses_chat_template(choice: str | None, model: str | None, decoding: str, tok
     bundled base model (its shipped adapters were trained on the plain prompt) and in append/slots
     decoding (their own formats). `tokenizer` is loaded when needed and not given. `on` where it
     cannot apply is a `SettingsError`."""
+    from .engine import engine_class
+
     choice = check_chat_template(choice, decoding)
-    if choice == "off" or (choice == "auto" and (is_bundled(model) or decoding not in ("reencode", "cached"))):
+    if choice == "off" or (choice == "auto" and (is_bundled(model) or not engine_class(decoding).takes_chat_template)):
         return False
     if tokenizer is None:
         tokenizer = load_tokenizer(model)
@@ -265,7 +267,9 @@ def check_chat_template(choice: str | None, decoding: str) -> str:
     choice = str(choice or "auto").strip().lower()
     if choice not in CHAT_TEMPLATE_CHOICES:
         raise SettingsError(f"--chat-template must be one of {', '.join(CHAT_TEMPLATE_CHOICES)}; got {choice!r}")
-    if choice == "on" and decoding not in ("reencode", "cached"):
+    from .engine import engine_class
+
+    if choice == "on" and not engine_class(decoding).takes_chat_template:
         raise SettingsError(f"--chat-template on needs --decoding reencode or cached ({decoding} has its own format)")
     return choice
 

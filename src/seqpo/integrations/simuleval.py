@@ -54,6 +54,7 @@ class SeqpoTextAgent(TextToTextAgent):
     """One sentence at a time: SimulEval's words in, the policy's segments out."""
 
     def __init__(self, args: Namespace):
+        from ..engine import engine_class
         from ..generation import Generator
         from ..live_engines import EngineSet
         from ..model import load_model
@@ -69,7 +70,7 @@ class SeqpoTextAgent(TextToTextAgent):
         loaded = load_model(s.model, s.adapter, s.dtype, s.device, s.chat_template, s.decoding)
         # re-encode runs each step's prompt on a Generator; the other modes keep each sentence's
         # cache in an engine episode (`live_engines`), as the server and the speech cascade do
-        self.engines = None if s.decoding == "reencode" else \
+        self.engines = None if not engine_class(s.decoding).keeps_cache else \
             EngineSet(loaded.model, loaded.tokenizer, s.decoding, s.slot, chat=loaded.chat)
         self.generator = self.engines if self.engines is not None else \
             Generator(loaded.model, loaded.tokenizer, batch_size=1, chat=loaded.chat)
@@ -89,7 +90,7 @@ class SeqpoTextAgent(TextToTextAgent):
             self.engines.release(self.stream)
         self.stream = None if self.engines is None else self.engines.stream(
             self.pair, None, self.settings.use_few_shot(),
-            self.settings.max_sentence_words if self.settings.decoding == "slots" else None)
+            self.settings.max_sentence_words if self.engines.engine_type.reserves_source else None)
         self.live = EpisodeRun(self.pair, self.seqpo_policy, chunk=self.settings.chunk, model=self.model,
                                row=CompleterSteps.open(self.stream))
         self.fed = 0  # SimulEval source segments fed to `live`

@@ -288,12 +288,12 @@ def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=
         model.save_pretrained(target)
         vllm.set_adapter(target, step)
         return vllm
-    from ..engine import StreamingEngine
+    from ..engine import engine_for
     from ..generation import Generator
 
     if settings.rollouts == "cached":
-        return StreamingEngine(model, tokenizer, mode="cached", batch_size=batch, do_sample=True,
-                               temperature=settings.temperature, few_shot=settings.use_few_shot(), chat=chat)
+        return engine_for(model, tokenizer, "cached", batch_size=batch, do_sample=True,
+                          temperature=settings.temperature, few_shot=settings.use_few_shot(), chat=chat)
     return Generator(model, tokenizer, batch_size=batch, do_sample=True, temperature=settings.temperature, chat=chat)
 
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from ..engine import SourceRegionFullError
+from ..engine import SourceRegionFullError, engine_class
 from ..errors import InputFileError, MissingExtraError
 from ..generation import Generator
 from ..driver import SentenceTooLongError
@@ -58,7 +58,7 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
 
     metrics = ServerMetrics()
     decoding = getattr(settings, "decoding", "reencode")
-    engines = None if decoding == "reencode" else \
+    engines = None if not engine_class(decoding).keeps_cache else \
         EngineSet(generator.model, generator.tokenizer, decoding, settings.slot)
     worker = ModelWorker(generator, queue_size=settings.queue_size, batch_size=settings.batch_size,
                          on_batch=metrics.batch_size.observe, engines=engines)

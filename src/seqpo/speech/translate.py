@@ -14,6 +14,7 @@ def speech_parts(settings, loaded=None, live_decoding: bool = False):
     """The pair, policy, Whisper and text generator a speech command needs, checked before any
     model is loaded. With `live_decoding` (translate) append/slots decoding is allowed: the
     generator is then an `EngineSet` whose streams are the cascade's sentences."""
+    from ..engine import engine_class
     from ..generation import Generator
     from ..live_engines import EngineSet
     from ..model import load_model
@@ -23,14 +24,15 @@ def speech_parts(settings, loaded=None, live_decoding: bool = False):
     settings.check_speech(pair)
     if settings.chunk < 1 or settings.k < 1 or settings.slot < 1:
         raise SettingsError("--chunk, --k and --slot must be at least 1")
-    if settings.decoding != "reencode" and not live_decoding:
+    live = engine_class(settings.decoding).keeps_cache  # each sentence an engine episode
+    if live and not live_decoding:
         raise SettingsError("speech evaluation supports --decoding reencode only")
     policy = settings.build_policy()
     whisper = load_whisper()
     if loaded is None:
         loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device,
                             settings.chat_template, settings.decoding)
-    if settings.decoding != "reencode":
+    if live:
         return pair, policy, whisper, EngineSet(loaded.model, loaded.tokenizer, settings.decoding, settings.slot)
     return pair, policy, whisper, Generator(loaded.model, loaded.tokenizer, batch_size=1, chat=loaded.chat)
 
@@ -39,6 +41,7 @@ def translate_audio(settings, out) -> list[Episode]:
     from .asr import StreamingASR
     from .audio import read_audio
     from .cascade import SpeechCascade, stream_audio
+    from ..engine import engine_class
     from ..translate import done_event, step_event
 
     samples = read_audio(settings.audio)  # a bad file fails before any model loads
@@ -47,8 +50,9 @@ def translate_audio(settings, out) -> list[Episode]:
     pair, policy, whisper, generator = speech_parts(settings, live_decoding=True)
     asr = StreamingASR(whisper, settings.max_buffer, beam_size=settings.asr_beam)
     engine_args = {}  # append/slots: each sentence is an engine episode; slots bound its length
-    if settings.decoding != "reencode":
-        limit = settings.max_sentence_words if settings.decoding == "slots" else None
+    engine_type = engine_class(settings.decoding)
+    if engine_type.keeps_cache:
+        limit = settings.max_sentence_words if engine_type.reserves_source else None
         engine_args = dict(max_units=limit,
                            new_stream=lambda: generator.stream(pair, None, settings.use_few_shot(), limit))
     if settings.json:

@@ -1,4 +1,4 @@
-"""Re-encode decoding with prefix caching, every episode packed into one sequence (`--decoding cached`).
+"""Cached decoding: re-encoding with prefix caching, every episode packed into one sequence (`--decoding cached`).
 
 The `cached` decoding mode computes exactly what `reencode` does (the same prompt ids, the same
 positions, each token attending to the tokens before it in its own prompt), but keeps each
@@ -21,52 +21,50 @@ The sliding window of Gemma-3's local layers is applied by position, as in the u
 
 from __future__ import annotations
 
-import time
-
 import torch
 from transformers import DynamicCache
 
-from .engine import PREFIX, StreamingEngine, StreamState, _Job
-from .generation import Request, forbid_line_end, prompt_ids, shared_ids
-from .languages import LanguagePair
-from .prompts import streaming_prefix
-from .slots import layer_masks
+from ..generation import Completion, Request, forbid_line_end, prompt_ids, shared_ids
+from ..languages import LanguagePair
+from ..prompts import streaming_prefix
+from ..slots import PREFIX, layer_masks
+from .base import StreamingEngine
+from .episode import Ahead, Entry, EpisodeRow, _StepJob
 
 SHARED = -1  # owner of the shared prefix columns
 
 
-class PackedCachedEngine(StreamingEngine):
+class CachedEngine(StreamingEngine):
     """`StreamingEngine`'s interface in the `cached` mode; see the module docstring."""
 
-    def __init__(self, model, tokenizer, mode: str = "cached", slot: int = 16, batch_size: int = 8,
-                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, few_shot: bool = True,
-                 lookahead: int = 0, write_ahead: bool = False, chat=None):
-        # slot, look-ahead and write-ahead belong to append/slots decoding: ignored here
-        super().__init__(model, tokenizer, "cached", batch_size=batch_size, do_sample=do_sample,
-                         temperature=temperature, top_p=top_p, few_shot=few_shot, chat=chat)
+    mode = "cached"
+    takes_chat_template = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)  # slot, look-ahead and write-ahead do not apply: ignored
         self.cols: torch.Tensor | None = None  # [3, L]: owner, position, token id of each cache column
         self.alive: torch.Tensor | None = None  # [L] bool
-        self.owner: dict[StreamState, int] = {}
-        self.shared: dict[StreamState, int] = {}  # how many shared prefix tokens the episode's prompt uses
+        self.owner: dict[EpisodeRow, int] = {}
+        self.shared: dict[EpisodeRow, int] = {}  # how many shared prefix tokens the episode's prompt uses
         self._next_owner = 0
 
     # -- episodes -------------------------------------------------------------------------------
     def open(self, pair: LanguagePair, reads: list[str] | None = None,
-             max_source_tokens: int | None = None) -> StreamState:
+             max_source_tokens: int | None = None) -> EpisodeRow:
         n = self._ensure_prefix(pair)
-        state = StreamState(pair)
+        state = EpisodeRow(pair)
         self.owner[state], self.shared[state] = self._next_owner, n
         self._next_owner += 1
         self.rows.append(state)  # the open episodes, as in the other modes
         return state
 
-    def read(self, state: StreamState, chunk: str, last: bool = False) -> None:
+    def read(self, state: EpisodeRow, chunk: str, last: bool = False) -> None:
         return  # each request carries its whole prompt
 
-    def write(self, state: StreamState, segment: str) -> None:
+    def write(self, state: EpisodeRow, segment: str) -> None:
         state.gen_cols, state.gen_ids = [], []  # generated tokens stay; the next prompt decides what is kept
 
-    def close(self, state: StreamState) -> None:
+    def close(self, state: EpisodeRow) -> None:
         self.jobs.pop(state, None)
         owner = self.owner.pop(state, None)
         self.shared.pop(state, None)
@@ -78,12 +76,12 @@ class PackedCachedEngine(StreamingEngine):
             self.cache = self.cols = self.alive = None
             self._prefix = None
 
-    def fork(self, state: StreamState, n: int) -> list[StreamState]:
+    def fork(self, state: EpisodeRow, n: int) -> list[EpisodeRow]:
         """`state` and n-1 copies: the shared prefix stays shared; the episode's own columns are copied."""
         copies = []
         own = ((self.cols[0] == self.owner[state]) & self.alive).nonzero()[:, 0] if self.cols is not None else None
         for _ in range(n - 1):
-            c = StreamState(state.pair)
+            c = EpisodeRow(state.pair)
             self.owner[c], self.shared[c] = self._next_owner, self.shared[state]
             self._next_owner += 1
             if own is not None and len(own):
@@ -92,7 +90,7 @@ class PackedCachedEngine(StreamingEngine):
         self.rows += copies
         return [state] + copies
 
-    def context(self, state: StreamState) -> list[tuple[int, int, int, int]]:
+    def context(self, state: EpisodeRow) -> list[Entry]:
         """The episode's live tokens in position order: (id, PREFIX, position, 0)."""
         owner, pos, ids = self.cols
         mine = ((owner == self.owner[state]) & self.alive) | ((owner == SHARED) & (pos < self.shared[state]))
@@ -101,10 +99,8 @@ class PackedCachedEngine(StreamingEngine):
         return [(int(ids[i]), PREFIX, int(pos[i]), 0) for i in order]
 
     # -- steps -------------------------------------------------------------------------------------
-    def start(self, state: StreamState, request: Request, ahead=None, then=None) -> None:
-        if state in self.jobs:
-            raise RuntimeError("this episode already has a step running")
-        t0 = time.perf_counter()
+    def _step_job(self, state: EpisodeRow, request: Request, ahead: list[Ahead], then: list[tuple[str, bool]],
+                  t0: float) -> _StepJob:
         full = prompt_ids(self.tokenizer, request, self.generator.chat)
         live = [t for t, _, _, _ in self.context(state)]
         k = 0
@@ -118,9 +114,12 @@ class PackedCachedEngine(StreamingEngine):
         else:
             self.alive &= ~(own & (self.cols[1] >= k))
         block = [(t, PREFIX, i, 0) for i, t in enumerate(full[k:], k)]
-        self.jobs[state] = _Job(request, block, [(len(block) - 1, request, 0, 0)], t0, prompt=full)
+        return _StepJob(request, block, [(len(block) - 1, request, 0, 0)], t0, prompt=full)
 
-    def advance(self):
+    def _entry(self, state: EpisodeRow, job: _StepJob, tok: int) -> Entry:
+        return (tok, PREFIX, len(job.prompt) + len(job.ids) - 1, 0)
+
+    def advance(self) -> list[tuple[EpisodeRow, list[Completion | None]]]:
         """One forward pass over every started step: new prompt tokens or the last generated token
         of each, packed side by side; returns the steps that ended with their completions."""
         if not self.jobs:

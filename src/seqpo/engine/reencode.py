@@ -1,0 +1,47 @@
+"""Re-encode decoding: each step's request (cached few-shot prefix + the whole step prompt) goes to
+`Generator.complete`, as the policies build it. The baseline and reference output."""
+
+from __future__ import annotations
+
+import copy
+
+from ..generation import Completion, Request
+from ..languages import LanguagePair
+from .base import StreamingEngine
+from .episode import Ahead, EpisodeRow, _StepJob
+
+
+class ReencodeEngine(StreamingEngine):
+    """`StreamingEngine`'s interface over a `Generator`: an episode holds no cache, so reads and
+    writes cost nothing and each step runs its whole prompt."""
+
+    mode = "reencode"
+    takes_chat_template = True
+    keeps_cache = False
+
+    def open(self, pair: LanguagePair, reads: list[str] | None = None,
+             max_source_tokens: int | None = None) -> EpisodeRow:
+        return EpisodeRow(pair)
+
+    def read(self, row: EpisodeRow, chunk: str, last: bool = False) -> None:
+        return  # each request carries its whole prompt
+
+    def write(self, row: EpisodeRow, segment: str) -> None:
+        return
+
+    def close(self, row: EpisodeRow) -> None:
+        self.jobs.pop(row, None)
+        row.spec = None
+
+    def fork(self, row: EpisodeRow, n: int) -> list[EpisodeRow]:
+        return [row] + [copy.deepcopy(row) for _ in range(n - 1)]
+
+    def _step_job(self, row: EpisodeRow, request: Request, ahead: list[Ahead], then: list[tuple[str, bool]],
+                  t0: float) -> _StepJob:
+        return _StepJob(request, [], [(0, request, 0, 0)], t0)
+
+    def advance(self) -> list[tuple[EpisodeRow, list[Completion | None]]]:
+        """One `Generator.complete` call: every started request decoded in full."""
+        jobs, self.jobs = self.jobs, {}
+        done = self.generator.complete([job.request for job in jobs.values()])
+        return [(s, [c]) for s, c in zip(jobs, done)]
