@@ -50,7 +50,8 @@ def run_episodes(
     engine state after the episode opens, so the prefix cache is shared, and the result holds
     `group` consecutive episodes per source. `on_step` sees every step as it happens (live views,
     servers), `on_done` every finished episode (eval writes its JSONL line there), `on_model` every
-    step that ran the model together with its completion (token ids for training on rollouts).
+    step that ran the model together with its completion (token ids for training on rollouts). Both
+    step hooks see the step already recorded (the episode's last step).
     Returns the episodes in input order.
     """
     engine = as_engine(generator)

@@ -65,8 +65,8 @@ def sample_rollouts(
     def on_model(_key, episode: Episode, _step: Step, completion: Completion) -> None:
         if not completion.token_ids:
             return
-        samples.setdefault(id(episode), []).append(StepSample(
-            len(episode.steps), completion.prompt_ids, completion.token_ids, completion.logprobs))
+        samples.setdefault(id(episode), []).append(StepSample(  # the step is the episode's last one
+            len(episode.steps) - 1, completion.prompt_ids, completion.token_ids, completion.logprobs))
 
     episodes = run_episodes([(i, src) for i, src, _ in items], policy, generator, pair, chunk,
                             width=max(1, len(items)), group=group, on_model=on_model)
