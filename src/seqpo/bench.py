@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from .config import DeviceSettings, setting
 from .errors import InputFileError
-from .languages import check_supported, parse_pair
+from .languages import parse_pair
+from .prompts import check_supported
 
 
 @dataclass

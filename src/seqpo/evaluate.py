@@ -18,9 +18,10 @@ from pathlib import Path
 from . import __version__
 from .config import PolicySettings, SpeechSettings, setting
 from .errors import InputFileError
-from .languages import LanguagePair, check_supported, parse_pair
+from .languages import LanguagePair, parse_pair
 from .metrics.latency import computation_aware_delays, latency_scores
 from .metrics.quality import comet_scores, corpus_quality
+from .prompts import check_supported
 from .resume import check_run_settings, read_complete_jsonl
 from .stream import Episode, count_units
 

@@ -25,9 +25,9 @@ import torch
 
 from .config import DeviceSettings, setting
 from .errors import InputFileError
-from .languages import LanguagePair, check_supported, parse_pair
+from .languages import LanguagePair, parse_pair
 from .generation import Request, prompt_ids
-from .prompts import seqpo_prompt
+from .prompts import check_supported, seqpo_prompt
 from .resume import check_run_settings
 from .sft_slots import collate, encode_episodes, group_episodes, slots_loss
 from .slots import sliding_window

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from .config import PolicySettings, SpeechSettings, setting
 from .errors import InputFileError
-from .languages import check_supported, parse_pair
+from .languages import parse_pair
 from .metrics.latency import latency_scores
+from .prompts import check_supported
 from .stream import Episode, Step
 
 

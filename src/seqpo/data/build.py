@@ -9,8 +9,9 @@ from pathlib import Path
 from ..config import DeviceSettings, setting
 from ..errors import InputFileError, SettingsError
 from ..evaluate import load_parallel
+from ..prompts import check_supported
 from ..resume import check_run_settings
-from ..languages import LanguagePair, check_supported, parse_pair
+from ..languages import LanguagePair, parse_pair
 from .partial import append_examples, examples_from_schedule, finished_indices, summarize
 
 

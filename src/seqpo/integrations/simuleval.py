@@ -24,7 +24,8 @@ from simuleval.agents.actions import Action, ReadAction, WriteAction
 
 from ..config import PolicySettings, add_settings, build_settings, setting
 from ..errors import SettingsError
-from ..languages import check_supported, parse_pair
+from ..languages import parse_pair
+from ..prompts import check_supported
 from ..session import LiveEpisode, run_live
 
 # SimulEval's --dtype (or --fp16) in seqpo's words; unset means seqpo's auto

@@ -38,7 +38,8 @@ import torch
 
 from ..config import DeviceSettings, setting
 from ..errors import InputFileError, MissingExtraError, SettingsError
-from ..languages import LanguagePair, check_supported, parse_pair
+from ..languages import LanguagePair, parse_pair
+from ..prompts import check_supported
 from ..resume import check_run_settings, read_complete_jsonl, write_atomic
 from ..stream import count_units
 from .reward import advantages, hierarchical_rewards, seqpo_rewards

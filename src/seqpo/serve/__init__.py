@@ -93,7 +93,8 @@ def build_app(settings: ServeSettings):
     """The server's ASGI app with its model loaded (what `serve` runs; a test client can call it)."""
     from ..errors import InputFileError
     from ..generation import Generator
-    from ..languages import check_supported, parse_pair
+    from ..languages import parse_pair
+    from ..prompts import check_supported
     from ..model import load_model, load_model_adapters
     from .app import create_app
 

@@ -44,8 +44,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..engine import SourceRegionFullError
 from ..errors import SeqpoError
-from ..languages import check_supported, parse_pair
+from ..languages import parse_pair
 from ..live_engines import LiveStream
+from ..prompts import check_supported
 from ..speech.audio import pcm16_to_float
 from ..policies import POLICY_NAMES, make_policy
 from ..session import LiveEpisode, SentenceTooLongError

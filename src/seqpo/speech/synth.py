@@ -95,7 +95,8 @@ class SpeechDataSettings:
 def build_speech_data(settings: SpeechDataSettings) -> dict:
     """`seqpo data speech`: synthesize a speech test set for `seqpo eval --audio-dir`."""
     from ..evaluate import load_parallel
-    from ..languages import check_supported, parse_pair
+    from ..languages import parse_pair
+    from ..prompts import check_supported
 
     pair = check_supported(parse_pair(settings.pair))
     if pair.source != "en":

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from ..errors import SettingsError
-from ..languages import check_supported, parse_pair
+from ..languages import parse_pair
+from ..prompts import check_supported
 from ..stream import Episode
 
 
