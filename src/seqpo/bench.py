@@ -84,7 +84,7 @@ def _timed(sources, policy, engine, pair, chunk, width, group=1):
 def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     """Time every mode (and offline) on the same sentences; returns the table rows."""
     from .engine import make_engine
-    from .evaluate import read_lines
+    from .files import read_lines
     from .model import load_model
     from .policies import make_policy
 

@@ -27,6 +27,7 @@ from .config import DeviceSettings, setting
 from .errors import InputFileError
 from .languages import LanguagePair, parse_pair
 from .generation import Request, prompt_ids
+from .model import use_bf16
 from .prompts import check_supported, seqpo_prompt
 from .resume import check_run_settings
 from .sft_slots import collate, encode_episodes, group_episodes, slots_loss
@@ -146,19 +147,6 @@ def segment_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
     logits = out.logits[:, :-1].float()  # positions first .. T-2
     tail, mask = target[:, first:], keep[:, first:]
     return torch.nn.functional.cross_entropy(logits[mask], tail[mask])
-
-
-def use_bf16(choice: str, device: str | None = None) -> bool:
-    """The --bf16 setting (auto/yes/no) resolved for the training device ("cpu" or "cuda"; None: CUDA
-    when present): CUDA support, or AMX/AVX512 CPUs."""
-    if choice != "auto":
-        return choice == "yes"
-    if device == "cuda" or (device is None and torch.cuda.is_available()):
-        return torch.cuda.is_bf16_supported()
-    try:
-        return "AMX" in torch.backends.cpu.get_cpu_capability() or "AVX512" in torch.backends.cpu.get_cpu_capability()
-    except AttributeError:
-        return False
 
 
 def _training_arguments(settings: SFTSettings, out: Path, progress: bool, device: str = "cpu"):

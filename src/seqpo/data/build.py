@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import DeviceSettings, setting
 from ..errors import InputFileError, SettingsError
-from ..evaluate import load_parallel
+from ..files import load_parallel
 from ..prompts import check_supported
 from ..resume import check_run_settings
 from ..languages import LanguagePair, parse_pair

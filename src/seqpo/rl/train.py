@@ -332,9 +332,9 @@ def train(settings: TrainSettings, progress: bool = True, command: str | None = 
     from accelerate import Accelerator
     from tqdm import tqdm
 
-    from ..evaluate import load_parallel
+    from ..files import load_parallel
     from ..model import training_device, uses_chat_template
-    from ..sft import use_bf16
+    from ..model import use_bf16
     from ..generation import line_end_ids
     from ..slots import sliding_window
     from .grpo import completion_logprobs, flatten, grpo_token_loss, make_batches, make_trees, tree_logprobs

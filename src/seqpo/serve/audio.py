@@ -25,9 +25,9 @@ import numpy as np
 
 from ..engine import SourceRegionFullError
 from ..errors import SeqpoError
+from ..events import done_event, step_event
 from ..languages import parse_pair
 from ..policies import make_policy
-from ..translate import done_event, step_event
 from .metrics import ServerMetrics
 from .worker import Busy, ModelWorker
 

@@ -44,6 +44,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..engine import SourceRegionFullError
 from ..errors import SeqpoError
+from ..events import done_event, step_event
 from ..languages import parse_pair
 from ..live_engines import LiveStream
 from ..prompts import check_supported
@@ -51,7 +52,6 @@ from ..speech.audio import pcm16_to_float
 from ..policies import POLICY_NAMES, make_policy
 from ..session import LiveEpisode, SentenceTooLongError
 from ..stream import Step
-from ..translate import done_event, step_event
 from .metrics import ServerMetrics
 from .worker import Busy, ModelWorker, WorkerDead
 

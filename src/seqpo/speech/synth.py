@@ -94,7 +94,7 @@ class SpeechDataSettings:
 
 def build_speech_data(settings: SpeechDataSettings) -> dict:
     """`seqpo data speech`: synthesize a speech test set for `seqpo eval --audio-dir`."""
-    from ..evaluate import load_parallel
+    from ..files import load_parallel
     from ..languages import parse_pair
     from ..prompts import check_supported
 
