@@ -359,7 +359,7 @@ def _attach_adapter(lm, adapter: str, name: str | None = None):
 def load_model_adapters(model: str | None, adapters: dict[str, str], dtype: str = "auto",
                         device: str = "auto") -> LoadedModel:
     """One base model with several named peft adapters (name -> folder) in one PeftModel, for
-    callers that switch per request (`generation.Request.adapter`; the server's per-pair adapters).
+    callers that switch per request (`requests.Request.adapter`; the server's per-pair adapters).
     The first adapter is active after loading; with no adapters this is `load_model(model)`."""
     loaded = load_model(model, None, dtype, device)
     lm = loaded.model

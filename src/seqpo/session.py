@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import SeqpoError
-from .generation import Completion, Generator, Request
+from .generation import Generator
 from .languages import LanguagePair
 from .policies.base import Policy, State
+from .requests import Completion, Request
 from .stream import Episode, Step
 
 if TYPE_CHECKING:

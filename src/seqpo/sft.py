@@ -26,9 +26,10 @@ import torch
 from .config import DeviceSettings, setting
 from .errors import InputFileError
 from .languages import LanguagePair, parse_pair
-from .generation import Request, prompt_ids
+from .generation import prompt_ids
 from .model import use_bf16
 from .prompts import check_supported, seqpo_prompt
+from .requests import Request
 from .resume import check_run_settings
 from .sft_slots import collate, encode_episodes, group_episodes, slots_loss
 from .slots import sliding_window

@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .engine import Ahead, StreamingEngine, StreamState
-from .generation import Completion, Generator
+from .generation import Generator
 from .languages import LanguagePair
 from .policies.base import Policy, State
+from .requests import Completion
 from .stream import Episode, Step, chunk_source, count_units, join_reads
 
 

@@ -16,8 +16,8 @@ import os
 import time
 
 from ..errors import SeqpoError
-from ..generation import Request
 from ..languages import LanguagePair
+from ..requests import Request
 from ..stream import chunk_source, count_units, join_reads
 
 log = logging.getLogger(__name__)

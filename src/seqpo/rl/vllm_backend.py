@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from ..errors import MissingExtraError
-from ..generation import Completion, Request, line_end_ids, prompt_ids
+from ..generation import line_end_ids, prompt_ids
+from ..requests import Completion, Request
 
 
 class VLLMGenerator:

@@ -69,7 +69,7 @@ class ServeSettings(PolicySettings, SpeechSettings):
     def session_adapter(self, pair: str) -> str | None:
         """The `Request.adapter` of a session of `pair`: its own adapter, or the bare model for a pair
         without one; None (the model as loaded) when the server runs one adapter for every pair."""
-        from ..generation import NO_ADAPTER
+        from ..requests import NO_ADAPTER
 
         if not self.session_adapters:
             return None
