@@ -3,6 +3,7 @@ each other (directly or around a circle), counting imports inside functions too.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import subprocess
 import sys
@@ -74,3 +75,17 @@ def test_circles_found_through_function_imports(tmp_path):
     assert built.edges == {"pkg": set(), "pkg.a": {"pkg.b"}, "pkg.b": {"pkg.a"}, "pkg.c": set()}
     assert graph.circles(built.edges) == [["pkg.a", "pkg.b"]]
     assert [(m, line) for m, line, _ in built.function_imports] == [("pkg.b", 2)]
+
+
+def test_class_names_unique():
+    """No two classes share a name anywhere in the package (a reader, or a traceback, must tell them apart)."""
+    where: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "src" / "seqpo").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(str(path.relative_to(ROOT / "src")))
+    shared = {name: paths for name, paths in where.items() if len(paths) > 1}
+    # engine.py's _Job: the engine package split (issue 16) renames it
+    if sorted(shared.get("_Job", [])) == ["seqpo/engine.py", "seqpo/serve/worker.py"]:
+        del shared["_Job"]
+    assert shared == {}

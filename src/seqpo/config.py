@@ -12,8 +12,11 @@ import json
 from pathlib import Path
 from typing import Any, get_type_hints
 
+import yaml
+
 from .errors import InputFileError, SettingsError
 from .model import CHAT_TEMPLATE_CHOICES, DTYPES, check_chat_template, resolve_adapter
+from .policies import make_policy
 
 
 def setting(default: Any, help: str, **argparse_kwargs) -> Any:
@@ -70,8 +73,6 @@ class PolicySettings(DeviceSettings):
         return self.few_shot == "yes" or (self.few_shot == "auto" and not self.adapter)
 
     def build_policy(self):
-        from .policies import make_policy
-
         return make_policy(self.policy, k=self.k, chunk=self.chunk, few_shot=self.use_few_shot())
 
 
@@ -127,8 +128,6 @@ def load_config_file(path: str | Path) -> dict:
         if p.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            import yaml
-
             data = yaml.safe_load(text)
     except Exception as exc:  # any parse error of any format is the same user problem
         raise InputFileError(f"cannot parse config file {p}: {str(exc).splitlines()[0]}") from exc

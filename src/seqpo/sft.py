@@ -17,17 +17,22 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
 import torch
+from peft import LoraConfig, get_peft_model
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
 
 from .config import DeviceSettings, setting
+from .data.build import settings_path
 from .errors import InputFileError
 from .languages import LanguagePair, parse_pair
 from .generation import prompt_ids
-from .model import use_bf16
+from .model import load_model, training_device, training_dtype, use_bf16, uses_chat_template
 from .prompts import check_supported, seqpo_prompt
 from .requests import Request
 from .resume import check_run_settings
@@ -125,8 +130,6 @@ def balance_waits(rows: list[dict], max_share: float, seed: int = 0) -> list[dic
 
 def kept_waits(is_wait: list[bool], max_share: float, seed: int = 0) -> set[int]:
     """Indices of the waits kept (a random sample) so that waits are at most `max_share` of all."""
-    import random
-
     waits = [i for i, w in enumerate(is_wait) if w]
     if max_share >= 1 or not waits:
         return set(waits)
@@ -151,8 +154,6 @@ def segment_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
 
 
 def _training_arguments(settings: SFTSettings, out: Path, progress: bool, device: str = "cpu"):
-    from transformers import TrainingArguments
-
     return TrainingArguments(
         output_dir=str(out / "checkpoints"), num_train_epochs=settings.epochs, max_steps=settings.max_steps,
         learning_rate=settings.lr, per_device_train_batch_size=settings.batch_size,
@@ -166,18 +167,11 @@ def _training_arguments(settings: SFTSettings, out: Path, progress: bool, device
 
 def train_sft(settings: SFTSettings, progress: bool = True, command: str | None = None) -> Path:
     """Fine-tune and save the adapter in `settings.out`; resumes from the last checkpoint there."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import DataCollatorForSeq2Seq, Trainer
-    from transformers.trainer_utils import get_last_checkpoint
-
-    from .model import load_model, training_device, training_dtype, uses_chat_template
-
     pair = check_supported(parse_pair(settings.pair))
     if not settings.pairs or not settings.out:
         raise InputFileError("--pairs and --out are required")
     if settings.slot < 1:
         raise InputFileError("--slot must be at least 1")
-    from .data.build import settings_path
 
     sidecar = settings_path(Path(settings.pairs))
     if sidecar.exists() and json.loads(sidecar.read_text()).get("pair") not in (None, str(pair)):

@@ -24,7 +24,10 @@ from simuleval.agents.actions import Action, ReadAction, WriteAction
 
 from ..config import PolicySettings, add_settings, build_settings, setting
 from ..errors import SettingsError
+from ..generation import Generator
 from ..languages import parse_pair
+from ..live_engines import EngineSet
+from ..model import load_model
 from ..prompts import check_supported
 from ..session import LiveEpisode, run_live
 
@@ -55,10 +58,6 @@ class SeqpoTextAgent(TextToTextAgent):
     """One sentence at a time: SimulEval's words in, the policy's segments out."""
 
     def __init__(self, args: Namespace):
-        from ..generation import Generator
-        from ..live_engines import EngineSet
-        from ..model import load_model
-
         self.settings = s = agent_settings(args)
         self.pair = check_supported(parse_pair(s.pair))
         unit = getattr(args, "eval_latency_unit", self.pair.target_unit)

@@ -31,6 +31,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
+from ..metrics.latency import latency_scores, speech_latency_scores
+
 
 def group_normalize(values: Sequence[float], eps: float = 1e-6) -> list[float]:
     """(v - mean) / std within one group; all zeros when the group has no spread."""
@@ -94,8 +96,6 @@ def episode_latency(episode, reference_length: int, metric: str = "AL") -> tuple
     """(latency, source length) of one rollout in the unit its source came in: AL or LAAL in
     source units for text, in ms of the sentence's audio for speech. An episode that wrote
     nothing has no AL (SimulEval leaves it undefined); it counts as lagging the whole source."""
-    from ..metrics.latency import latency_scores, speech_latency_scores
-
     if metric not in ("AL", "LAAL"):
         raise ValueError(f"unknown latency metric {metric!r}")
     if episode.audio_span is not None:

@@ -25,6 +25,7 @@ token-level loss is normalised by the token count of all processes together.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -34,15 +35,29 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from accelerate import Accelerator
+from peft import LoraConfig, PeftModel, get_peft_model
+from tqdm import tqdm
 
 from ..config import DeviceSettings, setting
+from ..engine import StreamingEngine
 from ..errors import InputFileError, MissingExtraError, SettingsError
+from ..evaluate import EvalSettings, evaluate
+from ..files import load_parallel
+from ..generation import Generator, line_end_ids
 from ..languages import LanguagePair, parse_pair
+from ..model import (LoadedModel, load_model, quiet_peft, resolve_adapter, shipped_adapter_dir, training_device,
+                     training_dtype, use_bf16, uses_chat_template)
+from ..policies.llm import LLMPolicy
 from ..prompts import check_supported
 from ..resume import check_run_settings, read_complete_jsonl, write_atomic
+from ..slots import sliding_window
 from ..stream import count_units
+from .grpo import completion_logprobs, flatten, grpo_token_loss, make_batches, make_trees, tree_logprobs
 from .reward import advantages, hierarchical_rewards, seqpo_rewards
+from .rollout import sample_rollouts, score_rollouts
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +125,6 @@ class TrainSettings(DeviceSettings):
     tree_tokens: int = setting(1024, "tree update: most tokens per forward pass (attention grows with its square)")
 
     def __post_init__(self):
-        from ..model import resolve_adapter
-
         # the start is the SFT policy: by default the pair's shipped SFT adapter, not a shipped SeqPO one
         if self.adapter is None and self.model in (None, "", "bundled", "bundled:gemma-3-270m") \
                 and _has_shipped_sft(self.pair):
@@ -136,8 +149,6 @@ class TrainSettings(DeviceSettings):
         if self.quality == "comet" and not self.comet:
             raise SettingsError("--quality comet needs --comet PATH")
         if self.rollout_backend == "vllm":
-            import importlib.util
-
             if importlib.util.find_spec("vllm") is None:
                 raise MissingExtraError("--rollout-backend vllm needs vLLM on a CUDA machine: pip install 'seqpo[vllm]'")
         return pair
@@ -150,15 +161,11 @@ class TrainSettings(DeviceSettings):
 
 
 def _has_shipped_sft(pair: str) -> bool:
-    from ..model import shipped_adapter_dir
-
     return (shipped_adapter_dir(pair, "sft") / "adapter_config.json").exists()
 
 
 def _start_name(adapter: str | None, pair) -> str | None:
     """What `--adapter` takes to select the start policy: 'sft' for the pair's shipped SFT adapter."""
-    from ..model import shipped_adapter_dir
-
     if adapter and Path(adapter).resolve() == shipped_adapter_dir(str(pair), "sft").resolve():
         return "sft"
     return adapter or "none"
@@ -202,8 +209,6 @@ def latest_checkpoint(out: Path) -> Path | None:
 
 
 def _rng_state() -> dict:
-    import numpy as np
-
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -211,8 +216,6 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
-    import numpy as np
-
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -253,10 +256,6 @@ def _load_policy_model(settings: TrainSettings, resume_from: Path | None, save_b
     """The network being trained: the base model with the start adapter (SFT) merged into its
     weights, plus a fresh trainable LoRA ("default"). Disabling that LoRA gives exactly the start
     policy, which is the KL reference (MISSION.md: KL to the SFT reference) without a second copy."""
-    from peft import LoraConfig, PeftModel, get_peft_model
-
-    from ..model import load_model, quiet_peft, training_dtype
-
     loaded = load_model(settings.model, None, training_dtype(settings.dtype, device), "cpu",  # accelerate moves it
                         chat_template=settings.chat_template)
     base = loaded.model
@@ -280,10 +279,6 @@ def export_adapter(settings: TrainSettings, trained: Path, out: Path) -> None:
     """Save in `out` one standard adapter for the original base model: the start adapter and the
     trained one side by side (peft's "cat" combination: rank r1 + r2, each keeping its own scale),
     so `--adapter OUT` loads the trained policy on the bundled model like any SFT adapter."""
-    from peft import PeftModel
-
-    from ..model import load_model, quiet_peft
-
     if not settings.adapter:
         for f in trained.iterdir():
             if f.name.startswith("adapter_"):
@@ -306,8 +301,6 @@ def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=
         model.save_pretrained(target)
         vllm.set_adapter(target, step)
         return vllm
-    from ..engine import StreamingEngine
-    from ..generation import Generator
 
     if settings.rollouts == "cached":
         return StreamingEngine(model, tokenizer, mode="cached", batch_size=batch, do_sample=True,
@@ -316,9 +309,6 @@ def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=
 
 
 def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int) -> dict:
-    from ..evaluate import EvalSettings, evaluate
-    from ..model import LoadedModel
-
     ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model, decoding="cached",
                       adapter=str(_ckpt_dir(out, step)), few_shot="yes" if settings.use_few_shot() else "no",
                       src=settings.dev_src, ref=settings.dev_ref, limit=settings.dev_limit,
@@ -329,18 +319,6 @@ def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int
 
 
 def train(settings: TrainSettings, progress: bool = True, command: str | None = None) -> Path:
-    from accelerate import Accelerator
-    from tqdm import tqdm
-
-    from ..files import load_parallel
-    from ..model import training_device, uses_chat_template
-    from ..model import use_bf16
-    from ..generation import line_end_ids
-    from ..slots import sliding_window
-    from .grpo import completion_logprobs, flatten, grpo_token_loss, make_batches, make_trees, tree_logprobs
-    from .rollout import sample_rollouts, score_rollouts
-    from ..policies.llm import LLMPolicy
-
     pair = settings.validate()
     sources, references = load_parallel(settings.src, settings.ref, settings.limit)
     usable = [i for i, s in enumerate(sources) if s.strip() and references[i].strip() and

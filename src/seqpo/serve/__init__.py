@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import uvicorn
+
 from ..config import PolicySettings, SpeechSettings, setting
+from ..errors import InputFileError
+from ..generation import Generator
+from ..languages import parse_pair
+from ..model import DEFAULT_MODEL, load_model, load_model_adapters, shipped_adapter_dir
+from ..prompts import check_supported, supported_pairs
+from ..requests import NO_ADAPTER
+from .app import create_app
 
 
 @dataclass
@@ -58,9 +67,6 @@ class ServeSettings(PolicySettings, SpeechSettings):
     def shipped_adapters(self) -> dict[str, str]:
         """pair -> shipped adapter folder for every supported pair that has one: the server's adapters
         when no --adapter was given on the bundled model (an explicit --adapter serves every pair)."""
-        from ..model import DEFAULT_MODEL, shipped_adapter_dir
-        from ..prompts import supported_pairs
-
         if self.adapter_given is not None or self.model not in (None, "", DEFAULT_MODEL, "bundled"):
             return {}
         return {str(p): str(shipped_adapter_dir(str(p))) for p in supported_pairs()
@@ -69,8 +75,6 @@ class ServeSettings(PolicySettings, SpeechSettings):
     def session_adapter(self, pair: str) -> str | None:
         """The `Request.adapter` of a session of `pair`: its own adapter, or the bare model for a pair
         without one; None (the model as loaded) when the server runs one adapter for every pair."""
-        from ..requests import NO_ADAPTER
-
         if not self.session_adapters:
             return None
         return self.session_adapters.get(pair, NO_ADAPTER)
@@ -84,20 +88,11 @@ class ServeSettings(PolicySettings, SpeechSettings):
 
 def serve(settings: ServeSettings) -> None:
     """Load the model, then serve until interrupted."""
-    import uvicorn
-
     uvicorn.run(build_app(settings), **uvicorn_options(settings))
 
 
 def build_app(settings: ServeSettings):
     """The server's ASGI app with its model loaded (what `serve` runs; a test client can call it)."""
-    from ..errors import InputFileError
-    from ..generation import Generator
-    from ..languages import parse_pair
-    from ..prompts import check_supported
-    from ..model import load_model, load_model_adapters
-    from .app import create_app
-
     check_supported(parse_pair(settings.pair))
     for name in ("k", "chunk", "batch_size", "queue_size", "max_message_bytes", "max_sentence_words", "port",
                  "max_audio_frame_bytes", "max_audio_sessions", "slot", "max_sentence_chars", "max_sessions",

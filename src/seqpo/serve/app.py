@@ -26,6 +26,7 @@ from starlette.middleware.cors import CORSMiddleware
 from ..engine import SourceRegionFullError
 from ..errors import InputFileError, MissingExtraError
 from ..generation import Generator
+from ..live_engines import EngineSet
 from ..session import SentenceTooLongError
 from ..speech.audio import SAMPLE_RATE, AudioTooLongError
 from .admission import BodyLimit, OriginCheck
@@ -54,8 +55,6 @@ class TranslateBody(BaseModel):
 def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
     """The app around `generator`'s model; with `settings.decoding` append or slots, sessions run
     on live engines over that model (`seqpo.live_engines`) instead of re-encoding each step."""
-    from ..live_engines import EngineSet
-
     metrics = ServerMetrics()
     decoding = getattr(settings, "decoding", "reencode")
     engines = None if decoding == "reencode" else \

@@ -52,6 +52,7 @@ from ..speech.audio import pcm16_to_float
 from ..policies import POLICY_NAMES, make_policy
 from ..session import LiveEpisode, SentenceTooLongError
 from ..stream import Step
+from .audio import SAMPLE_RATE, AudioStream
 from .metrics import ServerMetrics
 from .worker import Busy, ModelWorker, WorkerDead
 
@@ -281,8 +282,6 @@ class Connection:
     # -- speech ---------------------------------------------------------------------------------
     async def start_audio(self, msg: dict) -> dict:
         """A start with input audio: checked, then Whisper loaded (first time) and a stream opened."""
-        from .audio import SAMPLE_RATE, AudioStream
-
         rate = msg.get("sample_rate", SAMPLE_RATE)
         if rate != SAMPLE_RATE or isinstance(rate, bool):
             raise ProtocolError("bad_rate", f"sample_rate must be {SAMPLE_RATE}: send 16-bit little-endian mono "
