@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 from filelock import FileLock
-from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
@@ -343,6 +342,7 @@ def _attach_adapter(lm, adapter: str, name: str | None = None):
     adapter_path = Path(adapter).expanduser()
     if not (adapter_path / "adapter_config.json").exists():
         raise ModelLoadError(f"adapter folder {adapter_path} has no adapter_config.json")
+    from peft import PeftModel  # start-up cost: peft loads ~3 s of torch.distributed; only adapters need it
 
     try:
         with quiet_peft():

@@ -23,9 +23,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from .config import DeviceSettings, setting
 from .data.build import settings_path
@@ -154,6 +151,7 @@ def segment_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
 
 
 def _training_arguments(settings: SFTSettings, out: Path, progress: bool, device: str = "cpu"):
+    from transformers import TrainingArguments  # start-up cost: transformers' Trainer stack takes ~3 s to import
     return TrainingArguments(
         output_dir=str(out / "checkpoints"), num_train_epochs=settings.epochs, max_steps=settings.max_steps,
         learning_rate=settings.lr, per_device_train_batch_size=settings.batch_size,
@@ -167,6 +165,11 @@ def _training_arguments(settings: SFTSettings, out: Path, progress: bool, device
 
 def train_sft(settings: SFTSettings, progress: bool = True, command: str | None = None) -> Path:
     """Fine-tune and save the adapter in `settings.out`; resumes from the last checkpoint there."""
+    # start-up cost: peft and transformers' Trainer stack take ~3 s to import; only training needs them
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorForSeq2Seq, Trainer
+    from transformers.trainer_utils import get_last_checkpoint
+
     pair = check_supported(parse_pair(settings.pair))
     if not settings.pairs or not settings.out:
         raise InputFileError("--pairs and --out are required")

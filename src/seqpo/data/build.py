@@ -18,7 +18,6 @@ from ..resume import check_run_settings
 from ..languages import LanguagePair, parse_pair
 from .agreement import agreement_schedules
 from .partial import append_examples, examples_from_schedule, finished_indices, summarize
-from .teacher import HTTPTeacher, LocalTeacher, teacher_schedule
 
 
 @dataclass
@@ -62,6 +61,8 @@ def settings_path(pairs: Path) -> Path:
 
 
 def build_partial(settings: PartialDataSettings, loaded=None, progress: bool = True) -> dict:
+    from .teacher import HTTPTeacher, LocalTeacher, teacher_schedule  # start-up cost: httpx takes ~0.7 s
+
     pair = settings.validate()
     sources, refs = load_parallel(settings.src, settings.ref, settings.limit)
     out = Path(settings.out)

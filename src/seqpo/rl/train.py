@@ -37,8 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from peft import LoraConfig, PeftModel, get_peft_model
 from tqdm import tqdm
 
 from ..config import DeviceSettings, setting
@@ -256,6 +254,8 @@ def _load_policy_model(settings: TrainSettings, resume_from: Path | None, save_b
     """The network being trained: the base model with the start adapter (SFT) merged into its
     weights, plus a fresh trainable LoRA ("default"). Disabling that LoRA gives exactly the start
     policy, which is the KL reference (MISSION.md: KL to the SFT reference) without a second copy."""
+    from peft import LoraConfig, PeftModel, get_peft_model  # start-up cost: ~3 s to import; only training needs it
+
     loaded = load_model(settings.model, None, training_dtype(settings.dtype, device), "cpu",  # accelerate moves it
                         chat_template=settings.chat_template)
     base = loaded.model
@@ -279,6 +279,8 @@ def export_adapter(settings: TrainSettings, trained: Path, out: Path) -> None:
     """Save in `out` one standard adapter for the original base model: the start adapter and the
     trained one side by side (peft's "cat" combination: rank r1 + r2, each keeping its own scale),
     so `--adapter OUT` loads the trained policy on the bundled model like any SFT adapter."""
+    from peft import PeftModel  # start-up cost: ~3 s to import; only training needs it
+
     if not settings.adapter:
         for f in trained.iterdir():
             if f.name.startswith("adapter_"):
@@ -319,6 +321,8 @@ def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int
 
 
 def train(settings: TrainSettings, progress: bool = True, command: str | None = None) -> Path:
+    from accelerate import Accelerator  # start-up cost: only training needs it
+
     pair = settings.validate()
     sources, references = load_parallel(settings.src, settings.ref, settings.limit)
     usable = [i for i, s in enumerate(sources) if s.strip() and references[i].strip() and

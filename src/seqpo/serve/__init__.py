@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import uvicorn
-
 from ..config import PolicySettings, SpeechSettings, setting
 from ..errors import InputFileError
 from ..generation import Generator
@@ -21,7 +19,6 @@ from ..languages import parse_pair
 from ..model import DEFAULT_MODEL, load_model, load_model_adapters, shipped_adapter_dir
 from ..prompts import check_supported, supported_pairs
 from ..requests import NO_ADAPTER
-from .app import create_app
 
 
 @dataclass
@@ -88,11 +85,15 @@ class ServeSettings(PolicySettings, SpeechSettings):
 
 def serve(settings: ServeSettings) -> None:
     """Load the model, then serve until interrupted."""
+    import uvicorn  # start-up cost: only serving needs the web server
+
     uvicorn.run(build_app(settings), **uvicorn_options(settings))
 
 
 def build_app(settings: ServeSettings):
     """The server's ASGI app with its model loaded (what `serve` runs; a test client can call it)."""
+    from .app import create_app  # start-up cost: the web stack (fastapi, pydantic, starlette) takes ~0.5 s
+
     check_supported(parse_pair(settings.pair))
     for name in ("k", "chunk", "batch_size", "queue_size", "max_message_bytes", "max_sentence_words", "port",
                  "max_audio_frame_bytes", "max_audio_sessions", "slot", "max_sentence_chars", "max_sessions",
