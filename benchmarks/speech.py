@@ -18,7 +18,8 @@ import statistics
 import time
 from pathlib import Path
 
-from seqpo.evaluate import EvalSettings, evaluate, load_parallel, read_finished
+from seqpo.evaluate import EvalSettings, evaluate, read_finished
+from seqpo.files import load_parallel
 from seqpo.metrics.wer import corpus_wer
 from seqpo.speech.asr import load_whisper, transcribe_offline
 from seqpo.speech.audio import read_audio

@@ -11,7 +11,7 @@ import pytest
 from conftest import build_tiny_model
 from seqpo.cli import main
 from seqpo.errors import SettingsError
-from seqpo.generation import Generator, Request
+from seqpo.generation import Generator
 from seqpo.languages import parse_pair
 from seqpo.model import load_model, uses_chat_template
 from seqpo.policies.base import State

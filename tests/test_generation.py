@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from seqpo.generation import Generator, Request
+from seqpo.generation import Generator
+from seqpo.requests import Request
 
 
 def plain_greedy(loaded, prefix, prompt, max_new):
@@ -63,7 +64,7 @@ def test_must_write_rows_never_end_the_line_first(tiny_loaded):
 def test_named_adapters_match_single_adapter_models(tiny_model_dir, tiny_adapters):
     """One model holding two named adapters, requests of both (and of the bare model) mixed in one
     `complete` call: each gives what a model with only its adapter (or none) gives."""
-    from seqpo.generation import NO_ADAPTER
+    from seqpo.requests import NO_ADAPTER
     from seqpo.model import load_model, load_model_adapters
 
     multi = load_model_adapters(str(tiny_model_dir), {k: str(v) for k, v in tiny_adapters.items()})

@@ -83,7 +83,7 @@ def test_region_overflow_fails_only_its_stream(tiny_loaded):
     small, fine = engines.stream(PAIR, max_units=1), engines.stream(PAIR, max_units=30)
     for stream in (small, fine):
         stream.read("The weather is nice today and we would like", last=False)
-    from seqpo.generation import Request
+    from seqpo.requests import Request
 
     out = engines.complete_each([Request("", "", 3), Request("", "", 3)], [small, fine])
     assert isinstance(out[0], SourceRegionFullError) and small.closed and small.state is None
@@ -107,7 +107,8 @@ def test_server_worker_batches_continuously(tiny_loaded, mode):
     long step (continuous batching in the server's worker)."""
     import asyncio
 
-    from seqpo.generation import Generator, Request
+    from seqpo.generation import Generator
+    from seqpo.requests import Request
     from seqpo.serve.worker import ModelWorker
 
     engines = EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, mode)

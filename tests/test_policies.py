@@ -1,4 +1,4 @@
-from seqpo.generation import Completion
+from seqpo.requests import Completion
 from seqpo.languages import parse_pair
 from seqpo.policies import LLMPolicy, OfflinePolicy, WaitKPolicy, make_policy
 from seqpo.policies.base import State, whole_units

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from seqpo.generation import Generator, Request
+from seqpo.generation import Generator
+from seqpo.requests import Request
 from seqpo.languages import parse_pair
 from seqpo.policies.llm import LLMPolicy
 from seqpo.rl.grpo import completion_logprobs, flatten, grpo_token_loss, make_batches

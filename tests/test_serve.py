@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
-from seqpo.generation import Completion, Request
+from seqpo.requests import Completion, Request
 from seqpo.serve.worker import Busy, ModelWorker
 from seqpo.stream import append_segment
 
@@ -334,7 +334,8 @@ def test_sessions_run_on_the_adapter_of_their_pair(tiny_model_dir, tiny_adapters
     model with only its adapter gives; a pair without one runs bare, with few-shot examples."""
     from starlette.testclient import TestClient
 
-    from seqpo.generation import NO_ADAPTER, Generator
+    from seqpo.generation import Generator
+    from seqpo.requests import NO_ADAPTER
     from seqpo.model import load_model, load_model_adapters
     from seqpo.serve import ServeSettings
     from seqpo.serve.app import create_app

@@ -17,9 +17,17 @@ import statistics
 import time
 from dataclasses import dataclass
 
+import torch
+
 from .config import BARE_MODEL, DeviceSettings, check_at_least, resolve_adapter_setting, setting, uses_few_shot
+from .engine import engine_class, make_engine
 from .errors import InputFileError
-from .languages import check_supported, parse_pair
+from .files import read_lines
+from .languages import parse_pair
+from .model import load_model
+from .policies import make_policy
+from .prompts import check_supported
+from .simulate import run_episodes
 
 
 @dataclass
@@ -51,8 +59,6 @@ class BenchSettings(DeviceSettings):
 
 
 def _timed(sources, policy, engine, pair, chunk, width, group=1):
-    from .simulate import run_episodes
-
     first_write = {}
     forwards = [0]
     base = engine.model.get_base_model() if hasattr(engine.model, "get_base_model") else engine.model
@@ -81,11 +87,6 @@ def _timed(sources, policy, engine, pair, chunk, width, group=1):
 
 def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     """Time every mode (and offline) on the same sentences; returns the table rows."""
-    from .engine import engine_class, make_engine
-    from .evaluate import read_lines
-    from .model import load_model
-    from .policies import make_policy
-
     pair = settings.validate()
     lines = [x for x in read_lines(settings.src, "source") if x.strip()][: settings.limit]
     sources = list(enumerate(lines))
@@ -145,8 +146,6 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     for row in rows:
         row["x_offline"] = round(row["wall_s"] / base, 2) if base else None
     if settings.group > 1:
-        import torch
-
         for mode in modes:
             sampling = dict(do_sample=True, temperature=1.0)
             for how in ("forked", "separate"):

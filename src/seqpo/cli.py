@@ -10,8 +10,18 @@ import shlex
 import sys
 
 from . import __version__
+from .bench import BenchSettings, markdown_table, run_bench
 from .config import add_settings, build_settings
+from .data.build import PartialDataSettings, build_partial
+from .data.long_form import LongFormSettings, build_long_form
 from .errors import SeqpoError
+from .evaluate import EvalSettings, evaluate
+from .plot import PlotSettings, run_plot
+from .rl.train import TrainSettings, train
+from .serve import ServeSettings, serve
+from .sft import SFTSettings, train_sft
+from .speech.synth import SpeechDataSettings, build_speech_data
+from .translate import TranslateSettings, translate
 
 DESCRIPTION = """\
 seqpo: simultaneous machine translation with LLMs.
@@ -24,15 +34,11 @@ SEQPO_CACHE)."""
 
 
 def _cmd_translate(args) -> int:
-    from .translate import TranslateSettings, translate
-
     translate(build_settings(TranslateSettings, args))
     return 0
 
 
 def _cmd_eval(args) -> int:
-    from .evaluate import EvalSettings, evaluate
-
     settings = build_settings(EvalSettings, args)
     scores = evaluate(settings, progress=not args.quiet)
     shown = {k: v for k, v in scores.items() if k != "signature"}
@@ -41,37 +47,27 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_serve(args) -> int:
-    from .serve import ServeSettings, serve
-
     serve(build_settings(ServeSettings, args))
     return 0
 
 
 def _cmd_data_partial(args) -> int:
-    from .data.build import PartialDataSettings, build_partial
-
     summary = build_partial(build_settings(PartialDataSettings, args), progress=not args.quiet)
     print(json.dumps(summary))
     return 0
 
 
 def _cmd_data_speech(args) -> int:
-    from .speech.synth import SpeechDataSettings, build_speech_data
-
     print(json.dumps(build_speech_data(build_settings(SpeechDataSettings, args))))
     return 0
 
 
 def _cmd_data_long_form(args) -> int:
-    from .data.long_form import LongFormSettings, build_long_form
-
     print(json.dumps(build_long_form(build_settings(LongFormSettings, args))))
     return 0
 
 
 def _cmd_sft(args) -> int:
-    from .sft import SFTSettings, train_sft
-
     out = train_sft(build_settings(SFTSettings, args), progress=not args.quiet,
                     command="seqpo " + " ".join(shlex.quote(a) for a in args.argv))
     print(json.dumps({"adapter": str(out)}))
@@ -79,16 +75,12 @@ def _cmd_sft(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .bench import BenchSettings, markdown_table, run_bench
-
     rows = run_bench(build_settings(BenchSettings, args), log=lambda m: print(m, file=sys.stderr))
     print(markdown_table(rows))
     return 0
 
 
 def _cmd_train(args) -> int:
-    from .rl.train import TrainSettings, train
-
     out = train(build_settings(TrainSettings, args), progress=not args.quiet,
                 command="seqpo " + " ".join(shlex.quote(a) for a in args.argv))
     print(json.dumps({"adapter": str(out), "log": str(out / "log.jsonl")}))
@@ -96,8 +88,6 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from .plot import PlotSettings, run_plot
-
     print(run_plot(build_settings(PlotSettings, args)))
     return 0
 
@@ -114,17 +104,6 @@ def _add_command(sub, name: str, settings_cls, func, help: str, description: str
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .bench import BenchSettings
-    from .plot import PlotSettings
-    from .rl.train import TrainSettings
-    from .data.build import PartialDataSettings
-    from .data.long_form import LongFormSettings
-    from .evaluate import EvalSettings
-    from .serve import ServeSettings
-    from .sft import SFTSettings
-    from .speech.synth import SpeechDataSettings
-    from .translate import TranslateSettings
-
     parser = argparse.ArgumentParser(prog="seqpo", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"seqpo {__version__}")

@@ -12,8 +12,11 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar, get_type_hints
 
+import yaml
+
 from .errors import InputFileError, SettingsError
 from .model import CHAT_TEMPLATE_CHOICES, DTYPES, check_chat_template, is_bundled, resolve_adapter, shipped_adapter_dir
+from .policies import make_policy
 
 
 def setting(default: Any, help: str, **argparse_kwargs) -> Any:
@@ -122,8 +125,6 @@ class PolicySettings(DeviceSettings, AdapterChoice):
             raise SettingsError("--lookahead must be 0 (off) or more")
 
     def build_policy(self):
-        from .policies import make_policy
-
         return make_policy(self.policy, k=self.k, chunk=self.chunk, few_shot=self.use_few_shot())
 
 
@@ -180,8 +181,6 @@ def load_config_file(path: str | Path) -> dict:
         if p.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            import yaml
-
             data = yaml.safe_load(text)
     except Exception as exc:  # any parse error of any format is the same user problem
         raise InputFileError(f"cannot parse config file {p}: {str(exc).splitlines()[0]}") from exc

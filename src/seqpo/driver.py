@@ -31,9 +31,9 @@ from typing import Protocol
 
 from .engine import Ahead
 from .errors import SeqpoError
-from .generation import Completion, Request
 from .languages import LanguagePair
 from .policies.base import Policy, State
+from .requests import Completion, Request
 from .stream import Episode, Step
 
 

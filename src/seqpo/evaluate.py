@@ -12,17 +12,25 @@ import json
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm import tqdm
 
 from . import __version__
 from .config import PolicySettings, SpeechSettings, check_at_least, setting
+from .engine import engine_class, make_engine
 from .errors import InputFileError
-from .languages import LanguagePair, check_supported, parse_pair
-from .metrics.latency import computation_aware_scores, episode_latency
+from .files import load_parallel
+from .instances import add_computation_aware, instance_record
+from .languages import LanguagePair, parse_pair
 from .metrics.quality import comet_scores, corpus_quality
+from .metrics.wer import corpus_wer
+from .model import load_model, uses_chat_template
+from .prompts import check_supported
 from .resume import check_run_settings, read_complete_jsonl
-from .stream import Episode, count_units
+from .simulate import run_episodes
+from .speech.evaluate import load_audio_set, run_audio_set
 
 
 @dataclass
@@ -58,54 +66,6 @@ SPEECH_LATENCY_KEYS = ("StartOffset", "EndOffset", "AL", "LAAL", "StartOffset_CA
 
 # Settings that older seqpo versions did not record in settings.json, with the value they used.
 LEGACY_DEFAULTS = {"decoding": "reencode", "slot": None, "few_shot": True, "chat_template": "off"}
-
-
-def read_lines(path: str | Path, what: str) -> list[str]:
-    p = Path(path)
-    if not p.is_file():
-        raise InputFileError(f"{what} file not found: {p}")
-    try:
-        return p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise InputFileError(f"{what} file {p} is not UTF-8 text") from exc
-
-
-def load_parallel(src: str | Path, ref: str | Path, limit: int | None = None) -> tuple[list[str], list[str]]:
-    """Source and reference lines, checked to align, cut to the first `limit`."""
-    sources = read_lines(src, "source")
-    references = read_lines(ref, "reference")
-    if len(sources) != len(references):
-        raise InputFileError(f"{src} has {len(sources)} lines but {ref} has {len(references)}")
-    if limit:
-        sources, references = sources[:limit], references[:limit]
-    return sources, references
-
-
-def instance_record(index: int, episode: Episode, reference: str, unit_ms: float) -> dict:
-    delays, elapsed = episode.delays(), episode.elapsed()
-    src_len = episode.source_length
-    ref_len = count_units(reference, episode.target_unit)
-    record = {
-        "index": index,
-        "source": episode.source,
-        "prediction": episode.prediction,
-        "delays": delays,
-        "elapsed": elapsed,
-        "source_length": src_len,
-        "reference": reference,
-        "prediction_length": len(delays),
-        "reference_length": ref_len,
-        "wait_fraction": episode.wait_fraction,
-        "steps": [asdict(s) for s in episode.steps],
-        "metric": episode_latency(episode, ref_len, unit_ms),
-    }
-    return record
-
-
-def add_computation_aware(record: dict, unit_ms: float) -> None:
-    """AL_CA / LAAL_CA of one instance record, at `unit_ms` per source unit."""
-    record["metric"].update(computation_aware_scores(record["delays"], record["elapsed"], record["source_length"],
-                                                     record["reference_length"], unit_ms))
 
 
 def read_finished(path: Path) -> dict[int, dict]:
@@ -167,8 +127,7 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
         result["COMET"] = round(system, 2)
     result["signature"] = signature(settings, pair, policy_settings, quality)
     if speech:
-        from .metrics.wer import corpus_wer  # recomputed, like CA latency, so a resume scores alike
-
+        # recomputed, like CA latency, so a resume scores alike
         result["WER"] = round(corpus_wer([r["source"] for r in records], [r["transcript"] for r in records]), 2)
         result["signature"].update(
             latency_unit={"source": "ms of audio", "target": pair.target_unit}, unit_ms=None,
@@ -179,16 +138,8 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
 
 def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict:
     """Evaluate (or resume evaluating) a policy; returns the scores also written to scores.json."""
-    from tqdm import tqdm
-
-    from .engine import engine_class, make_engine
-    from .model import load_model, uses_chat_template
-    from .simulate import run_episodes
-
     pair = settings.validate()
     if settings.audio_dir:
-        from .speech.evaluate import load_audio_set
-
         wavs, sources, references = load_audio_set(settings.audio_dir, pair, settings.src, settings.ref,
                                                     settings.limit)
     else:
@@ -234,8 +185,6 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
             bar.update(1)
 
         if settings.audio_dir:
-            from .speech.evaluate import run_audio_set
-
             run_audio_set([i for i, _ in todo], wavs, sources, references, settings, loaded, write)
         else:
             run_episodes(todo, policy, generator, pair, settings.chunk, width=settings.batch_size,

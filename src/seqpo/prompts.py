@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import UnknownPairError
 from .languages import LanguagePair
 from .stream import append_segment, join_reads
 
@@ -117,6 +118,13 @@ def streaming_prefix(pair: LanguagePair) -> str:
 
 def supported_pairs() -> list[str]:
     return [f"{s}-{t}" for s, t in EXAMPLES]
+
+
+def check_supported(pair: LanguagePair) -> LanguagePair:
+    """Reject pairs we have no prompts for, naming the ones we do."""
+    if f"{pair}" not in supported_pairs():
+        raise UnknownPairError(f"pair '{pair}' is not supported (supported: {', '.join(supported_pairs())})")
+    return pair
 
 
 # -- Conversational (append-only) format ------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -24,10 +25,13 @@ from pathlib import Path
 import torch
 
 from .config import DeviceSettings, check_at_least, setting
+from .data.build import settings_path
 from .errors import InputFileError
-from .languages import LanguagePair, check_supported, parse_pair
-from .generation import Request, prompt_ids
-from .prompts import seqpo_prompt
+from .languages import LanguagePair, parse_pair
+from .generation import prompt_ids
+from .model import load_model, training_device, training_dtype, use_bf16, uses_chat_template
+from .prompts import check_supported, seqpo_prompt
+from .requests import Request
 from .resume import check_run_settings
 from .sft_slots import collate, encode_episodes, group_episodes, slots_loss
 from .slots import sliding_window
@@ -123,8 +127,6 @@ def balance_waits(rows: list[dict], max_share: float, seed: int = 0) -> list[dic
 
 def kept_waits(is_wait: list[bool], max_share: float, seed: int = 0) -> set[int]:
     """Indices of the waits kept (a random sample) so that waits are at most `max_share` of all."""
-    import random
-
     waits = [i for i, w in enumerate(is_wait) if w]
     if max_share >= 1 or not waits:
         return set(waits)
@@ -148,22 +150,8 @@ def segment_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits[mask], tail[mask])
 
 
-def use_bf16(choice: str, device: str | None = None) -> bool:
-    """The --bf16 setting (auto/yes/no) resolved for the training device ("cpu" or "cuda"; None: CUDA
-    when present): CUDA support, or AMX/AVX512 CPUs."""
-    if choice != "auto":
-        return choice == "yes"
-    if device == "cuda" or (device is None and torch.cuda.is_available()):
-        return torch.cuda.is_bf16_supported()
-    try:
-        return "AMX" in torch.backends.cpu.get_cpu_capability() or "AVX512" in torch.backends.cpu.get_cpu_capability()
-    except AttributeError:
-        return False
-
-
 def _training_arguments(settings: SFTSettings, out: Path, progress: bool, device: str = "cpu"):
-    from transformers import TrainingArguments
-
+    from transformers import TrainingArguments  # start-up cost: transformers' Trainer stack takes ~3 s to import
     return TrainingArguments(
         output_dir=str(out / "checkpoints"), num_train_epochs=settings.epochs, max_steps=settings.max_steps,
         learning_rate=settings.lr, per_device_train_batch_size=settings.batch_size,
@@ -177,17 +165,15 @@ def _training_arguments(settings: SFTSettings, out: Path, progress: bool, device
 
 def train_sft(settings: SFTSettings, progress: bool = True, command: str | None = None) -> Path:
     """Fine-tune and save the adapter in `settings.out`; resumes from the last checkpoint there."""
+    # start-up cost: peft and transformers' Trainer stack take ~3 s to import; only training needs them
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer
     from transformers.trainer_utils import get_last_checkpoint
-
-    from .model import load_model, training_device, training_dtype, uses_chat_template
 
     pair = check_supported(parse_pair(settings.pair))
     if not settings.pairs or not settings.out:
         raise InputFileError("--pairs and --out are required")
     check_at_least(settings, 1, "slot")
-    from .data.build import settings_path
 
     sidecar = settings_path(Path(settings.pairs))
     if sidecar.exists() and json.loads(sidecar.read_text()).get("pair") not in (None, str(pair)):

@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from .driver import EpisodeRun, drive
-from .engine import StreamingEngine
-from .generation import Completion, Generator
+from .engine import ReencodeEngine, StreamingEngine
+from .generation import Generator
 from .languages import LanguagePair
 from .policies.base import Policy
+from .requests import Completion
 from .stream import Episode, Step
 
 
@@ -29,7 +30,7 @@ def as_engine(generator: Generator | StreamingEngine | None) -> StreamingEngine 
     """A plain Generator is the re-encode mode of an engine."""
     if generator is None or isinstance(generator, StreamingEngine):
         return generator
-    return StreamingEngine.reencoding(generator)
+    return ReencodeEngine.over(generator)
 
 
 def run_episodes(

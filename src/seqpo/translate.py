@@ -7,10 +7,16 @@ import sys
 from dataclasses import dataclass
 
 from .config import PolicySettings, SpeechSettings, setting
+from .engine import make_engine
 from .errors import InputFileError
-from .languages import check_supported, parse_pair
-from .metrics.latency import episode_latency
-from .stream import Episode, Step
+from .events import done_event, step_event
+from .languages import parse_pair
+from .live_view import LiveView
+from .model import load_model
+from .prompts import check_supported
+from .simulate import stream_text
+from .speech.translate import translate_audio
+from .stream import Episode
 
 
 @dataclass
@@ -25,32 +31,6 @@ class TranslateSettings(PolicySettings, SpeechSettings):
                                       "words as if it ended (its source region is reserved for that many)")
 
 
-def step_event(episode: Episode, step: Step) -> dict:
-    if step.written:
-        event = {"type": "write", "text": step.written, "read": step.read,
-                 "target": episode.prediction, "elapsed_ms": round(step.elapsed_ms, 1)}
-    else:
-        event = {"type": "wait", "read": step.read, "elapsed_ms": round(step.elapsed_ms, 1)}
-    if step.audio_ms is not None:  # speech input: the audio received when the step ran
-        event["audio_ms"] = round(step.audio_ms, 1)
-    return event
-
-
-def done_event(episode: Episode) -> dict:
-    # no reference here: AL/LAAL use the prediction's own length (SimulEval without use_ref_len)
-    event = {"type": "done", "source": episode.source, "prediction": episode.prediction,
-             "delays": episode.delays()}
-    lat = episode_latency(episode)
-    if episode.audio_span is not None:  # speech input: latency in ms of the sentence's audio
-        lat = {k: round(v, 1) for k, v in lat.items()}
-        event.update(lat, AL=lat.get("AL"), LAAL=lat.get("LAAL"),
-                     audio_span=[round(t, 1) for t in episode.audio_span], latency_unit="ms")
-    else:
-        event.update(AL=lat.get("AL"), LAAL=lat.get("LAAL"))
-    event["wait_fraction"] = round(episode.wait_fraction, 3)
-    return event
-
-
 def read_input(settings: TranslateSettings) -> list[str]:
     text = settings.text if settings.text is not None else sys.stdin.read()
     if len(text) > settings.max_chars:
@@ -62,14 +42,8 @@ def read_input(settings: TranslateSettings) -> list[str]:
 
 
 def translate(settings: TranslateSettings, out=None) -> list[Episode]:
-    from .engine import make_engine
-    from .model import load_model
-    from .simulate import stream_text
-
     out = out or sys.stdout
     if settings.audio is not None:
-        from .speech.translate import translate_audio
-
         return translate_audio(settings, out)
     pair = check_supported(parse_pair(settings.pair))
     settings.check_policy()
@@ -89,7 +63,6 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
             print(json.dumps(done_event(ep), ensure_ascii=False), file=out, flush=True)
             episodes.append(ep)
         return episodes
-    from .live_view import LiveView
 
     view = LiveView(pair, policy.settings())
     with view:

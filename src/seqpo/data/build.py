@@ -6,11 +6,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from ..config import DeviceSettings, check_at_least, setting
 from ..errors import InputFileError
-from ..evaluate import load_parallel
+from ..files import load_parallel
+from ..generation import Generator
+from ..model import load_model
+from ..prompts import check_supported
 from ..resume import check_run_settings
-from ..languages import LanguagePair, check_supported, parse_pair
+from ..languages import LanguagePair, parse_pair
+from .agreement import agreement_schedules
 from .partial import append_examples, examples_from_schedule, finished_indices, summarize
 
 
@@ -53,12 +59,7 @@ def settings_path(pairs: Path) -> Path:
 
 
 def build_partial(settings: PartialDataSettings, loaded=None, progress: bool = True) -> dict:
-    from tqdm import tqdm
-
-    from ..generation import Generator
-    from ..model import load_model
-    from .agreement import agreement_schedules
-    from .teacher import HTTPTeacher, LocalTeacher, teacher_schedule
+    from .teacher import HTTPTeacher, LocalTeacher, teacher_schedule  # start-up cost: httpx takes ~0.7 s
 
     pair = settings.validate()
     sources, refs = load_parallel(settings.src, settings.ref, settings.limit)

@@ -15,8 +15,13 @@ from pathlib import Path
 
 from ..config import setting
 from ..errors import InputFileError, SettingsError
+from ..files import load_parallel
+from ..languages import parse_pair
 from ..metrics.stream_latency import StreamSentence
+from ..prompts import check_supported
+from ..resume import check_run_settings, read_complete_jsonl
 from ..stream import count_units
+from .build import settings_path
 
 
 @dataclass
@@ -70,7 +75,6 @@ def long_form_streams(sources: list[str], references: list[str], lines: int, sou
 
 def read_long_form(path: str | Path) -> list[LongFormStream]:
     """The streams of a `seqpo data long-form` file, in order."""
-    from ..resume import read_complete_jsonl
 
     try:
         return [LongFormStream(**r) for r in read_complete_jsonl(Path(path), truncate=False)]
@@ -80,11 +84,6 @@ def read_long_form(path: str | Path) -> list[LongFormStream]:
 
 def build_long_form(settings: LongFormSettings) -> dict:
     """Write the streams to `settings.out`, appending only those a previous run did not finish."""
-    from ..evaluate import load_parallel
-    from ..languages import check_supported, parse_pair
-    from ..resume import check_run_settings, read_complete_jsonl
-    from .build import settings_path
-
     pair = check_supported(parse_pair(settings.pair))
     for name in ("src", "ref", "out"):
         if not getattr(settings, name):

@@ -14,10 +14,13 @@ import json
 import logging
 import os
 import time
+from email.utils import parsedate_to_datetime
+
+import httpx
 
 from ..errors import SeqpoError
-from ..generation import Request
 from ..languages import LanguagePair
+from ..requests import Request
 from ..stream import chunk_source, count_units, join_reads
 
 log = logging.getLogger(__name__)
@@ -91,8 +94,6 @@ def retry_delay(attempt: int, retry_after: str | None, backoff: float, longest: 
         try:
             return min(longest, max(0.0, float(retry_after)))
         except ValueError:
-            from email.utils import parsedate_to_datetime
-
             try:
                 when = parsedate_to_datetime(retry_after)
                 return min(longest, max(0.0, when.timestamp() - time.time()))
@@ -112,8 +113,6 @@ class HTTPTeacher:
 
     def __init__(self, url: str, model: str = "default", key_env: str = "OPENAI_API_KEY", timeout: float = 120,
                  attempts: int = 5, backoff: float = 1.0):
-        import httpx
-
         headers = {}
         if os.environ.get(key_env):
             headers["Authorization"] = f"Bearer {os.environ[key_env]}"
@@ -123,8 +122,6 @@ class HTTPTeacher:
         self.attempts, self.backoff = max(1, attempts), backoff
 
     def _post(self, messages: list[dict]):
-        import httpx
-
         for attempt in range(self.attempts):
             last = attempt == self.attempts - 1
             try:
@@ -140,8 +137,6 @@ class HTTPTeacher:
             time.sleep(retry_delay(attempt, r.headers.get("Retry-After"), self.backoff))
 
     def ask(self, messages: list[dict]) -> str:
-        import httpx
-
         r = self._post(messages)
         try:
             r.raise_for_status()

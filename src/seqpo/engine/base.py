@@ -28,8 +28,9 @@ import torch
 from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from ..errors import SeqpoError
-from ..generation import Completion, Generator, Request, forbid_line_end, stop_reached
+from ..generation import Generator, forbid_line_end, stop_reached
 from ..languages import LanguagePair
+from ..requests import Completion, Request
 from ..slots import DEAD, PREFIX, additive, layer_masks, sliding_window, visible
 from .early import EarlyDecisions
 from .episode import Ahead, Entry, EpisodeRow, _StepJob
@@ -74,17 +75,6 @@ class StreamingEngine(EarlyDecisions):
         self.tags: torch.Tensor | None = None  # [4, B, L]: kind, position, vis, token id per entry
         self._prefix: tuple | None = None  # (pair, per-layer (keys, values), length, ids)
         self._tokens = 0
-
-    @classmethod
-    def reencoding(cls, generator: Generator) -> "StreamingEngine":
-        """The re-encode mode over an existing Generator (its prefix cache and settings)."""
-        from .reencode import ReencodeEngine  # a subclass: imported here, not at module level
-
-        engine = ReencodeEngine(generator.model, generator.tokenizer, batch_size=generator.batch_size,
-                                do_sample=generator.do_sample, temperature=generator.temperature,
-                                top_p=generator.top_p)
-        engine.generator = generator
-        return engine
 
     @property
     def tokens_processed(self) -> int:

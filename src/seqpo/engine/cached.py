@@ -24,7 +24,8 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from ..generation import Completion, Request, forbid_line_end, prompt_ids, shared_ids
+from ..generation import forbid_line_end, prompt_ids, shared_ids
+from ..requests import Completion, Request
 from ..languages import LanguagePair
 from ..prompts import streaming_prefix
 from ..slots import PREFIX, layer_masks

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from ..generation import Completion, Request
+from ..requests import Completion, Request
 from ..slots import DEAD
 from .episode import Ahead, Entry, EpisodeRow, _StepJob
 

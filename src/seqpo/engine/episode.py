@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import SeqpoError
-from ..generation import Request
+from ..requests import Request
 from ..languages import LanguagePair
 
 Entry = tuple[int, int, int, int]  # one cache entry: (token id, kind, position, vis); see `seqpo.slots`

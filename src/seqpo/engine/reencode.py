@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import copy
 
-from ..generation import Completion, Request
 from ..languages import LanguagePair
+from ..requests import Completion, Request
 from .base import StreamingEngine
 from .episode import Ahead, EpisodeRow, _StepJob
 
@@ -18,6 +18,14 @@ class ReencodeEngine(StreamingEngine):
     mode = "reencode"
     takes_chat_template = True
     keeps_cache = False
+
+    @classmethod
+    def over(cls, generator) -> "ReencodeEngine":
+        """The re-encode engine over an existing Generator (its prefix cache and settings)."""
+        engine = cls(generator.model, generator.tokenizer, batch_size=generator.batch_size,
+                     do_sample=generator.do_sample, temperature=generator.temperature, top_p=generator.top_p)
+        engine.generator = generator
+        return engine
 
     def open(self, pair: LanguagePair, reads: list[str] | None = None,
              max_source_tokens: int | None = None) -> EpisodeRow:

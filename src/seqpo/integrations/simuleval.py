@@ -24,8 +24,13 @@ from simuleval.agents.actions import Action, ReadAction, WriteAction
 
 from ..config import PolicySettings, add_settings, build_settings, check_at_least, setting
 from ..errors import SettingsError
-from ..languages import check_supported, parse_pair
 from ..driver import CompleterSteps, EpisodeRun, step_due
+from ..engine import engine_class
+from ..generation import Generator
+from ..languages import parse_pair
+from ..live_engines import EngineSet
+from ..model import load_model
+from ..prompts import check_supported
 
 # SimulEval's --dtype (or --fp16) in seqpo's words; unset means seqpo's auto
 DTYPES = {"fp16": "float16", "fp32": "float32", None: "auto"}
@@ -54,11 +59,6 @@ class SeqpoTextAgent(TextToTextAgent):
     """One sentence at a time: SimulEval's words in, the policy's segments out."""
 
     def __init__(self, args: Namespace):
-        from ..engine import engine_class
-        from ..generation import Generator
-        from ..live_engines import EngineSet
-        from ..model import load_model
-
         self.settings = s = agent_settings(args)
         self.pair = check_supported(parse_pair(s.pair))
         unit = getattr(args, "eval_latency_unit", self.pair.target_unit)

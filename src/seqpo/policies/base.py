@@ -12,9 +12,9 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from ..generation import Completion, Request
 from ..languages import LanguagePair
 from ..prompts import complete_prefix, seqpo_prompt
+from ..requests import Completion, Request
 from ..stream import count_units, join_units, split_units
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-from ..generation import Completion, Request
 from ..prompts import seqpo_prompt, streaming_prefix
+from ..requests import Completion, Request
 from ..stream import count_units
 from .base import Policy, State, finish_request, finished_text, whole_units
 

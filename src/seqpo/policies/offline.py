@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..generation import Completion, Request
+from ..requests import Completion, Request
 from .base import Policy, State, finish_request, finished_text
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 
-from ..generation import Completion, Request
 from ..prompts import complete_prefix, seqpo_prompt
+from ..requests import Completion, Request
 from ..stream import count_units
 from .base import Policy, State, finish_request, finished_text, whole_units
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 
 from ..generation import forbid_line_end
+from ..sft_slots import attention_masks
+from ..slots import layer_masks
 from .rollout import Rollout
 
 
@@ -219,9 +221,6 @@ def tree_logprobs(model, tree: TreeBatch, device, window: int | None, temperatur
     (logits / temperature; a must-write first token with the line-end tokens banned, as
     `generation.forbid_line_end` did), through the model's own forward (adapters, soft-capping
     and a DDP wrapper all apply); the LM head runs only on the columns that predict a sampled token."""
-    from ..sft_slots import attention_masks
-    from ..slots import layer_masks
-
     ids, pos = tree.input_ids.to(device), tree.position_ids.to(device)
     dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) \
         else next(model.parameters()).dtype  # the mask must match the attention's query dtype

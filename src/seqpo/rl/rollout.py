@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..engine import StreamingEngine
-from ..generation import Completion, Generator
+from ..generation import Generator
 from ..languages import LanguagePair
 from ..metrics.quality import sentence_scores
 from ..policies.llm import LLMPolicy
+from ..requests import Completion
 from ..simulate import run_episodes
 from ..stream import Episode, Step, count_units
 from .reward import reward_latency

@@ -39,7 +39,8 @@ import torch
 
 from ..config import BARE_MODEL, AdapterChoice, DeviceSettings, check_at_least, setting
 from ..errors import InputFileError, MissingExtraError, SettingsError
-from ..languages import LanguagePair, check_supported, parse_pair
+from ..languages import LanguagePair, parse_pair
+from ..prompts import check_supported
 from ..resume import check_run_settings, read_complete_jsonl, write_atomic
 from ..stream import count_units
 from .lora import (checkpoint_dir, export_adapter, latest_checkpoint, load_policy_model, save_checkpoint,
@@ -171,7 +172,7 @@ def step_items(n: int, step: int, per_step: int, seed: int) -> list[int]:
 
 def _training_sentences(settings: TrainSettings, pair) -> tuple[list[str], list[str], list[int]]:
     """(sources, references, indices of the sentences to train on): non-empty, within --max-source-units."""
-    from ..evaluate import load_parallel
+    from ..files import load_parallel
 
     sources, references = load_parallel(settings.src, settings.ref, settings.limit)
     usable = [i for i, s in enumerate(sources) if s.strip() and references[i].strip() and
@@ -204,7 +205,7 @@ def _start(settings: TrainSettings, out: Path) -> _Run:
     from accelerate import Accelerator
 
     from ..model import training_device, uses_chat_template
-    from ..sft import use_bf16
+    from ..model import use_bf16
 
     recorded = {k: v for k, v in asdict(settings).items()
                 if k not in ("out", "steps", "save_every", "eval_every", "dev_limit", "rollout_backend", "rollouts",

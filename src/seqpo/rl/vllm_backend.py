@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from ..errors import MissingExtraError
-from ..generation import Completion, Request, line_end_ids, prompt_ids
+from ..generation import line_end_ids, prompt_ids
+from ..requests import Completion, Request
 
 
 class VLLMGenerator:
@@ -30,7 +31,7 @@ class VLLMGenerator:
     def __init__(self, base_dir: str | Path, tokenizer, temperature: float = 1.0, max_lora_rank: int = 64,
                  chat=None):
         try:
-            from vllm import LLM
+            from vllm import LLM  # optional extra (seqpo[vllm], CUDA only)
         except ImportError as exc:
             raise MissingExtraError("--rollout-backend vllm needs vLLM on a CUDA machine: pip install 'seqpo[vllm]'") from exc
         self.tokenizer = tokenizer
@@ -44,7 +45,7 @@ class VLLMGenerator:
 
     def set_adapter(self, path: str | Path, step: int) -> None:
         """Serve the LoRA saved at `path` for the rollouts of `step` (a new id makes vLLM load it)."""
-        from vllm.lora.request import LoRARequest
+        from vllm.lora.request import LoRARequest  # optional extra (seqpo[vllm])
 
         self.lora = LoRARequest(f"policy-step-{step}", step + 1, str(path))
 
@@ -52,7 +53,7 @@ class VLLMGenerator:
         return prompt_ids(self.tokenizer, request, self.chat)
 
     def complete(self, requests: list[Request]) -> list[Completion]:
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # optional extra (seqpo[vllm])
 
         t0 = time.perf_counter()
         prompts = [{"prompt_token_ids": self.prompt_ids(r)} for r in requests]

@@ -13,6 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import PolicySettings, SpeechSettings, check_at_least, resolve_adapter_setting, setting, uses_few_shot
+from ..errors import SettingsError
+from ..generation import Generator
+from ..languages import parse_pair
+from ..model import load_model, load_model_adapters
+from ..prompts import check_supported, supported_pairs
+from ..requests import NO_ADAPTER
 
 
 @dataclass
@@ -58,8 +64,6 @@ class ServeSettings(PolicySettings, SpeechSettings):
     def shipped_adapters(self) -> dict[str, str]:
         """pair -> shipped adapter folder for every supported pair that has one: the server's adapters
         when no --adapter was given on the bundled model (an explicit --adapter serves every pair)."""
-        from ..prompts import supported_pairs
-
         if self.adapter_given is not None:
             return {}
         shipped = {str(p): resolve_adapter_setting(None, str(p), self.model) for p in supported_pairs()}
@@ -68,8 +72,6 @@ class ServeSettings(PolicySettings, SpeechSettings):
     def session_adapter(self, pair: str) -> str | None:
         """The `Request.adapter` of a session of `pair`: its own adapter, or the bare model for a pair
         without one; None (the model as loaded) when the server runs one adapter for every pair."""
-        from ..generation import NO_ADAPTER
-
         if not self.session_adapters:
             return None
         return self.session_adapters.get(pair, NO_ADAPTER)
@@ -81,18 +83,14 @@ class ServeSettings(PolicySettings, SpeechSettings):
 
 def serve(settings: ServeSettings) -> None:
     """Load the model, then serve until interrupted."""
-    import uvicorn
+    import uvicorn  # start-up cost: only serving needs the web server
 
     uvicorn.run(build_app(settings), **uvicorn_options(settings))
 
 
 def build_app(settings: ServeSettings):
     """The server's ASGI app with its model loaded (what `serve` runs; a test client can call it)."""
-    from ..errors import SettingsError
-    from ..generation import Generator
-    from ..languages import check_supported, parse_pair
-    from ..model import load_model, load_model_adapters
-    from .app import create_app
+    from .app import create_app  # start-up cost: the web stack (fastapi, pydantic, starlette) takes ~0.5 s
 
     check_supported(parse_pair(settings.pair))
     settings.check_policy()

@@ -27,6 +27,7 @@ from ..engine import SourceRegionFullError, engine_class
 from ..errors import InputFileError, MissingExtraError
 from ..generation import Generator
 from ..driver import SentenceTooLongError
+from ..live_engines import EngineSet
 from ..speech.audio import SAMPLE_RATE, AudioTooLongError
 from .admission import BodyLimit, OriginCheck
 from .connection import Connection, ProtocolError, done_payload, new_episode, new_stream, parse_config, \
@@ -54,8 +55,6 @@ class TranslateBody(BaseModel):
 def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
     """The app around `generator`'s model; with `settings.decoding` append or slots, sessions run
     on live engines over that model (`seqpo.live_engines`) instead of re-encoding each step."""
-    from ..live_engines import EngineSet
-
     metrics = ServerMetrics()
     decoding = getattr(settings, "decoding", "reencode")
     engines = None if not engine_class(decoding).keeps_cache else \

@@ -25,9 +25,12 @@ import numpy as np
 
 from ..engine import SourceRegionFullError
 from ..errors import SeqpoError
+from ..events import done_event, step_event
 from ..languages import parse_pair
 from ..policies import make_policy
-from ..translate import done_event, step_event
+from ..speech.asr import StreamingASR, load_whisper
+from ..speech.audio import audio_from_bytes
+from ..speech.cascade import SpeechCascade, stream_audio
 from .metrics import ServerMetrics
 from .worker import Busy, ModelWorker
 
@@ -100,8 +103,6 @@ class SpeechService:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._whisper is None:
-                from ..speech.asr import load_whisper
-
                 self._whisper = await asyncio.get_running_loop().run_in_executor(self.executor, load_whisper)
         return self._whisper
 
@@ -114,9 +115,6 @@ class SpeechService:
         self.active -= 1
 
     def cascade(self, whisper, config, generator, **callbacks):
-        from ..speech.asr import StreamingASR
-        from ..speech.cascade import SpeechCascade
-
         s = self.settings
         asr = StreamingASR(whisper, s.max_buffer, beam_size=s.asr_beam)
         pair = parse_pair(config.pair)
@@ -259,8 +257,6 @@ async def translate_upload(data: bytes, name: str, config, service: SpeechServic
     It holds one of the `--max-audio-sessions` streams (else `Busy`) from decoding on, and decodes
     on the speech threads, stopping at `--max-audio-seconds` (`AudioTooLongError`); audio it cannot
     read raises `InputFileError`, a server without the speech extra `MissingExtraError`."""
-    from ..speech.audio import audio_from_bytes
-
     service.acquire()
     try:
         loop = asyncio.get_running_loop()
@@ -274,8 +270,6 @@ async def translate_upload(data: bytes, name: str, config, service: SpeechServic
 
 async def _translate_samples(samples: np.ndarray, whisper, config, service: SpeechService, worker: ModelWorker,
                              metrics: ServerMetrics) -> dict:
-    from ..speech.cascade import stream_audio
-
     loop = asyncio.get_running_loop()
     owner, closed = object(), threading.Event()
     generator = WorkerGenerator(worker, owner, loop, metrics, closed, config.adapter)

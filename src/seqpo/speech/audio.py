@@ -4,6 +4,7 @@ microphone would deliver."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,8 +36,6 @@ def audio_from_bytes(data: bytes, name: str = "upload", max_seconds: float | Non
     """`read_audio` of a file's bytes (an upload to the server); `name` names it in errors. With
     `max_seconds`, longer audio raises `AudioTooLongError` without being decoded past the limit
     (a few hundred kB of FLAC silence decode to hours of samples)."""
-    import io
-
     return decode_audio(io.BytesIO(data), name, None if max_seconds is None else round(max_seconds * SAMPLE_RATE))
 
 
@@ -44,7 +43,7 @@ def decode_audio(source, name: str, max_samples: int | None = None) -> np.ndarra
     """A path or binary file object of any format FFmpeg reads, as 16 kHz mono float32; the first
     audio stream only. Past `max_samples` (16 kHz) it stops decoding and raises `AudioTooLongError`."""
     try:
-        import av
+        import av  # optional extra (seqpo[speech]: PyAV comes with faster-whisper)
     except ImportError as exc:
         raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]'") from exc
     too_long = AudioTooLongError(f"{name} holds more than {(max_samples or 0) / SAMPLE_RATE:g} s of audio")

@@ -9,19 +9,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import InputFileError
+from ..files import load_parallel
+from ..instances import instance_record
 from ..languages import LanguagePair
 from ..metrics.latency import computation_aware_delays, speech_latency_scores
 from ..metrics.wer import word_errors
 from ..stream import Episode, count_units
-
+from .asr import StreamingASR
+from .audio import AUDIO_SUFFIXES, read_audio
+from .cascade import SpeechCascade, stream_audio
+from .translate import speech_parts
 
 
 def load_audio_set(audio_dir: str, pair: LanguagePair, src: str | None, ref: str | None,
                    limit: int | None) -> tuple[list[Path], list[str], list[str]]:
     """The audio files (name order), their transcripts and references, checked to align."""
-    from ..evaluate import load_parallel
-    from .audio import AUDIO_SUFFIXES
-
     folder = Path(audio_dir)
     if not folder.is_dir():
         raise InputFileError(f"audio folder not found: {folder}")
@@ -40,8 +42,6 @@ def load_audio_set(audio_dir: str, pair: LanguagePair, src: str | None, ref: str
 
 def speech_instance_record(index: int, episode: Episode, words: list, reference: str, transcript: str,
                            wav: Path) -> dict:
-    from ..evaluate import instance_record
-
     record = instance_record(index, episode, reference, unit_ms=1.0)
     delays = episode.audio_delays()
     elapsed = computation_aware_delays(delays, episode.elapsed(), 1.0)
@@ -60,11 +60,6 @@ def run_audio_set(todo: list[int], wavs: list[Path], transcripts: list[str], ref
                   settings, loaded, write: Callable[[int, dict], None]) -> None:
     """Stream every wav in `todo` through the cascade, one sentence per file; `write` gets each
     finished instance record."""
-    from .asr import StreamingASR
-    from .audio import read_audio
-    from .cascade import SpeechCascade, stream_audio
-    from .translate import speech_parts
-
     for i in todo:  # every file is read before any model loads
         read_audio(wavs[i])
     if not todo:

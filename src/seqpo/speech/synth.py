@@ -17,6 +17,10 @@ import numpy as np
 
 from ..config import setting
 from ..errors import InputFileError, MissingExtraError, SettingsError
+from ..files import load_parallel
+from ..languages import parse_pair
+from ..prompts import check_supported
+from ..resume import read_complete_jsonl, write_atomic
 from .audio import SAMPLE_RATE, audio_from_bytes
 
 
@@ -40,7 +44,7 @@ def synthesize(text: str, voice: str = "en-us", wpm: int = 160) -> np.ndarray:
 
 def write_wav(path: str | Path, samples: np.ndarray) -> None:
     """16-bit 16 kHz mono wav, written to a temporary name and renamed (a kill leaves no half file)."""
-    import soundfile
+    import soundfile  # optional extra (seqpo[speech])
 
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
@@ -56,8 +60,6 @@ def build_speech_set(sources: list[str], references: list[str], out: str | Path,
     """One wav per source line plus the transcripts and references. A wav is kept only if
     OUT/synth.jsonl records it was spoken from the same text with the same voice and rate;
     any other is spoken again, so the audio always says what source.en says."""
-    from ..resume import read_complete_jsonl, write_atomic
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(len(sources))))
@@ -94,9 +96,6 @@ class SpeechDataSettings:
 
 def build_speech_data(settings: SpeechDataSettings) -> dict:
     """`seqpo data speech`: synthesize a speech test set for `seqpo eval --audio-dir`."""
-    from ..evaluate import load_parallel
-    from ..languages import check_supported, parse_pair
-
     pair = check_supported(parse_pair(settings.pair))
     if pair.source != "en":
         raise SettingsError(f"speech synthesis is English only; got pair {pair}")

@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import json
 
+from ..engine import engine_class
 from ..errors import SettingsError
-from ..languages import check_supported, parse_pair
+from ..events import done_event, step_event
+from ..generation import Generator
+from ..languages import parse_pair
+from ..live_engines import EngineSet
+from ..live_view import LiveView
+from ..model import load_model
+from ..prompts import check_supported
 from ..stream import Episode
+from .asr import StreamingASR, load_whisper
+from .audio import read_audio
+from .cascade import SpeechCascade, stream_audio
 
 
 def speech_parts(settings, loaded=None, live_decoding: bool = False):
     """The pair, policy, Whisper and text generator a speech command needs, checked before any
     model is loaded. With `live_decoding` (translate) append/slots decoding is allowed: the
     generator is then an `EngineSet` whose streams are the cascade's sentences."""
-    from ..engine import engine_class
-    from ..generation import Generator
-    from ..live_engines import EngineSet
-    from ..model import load_model
-    from .asr import load_whisper
-
     pair = check_supported(parse_pair(settings.pair))
     settings.check_speech(pair)
     if settings.chunk < 1 or settings.k < 1 or settings.slot < 1:
@@ -38,12 +42,6 @@ def speech_parts(settings, loaded=None, live_decoding: bool = False):
 
 
 def translate_audio(settings, out) -> list[Episode]:
-    from .asr import StreamingASR
-    from .audio import read_audio
-    from .cascade import SpeechCascade, stream_audio
-    from ..engine import engine_class
-    from ..translate import done_event, step_event
-
     samples = read_audio(settings.audio)  # a bad file fails before any model loads
     if settings.max_sentence_words < 1:
         raise SettingsError("--max-sentence-words must be at least 1")
@@ -64,8 +62,6 @@ def translate_audio(settings, out) -> list[Episode]:
 
         cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, on_step=emit, on_done=done, **engine_args)
         return stream_audio(samples, cascade, settings.audio_chunk)
-
-    from ..live_view import LiveView
 
     view = LiveView(pair, policy.settings())
     current = []
