@@ -74,8 +74,6 @@ def read_finished(path: Path) -> dict[int, dict]:
 
 
 def signature(settings: EvalSettings, pair: LanguagePair, policy_settings: dict, quality: dict) -> dict:
-    from .engine import engine_class
-
     return {
         "pair": str(pair),
         **policy_settings,

@@ -166,6 +166,7 @@ def _training_arguments(settings: SFTSettings, out: Path, progress: bool, device
 def train_sft(settings: SFTSettings, progress: bool = True, command: str | None = None) -> Path:
     """Fine-tune and save the adapter in `settings.out`; resumes from the last checkpoint there."""
     # start-up cost: peft and transformers' Trainer stack take ~3 s to import; only training needs them
+    # start-up cost: peft and transformers' Trainer stack take ~4 s to import; only training needs them
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer
     from transformers.trainer_utils import get_last_checkpoint

@@ -21,8 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .. import __version__
+from ..languages import unit_of
 from ..stream import count_units
 from .latency import length_adaptive_average_lagging
+from .quality import corpus_quality
 from .resegment import Segment, resegment
 
 
@@ -120,9 +122,6 @@ def score_streams(outputs: Sequence[StreamOutput], talks: Sequence[Sequence[Stre
     """StreamLAAL (mean over every sentence of every stream, as simulstream averages), StreamLAAL_CA
     when every output has elapsed times, and corpus BLEU/chrF of the re-segmented output.
     `outputs[k]` is what the system wrote for the stream whose sentences are `talks[k]`."""
-    from ..languages import unit_of
-    from .quality import corpus_quality
-
     if len(outputs) != len(talks):
         raise ValueError(f"need one output per stream: {len(outputs)} outputs, {len(talks)} streams")
     unit = unit_of(target_lang)

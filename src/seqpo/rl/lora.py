@@ -9,9 +9,11 @@ import random
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import InputFileError
+from ..model import load_model, quiet_peft, training_dtype
 
 # -- checkpoints ----------------------------------------------------------------------------------
 # accelerate's save_state would also write the frozen 1 GB base model at every checkpoint; a LoRA run
@@ -27,8 +29,6 @@ def latest_checkpoint(out: Path) -> Path | None:
 
 
 def _rng_state() -> dict:
-    import numpy as np
-
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -36,8 +36,6 @@ def _rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    import numpy as np
-
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -78,9 +76,8 @@ def load_policy_model(settings, resume_from: Path | None, save_base: Path | None
     """The network being trained: the base model with the start adapter (SFT) merged into its
     weights, plus a fresh trainable LoRA ("default"). Disabling that LoRA gives exactly the start
     policy, which is the KL reference (MISSION.md: KL to the SFT reference) without a second copy."""
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model  # start-up cost: ~3 s; only training needs it
 
-    from ..model import load_model, quiet_peft, training_dtype
 
     loaded = load_model(settings.model, None, training_dtype(settings.dtype, device), "cpu",  # accelerate moves it
                         chat_template=settings.chat_template)
@@ -105,9 +102,8 @@ def export_adapter(settings, trained: Path, out: Path) -> None:
     """Save in `out` one standard adapter for the original base model: the start adapter and the
     trained one side by side (peft's "cat" combination: rank r1 + r2, each keeping its own scale),
     so `--adapter OUT` loads the trained policy on the bundled model like any SFT adapter."""
-    from peft import PeftModel
+    from peft import PeftModel  # start-up cost: ~3 s; only training needs it
 
-    from ..model import load_model, quiet_peft
 
     if not settings.adapter:
         for f in trained.iterdir():

@@ -31,6 +31,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
+from ..metrics.latency import episode_latency, episode_source_length
+
 
 def group_normalize(values: Sequence[float], eps: float = 1e-6) -> list[float]:
     """(v - mean) / std within one group; all zeros when the group has no spread."""
@@ -105,8 +107,6 @@ def reward_latency(episode, reference_length: int, metric: str = "AL") -> tuple[
     """(latency, source length) of one rollout as the rewards see it: AL or LAAL
     (`metrics.latency.episode_latency`: source units for text, ms of audio for speech). An episode
     that wrote nothing has no AL (SimulEval leaves it undefined); it counts as lagging the whole source."""
-    from ..metrics.latency import episode_latency, episode_source_length
-
     if metric not in ("AL", "LAAL"):
         raise ValueError(f"unknown latency metric {metric!r}")
     length = episode_source_length(episode)

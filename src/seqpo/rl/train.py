@@ -25,6 +25,7 @@ token-level loss is normalised by the token count of all processes together.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -36,16 +37,26 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from tqdm import tqdm
 
 from ..config import BARE_MODEL, AdapterChoice, DeviceSettings, check_at_least, setting
+from ..engine import engine_for
 from ..errors import InputFileError, MissingExtraError, SettingsError
+from ..evaluate import EvalSettings, evaluate
+from ..files import load_parallel
+from ..generation import Generator, line_end_ids
 from ..languages import LanguagePair, parse_pair
+from ..model import LoadedModel, shipped_adapter_dir, training_device, use_bf16, uses_chat_template
+from ..policies.llm import LLMPolicy
 from ..prompts import check_supported
 from ..resume import check_run_settings, read_complete_jsonl, write_atomic
+from ..slots import sliding_window
 from ..stream import count_units
+from .grpo import completion_logprobs, flatten, grpo_token_loss, make_batches, make_trees, tree_logprobs
 from .lora import (checkpoint_dir, export_adapter, latest_checkpoint, load_policy_model, save_checkpoint,
                    set_rng_state)
 from .reward import advantages, group_rewards
+from .rollout import sample_rollouts, score_rollouts
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +145,6 @@ class TrainSettings(DeviceSettings, AdapterChoice):
         if self.quality == "comet" and not self.comet:
             raise SettingsError("--quality comet needs --comet PATH")
         if self.rollout_backend == "vllm":
-            import importlib.util
-
             if importlib.util.find_spec("vllm") is None:
                 raise MissingExtraError("--rollout-backend vllm needs vLLM on a CUDA machine: pip install 'seqpo[vllm]'")
         return pair
@@ -146,7 +155,6 @@ class TrainSettings(DeviceSettings, AdapterChoice):
 
 def _start_name(adapter: str | None, pair) -> str | None:
     """What `--adapter` takes to select the start policy: 'sft' for the pair's shipped SFT adapter."""
-    from ..model import shipped_adapter_dir
 
     if adapter and Path(adapter).resolve() == shipped_adapter_dir(str(pair), "sft").resolve():
         return "sft"
@@ -172,7 +180,6 @@ def step_items(n: int, step: int, per_step: int, seed: int) -> list[int]:
 
 def _training_sentences(settings: TrainSettings, pair) -> tuple[list[str], list[str], list[int]]:
     """(sources, references, indices of the sentences to train on): non-empty, within --max-source-units."""
-    from ..files import load_parallel
 
     sources, references = load_parallel(settings.src, settings.ref, settings.limit)
     usable = [i for i, s in enumerate(sources) if s.strip() and references[i].strip() and
@@ -202,10 +209,8 @@ class _Run:
 def _start(settings: TrainSettings, out: Path) -> _Run:
     """The process group (accelerate), the settings checked against the folder's, the policy model
     and its optimizer, resumed from the latest checkpoint when there is one."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator  # start-up cost: ~1 s; only a training run needs it
 
-    from ..model import training_device, uses_chat_template
-    from ..model import use_bf16
 
     recorded = {k: v for k, v in asdict(settings).items()
                 if k not in ("out", "steps", "save_every", "eval_every", "dev_limit", "rollout_backend", "rollouts",
@@ -289,8 +294,6 @@ def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=
         model.save_pretrained(target)
         vllm.set_adapter(target, step)
         return vllm
-    from ..engine import engine_for
-    from ..generation import Generator
 
     if settings.rollouts == "cached":
         return engine_for(model, tokenizer, "cached", batch_size=batch, do_sample=True,
@@ -311,7 +314,6 @@ class _Scored:
 def _score(groups, pair, settings: TrainSettings) -> _Scored:
     """Score every rollout (quality, latency), reward it within its group (reward.py), and turn the
     group's rewards into advantages."""
-    from .rollout import score_rollouts
 
     scored = _Scored([], [], [], [])
     for group in groups:
@@ -340,7 +342,6 @@ class _Update:
 def _token_logprobs(net, batch, settings: TrainSettings, device, window, line_end):
     """(log-probs, mask, sampled log-probs, advantages) of a batch's sampled tokens, shaped for
     `grpo_token_loss`: [B, C] per padded row, or [M, 1] per (step sample, token) of a tree."""
-    from .grpo import completion_logprobs, tree_logprobs
 
     if settings.update == "tree":
         logps = tree_logprobs(net, batch, device, window, settings.temperature, line_end)[:, None]
@@ -351,9 +352,6 @@ def _token_logprobs(net, batch, settings: TrainSettings, device, window, line_en
 
 def _update(run: _Run, scored: _Scored, settings: TrainSettings, beta: float) -> _Update:
     """`--updates-per-batch` AdamW updates on every token sampled in the step (GRPO token loss)."""
-    from ..generation import line_end_ids
-    from ..slots import sliding_window
-    from .grpo import flatten, grpo_token_loss, make_batches, make_trees
 
     accelerator, device = run.accelerator, run.accelerator.device
     window, line_end = sliding_window(run.model), line_end_ids(run.loaded.tokenizer)
@@ -472,8 +470,6 @@ def _append_log(log_path: Path, lines: list[dict]) -> None:
 
 def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int) -> dict:
     """`seqpo eval` of the step's checkpoint on the dev file (in OUT/eval/step-N); its scores."""
-    from ..evaluate import EvalSettings, evaluate
-    from ..model import LoadedModel
 
     ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model, decoding="cached",
                       adapter=str(checkpoint_dir(out, step)), few_shot="yes" if settings.use_few_shot() else "no",
@@ -488,10 +484,7 @@ def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int
 
 def train(settings: TrainSettings, progress: bool = True, command: str | None = None) -> Path:
     """Run (or resume) `settings.steps` training steps in `settings.out`; returns that folder."""
-    from tqdm import tqdm
 
-    from ..policies.llm import LLMPolicy
-    from .rollout import sample_rollouts
 
     pair = settings.validate()
     sources, references, usable = _training_sentences(settings, pair)
