@@ -40,7 +40,9 @@ class PolicySettings(DeviceSettings):
     """Settings shared by every command that streams text through a policy."""
 
     pair: str = setting("en-zh", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")
-    policy: str = setting("llm", "read/write policy", choices=["offline", "wait-k", "llm"])
+    policy: str = setting("llm", "read/write policy (retranslate: translate the whole prefix again after every "
+                          "read, replacing what is shown; reencode/cached decoding)",
+                          choices=["offline", "wait-k", "llm", "retranslate"])  # = policies.POLICY_NAMES
     k: int = setting(3, "wait-k: reads before the first write")
     chunk: int = setting(1, "source units per read (words; characters for zh/ja sources)")
     model: str = setting(None, "causal LM: local path or hub id (default: the bundled Gemma-3-270M)")
@@ -65,6 +67,9 @@ class PolicySettings(DeviceSettings):
     def __post_init__(self):
         self.adapter = resolve_adapter(self.adapter, self.pair, self.model)
         check_chat_template(self.chat_template, self.decoding)
+        from .policies import check_decoding  # here, not at the top: policies import torch, `seqpo --help` need not
+
+        check_decoding(self.policy, self.decoding)
 
     def use_few_shot(self) -> bool:
         return self.few_shot == "yes" or (self.few_shot == "auto" and not self.adapter)

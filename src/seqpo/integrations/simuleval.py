@@ -47,6 +47,8 @@ def agent_settings(args: Namespace) -> AgentSettings:
     settings = build_settings(AgentSettings, values)
     if settings.chunk < 1 or settings.k < 1 or settings.slot < 1 or settings.max_sentence_words < 1:
         raise SettingsError("--chunk, --k, --slot and --max-sentence-words must be at least 1")
+    if settings.policy == "retranslate":  # a SimulEval write is final
+        raise SettingsError("SimulEval cannot take back written text: evaluate --policy retranslate with seqpo eval")
     return settings
 
 
