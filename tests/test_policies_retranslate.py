@@ -115,3 +115,14 @@ def test_eval_reports_normalized_erasure(tiny_model_dir, en_zh_files, tmp_path):
     assert scores["signature"]["policy"] == "retranslate"
     assert main([*args, "--policy", "wait-k", "--out", str(tmp_path / "wk")]) == 0
     assert "NE" not in json.loads((tmp_path / "wk" / "scores.json").read_text())  # appending: nothing erased
+
+
+def test_a_server_with_append_decoding_refuses_retranslate_sessions():
+    from seqpo.serve import ServeSettings
+    from seqpo.serve.connection import ProtocolError, parse_config
+
+    settings = ServeSettings(decoding="append")
+    with pytest.raises(ProtocolError) as refused:
+        parse_config({"policy": "retranslate"}, settings)
+    assert refused.value.code == "bad_policy"
+    assert parse_config({"policy": "retranslate"}, ServeSettings()).policy == "retranslate"
