@@ -43,10 +43,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
     rows = []
-    for settings_file in sorted(Path(args.root).rglob("settings.json")):
-        s = rescore(settings_file.parent, args.limit)
-        if s is None:
-            continue
+    runs = [s for f in sorted(Path(args.root).rglob("settings.json")) if (s := rescore(f.parent, args.limit))]
+    # normalized erasure only when a re-translation run is in the table (appending policies erase nothing)
+    ne = any("NE" in s for s in runs)
+    for s in runs:
         sig = s["signature"]
         label = f"wait-k k={sig['k']}" if sig["policy"] == "wait-k" else sig["policy"]
         if sig.get("adapter"):
@@ -57,10 +57,13 @@ def main() -> None:
         wall = s.get("wall_seconds_per_sentence")
         cells = [sig["pair"], label, str(s["sentences"])] + ["-" if s.get(c) is None else f"{s[c]:.2f}" for c in COLUMNS]
         cells.append("-" if wall is None else f"{wall:.2f}")
+        if ne:
+            cells.append(f"{s['NE']:.3f}" if s.get("NE") is not None else "0" if sig["policy"] != "retranslate" else "-")
         rows.append(((sig["pair"], order, label), cells))
     rows.sort(key=lambda r: r[0])
-    print("| pair | policy | lines | " + " | ".join(HEADER) + " |")
-    print("|" + "---|" * (3 + len(HEADER)))
+    header = HEADER + ["NE"] * ne
+    print("| pair | policy | lines | " + " | ".join(header) + " |")
+    print("|" + "---|" * (3 + len(header)))
     for _, cells in rows:
         print("| " + " | ".join(cells) + " |")
 

@@ -382,3 +382,17 @@ def test_sessions_run_on_the_adapter_of_their_pair(tiny_model_dir, tiny_adapters
         assert done == ["en-de", "en-zh"]
         for pair in ("en-zh", "de-en", "en-de"):
             assert client.post("/translate", json={"text": sentence, "pair": pair}).json()["prediction"] == want[pair]
+
+
+def test_retranslate_steps_are_updates_carrying_the_display(server):
+    with connect(ws_url(server)) as ws:
+        ws.send(json.dumps({"type": "start", "policy": "retranslate"}))
+        assert json.loads(ws.recv(timeout=10))["policy"] == "retranslate"
+        speak(ws, SENTENCE)
+        events = events_until(ws, lambda e: e["type"] == "done")
+    steps, done = events[:-1], events[-1]
+    assert [e["type"] for e in steps] == ["update"] * len(SENTENCE.split())
+    assert [e["read"] for e in steps] == list(range(1, len(SENTENCE.split()) + 1))
+    assert all(isinstance(e["display"], str) and "text" not in e for e in steps)
+    assert done["prediction"] == steps[-1]["display"]  # the last display, not the displays joined
+    assert len(done["delays"]) == len(done["prediction"].split())

@@ -92,7 +92,9 @@ class PolicySettings(DeviceSettings, AdapterChoice):
     """Settings shared by every command that streams text through a policy."""
 
     pair: str = setting("en-zh", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")
-    policy: str = setting("llm", "read/write policy", choices=["offline", "wait-k", "llm"])
+    policy: str = setting("llm", "read/write policy (retranslate: translate the whole prefix again after every "
+                          "read, replacing what is shown; reencode/cached decoding)",
+                          choices=["offline", "wait-k", "llm", "retranslate"])  # = policies.POLICY_NAMES
     k: int = setting(3, "wait-k: reads before the first write")
     chunk: int = setting(1, "source units per read (words; characters for zh/ja sources)")
     model: str = setting(None, "causal LM: local path or hub id (default: the bundled Gemma-3-270M)")
@@ -117,6 +119,9 @@ class PolicySettings(DeviceSettings, AdapterChoice):
     def __post_init__(self):
         self.resolve_adapter()
         check_chat_template(self.chat_template, self.decoding)
+        from .policies import check_decoding  # here, not at the top: policies import torch, `seqpo --help` need not
+
+        check_decoding(self.policy, self.decoding)
 
     def check_policy(self) -> None:
         """The policy's numeric settings, as every command that streams checks them."""

@@ -315,10 +315,13 @@ class EpisodeRun:
             raise ValueError("a completion is needed exactly when the step made a request")
         state = planned.state
         written = self.policy.segment(state, completion) if completion is not None else ""
+        display = None
+        if self.policy.retranslates:  # the whole translation now shown (kept when the step waits); nothing appended
+            display, written = written if completion is not None else state.target, ""
         if elapsed_ms is None:
             elapsed_ms = completion.elapsed_ms if completion is not None else 0.0
         step = Step(read=state.read_units, written=written, elapsed_ms=elapsed_ms, finished=state.source_finished,
-                    chunk=planned.chunk)
+                    chunk=planned.chunk, display=display)
         self.episode.steps.append(step)
         if tell and self.model is not None:
             self.model.write(self.row, step.written)

@@ -1,5 +1,6 @@
 """Run a policy over a test set: `instances.jsonl` (SimulEval's instance fields, one line per
-finished sentence, appended as it finishes) and `scores.json` (corpus quality + mean latency).
+finished sentence, appended as it finishes) and `scores.json` (corpus quality + mean latency; for
+re-translation also normalized erasure, `NE`, from each instance's `displays`).
 
 Re-running with the same output folder resumes after the finished sentences; a line cut short by
 a kill is dropped and its sentence redone.
@@ -24,6 +25,7 @@ from .errors import InputFileError
 from .files import load_parallel
 from .instances import add_computation_aware, instance_record
 from .languages import LanguagePair, parse_pair
+from .metrics.erasure import corpus_normalized_erasure
 from .metrics.quality import comet_scores, corpus_quality
 from .metrics.wer import corpus_wer
 from .model import load_model, uses_chat_template
@@ -31,6 +33,7 @@ from .prompts import check_supported
 from .resume import check_run_settings, read_complete_jsonl
 from .simulate import run_episodes
 from .speech.evaluate import load_audio_set, run_audio_set
+from .stream import count_units, count_waits
 
 
 @dataclass
@@ -114,12 +117,17 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
         "BLEU": quality["BLEU"],
         "chrF": quality["chrF"],
         **{k: mean(k) for k in (SPEECH_LATENCY_KEYS if speech else ("AL", "LAAL", "DAL", "AP", "AL_CA", "LAAL_CA"))},
-        "wait_fraction": round(sum(1 for s in steps if not s["written"]) / max(1, len(steps)), 3),
+        "wait_fraction": round(sum(count_waits([(s["written"], s.get("display")) for s in r["steps"]])
+                                   for r in records) / max(1, len(steps)), 3),
         # model time each sentence waited for (a batch's time counts for every sentence in it)
         "model_seconds_per_sentence": round(seconds / max(1, len(records)), 3),
         "sentences": len(records),
         "latency_scored_sentences": len(scored),
     }
+    retranslated = [r["displays"] for r in records if "displays" in r]
+    if retranslated:  # re-translation only: a policy that only appends erases nothing (NE 0, left out)
+        final = sum(count_units(d[-1], pair.target_unit) for d in retranslated if d)
+        result["NE"] = round(corpus_normalized_erasure(retranslated, pair.target_unit), 3) if final else None
     if settings.comet:
         system, per_sentence = comet_scores([r["source"] for r in records], hyps, refs, settings.comet)
         result["COMET"] = round(system, 2)

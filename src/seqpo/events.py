@@ -8,7 +8,10 @@ from .stream import Episode, Step
 
 
 def step_event(episode: Episode, step: Step) -> dict:
-    if step.written:
+    if step.display is not None:  # re-translation: the whole translation now shown replaces the last one
+        event = {"type": "update", "display": step.display, "read": step.read,
+                 "elapsed_ms": round(step.elapsed_ms, 1)}
+    elif step.written:
         event = {"type": "write", "text": step.written, "read": step.read,
                  "target": episode.prediction, "elapsed_ms": round(step.elapsed_ms, 1)}
     else:

@@ -3,8 +3,6 @@ latency (AL, LAAL, DAL, AP) and the computation-aware AL_CA / LAAL_CA."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from .metrics.latency import computation_aware_scores, episode_latency
 from .stream import Episode, count_units
 
@@ -24,9 +22,11 @@ def instance_record(index: int, episode: Episode, reference: str, unit_ms: float
         "prediction_length": len(delays),
         "reference_length": ref_len,
         "wait_fraction": episode.wait_fraction,
-        "steps": [asdict(s) for s in episode.steps],
+        "steps": [s.to_dict() for s in episode.steps],
         "metric": episode_latency(episode, ref_len, unit_ms),
     }
+    if episode.retranslated:  # every translation shown, so normalized erasure can be recomputed
+        record["displays"] = episode.displays
     return record
 
 

@@ -45,7 +45,8 @@ class LiveView:
     def update(self, episode, step) -> None:
         self.read = step.read
         self.target = episode.prediction
-        self.last = f"write: {step.written}" if step.written else "wait"
+        self.last = f"write: {step.written}" if step.written else \
+            "re-translated" if step.display is not None else "wait"
         self.live.update(self._render())
 
     def finish(self, episode, done: dict) -> None:

@@ -77,6 +77,17 @@ class Step:
     finished: bool = False  # the policy finished the sentence at this step
     chunk: str = ""  # the source text read at this step
     audio_ms: float | None = None  # speech input: audio received (ms from its start) when the step ran
+    # re-translation: the whole translation shown after this step (it replaces the last one; `written`
+    # is then ""); None for a policy that only appends
+    display: str | None = None
+
+    def to_dict(self) -> dict:
+        """The step as JSON; `display` only when there is one (so an appending policy's records
+        keep the fields they always had)."""
+        out = asdict(self)
+        if self.display is None:
+            del out["display"]
+        return out
 
 
 @dataclass
@@ -95,37 +106,58 @@ class Episode:
         return count_units(self.source, self.source_unit)
 
     @property
+    def retranslated(self) -> bool:
+        """The policy showed whole translations (`Step.display`) instead of appending segments."""
+        return any(step.display is not None for step in self.steps)
+
+    @property
+    def displays(self) -> list[str]:
+        """Re-translation: every translation shown, in order (normalized erasure is computed on these)."""
+        return [step.display for step in self.steps if step.display is not None]
+
+    @property
     def prediction(self) -> str:
+        if self.retranslated:
+            return self.displays[-1]
         target = ""
         for step in self.steps:
             target = append_segment(target, step.written, self.target_unit)
         return target
 
+    def _per_unit(self, values: list) -> list:
+        """One value per target unit: that of the step that wrote the unit; for re-translation, of
+        the update that last rewrote it (`metrics.erasure.retranslation_delays`, as simulstream
+        dates a re-translated output), so AL/LAAL and their computation-aware versions apply unchanged."""
+        if self.retranslated:
+            from .metrics.erasure import retranslation_delays  # metrics import this module
+
+            return retranslation_delays([(step.display, value) for step, value in zip(self.steps, values)
+                                         if step.display is not None], self.target_unit)
+        out: list = []
+        for step, value in zip(self.steps, values):
+            out += [value] * count_units(step.written, self.target_unit)
+        return out
+
     def delays(self) -> list[int]:
         """Source units read when each target unit was written (SimulEval's `delays`)."""
-        out: list[int] = []
-        for step in self.steps:
-            out += [step.read] * count_units(step.written, self.target_unit)
-        return out
+        return self._per_unit([step.read for step in self.steps])
 
     def elapsed(self) -> list[float]:
         """Cumulative model time (ms) when each target unit was written."""
-        out: list[float] = []
+        totals: list[float] = []
         total = 0.0
         for step in self.steps:
             total += step.elapsed_ms
-            out += [total] * count_units(step.written, self.target_unit)
-        return out
+            totals.append(total)
+        return self._per_unit(totals)
 
     def audio_delays(self) -> list[float]:
         """Speech input: ms of the sentence's audio received when each target unit was written
         (SimulEval's `delays` for speech-to-text)."""
         if self.audio_span is None:
             raise ValueError("not a speech episode")
-        out: list[float] = []
-        for step in self.steps:
-            out += [step.audio_ms - self.audio_span[0]] * count_units(step.written, self.target_unit)
-        return out
+        return self._per_unit([None if step.audio_ms is None else step.audio_ms - self.audio_span[0]
+                               for step in self.steps])
 
     @property
     def source_ms(self) -> float | None:
@@ -135,7 +167,22 @@ class Episode:
     def wait_fraction(self) -> float:
         if not self.steps:
             return 0.0
-        return sum(1 for s in self.steps if not s.written.strip()) / len(self.steps)
+        return count_waits([(s.written, s.display) for s in self.steps]) / len(self.steps)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["steps"] = [step.to_dict() for step in self.steps]
+        return out
+
+
+def count_waits(steps: list[tuple[str, str | None]]) -> int:
+    """Steps (written, display) that showed nothing new: no segment written, or for re-translation
+    the same display as the step before."""
+    waits, shown = 0, ""
+    for written, display in steps:
+        if display is None:
+            waits += not written.strip()
+        else:
+            waits += display == shown
+            shown = display
+    return waits

@@ -52,6 +52,8 @@ def agent_settings(args: Namespace) -> AgentSettings:
     settings = build_settings(AgentSettings, values)
     settings.check_policy()
     check_at_least(settings, 1, "max_sentence_words")
+    if settings.policy == "retranslate":  # a SimulEval write is final
+        raise SettingsError("SimulEval cannot take back written text: evaluate --policy retranslate with seqpo eval")
     return settings
 
 

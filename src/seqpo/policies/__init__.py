@@ -1,12 +1,16 @@
-"""Read/write policies: offline, wait-k and the LLM-decides SeqPO policy."""
+"""Read/write policies: offline, wait-k, the LLM-decides SeqPO policy, and re-translation."""
 
 from ..errors import SettingsError
 from .base import Policy, State
 from .llm import LLMPolicy
 from .offline import OfflinePolicy
+from .retranslate import RetranslatePolicy
 from .wait_k import WaitKPolicy
 
-POLICY_NAMES = ("offline", "wait-k", "llm")
+POLICY_NAMES = ("offline", "wait-k", "llm", "retranslate")
+# decodings that run each request's own prompt: re-translation's prompts drop the target shown so
+# far, which append/slots (one transcript per episode, only ever extended) cannot express
+RETRANSLATE_DECODINGS = ("reencode", "cached")
 
 
 def make_policy(name: str, k: int = 3, chunk: int = 1, few_shot: bool = True) -> Policy:
@@ -16,7 +20,16 @@ def make_policy(name: str, k: int = 3, chunk: int = 1, few_shot: bool = True) ->
         return WaitKPolicy(k=k, chunk=chunk, few_shot=few_shot)
     if name == "llm":
         return LLMPolicy(few_shot=few_shot)
+    if name == "retranslate":
+        return RetranslatePolicy(few_shot=few_shot)
     raise SettingsError(f"unknown policy '{name}' (choose from {', '.join(POLICY_NAMES)})")
 
 
-__all__ = ["Policy", "State", "LLMPolicy", "OfflinePolicy", "WaitKPolicy", "make_policy", "POLICY_NAMES"]
+def check_decoding(policy: str, decoding: str) -> None:
+    """Refuse a policy the decoding engine cannot run."""
+    if policy == "retranslate" and decoding not in RETRANSLATE_DECODINGS:
+        raise SettingsError(f"policy retranslate needs {' or '.join(RETRANSLATE_DECODINGS)} decoding, not {decoding}")
+
+
+__all__ = ["Policy", "State", "LLMPolicy", "OfflinePolicy", "RetranslatePolicy", "WaitKPolicy", "check_decoding",
+           "make_policy", "POLICY_NAMES"]

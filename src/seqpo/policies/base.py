@@ -80,6 +80,9 @@ def whole_units(completion: Completion, unit: str, limit: int | None = None, fin
 class Policy(ABC):
     name: str = "policy"
     few_shot: bool = True  # prepend few-shot examples (base models); adapters know the format
+    # re-translation: `segment` returns the whole translation to show, replacing the previous one
+    # (recorded as `Step.display`), instead of a segment appended to the target
+    retranslates: bool = False
 
     @abstractmethod
     def plan(self, state: State) -> Request | None:

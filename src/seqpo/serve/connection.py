@@ -10,6 +10,8 @@ Server -> client:
   {"type": "ready", ...settings}      after each start
   {"type": "write", "sentence", "text", "read", "target", "elapsed_ms", "latency_ms"}
   {"type": "wait", "sentence", "read", "elapsed_ms", "latency_ms"}
+  {"type": "update", "sentence", "display", "read", "elapsed_ms", "latency_ms"}   policy retranslate:
+                                      every step; `display` replaces the translation shown
   {"type": "done", "sentence", "source", "prediction", "delays", "AL", "LAAL", "wait_fraction"}
   {"type": "error", "code", "message"[, "sentence"]}   the connection stays usable
 Limits: a frame over the larger of --max-message-bytes and --max-audio-frame-bytes closes the
@@ -49,7 +51,7 @@ from ..languages import parse_pair
 from ..live_engines import LiveStream
 from ..prompts import check_supported
 from ..speech.audio import pcm16_to_float
-from ..policies import POLICY_NAMES, make_policy
+from ..policies import POLICY_NAMES, check_decoding, make_policy
 from ..driver import EpisodeRun, LiveRows, SentenceTooLongError, step_async
 from ..stream import Step
 from .audio import SAMPLE_RATE, AudioStream
@@ -89,6 +91,10 @@ def parse_config(msg: dict, defaults) -> SessionConfig:
         raise ProtocolError("bad_pair", str(exc)) from exc
     if policy not in POLICY_NAMES:
         raise ProtocolError("bad_policy", f"unknown policy {policy!r} (choose from {', '.join(POLICY_NAMES)})")
+    try:
+        check_decoding(policy, getattr(defaults, "decoding", "reencode"))
+    except SeqpoError as exc:
+        raise ProtocolError("bad_policy", str(exc)) from exc
     numbers = {}
     for name in ("k", "chunk"):
         value = msg.get(name, getattr(defaults, name))
@@ -131,7 +137,7 @@ async def run_due_steps(live: EpisodeRun, worker: ModelWorker, owner: object, me
         return completion
 
     async for step in step_async(live, complete):
-        metrics.steps.labels("write" if step.written else "wait").inc()
+        metrics.steps.labels("update" if step.display is not None else "write" if step.written else "wait").inc()
         yield step, (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
 

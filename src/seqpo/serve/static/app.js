@@ -43,6 +43,8 @@ function handle(ev) {
     setStatus(`ready: ${ev.pair}, ${ev.policy}${ev.policy === "wait-k" ? " k=" + ev.k : ""}`);
   } else if (ev.type === "write") {
     $("target").textContent = ev.target;
+  } else if (ev.type === "update") {  // re-translation: the whole translation, replacing what is shown
+    $("target").textContent = ev.display;
   } else if (ev.type === "word") {
     showWord(ev);
   } else if (ev.type === "done") {
