@@ -22,11 +22,12 @@ from .languages import LanguagePair, check_supported, parse_pair
 from .metrics.latency import computation_aware_delays, latency_scores
 from .metrics.quality import comet_scores, corpus_quality
 from .resume import check_run_settings, read_complete_jsonl
+from .sentences import SentenceSettings
 from .stream import Episode, count_units
 
 
 @dataclass
-class EvalSettings(PolicySettings, SpeechSettings):
+class EvalSettings(PolicySettings, SpeechSettings, SentenceSettings):
     src: str = setting(None, "source file, one sentence per line (with --audio-dir: the transcripts, "
                        "default DIR/source.en)")
     ref: str = setting(None, "reference file, aligned with --src line by line (with --audio-dir: "
@@ -34,6 +35,9 @@ class EvalSettings(PolicySettings, SpeechSettings):
     audio_dir: str = setting(None, "evaluate on English speech: a folder of audio files (wav, flac, mp3, "
                              "m4a, ogg, opus), one sentence each in name order (see `seqpo data "
                              "speech`); latency in ms of audio")
+    long_form: str = setting(None, "evaluate on unsegmented streams instead: a `seqpo data long-form` JSONL file; "
+                             "the system cuts its own sentences; OUT/streams.jsonl and StreamLAAL scores "
+                             "(--limit counts streams)")
     limit: int = setting(None, "evaluate only the first N lines")
     out: str = setting(None, "output folder for instances.jsonl and scores.json (resumes if present)")
     comet: str = setting(None, "path to a local unbabel-comet checkpoint to also report COMET")
@@ -45,7 +49,9 @@ class EvalSettings(PolicySettings, SpeechSettings):
         pair = check_supported(parse_pair(self.pair))
         if self.audio_dir:
             self.check_speech(pair)
-        for name in ("out",) if self.audio_dir else ("src", "ref", "out"):
+        if self.audio_dir and self.long_form:
+            raise InputFileError("--audio-dir and --long-form cannot be combined")
+        for name in ("out",) if self.audio_dir or self.long_form else ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")
         if self.chunk < 1 or self.k < 1 or self.batch_size < 1 or self.slot < 1:
@@ -54,6 +60,8 @@ class EvalSettings(PolicySettings, SpeechSettings):
             raise InputFileError("--lookahead must be 0 (off) or more")
         if self.limit is not None and self.limit < 1:
             raise InputFileError("--limit must be at least 1")
+        if self.max_sentence_units < 1:
+            raise InputFileError("--max-sentence-units must be at least 1")
         return pair
 
 
@@ -190,6 +198,10 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     from .model import load_model, uses_chat_template
     from .simulate import run_episodes
 
+    if settings.long_form:
+        from .long_form import evaluate_long_form
+
+        return evaluate_long_form(settings, loaded, progress)
     pair = settings.validate()
     if settings.audio_dir:
         from .speech.evaluate import load_audio_set
