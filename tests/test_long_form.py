@@ -85,14 +85,15 @@ def test_eval_long_form_resumes_after_a_kill(tiny_model_dir, long_form_file, tmp
     assert main(long_eval(tiny_model_dir, long_form_file, out, "--max-sentence-units", "4")) == 2
 
 
-def test_a_one_sentence_stream_matches_ordinary_eval(tiny_model_dir, en_zh_files, long_form_file, tmp_path):
+@pytest.mark.parametrize("decoding", ["reencode", "append"])
+def test_a_one_sentence_stream_matches_ordinary_eval(decoding, tiny_model_dir, en_zh_files, long_form_file, tmp_path):
     src, ref = en_zh_files
     plain = tmp_path / "plain"
     assert main(["eval", "--pair", "en-zh", "--src", str(src), "--ref", str(ref), "--model", str(tiny_model_dir),
-                 "--out", str(plain), "--quiet", "--policy", "wait-k", "--k", "2"]) == 0
+                 "--out", str(plain), "--quiet", "--policy", "wait-k", "--k", "2", "--decoding", decoding]) == 0
     eval_records = {json.loads(x)["index"]: json.loads(x) for x in (plain / "instances.jsonl").read_text().splitlines()}
     long = tmp_path / "long"
-    assert main(long_eval(tiny_model_dir, long_form_file, long)) == 0
+    assert main(long_eval(tiny_model_dir, long_form_file, long, "--decoding", decoding)) == 0
     streams = sorted((json.loads(x) for x in (long / "streams.jsonl").read_text().splitlines()),
                      key=lambda r: r["index"])
     for stream, line in ((streams[1], 3), (streams[2], 4)):  # one sentence each
