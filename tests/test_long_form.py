@@ -6,7 +6,7 @@ import json
 import pytest
 
 from seqpo.cli import main
-from seqpo.long_form import run_long_form, stream_record
+from seqpo.long_form import run_long_form, stream_clock, stream_record
 from seqpo.stream import Episode, Step
 
 
@@ -20,6 +20,16 @@ def test_stream_record_offsets_delays_and_time_by_sentence():
     assert [s["source_offset"] for s in record["sentences"]] == [0, 2]
     assert [s["target_offset"] for s in record["sentences"]] == [0, 2]
     assert record["source_length"] == 5 and record["wait_fraction"] == 0.25
+    assert record["steps"] == [[1, 5.0, 0], [2, 10.0, 2], [4, 1.0, 1], [5, 2.0, 1]]
+
+
+def test_stream_clock_waits_for_speech_and_for_the_model():
+    steps = [[1, 50.0, 0], [2, 300.0, 2], [4, 10.0, 1], [5, 10.0, 1]]
+    # unit 1 spoken at 100 ms; step 2 starts at 200, ends 500 (= 5 units); step 3 at 400 -> busy
+    # until 500, ends 510; step 4 starts when unit 5 is spoken (500)... but the model is free at 510
+    assert stream_clock(steps, 100.0) == [5.0, 5.0, 5.1, 5.2]
+    # a fast model never falls behind: each write comes just after its read is spoken
+    assert stream_clock([[1, 1.0, 1], [50, 1.0, 1]], 100.0) == [1.01, 50.01]
 
 
 def test_char_targets_join_without_spaces():

@@ -11,8 +11,16 @@ the target text in order, each unit's delay counted in source units from the str
 (sentence offset + `Step.read`), and its model time counted from the stream start too (every
 earlier sentence's time first: one translator, one sentence after another).
 
+StreamLAAL_CA uses a clock (`stream_clock`) rather than eval's "delay + all compute so far" (which
+SimulEval uses per sentence): over a whole talk that would charge a translator faster than the
+speaker for compute it did while waiting for speech, so its lag would grow without bound. Here the
+speaker says one unit every `unit_ms` and never waits; the translator runs one step at a time, each
+starting once its read has been spoken and the previous step is done. A translator slower than the
+speaker falls further behind through the talk, as it would live.
+
 Sentences of all streams are decoded `batch_size` at a time, as in eval; as there, a batch's model
-time counts for each sentence in it, so elapsed times (and StreamLAAL_CA) are an upper bound.
+time counts for each sentence in it, so model times (and StreamLAAL_CA) are an upper bound unless
+`--batch-size 1`.
 """
 
 from __future__ import annotations
@@ -31,13 +39,26 @@ from .sentences import split_sentences
 from .stream import Episode, append_segment, count_units
 
 
+def stream_clock(steps: list[list[float]], unit_ms: float) -> list[float]:
+    """Computation-aware delays (source units) of a stream's target units from its steps, each
+    [source units read from the stream start, model ms, target units written], in order: a step
+    starts when its read has been spoken (`unit_ms` per unit) and the previous step has ended; the
+    units it writes count the time it ends."""
+    free, out = 0.0, []
+    for read, model_ms, written in steps:
+        free = max(free, read * unit_ms) + model_ms
+        out += [free / unit_ms] * int(written)
+    return out
+
+
 def stream_record(index: int, offsets: list[int], episodes: list[Episode], target_unit: str) -> dict:
     """One stream's output from its sentence episodes (in order, `offsets[k]` source units before
     sentence k): the joined target, its delays and cumulative model time (ms) from the stream start,
     and where the system split its sentences."""
-    text, delays, elapsed, sentences = "", [], [], []
+    text, delays, elapsed, sentences, steps = "", [], [], [], []
     spent = 0.0
     for offset, episode in zip(offsets, episodes):
+        steps += [[offset + s.read, round(s.elapsed_ms, 3), count_units(s.written, target_unit)] for s in episode.steps]
         sentences.append({"source_offset": offset, "source_length": episode.source_length,
                           "source": episode.source, "prediction": episode.prediction,
                           "target_offset": len(delays)})
@@ -46,10 +67,10 @@ def stream_record(index: int, offsets: list[int], episodes: list[Episode], targe
         elapsed += [spent + e for e in episode.elapsed()]
         spent += sum(step.elapsed_ms for step in episode.steps)
     assert count_units(text, target_unit) == len(delays)  # joining must not merge or split units
-    steps = [s for e in episodes for s in e.steps]
     return {"index": index, "prediction": text, "delays": delays, "elapsed": elapsed,
             "source_length": sum(e.source_length for e in episodes), "sentences": sentences,
-            "wait_fraction": round(sum(not s.written.strip() for s in steps) / max(1, len(steps)), 3),
+            "steps": steps,  # [read from the stream start, model ms, target units written]
+            "wait_fraction": round(sum(not written for _, _, written in steps) / max(1, len(steps)), 3),
             "model_ms": round(spent, 1)}
 
 
@@ -95,14 +116,12 @@ def run_long_form(streams: Iterable[tuple[int, str]], policy: Policy, generator,
 
 
 def score_long_form(records: list[dict], streams: list, pair: LanguagePair, unit_ms: float) -> dict:
-    """StreamLAAL (and _CA at `unit_ms` per source unit), BLEU and chrF of the stream records
+    """StreamLAAL (and _CA, `stream_clock` at `unit_ms` per source unit), BLEU and chrF of the stream records
     against their long-form streams (`data.long_form.LongFormStream`)."""
-    from .metrics.latency import computation_aware_delays
     from .metrics.quality import corpus_quality
     from .metrics.stream_latency import StreamOutput, score_streams, stream_laal_signature
 
-    outputs = [StreamOutput(r["prediction"], r["delays"], computation_aware_delays(r["delays"], r["elapsed"], unit_ms))
-               for r in records]
+    outputs = [StreamOutput(r["prediction"], r["delays"], stream_clock(r["steps"], unit_ms)) for r in records]
     talks = [s.sentences() for s in streams]
     if any(o.delays for o in outputs):
         s = score_streams(outputs, talks, pair.target)
@@ -184,10 +203,11 @@ def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
     scores["signature"].update(
         StreamLAAL=stream_signature, long_form=str(settings.long_form),
         latency_reference_length="reference sentence, after mWER re-segmentation",
-        segmentation=f"sentence-final punctuation or {settings.max_sentence_units} source units")
+        segmentation=f"sentence-final punctuation or {settings.max_sentence_units} source units",
+        computation_aware="clock: speaker at unit_ms per source unit, one model step at a time")
     scores["wall_seconds_per_stream"] = round(wall / len(todo), 3) if todo else None
     (out / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False))
     return scores
 
 
-__all__ = ["evaluate_long_form", "run_long_form", "score_long_form", "stream_record"]
+__all__ = ["evaluate_long_form", "run_long_form", "score_long_form", "stream_clock", "stream_record"]
