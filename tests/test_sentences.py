@@ -31,8 +31,8 @@ def test_a_sentence_without_an_end_is_closed_at_max_units():
 
 
 def test_char_stream_keeps_substrings_and_counts_characters():
-    assert split_sentences("今天 天气很好。请给我一杯茶！我们", "char") == [(0, "今天 天气很好。"), (7, "请给我一杯茶！"),
-                                                                 (14, "我们")]
+    assert split_sentences("今天 天气很好。请给我一杯茶！我们", "char") == [
+        (0, "今天 天气很好。"), (7, "请给我一杯茶！"), (14, "我们")]
     assert split_sentences("一二三四五", "char", max_units=2) == [(0, "一二"), (2, "三四"), (4, "五")]
 
 
