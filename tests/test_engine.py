@@ -6,7 +6,8 @@ import torch
 from transformers import DynamicCache
 
 from seqpo.engine import SourceRegionFullError, engine_for
-from seqpo.generation import Generator, Request
+from seqpo.generation import Generator
+from seqpo.requests import Request
 from seqpo.languages import parse_pair
 from seqpo.policies import LLMPolicy, WaitKPolicy
 from seqpo.simulate import run_episodes
@@ -127,7 +128,7 @@ def test_append_reuses_the_cache(tiny_loaded):
 def test_must_write_applies_in_every_decoding_mode(tiny_loaded):
     """The last step may not end the line first, in the engine's own decode loop too."""
     from seqpo.engine import engine_for
-    from seqpo.generation import Request
+    from seqpo.requests import Request
     from seqpo.languages import parse_pair
 
     pair = parse_pair("en-de")

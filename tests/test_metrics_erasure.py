@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from seqpo.metrics.erasure import (corpus_normalized_erasure, erased_units, normalized_erasure,
-                                   retranslation_delays, total_erasure)
+from seqpo.metrics.erasure import corpus_normalized_erasure, erased_units, normalized_erasure, total_erasure
+from seqpo.stream import retranslation_delays
 
 
 def test_erased_units_after_the_common_prefix():

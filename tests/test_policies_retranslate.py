@@ -10,9 +10,10 @@ from seqpo.cli import main
 from seqpo.driver import EpisodeRun
 from seqpo.errors import SettingsError
 from seqpo.evaluate import EvalSettings
-from seqpo.generation import Completion
+from seqpo.requests import Completion
 from seqpo.languages import parse_pair
-from seqpo.metrics.erasure import corpus_normalized_erasure, normalized_erasure, retranslation_delays
+from seqpo.metrics.erasure import corpus_normalized_erasure, normalized_erasure
+from seqpo.stream import retranslation_delays
 from seqpo.policies import POLICY_NAMES, RetranslatePolicy, make_policy
 from seqpo.policies.base import State, finish_request
 from seqpo.simulate import run_episodes, stream_text

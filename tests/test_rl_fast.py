@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seqpo.engine import engine_for
-from seqpo.generation import Generator, line_end_ids
+from seqpo.generation import line_end_ids
 from seqpo.languages import parse_pair
 from seqpo.policies.llm import LLMPolicy
 from seqpo.rl.grpo import completion_logprobs, flatten, make_batches, make_trees, tree_logprobs

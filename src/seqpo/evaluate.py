@@ -18,12 +18,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import __version__
 from .config import PolicySettings, SpeechSettings, check_at_least, setting
 from .engine import engine_class, make_engine
 from .errors import InputFileError
 from .files import load_parallel
-from .instances import add_computation_aware, instance_record
+from .instances import LEGACY_DEFAULTS, add_computation_aware, instance_record, signature
 from .languages import LanguagePair, parse_pair
 from .metrics.erasure import corpus_normalized_erasure
 from .metrics.quality import comet_scores, corpus_quality
@@ -31,13 +30,15 @@ from .metrics.wer import corpus_wer
 from .model import load_model, uses_chat_template
 from .prompts import check_supported
 from .resume import check_run_settings, read_complete_jsonl
+from .long_form import evaluate_long_form
+from .sentences import SentenceSettings
 from .simulate import run_episodes
 from .speech.evaluate import load_audio_set, run_audio_set
 from .stream import count_units, count_waits
 
 
 @dataclass
-class EvalSettings(PolicySettings, SpeechSettings):
+class EvalSettings(PolicySettings, SpeechSettings, SentenceSettings):
     src: str = setting(None, "source file, one sentence per line (with --audio-dir: the transcripts, "
                        "default DIR/source.en)")
     ref: str = setting(None, "reference file, aligned with --src line by line (with --audio-dir: "
@@ -45,6 +46,9 @@ class EvalSettings(PolicySettings, SpeechSettings):
     audio_dir: str = setting(None, "evaluate on English speech: a folder of audio files (wav, flac, mp3, "
                              "m4a, ogg, opus), one sentence each in name order (see `seqpo data "
                              "speech`); latency in ms of audio")
+    long_form: str = setting(None, "evaluate on unsegmented streams instead: a `seqpo data long-form` JSONL file; "
+                             "the system cuts its own sentences; OUT/streams.jsonl and StreamLAAL scores "
+                             "(--limit counts streams)")
     limit: int = setting(None, "evaluate only the first N lines")
     out: str = setting(None, "output folder for instances.jsonl and scores.json (resumes if present)")
     comet: str = setting(None, "path to a local unbabel-comet checkpoint to also report COMET")
@@ -56,45 +60,22 @@ class EvalSettings(PolicySettings, SpeechSettings):
         pair = check_supported(parse_pair(self.pair))
         if self.audio_dir:
             self.check_speech(pair)
-        for name in ("out",) if self.audio_dir else ("src", "ref", "out"):
+        if self.audio_dir and self.long_form:
+            raise InputFileError("--audio-dir and --long-form cannot be combined")
+        for name in ("out",) if self.audio_dir or self.long_form else ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")
         self.check_policy()
-        check_at_least(self, 1, "batch_size", "limit")
+        check_at_least(self, 1, "batch_size", "limit", "max_sentence_units")
         return pair
 
 
 SPEECH_LATENCY_KEYS = ("StartOffset", "EndOffset", "AL", "LAAL", "StartOffset_CA", "EndOffset_CA", "AL_CA",
                        "LAAL_CA")
 
-# Settings that older seqpo versions did not record in settings.json, with the value they used.
-LEGACY_DEFAULTS = {"decoding": "reencode", "slot": None, "few_shot": True, "chat_template": "off"}
-
-
 def read_finished(path: Path) -> dict[int, dict]:
     """Finished instances by index; a trailing line cut off by a kill is truncated away."""
     return {record["index"]: record for record in read_complete_jsonl(path)}
-
-
-def signature(settings: EvalSettings, pair: LanguagePair, policy_settings: dict, quality: dict) -> dict:
-    return {
-        "pair": str(pair),
-        **policy_settings,
-        "chunk": settings.chunk,
-        "model": settings.model or "bundled:gemma-3-270m",
-        "adapter": settings.adapter,
-        "latency_unit": {"source": pair.source_unit, "target": pair.target_unit},
-        "latency_reference_length": "reference (SimulEval use_ref_len)",
-        "unit_ms": settings.unit_ms,
-        "batch_size": settings.batch_size,
-        "decoding": settings.decoding,
-        "device": settings.device,
-        "dtype": settings.dtype,
-        "chat_template": settings.chat_template,
-        "slot": settings.slot if engine_class(settings.decoding).reserves_source else None,
-        "sacrebleu": quality.get("signatures", {}),
-        "seqpo": __version__,
-    }
 
 
 def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, policy_settings: dict) -> dict:
@@ -144,6 +125,8 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
 
 def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict:
     """Evaluate (or resume evaluating) a policy; returns the scores also written to scores.json."""
+    if settings.long_form:
+        return evaluate_long_form(settings, loaded, progress)
     pair = settings.validate()
     if settings.audio_dir:
         wavs, sources, references = load_audio_set(settings.audio_dir, pair, settings.src, settings.ref,

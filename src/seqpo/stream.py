@@ -67,6 +67,30 @@ def append_segment(target: str, segment: str, unit: str) -> str:
     return target + " " + segment
 
 
+def common_prefix(a: list[str], b: list[str]) -> int:
+    """How many leading units two unit lists share."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def retranslation_delays(updates: list[tuple[str, float]], unit: str) -> list[float]:
+    """Delays of the final display's units for latency scoring: each unit gets the delay of the
+    update that last (re)wrote it, as simulstream's log reader assigns them. `updates` are the
+    successive (display, delay) pairs of one stream, delay = source read when it was shown."""
+    delays: list[float] = []
+    shown: list[str] = []
+    for display, delay in updates:
+        units = split_units(display, unit)
+        keep = common_prefix(shown, units)
+        delays = delays[:keep] + [delay] * (len(units) - keep)
+        shown = units
+    return delays
+
+
 @dataclass
 class Step:
     """One policy step: after `read` source units were known, `written` was emitted (""=wait)."""
@@ -126,11 +150,9 @@ class Episode:
 
     def _per_unit(self, values: list) -> list:
         """One value per target unit: that of the step that wrote the unit; for re-translation, of
-        the update that last rewrote it (`metrics.erasure.retranslation_delays`, as simulstream
+        the update that last rewrote it (`retranslation_delays`, as simulstream
         dates a re-translated output), so AL/LAAL and their computation-aware versions apply unchanged."""
         if self.retranslated:
-            from .metrics.erasure import retranslation_delays  # metrics import this module
-
             return retranslation_delays([(step.display, value) for step, value in zip(self.steps, values)
                                          if step.display is not None], self.target_unit)
         out: list = []

@@ -14,17 +14,20 @@ from .languages import parse_pair
 from .live_view import LiveView
 from .model import load_model
 from .prompts import check_supported
+from .sentences import SentenceSettings, split_sentences
 from .simulate import stream_text
 from .speech.translate import translate_audio
 from .stream import Episode
 
 
 @dataclass
-class TranslateSettings(PolicySettings, SpeechSettings):
+class TranslateSettings(PolicySettings, SpeechSettings, SentenceSettings):
     text: str = setting(None, "text to translate, one sentence per line (default: read stdin)")
     audio: str = setting(None, "translate English speech from this audio file instead of text (wav, flac, "
                          "mp3, m4a, ogg, ...; any rate and channels; streaming Whisper tiny.en; needs the "
                          "speech extra)")
+    long_form: bool = setting(False, "the text is one unsegmented stream: cut it into sentences (. ? ! or "
+                              "--max-sentence-units) and translate them one after another")
     json: bool = setting(False, "print one JSON event per step instead of the live view")
     max_chars: int = setting(20000, "refuse inputs longer than this many characters")
     max_sentence_words: int = setting(200, "speech input with --decoding slots: close a sentence after this many "
@@ -48,6 +51,8 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
     pair = check_supported(parse_pair(settings.pair))
     settings.check_policy()
     lines = read_input(settings)
+    if settings.long_form:
+        lines = [text for _, text in split_sentences("\n".join(lines), pair.source_unit, settings.max_sentence_units)]
     policy = settings.build_policy()
     loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device, settings.chat_template,
                         settings.decoding)

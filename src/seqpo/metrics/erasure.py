@@ -17,22 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..stream import split_units
-
-
-def _common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+from ..stream import common_prefix, split_units
 
 
 def erased_units(previous: str, current: str, unit: str) -> int:
     """Units of `previous` that `current` no longer shows: those after their longest common prefix."""
     before = split_units(previous, unit)
-    return len(before) - _common_prefix(before, split_units(current, unit))
+    return len(before) - common_prefix(before, split_units(current, unit))
 
 
 def total_erasure(displays: Sequence[str], unit: str) -> int:
@@ -51,17 +42,3 @@ def corpus_normalized_erasure(streams: Sequence[Sequence[str]], unit: str) -> fl
     if final == 0:
         raise ValueError("normalized erasure is undefined for an empty final output")
     return sum(total_erasure(d, unit) for d in streams) / final
-
-
-def retranslation_delays(updates: Sequence[tuple[str, float]], unit: str) -> list[float]:
-    """Delays of the final display's units for latency scoring: each unit gets the delay of the
-    update that last (re)wrote it, as simulstream's log reader assigns them. `updates` are the
-    successive (display, delay) pairs of one stream, delay = source read when it was shown."""
-    delays: list[float] = []
-    shown: list[str] = []
-    for display, delay in updates:
-        units = split_units(display, unit)
-        keep = _common_prefix(shown, units)
-        delays = delays[:keep] + [delay] * (len(units) - keep)
-        shown = units
-    return delays

@@ -5,7 +5,7 @@ again from scratch and the new translation replaces the one shown, so earlier ou
 Each step asks what the offline policy's final step asks (`finish_request`: the same prompt, few-shot
 block and length cap), on the prefix read so far and with an empty target. Its answer is the whole
 display (`Policy.retranslates`); the driver records it as `Step.display`, and latency dates each final
-unit by the update that last rewrote it (`metrics.erasure.retranslation_delays`). Flicker is
+unit by the update that last rewrote it (`stream.retranslation_delays`). Flicker is
 normalized erasure (`metrics.erasure`).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..generation import Completion, Request
+from ..requests import Completion, Request
 from .base import SENTENCE_END, Policy, State, finish_request, finished_text
 
 

@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import MissingExtraError, ModelLoadError
+from ..sentences import ends_sentence
 from .audio import SAMPLE_RATE, ms_of
-
-SENTENCE_END = re.compile(r"[.?!][\"')\]]*$")
 
 
 def normalize_word(word: str) -> str:
@@ -40,7 +39,7 @@ class AsrWord:
 
     @property
     def ends_sentence(self) -> bool:
-        return bool(SENTENCE_END.search(self.text))
+        return ends_sentence(self.text)
 
     def to_dict(self) -> dict:
         return {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}

@@ -21,6 +21,7 @@ from ..driver import CompleterSteps, EpisodeRun, step_due
 from ..generation import Generator
 from ..languages import LanguagePair
 from ..policies.base import Policy
+from ..sentences import closes_sentence
 from ..stream import Episode, Step
 from .asr import AsrWord, StreamingASR
 from .audio import audio_chunks
@@ -73,7 +74,7 @@ class SpeechCascade:
         self.sentence_words.append(word)
         if self.on_word:
             self.on_word(self.live, word)
-        if (self.split_sentences and word.ends_sentence) or len(self.sentence_words) == self.max_units:
+        if closes_sentence(word.text, len(self.sentence_words), self.max_units, self.split_sentences):
             self._close(word.end_ms)  # the sentence's last read is its finishing step
         elif run:
             self._run()

@@ -1,0 +1,138 @@
+"""Long-form text on the tiny model: one unsegmented stream, sentences cut by the system, one output
+stream with delays from the stream start, StreamLAAL scores, resume."""
+
+import json
+
+import pytest
+
+from seqpo.cli import main
+from seqpo.long_form import run_long_form, stream_clock, stream_record
+from seqpo.stream import Episode, Step
+
+
+def test_stream_record_offsets_delays_and_time_by_sentence():
+    first = Episode("A b.", "word", "word", [Step(1, "", 5.0), Step(2, "x y", 10.0, finished=True)])
+    second = Episode("C d e.", "word", "word", [Step(2, "z", 1.0), Step(3, "w", 2.0, finished=True)])
+    record = stream_record(7, [0, 2], [first, second], "word")
+    assert record["prediction"] == "x y z w"
+    assert record["delays"] == [2, 2, 2 + 2, 2 + 3]
+    assert record["elapsed"] == [15.0, 15.0, 16.0, 18.0]  # the second sentence's time after the first's
+    assert [s["source_offset"] for s in record["sentences"]] == [0, 2]
+    assert [s["target_offset"] for s in record["sentences"]] == [0, 2]
+    assert record["source_length"] == 5 and record["wait_fraction"] == 0.25
+    assert record["steps"] == [[1, 5.0, 0], [2, 10.0, 2], [4, 1.0, 1], [5, 2.0, 1]]
+
+
+def test_stream_clock_waits_for_speech_and_for_the_model():
+    steps = [[1, 50.0, 0], [2, 300.0, 2], [4, 10.0, 1], [5, 10.0, 1]]
+    # unit 1 spoken at 100 ms; step 2 starts at 200, ends 500 (= 5 units); step 3 at 400 -> busy
+    # until 500, ends 510; step 4 starts when unit 5 is spoken (500)... but the model is free at 510
+    assert stream_clock(steps, 100.0) == [5.0, 5.0, 5.1, 5.2]
+    # a fast model never falls behind: each write comes just after its read is spoken
+    assert stream_clock([[1, 1.0, 1], [50, 1.0, 1]], 100.0) == [1.01, 50.01]
+
+
+def test_char_targets_join_without_spaces():
+    first = Episode("A.", "word", "char", [Step(1, "你好", 1.0, finished=True)])
+    second = Episode("B.", "word", "char", [Step(1, "再见", 1.0, finished=True)])
+    record = stream_record(0, [0, 1], [first, second], "char")
+    assert record["prediction"] == "你好再见" and record["delays"] == [1, 1, 2, 2]
+
+
+@pytest.fixture
+def long_form_file(en_zh_files, tmp_path):
+    src, ref = en_zh_files
+    path = tmp_path / "long.jsonl"
+    assert main(["data", "long-form", "--pair", "en-zh", "--src", str(src), "--ref", str(ref), "--out", str(path),
+                 "--lines", "2"]) == 0
+    return path
+
+
+def long_eval(model, long_form, out, *extra):
+    return ["eval", "--pair", "en-zh", "--long-form", str(long_form), "--model", str(model), "--out", str(out),
+            "--quiet", "--policy", "wait-k", "--k", "2", *extra]
+
+
+def test_eval_long_form_writes_streams_and_scores(tiny_model_dir, long_form_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(long_eval(tiny_model_dir, long_form_file, out)) == 0
+    records = sorted((json.loads(x) for x in (out / "streams.jsonl").read_text().splitlines()),
+                     key=lambda r: r["index"])  # written as they finish
+    assert [r["index"] for r in records] == [0, 1, 2]  # lines 0-1, 3 (2 is empty), 4
+    first = records[0]
+    # the system found the two sentences of the first stream at the full stops
+    assert [(s["source_offset"], s["source"]) for s in first["sentences"]] == [
+        (0, "The weather is nice today."), (5, "I would like a cup of tea, please.")]
+    assert first["source_length"] == 13
+    assert len(first["delays"]) == len(first["elapsed"]) == len(first["prediction"].replace(" ", ""))
+    assert first["delays"] == sorted(first["delays"]) and max(first["delays"]) <= 13
+    second_start = first["sentences"][1]["target_offset"]
+    assert all(d > 5 for d in first["delays"][second_start:])  # delays of the second sentence count its offset
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["streams"] == 3 and scores["sentences"] == 4 and scores["system_sentences"] == 4
+    for key in ("StreamLAAL", "StreamLAAL_CA", "BLEU", "chrF"):
+        assert isinstance(scores[key], (int, float)), key
+    assert scores["StreamLAAL_CA"] >= scores["StreamLAAL"]
+    sig = scores["signature"]
+    assert sig["StreamLAAL"].startswith("StreamLAAL|seg:mwer") and sig["k"] == 2 and "BLEU" in sig["sacrebleu"]
+    assert sig["segmentation"].endswith("100 source units")
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["BLEU"] == scores["BLEU"]
+
+
+def test_eval_long_form_resumes_after_a_kill(tiny_model_dir, long_form_file, tmp_path):
+    out = tmp_path / "run"
+    assert main(long_eval(tiny_model_dir, long_form_file, out, "--limit", "2")) == 0
+    path = out / "streams.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    assert len(lines) == 2
+    path.write_text(lines[0] + lines[1][: len(lines[1]) // 2])  # a kill in the middle of the last line
+    assert main(long_eval(tiny_model_dir, long_form_file, out)) == 0
+    records = [json.loads(x) for x in path.read_text().splitlines()]
+    assert sorted(r["index"] for r in records) == [0, 1, 2]
+    assert records[0] == json.loads(lines[0])  # finished work was kept, not redone
+    assert json.loads((out / "scores.json").read_text())["streams"] == 3
+    # other settings in the same folder are refused
+    assert main(long_eval(tiny_model_dir, long_form_file, out, "--max-sentence-units", "4")) == 2
+
+
+@pytest.mark.parametrize("decoding", ["reencode", "append"])
+def test_a_one_sentence_stream_matches_ordinary_eval(decoding, tiny_model_dir, en_zh_files, long_form_file, tmp_path):
+    src, ref = en_zh_files
+    plain = tmp_path / "plain"
+    assert main(["eval", "--pair", "en-zh", "--src", str(src), "--ref", str(ref), "--model", str(tiny_model_dir),
+                 "--out", str(plain), "--quiet", "--policy", "wait-k", "--k", "2", "--decoding", decoding]) == 0
+    eval_records = {json.loads(x)["index"]: json.loads(x) for x in (plain / "instances.jsonl").read_text().splitlines()}
+    long = tmp_path / "long"
+    assert main(long_eval(tiny_model_dir, long_form_file, long, "--decoding", decoding)) == 0
+    streams = sorted((json.loads(x) for x in (long / "streams.jsonl").read_text().splitlines()),
+                     key=lambda r: r["index"])
+    for stream, line in ((streams[1], 3), (streams[2], 4)):  # one sentence each
+        assert len(stream["sentences"]) == 1
+        assert stream["prediction"] == eval_records[line]["prediction"]
+        assert stream["delays"] == eval_records[line]["delays"]
+
+
+def test_max_units_closes_a_sentence_without_an_end(tiny_loaded):
+    from seqpo.generation import Generator
+    from seqpo.languages import parse_pair
+    from seqpo.policies.wait_k import WaitKPolicy
+
+    pair = parse_pair("en-de")
+    words = " ".join(f"w{i}" for i in range(9))
+    generator = Generator(tiny_loaded.model, tiny_loaded.tokenizer)
+    [record] = run_long_form([(0, words)], WaitKPolicy(k=2), generator, pair, chunk=1, max_units=4)
+    assert [(s["source_offset"], s["source_length"]) for s in record["sentences"]] == [(0, 4), (4, 4), (8, 1)]
+    assert record["source_length"] == 9
+    for s in record["sentences"]:  # each sentence's delays lie within its own stretch of the stream
+        n = len(s["prediction"].split())
+        delays = record["delays"][s["target_offset"] : s["target_offset"] + n]
+        assert all(s["source_offset"] < d <= s["source_offset"] + s["source_length"] for d in delays)
+
+
+def test_translate_long_form_prints_sentence_by_sentence(tiny_model_dir, capsys):
+    code = main(["translate", "--pair", "en-de", "--model", str(tiny_model_dir), "--json", "--policy", "wait-k",
+                 "--k", "2", "--long-form", "The weather is nice\ntoday. I like tea. And"])
+    assert code == 0
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    done = [e["source"] for e in events if e["type"] == "done"]
+    assert done == ["The weather is nice today.", "I like tea.", "And"]
