@@ -84,12 +84,24 @@ class SpeechSettings:
     asr_beam: int = setting(1, "speech input: Whisper beam size (1 = greedy)")
     max_buffer: float = setting(15.0, "speech input: longest ASR buffer (s) before it is cut at the "
                                 "last stable word (it is also cut after every finished sentence)")
+    asr_window: float = setting(10.0, "speech input: seconds of audio Whisper's encoder sees per decode (the "
+                                "buffer padded to it, or the buffer and 1 s when longer); 0 = faster-whisper's "
+                                "30 s windows (seqpo 0.1: about 4x the compute)")
+    asr_vad: str = setting("silero", "speech input: voice activity detection; silero = decode only after new "
+                           "speech, make the words final at a pause, never decode silence; off = decode after "
+                           "every chunk (seqpo 0.1)", choices=["silero", "off"])
+
+    def asr_settings(self) -> dict:
+        """What changes the transcript (recorded with every speech eval, checked on resume)."""
+        return {"audio_chunk": self.audio_chunk, "asr_beam": self.asr_beam, "max_buffer": self.max_buffer,
+                "asr_window": self.asr_window, "asr_vad": self.asr_vad}
 
     def check_speech(self, pair) -> None:
         if pair.source != "en":
             raise SettingsError(f"speech input is English only (Whisper tiny.en); got pair {pair}")
-        if self.audio_chunk <= 0 or self.max_buffer <= self.audio_chunk or self.asr_beam < 1:
-            raise SettingsError("--audio-chunk must be positive, --max-buffer longer than it, --asr-beam at least 1")
+        if self.audio_chunk <= 0 or self.max_buffer <= self.audio_chunk or self.asr_beam < 1 or self.asr_window < 0:
+            raise SettingsError("--audio-chunk must be positive, --max-buffer longer than it, --asr-beam at least 1, "
+                                "--asr-window at least 0")
 
 
 def add_settings(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = (),

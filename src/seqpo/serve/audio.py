@@ -114,11 +114,11 @@ class SpeechService:
         self.active -= 1
 
     def cascade(self, whisper, config, generator, **callbacks):
-        from ..speech.asr import StreamingASR
+        from ..speech.asr import streaming_asr
         from ..speech.cascade import SpeechCascade
 
         s = self.settings
-        asr = StreamingASR(whisper, s.max_buffer, beam_size=s.asr_beam)
+        asr = streaming_asr(whisper, s)
         pair = parse_pair(config.pair)
         policy = make_policy(config.policy, k=config.k, chunk=config.chunk, few_shot=config.few_shot)
         engines = generator.worker.engines

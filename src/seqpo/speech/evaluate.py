@@ -60,7 +60,7 @@ def run_audio_set(todo: list[int], wavs: list[Path], transcripts: list[str], ref
                   settings, loaded, write: Callable[[int, dict], None]) -> None:
     """Stream every wav in `todo` through the cascade, one sentence per file; `write` gets each
     finished instance record."""
-    from .asr import StreamingASR
+    from .asr import streaming_asr
     from .audio import read_audio
     from .cascade import SpeechCascade, stream_audio
     from .translate import speech_parts
@@ -71,7 +71,7 @@ def run_audio_set(todo: list[int], wavs: list[Path], transcripts: list[str], ref
         return
     pair, policy, whisper, generator = speech_parts(settings, loaded)
     for i in todo:
-        asr = StreamingASR(whisper, settings.max_buffer, beam_size=settings.asr_beam)
+        asr = streaming_asr(whisper, settings)
         done: list = []
         cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, split_sentences=False,
                                 on_done=lambda episode, words: done.append((episode, words)))
@@ -82,5 +82,5 @@ def run_audio_set(todo: list[int], wavs: list[Path], transcripts: list[str], ref
             episode, words = Episode(source="", source_unit=pair.source_unit, target_unit=pair.target_unit,
                                      audio_span=(0.0, asr.received_ms)), []
         record = speech_instance_record(i, episode, words, references[i], transcripts[i], wavs[i])
-        record.update(asr_ms=asr.compute_ms, asr_decodes=asr.decodes)
+        record.update(asr_ms=asr.compute_ms, asr_cpu_ms=asr.cpu_ms, asr_decodes=asr.decodes)
         write(i, record)

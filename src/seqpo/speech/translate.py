@@ -36,7 +36,7 @@ def speech_parts(settings, loaded=None, live_decoding: bool = False):
 
 
 def translate_audio(settings, out) -> list[Episode]:
-    from .asr import StreamingASR
+    from .asr import streaming_asr
     from .audio import read_audio
     from .cascade import SpeechCascade, stream_audio
     from ..translate import done_event, step_event
@@ -45,7 +45,7 @@ def translate_audio(settings, out) -> list[Episode]:
     if settings.max_sentence_words < 1:
         raise SettingsError("--max-sentence-words must be at least 1")
     pair, policy, whisper, generator = speech_parts(settings, live_decoding=True)
-    asr = StreamingASR(whisper, settings.max_buffer, beam_size=settings.asr_beam)
+    asr = streaming_asr(whisper, settings)
     engine_args = {}  # append/slots: each sentence is an engine episode; slots bound its length
     if settings.decoding != "reencode":
         limit = settings.max_sentence_words if settings.decoding == "slots" else None
