@@ -47,14 +47,16 @@ def offline_transcripts(model, wavs: list[Path], cache: Path) -> tuple[list[str]
     return transcripts, seconds
 
 
-def streaming_pass(model, wavs: list[Path], asr_settings: SimpleNamespace, chunk_s: float, log: Path) -> list[dict]:
-    """Each file through the streaming ASR alone, in `chunk_s` pieces; one JSONL record per file."""
+def streaming_pass(model, wavs: list[Path], asr_settings: SimpleNamespace, chunk_s: float, log: Path,
+                   todo=None) -> list[dict]:
+    """Each file (of `todo`: default all) through the streaming ASR alone, in `chunk_s` pieces; one
+    JSONL record per file."""
     done = read_finished(log)
     with log.open("a", encoding="utf-8") as out:
-        for i, wav in enumerate(wavs):
+        for i in range(len(wavs)) if todo is None else todo:
             if i in done:
                 continue
-            samples = read_audio(wav)
+            samples = read_audio(wavs[i])
             asr = streaming_asr(model, asr_settings)
             for piece in audio_chunks(samples, chunk_s):
                 asr.insert(piece)
@@ -64,7 +66,7 @@ def streaming_pass(model, wavs: list[Path], asr_settings: SimpleNamespace, chunk
                        "emit_lag_ms": [w.known_ms - w.end_ms for w in asr.words]}
             out.write(json.dumps(done[i], ensure_ascii=False) + "\n")
             out.flush()
-    return [done[i] for i in range(len(wavs))]
+    return [done[i] for i in (range(len(wavs)) if todo is None else todo)]
 
 
 def main() -> None:

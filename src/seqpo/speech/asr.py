@@ -6,7 +6,9 @@ successive decodes agree on it (and on every word before it), with `known_ms` = 
 received at that moment. After a finished sentence (or when the buffer grows past
 `max_buffer_s`) the buffer is cut at the end of the last emitted word, so the cost of a decode
 does not grow with the length of the talk; emitted text from before the cut is given to Whisper
-as its prompt.
+as its prompt. To run well under real time on a CPU, the encoder sees the buffer padded to a
+short window instead of 30 s (`encode_short`), and a voice activity detector (`vad.py`) skips
+decoding silence and makes the words final at a pause.
 """
 
 from __future__ import annotations
