@@ -90,6 +90,9 @@ def test_page_microphone_and_upload(tiny_model_dir, tmp_path):
         page.wait_for_function("document.getElementById('source').textContent.length > 0", timeout=60000)
         page.wait_for_function(f"{history} >= 1", timeout=60000)
         assert page.text_content("#history li .src").lower().startswith("thank you very much")
+        # while listening, the page shows how far transcription trails the microphone
+        assert re.fullmatch(r"listening… ASR lag \d+\.\d s", page.text_content("#audio-info")), \
+            page.text_content("#audio-info")
         page.wait_for_function("/tea/i.test(document.getElementById('source').textContent) || "
                                f"{history} >= 2", timeout=60000)
         page.click("#mic")  # stop: the last words are flushed
