@@ -10,7 +10,7 @@
 With --baseline both tables also have seqpo 0.1's ASR (--asr-window 0 --asr-vad off: a 30 s encoder
 window and a decode after every chunk) beside the default, from the same run. The first N lines of
 the dev split (last 200 lines of generaltest2023 en-zh) are spoken by espeak-ng into OUT/audio;
-everything is resumable (OUT/asr-<setting>.jsonl, OUT/<policy>-<setting>), so a re-run only adds
+everything is resumable (OUT/asr-<setting>.jsonl, OUT/offline_asr.jsonl, OUT/<policy>-<setting>), so a re-run only adds
 what is missing. E.g.
     SEQPO_THREADS=1 PYTHONPATH=src python benchmarks/speech.py --limit 50 --e2e-limit 10 \\
         --policies wait-k:3 --baseline --out runs/speech
@@ -35,18 +35,22 @@ DEV = Path(__file__).resolve().parents[1] / "runs" / "dev" / "dev200.en-zh"
 
 
 def offline_transcripts(model, wavs: list[Path], cache: Path) -> tuple[list[str], float, float]:
-    """Whole-file Whisper transcripts (cached in OUT) and the decoding seconds they took (wall, CPU)."""
-    if cache.exists():
-        data = json.loads(cache.read_text())
-        if len(data["transcripts"]) == len(wavs):
-            return data["transcripts"], data["seconds"], data["cpu_seconds"]
-    audio = [read_audio(w) for w in wavs]
-    started, cpu = time.perf_counter(), time.process_time()
-    transcripts = [transcribe_offline(model, samples) for samples in audio]
-    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
-    cache.write_text(json.dumps({"transcripts": transcripts, "seconds": seconds, "cpu_seconds": cpu_seconds},
-                                ensure_ascii=False))
-    return transcripts, seconds, cpu_seconds
+    """Whole-file Whisper transcripts and the decoding seconds they took (wall, CPU); per file in
+    OUT/offline_asr.jsonl, so a shorter --limit reuses them."""
+    done = read_finished(cache)
+    with cache.open("a", encoding="utf-8") as out:
+        for i, wav in enumerate(wavs):
+            if i not in done:
+                samples = read_audio(wav)
+                started, cpu = time.perf_counter(), time.process_time()
+                text = transcribe_offline(model, samples)
+                done[i] = {"index": i, "transcript": text, "seconds": time.perf_counter() - started,
+                           "cpu_seconds": time.process_time() - cpu}
+                out.write(json.dumps(done[i], ensure_ascii=False) + "\n")
+                out.flush()
+    records = [done[i] for i in range(len(wavs))]
+    return ([r["transcript"] for r in records], sum(r["seconds"] for r in records),
+            sum(r["cpu_seconds"] for r in records))
 
 
 def streaming_pass(model, wavs: list[Path], asr_settings: SimpleNamespace, chunk_s: float, log: Path,
@@ -104,7 +108,7 @@ def main() -> None:
     for tag, s in setups:
         log = out / f"asr-{tag}-w{s.asr_window:g}-{s.asr_vad}-c{args.audio_chunk:g}.jsonl"
         streamed[tag] = streaming_pass(model, wavs, s, args.audio_chunk, log)
-    offline, offline_s, offline_cpu_s = offline_transcripts(model, wavs, out / "offline_asr.json")
+    offline, offline_s, offline_cpu_s = offline_transcripts(model, wavs, out / "offline_asr.jsonl")
 
     e2e_limit = args.e2e_limit or args.limit
     rows = []
