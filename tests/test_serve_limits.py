@@ -22,7 +22,7 @@ from websockets.sync.client import connect
 from test_serve import events_until, free_port, running_server, speak, ws_url
 
 ALLOWED = "http://allowed.example:3000"
-AUDIO_LIMIT = 2 * 16000 * 2 + 16384  # --max-audio-seconds 2 of 16-bit samples + UPLOAD_OVERHEAD
+AUDIO_LIMIT = 2 * 48000 * 2 * 2 + 65536  # --max-audio-seconds 2 of a 48 kHz stereo 16-bit wav + UPLOAD_OVERHEAD
 
 
 @pytest.fixture(scope="module")

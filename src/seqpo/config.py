@@ -142,6 +142,17 @@ class SpeechSettings:
     asr_beam: int = setting(1, "speech input: Whisper beam size (1 = greedy)")
     max_buffer: float = setting(15.0, "speech input: longest ASR buffer (s) before it is cut at the "
                                 "last stable word (it is also cut after every finished sentence)")
+    asr_window: float = setting(10.0, "speech input: seconds of audio Whisper's encoder sees per decode (the "
+                                "buffer padded to it, or the buffer and 1 s when longer); 0 = faster-whisper's "
+                                "30 s windows (seqpo 0.1: about 4x the compute)")
+    asr_vad: str = setting("silero", "speech input: voice activity detection; silero = decode only after new "
+                           "speech, make the words final at a pause, never decode silence; off = decode after "
+                           "every chunk (seqpo 0.1)", choices=["silero", "off"])
+
+    def asr_settings(self) -> dict:
+        """What changes the transcript (recorded with every speech eval, checked on resume)."""
+        return {"audio_chunk": self.audio_chunk, "asr_beam": self.asr_beam, "max_buffer": self.max_buffer,
+                "asr_window": self.asr_window, "asr_vad": self.asr_vad}
 
     def check_speech(self, pair) -> None:
         if pair.source != "en":
@@ -149,6 +160,8 @@ class SpeechSettings:
         check_at_least(self, 1, "asr_beam")
         if self.audio_chunk <= 0 or self.max_buffer <= self.audio_chunk:
             raise SettingsError("--audio-chunk must be positive, --max-buffer longer than it")
+        if self.asr_window < 0:
+            raise SettingsError("--asr-window must be at least 0")
 
 
 def add_settings(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = (),

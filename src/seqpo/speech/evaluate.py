@@ -15,7 +15,7 @@ from ..languages import LanguagePair
 from ..metrics.latency import computation_aware_delays, speech_latency_scores
 from ..metrics.wer import word_errors
 from ..stream import Episode, count_units
-from .asr import StreamingASR
+from .asr import streaming_asr
 from .audio import AUDIO_SUFFIXES, read_audio
 from .cascade import SpeechCascade, stream_audio
 from .translate import speech_parts
@@ -66,7 +66,7 @@ def run_audio_set(todo: list[int], wavs: list[Path], transcripts: list[str], ref
         return
     pair, policy, whisper, generator = speech_parts(settings, loaded)
     for i in todo:
-        asr = StreamingASR(whisper, settings.max_buffer, beam_size=settings.asr_beam)
+        asr = streaming_asr(whisper, settings)
         done: list = []
         cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, split_sentences=False,
                                 on_done=lambda episode, words: done.append((episode, words)))
@@ -77,5 +77,5 @@ def run_audio_set(todo: list[int], wavs: list[Path], transcripts: list[str], ref
             episode, words = Episode(source="", source_unit=pair.source_unit, target_unit=pair.target_unit,
                                      audio_span=(0.0, asr.received_ms)), []
         record = speech_instance_record(i, episode, words, references[i], transcripts[i], wavs[i])
-        record.update(asr_ms=asr.compute_ms, asr_decodes=asr.decodes)
+        record.update(asr_ms=asr.compute_ms, asr_cpu_ms=asr.cpu_ms, asr_decodes=asr.decodes)
         write(i, record)

@@ -15,7 +15,7 @@ from ..live_view import LiveView
 from ..model import load_model
 from ..prompts import check_supported
 from ..stream import Episode
-from .asr import StreamingASR, load_whisper
+from .asr import load_whisper, streaming_asr
 from .audio import read_audio
 from .cascade import SpeechCascade, stream_audio
 
@@ -46,7 +46,7 @@ def translate_audio(settings, out) -> list[Episode]:
     if settings.max_sentence_words < 1:
         raise SettingsError("--max-sentence-words must be at least 1")
     pair, policy, whisper, generator = speech_parts(settings, live_decoding=True)
-    asr = StreamingASR(whisper, settings.max_buffer, beam_size=settings.asr_beam)
+    asr = streaming_asr(whisper, settings)
     engine_args = {}  # append/slots: each sentence is an engine episode; slots bound its length
     engine_type = engine_class(settings.decoding)
     if engine_type.keeps_cache:

@@ -164,6 +164,10 @@ function showWord(ev) {
   if (ev.sentence !== wordSentence) { wordSentence = ev.sentence; $("source").textContent = ""; }
   const line = $("source").textContent;
   $("source").textContent = line ? `${line} ${ev.text}` : ev.text;
+  // how far transcription trails the microphone (the server catches up by decoding more at once)
+  if (mic && ev.asr_lag_ms !== undefined) {
+    $("audio-info").textContent = `listening… ASR lag ${(ev.asr_lag_ms / 1000).toFixed(1)} s`;
+  }
 }
 
 function toInt16(x) {

@@ -1,0 +1,54 @@
+"""Voice activity of a live audio stream: Silero VAD (v6, shipped with faster-whisper as ONNX)
+run on each 32 ms window as it arrives, so the streaming ASR can skip silence and cut at pauses.
+
+Silero v6 as faster-whisper runs it sees each 512-sample window with the 64 samples before it
+(its recurrent state is reset per batch), so scoring windows as they arrive gives the same
+probabilities as scoring the whole recording at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MissingExtraError
+from .audio import ms_of
+
+WINDOW = 512  # samples per Silero decision at 16 kHz (32 ms)
+CONTEXT = 64  # samples of the previous window the model sees with each one
+
+
+class SpeechDetector:
+    """Feed samples with `add`; `speech_end_ms` is where the last window of speech ended."""
+
+    def __init__(self, threshold: float = 0.5):
+        try:
+            from faster_whisper.vad import get_vad_model  # optional extra: speech
+        except ImportError as exc:
+            raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]'") from exc
+        self.model = get_vad_model()  # one ONNX session per process (lru_cache), one thread
+        self.threshold = threshold
+        self.tail = np.zeros(0, dtype=np.float32)  # samples not yet scored (less than a window)
+        self.context = np.zeros(CONTEXT, dtype=np.float32)
+        self.scored = 0  # samples scored so far
+        self.speech_end_ms: float | None = None  # end of the last speech window; None: no speech yet
+
+    def add(self, samples: np.ndarray) -> bool:
+        """Score the complete windows now available; True when any of them is speech."""
+        self.tail = np.concatenate([self.tail, samples.astype(np.float32, copy=False)])
+        n = len(self.tail) // WINDOW * WINDOW
+        if n == 0:
+            return False
+        windows = self.tail[:n].reshape(-1, WINDOW)
+        contexts = np.concatenate([self.context[None], windows[:-1, -CONTEXT:]])
+        # the model's __call__ builds the same (context + window) rows from one array; here the
+        # first row's context is the previous call's last window instead of zeros
+        rows = np.concatenate([contexts, windows], axis=1)
+        probs = self.model.session.run(None, {"input": rows, "h": np.zeros((1, 1, 128), np.float32),
+                                               "c": np.zeros((1, 1, 128), np.float32)})[0].reshape(-1)
+        self.context = windows[-1, -CONTEXT:].copy()
+        self.tail = self.tail[n:]
+        speech = np.flatnonzero(probs > self.threshold)
+        if len(speech):
+            self.speech_end_ms = ms_of(self.scored + (int(speech[-1]) + 1) * WINDOW)
+        self.scored += n
+        return bool(len(speech))
