@@ -80,13 +80,13 @@ def test_live_cached_engine_uses_the_same_prompt_ids(chat_loaded):
 
     request = LLMPolicy(max_step_tokens=3).plan(_state("The weather", ""))
     engines = EngineSet(chat_loaded.model, chat_loaded.tokenizer, "cached", chat=chat_loaded.chat)
-    stream = engines.stream(PAIR)
+    stream = engines.open_row(PAIR)
     stream.read("The weather", last=False)
     completion = engines.complete([request], [stream])[0]
     assert completion.prompt_ids == Generator(chat_loaded.model, chat_loaded.tokenizer,
                                               chat=chat_loaded.chat).prompt_ids(request)
     append = EngineSet(chat_loaded.model, chat_loaded.tokenizer, "append", chat=chat_loaded.chat)
-    assert append.engine(append.stream(PAIR)).generator.chat is None  # append has its own format
+    assert append.engine(append.open_row(PAIR)).generator.chat is None  # append has its own format
 
 
 def test_eval_cached_equals_reencode_and_off_changes_the_prompt(qwen_dir, chat_loaded, two_line_files, tmp_path,

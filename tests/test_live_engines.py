@@ -52,7 +52,7 @@ def test_live_run_equals_run_episodes(tiny_loaded, mode, policy):
     offline = run_episodes([(0, SENTENCE)], make_policy(policy, k=2), engine_for(
         tiny_loaded.model, tiny_loaded.tokenizer, mode, slot), PAIR, chunk=1)[0]
     engines = EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, mode, slot)
-    stream = engines.stream(PAIR, max_units=30)
+    stream = engines.open_row(PAIR, max_units=30)
     episode, steps = speak_live(engines, stream, make_policy(policy, k=2), SENTENCE)
     assert [(s.read, s.written) for s in steps] == [(s.read, s.written) for s in offline.steps]
     assert episode.prediction == offline.prediction and episode.prediction
@@ -61,12 +61,12 @@ def test_live_run_equals_run_episodes(tiny_loaded, mode, policy):
     engines.release(stream)
     assert stream.state is not None  # queued, not applied: flushes happen on the model thread
     engines.flush()
-    assert engine.rows == [] and stream.closed and engines.open_streams == 0
+    assert engine.rows == [] and stream.closed and engines.open_rows == 0
 
 
 def test_streams_queue_calls_until_a_flush(tiny_loaded):
     engines = EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, "append")
-    a, b = engines.stream(PAIR), engines.stream(parse_pair("en-zh"), few_shot=False)
+    a, b = engines.open_row(PAIR), engines.open_row(parse_pair("en-zh"), few_shot=False)
     a.read("The", last=False)
     a.write("")
     b.read("The", last=False)
@@ -80,7 +80,7 @@ def test_streams_queue_calls_until_a_flush(tiny_loaded):
 
 def test_region_overflow_fails_only_its_stream(tiny_loaded):
     engines = EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, "slots", slot=4)
-    small, fine = engines.stream(PAIR, max_units=1), engines.stream(PAIR, max_units=30)
+    small, fine = engines.open_row(PAIR, max_units=1), engines.open_row(PAIR, max_units=30)
     for stream in (small, fine):
         stream.read("The weather is nice today and we would like", last=False)
     from seqpo.requests import Request
@@ -96,7 +96,7 @@ def test_region_overflow_fails_only_its_stream(tiny_loaded):
 def test_slots_stream_needs_a_maximum_length(tiny_loaded):
     engines = EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, "slots")
     with pytest.raises(ValueError, match="max_units"):
-        engines.stream(PAIR)
+        engines.open_row(PAIR)
     with pytest.raises(ValueError, match="append or slots"):
         EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, "reencode")
 
@@ -118,7 +118,7 @@ def test_server_worker_batches_continuously(tiny_loaded, mode):
     async def main():
         worker = ModelWorker(Generator(tiny_loaded.model, tiny_loaded.tokenizer), engines=engines)
         worker.start()
-        streams = {name: engines.stream(PAIR, max_units=30) for name in ("long", "short")}
+        streams = {name: engines.open_row(PAIR, max_units=30) for name in ("long", "short")}
         for stream in streams.values():
             stream.read("Hello", last=False)
         seen = {}
@@ -140,4 +140,4 @@ def test_server_worker_batches_continuously(tiny_loaded, mode):
         hook.remove()
     assert seen["short"][1] == 1 and seen["long"][1] > 1
     assert seen["short"][0] < seen["long"][0]  # resolved passes before the long step ended
-    assert engines.open_streams == 0
+    assert engines.open_rows == 0

@@ -58,7 +58,7 @@ def rows_freed(app, timeout: float = 10) -> bool:
     """Every live sentence's engine row is released (the worker frees them on its thread)."""
     engines = app.state.worker.engines
     deadline = time.monotonic() + timeout
-    while engines.open_streams or any(e.rows for e in engines.engines.values()):
+    while engines.open_rows or any(e.rows for e in engines.engines.values()):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)

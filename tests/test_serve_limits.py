@@ -201,7 +201,7 @@ def test_queued_sentences_per_session_and_engine_rows_are_bounded(tiny_model_dir
         ws.send(json.dumps({"type": "end"}))
         ws.send(json.dumps({"type": "shout"}))  # answered after every message before it was handled
         assert json.loads(ws.recv(timeout=30))["code"] == "bad_type"
-        assert worker.engines.open_streams == 1
+        assert worker.engines.open_rows == 1
         gate.set()
         events = events_until(ws, lambda e: e["type"] == "done" and e["sentence"] == 2)
         speak(ws, "seven eight")

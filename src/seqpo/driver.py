@@ -83,7 +83,7 @@ class PlainRow:
 
 class LiveRows:
     """The read/write side of `ModelSteps` for rows that take their own reads and writes: live
-    engine episodes (`live_engines.LiveStream`, which queue them for the model thread) or
+    engine episodes (`live_engines.LiveRow`, which queue them for the model thread) or
     `PlainRow`s. A server session uses it alone: its model requests go through the worker."""
 
     @staticmethod

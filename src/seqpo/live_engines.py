@@ -2,15 +2,15 @@
 
 `simulate.run_episodes` knows every sentence in advance; a live sentence (`driver.EpisodeRun`)
 arrives piece by piece and many of them, of several pairs and adapters, share one model. Here each
-live sentence is one engine episode (`LiveStream`), driven with the calls `run_episodes` makes:
+live sentence is one engine episode (`LiveRow`), driven with the calls `run_episodes` makes:
 `open` at its first read, `read` per consumed chunk, `generate` for the steps that ask the model,
 `write` of every step's segment ("" for a wait), `close` when the sentence is done or dropped.
 
 `EngineSet` holds one `StreamingEngine` per (pair, adapter, few-shot) it meets, created on first
 use (an engine serves one pair and runs on the weights its prefix cache was computed with); the
 adapter is made active around that engine's model calls with `Generator.on_adapter`. Every engine
-call must happen on one thread (the server's model thread): a stream only queues its reads, writes
-and close, and `EngineSet.flush` applies every stream's queue there, in order, before each model
+call must happen on one thread (the server's model thread): a row only queues its reads, writes
+and close, and `EngineSet.flush` applies every row's queue there, in order, before each model
 call. A wait therefore costs no trip to the model thread, and every written segment is in its row
 before the next forward pass, so the engine can drop dead cache columns (`StreamingEngine._compact`).
 """
@@ -37,7 +37,7 @@ def source_token_budget(max_units: int) -> int:
     return max_units * TOKENS_PER_UNIT
 
 
-class LiveStream:
+class LiveRow:
     """The engine episode of one live sentence. Its calls are queued (thread-safe) and applied by
     `EngineSet.flush` on the model thread; `error` is set there when a read overflows the slots
     region (the episode is closed then, and its later calls are ignored)."""
@@ -63,7 +63,7 @@ class LiveStream:
 
 class EngineSet:
     """Streaming engines of one mode over one model, one per (pair, adapter, few-shot), and the
-    live streams on them. `complete` has a Generator's shape, plus the streams the requests are for."""
+    live rows on them. `complete` has a Generator's shape, plus the rows the requests are for."""
 
     def __init__(self, model, tokenizer, mode: str, slot: int = 16, chat=None):
         self.engine_type = engine_class(mode)
@@ -72,108 +72,108 @@ class EngineSet:
         self.model, self.tokenizer, self.mode, self.slot = model, tokenizer, mode, slot
         self.chat = chat if self.engine_type.takes_chat_template else None  # `LoadedModel.chat`, of cached prompts
         self.engines: dict[tuple, StreamingEngine] = {}
-        self._streams: list[LiveStream] = []
-        self._lock = threading.Lock()  # streams open on any thread; flush reads the list on the model thread
+        self._rows: list[LiveRow] = []
+        self._lock = threading.Lock()  # rows open on any thread; flush reads the list on the model thread
 
-    def stream(self, pair: LanguagePair, adapter: str | None = None, few_shot: bool = True,
-               max_units: int | None = None) -> LiveStream:
+    def open_row(self, pair: LanguagePair, adapter: str | None = None, few_shot: bool = True,
+                 max_units: int | None = None) -> LiveRow:
         """A new live sentence (any thread). Slots need `max_units`, the sentence's limit in source units."""
         if self.engine_type.reserves_source and max_units is None:
             raise ValueError("slots decoding of a live sentence needs its maximum length (max_units)")
-        stream = LiveStream(pair, adapter, few_shot, source_token_budget(max_units) if max_units else None)
+        row = LiveRow(pair, adapter, few_shot, source_token_budget(max_units) if max_units else None)
         with self._lock:
-            self._streams.append(stream)
-        return stream
+            self._rows.append(row)
+        return row
 
-    def release(self, stream: LiveStream) -> None:
+    def release(self, row: LiveRow) -> None:
         """The sentence is done or dropped (any thread): its row is freed at the next `flush` (every
         model call starts with one, so a released row never costs compute)."""
-        stream.todo.append(("close",))
+        row.todo.append(("close",))
 
     @property
-    def open_streams(self) -> int:
+    def open_rows(self) -> int:
         with self._lock:
-            return len(self._streams)
+            return len(self._rows)
 
     # -- on the model thread ----------------------------------------------------------------------
-    def engine(self, stream: LiveStream) -> StreamingEngine:
-        key = stream.key
+    def engine(self, row: LiveRow) -> StreamingEngine:
+        key = row.key
         if key not in self.engines:
             self.engines[key] = engine_for(self.model, self.tokenizer, self.mode, self.slot,
-                                           few_shot=stream.few_shot, chat=self.chat)
+                                           few_shot=row.few_shot, chat=self.chat)
         return self.engines[key]
 
     def flush(self) -> None:
-        """Apply every stream's queued calls, in order."""
+        """Apply every row's queued calls, in order."""
         with self._lock:
-            streams = list(self._streams)
-        for stream in streams:
-            self._apply(stream)
+            rows = list(self._rows)
+        for row in rows:
+            self._apply(row)
 
-    def _apply(self, stream: LiveStream) -> None:
-        while stream.todo:
-            op = stream.todo.popleft()
-            if stream.closed:
+    def _apply(self, row: LiveRow) -> None:
+        while row.todo:
+            op = row.todo.popleft()
+            if row.closed:
                 continue
             if op[0] == "close":
-                self._close(stream)
+                self._close(row)
                 continue
-            engine = self.engine(stream)
+            engine = self.engine(row)
             if op[0] == "read":
-                if stream.state is None:  # the prefix cache is computed at the first open: on the adapter
-                    with engine.generator.on_adapter(stream.adapter):
-                        stream.state = engine.open(stream.pair, max_source_tokens=stream.max_source_tokens)
+                if row.state is None:  # the prefix cache is computed at the first open: on the adapter
+                    with engine.generator.on_adapter(row.adapter):
+                        row.state = engine.open(row.pair, max_source_tokens=row.max_source_tokens)
                 try:
-                    engine.read(stream.state, op[1], last=op[2])
+                    engine.read(row.state, op[1], last=op[2])
                 except SourceRegionFullError as exc:
-                    stream.error = exc
-                    self._close(stream)
+                    row.error = exc
+                    self._close(row)
             else:
-                engine.write(stream.state, op[1])
+                engine.write(row.state, op[1])
 
-    def _close(self, stream: LiveStream) -> None:
-        if stream.state is not None:
-            self.engine(stream).close(stream.state)
-        stream.state, stream.closed = None, True
+    def _close(self, row: LiveRow) -> None:
+        if row.state is not None:
+            self.engine(row).close(row.state)
+        row.state, row.closed = None, True
         with self._lock:
-            self._streams.remove(stream)
+            self._rows.remove(row)
 
-    def complete_each(self, requests: list[Request], streams: list[LiveStream]) -> list[Completion | Exception]:
-        """Flush, then one `generate` per engine for its streams' requests (each on its adapter); a
-        stream whose read overflowed its region gets its `SourceRegionFullError` instead."""
+    def complete_each(self, requests: list[Request], rows: list[LiveRow]) -> list[Completion | Exception]:
+        """Flush, then one `generate` per engine for its rows' requests (each on its adapter); a
+        row whose read overflowed its region gets its `SourceRegionFullError` instead."""
         self.flush()
         out: list[Completion | Exception | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
-        for i, stream in enumerate(streams):
-            if (error := self._unready(stream)) is not None:
+        for i, row in enumerate(rows):
+            if (error := self._unready(row)) is not None:
                 out[i] = error
             else:
-                groups.setdefault(stream.key, []).append(i)
+                groups.setdefault(row.key, []).append(i)
         for key, indices in groups.items():
             engine = self.engines[key]
             with engine.generator.on_adapter(key[1]):
-                done = engine.generate([streams[i].state for i in indices], [requests[i] for i in indices])
+                done = engine.generate([rows[i].state for i in indices], [requests[i] for i in indices])
             for i, completion in zip(indices, done):
                 out[i] = completion
         return out  # type: ignore[return-value]
 
     # -- continuous batching (the server's worker) -------------------------------------------------
-    def start_each(self, requests: list[Request], streams: list[LiveStream]) -> list[Exception | None]:
-        """Flush, then start each stream's step on its engine (`StreamingEngine.start`); the steps
-        run in the following `advance` calls. Returns an error for a stream that cannot start."""
+    def start_each(self, requests: list[Request], rows: list[LiveRow]) -> list[Exception | None]:
+        """Flush, then start each row's step on its engine (`StreamingEngine.start`); the steps
+        run in the following `advance` calls. Returns an error for a row that cannot start."""
         self.flush()
-        errors = [self._unready(stream) for stream in streams]
-        for request, stream, error in zip(requests, streams, errors):
+        errors = [self._unready(row) for row in rows]
+        for request, row, error in zip(requests, rows, errors):
             if error is None:
-                self.engine(stream).start(stream.state, request)
+                self.engine(row).start(row.state, request)
         return errors
 
     @staticmethod
-    def _unready(stream: LiveStream) -> Exception | None:
-        """Why a flushed stream cannot take a model step (None: it can)."""
-        if stream.error is not None:
-            return stream.error
-        if stream.state is None:
+    def _unready(row: LiveRow) -> Exception | None:
+        """Why a flushed row cannot take a model step (None: it can)."""
+        if row.error is not None:
+            return row.error
+        if row.state is None:
             return RuntimeError("model step for a live sentence that is closed or has read nothing")
         return None
 
@@ -181,12 +181,12 @@ class EngineSet:
     def busy(self) -> bool:
         return any(engine.busy for engine in self.engines.values())
 
-    def advance(self) -> list[tuple[LiveStream, Completion]]:
+    def advance(self) -> list[tuple[LiveRow, Completion]]:
         """One forward pass on every engine with running steps (each on its adapter), right after
-        `start_each` (whose flush has stopped the steps of dropped sentences); returns the streams
+        `start_each` (whose flush has stopped the steps of dropped sentences); returns the rows
         whose step ended, with its completion."""
         with self._lock:
-            by_state = {id(s.state): s for s in self._streams if s.state is not None}
+            by_state = {id(s.state): s for s in self._rows if s.state is not None}
         done = []
         for key, engine in self.engines.items():
             if engine.busy:
@@ -200,13 +200,13 @@ class EngineSet:
         for engine in self.engines.values():
             engine.jobs.clear()
 
-    def complete(self, requests: list[Request], streams: list[LiveStream]) -> list[Completion]:
+    def complete(self, requests: list[Request], rows: list[LiveRow]) -> list[Completion]:
         """`complete_each` for one thread that runs everything itself (`seqpo translate --audio`)."""
-        out = self.complete_each(requests, streams)
+        out = self.complete_each(requests, rows)
         for item in out:
             if isinstance(item, Exception):
                 raise item
         return out  # type: ignore[return-value]
 
 
-__all__ = ["EngineSet", "LiveStream", "TOKENS_PER_UNIT", "source_token_budget"]
+__all__ = ["EngineSet", "LiveRow", "TOKENS_PER_UNIT", "source_token_budget"]

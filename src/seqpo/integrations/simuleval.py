@@ -78,7 +78,7 @@ class SeqpoTextAgent(TextToTextAgent):
             Generator(loaded.model, loaded.tokenizer, batch_size=1, chat=loaded.chat)
         self.model = CompleterSteps(self.generator)
         self.live: EpisodeRun | None = None
-        self.stream = None
+        self.row = None
         super().__init__(args)  # calls reset()
 
     @staticmethod
@@ -88,13 +88,13 @@ class SeqpoTextAgent(TextToTextAgent):
 
     def reset(self) -> None:
         super().reset()
-        if self.stream is not None:
-            self.engines.release(self.stream)
-        self.stream = None if self.engines is None else self.engines.stream(
+        if self.row is not None:
+            self.engines.release(self.row)
+        self.row = None if self.engines is None else self.engines.open_row(
             self.pair, None, self.settings.use_few_shot(),
             self.settings.max_sentence_words if self.engines.engine_type.reserves_source else None)
         self.live = EpisodeRun(self.pair, self.seqpo_policy, chunk=self.settings.chunk, model=self.model,
-                               row=CompleterSteps.open(self.stream))
+                               row=CompleterSteps.open(self.row))
         self.fed = 0  # SimulEval source segments fed to `live`
 
     def policy(self) -> Action:

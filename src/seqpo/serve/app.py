@@ -30,7 +30,7 @@ from ..driver import SentenceTooLongError
 from ..live_engines import EngineSet
 from ..speech.audio import AudioTooLongError
 from .admission import BodyLimit, OriginCheck
-from .connection import Connection, ProtocolError, done_payload, new_episode, new_stream, parse_config, \
+from .connection import Connection, ProtocolError, done_payload, new_episode, new_row, parse_config, \
     run_due_steps, step_payload
 from .audio import SpeechService, translate_upload
 from .metrics import ServerMetrics
@@ -167,16 +167,16 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
         live.end()
         owner = object()
         trace = []
-        stream = new_stream(config, settings.max_sentence_words, worker)
+        row = new_row(config, settings.max_sentence_words, worker)
         try:
-            async for step, latency_ms in run_due_steps(live, worker, owner, metrics, config.adapter, stream):
+            async for step, latency_ms in run_due_steps(live, worker, owner, metrics, config.adapter, row):
                 trace.append(step_payload(1, live, step, latency_ms))
         except Exception as exc:
             return failure_response(exc, "translation")
         finally:
             worker.drop(owner)
-            if stream is not None:
-                worker.release(stream)
+            if row is not None:
+                worker.release(row)
         metrics.sentences.labels("http").inc()
         done = done_payload(1, live)
         return {**done, "trace": trace + [done]}

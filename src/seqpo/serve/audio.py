@@ -55,23 +55,23 @@ class WorkerGenerator:
         self.adapter = adapter  # the session's Request.adapter (SessionConfig.adapter)
         self.last_latency_ms = 0.0  # queue + model time of the last request (for the step event)
 
-    def complete(self, requests, streams=None):
-        """Like `Generator.complete`; with append/slots decoding, `streams` are the requests' sentences."""
+    def complete(self, requests, rows=None):
+        """Like `Generator.complete`; with append/slots decoding, `rows` are the requests' sentences."""
         out = []
         for i, request in enumerate(requests):
             if self.adapter is not None:
                 request = replace(request, adapter=self.adapter)
-            stream = streams[i] if streams is not None else None
+            row = rows[i] if rows is not None else None
             t0 = time.perf_counter()
-            future = asyncio.run_coroutine_threadsafe(self.worker.submit(self.owner, request, stream), self.loop)
+            future = asyncio.run_coroutine_threadsafe(self.worker.submit(self.owner, request, row), self.loop)
             out.append(wait_for(future, self.closed))
             self.metrics.step_latency.observe(time.perf_counter() - t0)
             self.last_latency_ms = (time.perf_counter() - t0) * 1000.0
         return out
 
-    def release(self, stream) -> None:
+    def release(self, row) -> None:
         """A sentence's engine episode is done (append/slots): the worker frees it."""
-        self.loop.call_soon_threadsafe(self.worker.release, stream)
+        self.loop.call_soon_threadsafe(self.worker.release, row)
 
 
 def wait_for(future: concurrent.futures.Future, closed: threading.Event):
@@ -127,10 +127,10 @@ class SpeechService:
         pair = parse_pair(config.pair)
         policy = make_policy(config.policy, k=config.k, chunk=config.chunk, few_shot=config.few_shot)
         engines = generator.worker.engines
-        new_stream = None if engines is None else \
-            (lambda: engines.stream(pair, config.adapter, config.few_shot, s.max_sentence_words))
+        new_row = None if engines is None else \
+            (lambda: engines.open_row(pair, config.adapter, config.few_shot, s.max_sentence_words))
         return SpeechCascade(asr, pair, policy, generator, config.chunk, max_units=s.max_sentence_words,
-                             new_stream=new_stream, **callbacks)
+                             new_row=new_row, **callbacks)
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

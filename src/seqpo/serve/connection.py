@@ -28,7 +28,7 @@ Two coroutines share a connection: the receive loop applies messages at once (so
 arriving while the model runs) and the stepper runs due policy steps of the oldest unfinished
 sentence through the shared `ModelWorker`. A sentence that fails (busy, too long, model error) is
 dropped with one error; the rest of its source, up to its end, is ignored. With append/slots
-decoding each sentence is also an engine episode (`new_stream`), released when it is done, dropped
+decoding each sentence is also an engine episode (`new_row`), released when it is done, dropped
 or its connection ends.
 """
 
@@ -48,7 +48,7 @@ from ..engine import SourceRegionFullError
 from ..errors import SeqpoError
 from ..events import done_event, step_event
 from ..languages import parse_pair
-from ..live_engines import LiveStream
+from ..live_engines import LiveRow
 from ..prompts import check_supported
 from ..speech.audio import pcm16_to_float
 from ..policies import POLICY_NAMES, check_decoding, make_policy
@@ -114,25 +114,25 @@ def new_episode(config: SessionConfig, max_units: int, max_chars: int | None = N
                       max_chars=max_chars)
 
 
-def new_stream(config: SessionConfig, max_units: int, worker: ModelWorker) -> LiveStream | None:
+def new_row(config: SessionConfig, max_units: int, worker: ModelWorker) -> LiveRow | None:
     """The engine episode of a new sentence (append/slots decoding; None with re-encode)."""
     if worker.engines is None:
         return None
-    return worker.engines.stream(parse_pair(config.pair), config.adapter, config.few_shot, max_units)
+    return worker.engines.open_row(parse_pair(config.pair), config.adapter, config.few_shot, max_units)
 
 
 async def run_due_steps(live: EpisodeRun, worker: ModelWorker, owner: object, metrics: ServerMetrics,
-                        adapter: str | None = None, stream: LiveStream | None = None
+                        adapter: str | None = None, row: LiveRow | None = None
                         ) -> AsyncIterator[tuple[Step, float]]:
     """Run every step of `live` that is due now (`driver.step_async`), its requests through the
-    worker on the session's `adapter` (`SessionConfig.adapter`); `stream` (append/slots) is the
+    worker on the session's `adapter` (`SessionConfig.adapter`); `row` (append/slots) is the
     sentence's engine episode. Yields (step, latency ms)."""
-    live.model, live.row = LiveRows(), LiveRows.open(stream)
+    live.model, live.row = LiveRows(), LiveRows.open(row)
     t0 = time.perf_counter()
 
     async def complete(request):
         request = request if adapter is None else replace(request, adapter=adapter)
-        completion = await worker.submit(owner, request, stream)
+        completion = await worker.submit(owner, request, row)
         metrics.step_latency.observe(time.perf_counter() - t0)
         return completion
 
@@ -158,7 +158,7 @@ class _Sentence:
     failed: bool = False
     # append/slots decoding: its engine episode, opened when the sentence is the oldest one of its
     # connection (so a connection holds one engine row however many sentences wait)
-    stream: LiveStream | None = None
+    row: LiveRow | None = None
 
 
 class Connection:
@@ -388,8 +388,8 @@ class Connection:
             while self.sentences:
                 sentence = self.sentences[0]
                 if not sentence.failed:
-                    if sentence.stream is None:
-                        sentence.stream = new_stream(sentence.config, self.settings.max_sentence_words, self.worker)
+                    if sentence.row is None:
+                        sentence.row = new_row(sentence.config, self.settings.max_sentence_words, self.worker)
                     await self._advance(sentence)
                 if sentence.failed and sentence.live.ended:
                     self.sentences.popleft()
@@ -404,14 +404,14 @@ class Connection:
 
     def release(self, sentence: _Sentence) -> None:
         """Free the engine row of a sentence that is done or dropped (append/slots)."""
-        if sentence.stream is not None:
-            self.worker.release(sentence.stream)
-            sentence.stream = None
+        if sentence.row is not None:
+            self.worker.release(sentence.row)
+            sentence.row = None
 
     async def _advance(self, sentence: _Sentence) -> None:
         try:
             steps = run_due_steps(sentence.live, self.worker, self, self.metrics, sentence.config.adapter,
-                                  sentence.stream)
+                                  sentence.row)
             async for step, latency_ms in steps:
                 if sentence.failed:  # dropped (restart, too long) while its step ran
                     return

@@ -9,7 +9,7 @@ goes away has its queued requests dropped (`drop`). Should the worker itself die
 failed model call), every waiting request fails with `WorkerDead` and so does every new one, so
 no client waits for an answer that cannot come.
 
-With append/slots decoding (`engines`), a request comes with the `LiveStream` of its sentence and
+With append/slots decoding (`engines`), a request comes with the `LiveRow` of its sentence and
 the worker batches continuously: each round starts the steps of newly taken requests (up to
 `batch_size` running at once) and runs one forward pass over every running step
 (`EngineSet.advance`), so a session's wait or short write comes back after its own passes instead
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from ..errors import SeqpoError
 from ..generation import Generator
-from ..live_engines import EngineSet, LiveStream
+from ..live_engines import EngineSet, LiveRow
 from ..requests import Completion, Request
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class WorkerDead(SeqpoError):
 class _Job:
     request: Request
     future: asyncio.Future
-    stream: LiveStream | None = None  # append/slots: the engine episode the request continues
+    row: LiveRow | None = None  # append/slots: the engine episode the request continues
 
 
 class ModelWorker:
@@ -54,8 +54,8 @@ class ModelWorker:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
         self.generator = generator
-        self.engines = engines  # append/slots decoding: the live streams' engines (None: re-encode)
-        self._flush_due = False  # a stream was released: free its engine row even if no request comes
+        self.engines = engines  # append/slots decoding: the live rows' engines (None: re-encode)
+        self._flush_due = False  # a row was released: free its engine row even if no request comes
         self.queue_size, self.batch_size = queue_size, batch_size
         self.on_batch = on_batch  # called with each batch's size (metrics)
         self._queues: OrderedDict[object, deque[_Job]] = OrderedDict()
@@ -66,7 +66,7 @@ class ModelWorker:
         # prefix cache is not meant to be shared between threads
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqpo-model")
         self.dropped = 0  # queued requests discarded because their session went away
-        self._running: dict[int, _Job] = {}  # append/slots: started steps, by id of their stream
+        self._running: dict[int, _Job] = {}  # append/slots: started steps, by id of their row
         self.failure: BaseException | None = None  # what killed the worker
         self._taken: list[_Job] = []  # the last batch taken off the queues (failed too if the worker dies)
 
@@ -110,18 +110,18 @@ class ModelWorker:
             await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, owner: object, request: Request, stream: LiveStream | None = None) -> Completion:
+    async def submit(self, owner: object, request: Request, row: LiveRow | None = None) -> Completion:
         """Queue one request for `owner` (a session) and wait for its completion; with append/slots
-        decoding, `stream` is the sentence the request continues."""
+        decoding, `row` is the sentence the request continues."""
         if not self.alive:
             raise WorkerDead(f"the model worker has stopped: {self.failure!r}" if self.failure else
                              "the model worker is not running")
         if self._pending >= self.queue_size:
             raise Busy(f"server busy: {self._pending} model requests queued (limit {self.queue_size})")
-        if (stream is None) != (self.engines is None):
-            raise ValueError("a request carries a LiveStream exactly when the worker runs live engines")
+        if (row is None) != (self.engines is None):
+            raise ValueError("a request carries a LiveRow exactly when the worker runs live engines")
         future = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(owner, deque()).append(_Job(request, future, stream))
+        self._queues.setdefault(owner, deque()).append(_Job(request, future, row))
         self._pending += 1
         self._wake.set()
         return await future
@@ -135,9 +135,9 @@ class ModelWorker:
         self.dropped += len(jobs)
         return len(jobs)
 
-    def release(self, stream: LiveStream) -> None:
+    def release(self, row: LiveRow) -> None:
         """A sentence is done or dropped (event loop thread): free its engine row soon."""
-        self.engines.release(stream)
+        self.engines.release(row)
         self._flush_due = True
         if self._wake is not None:
             self._wake.set()
@@ -170,7 +170,7 @@ class ModelWorker:
             self._wake.clear()
             while (batch := self._take_batch()) or self._flush_due:
                 self._flush_due = False
-                if not batch:  # only released streams: free their rows
+                if not batch:  # only released rows: free their rows
                     try:
                         await loop.run_in_executor(self._executor, self.engines.flush)
                     except Exception:
@@ -224,18 +224,18 @@ class ModelWorker:
                     if not job.future.done():
                         job.future.set_exception(error)
                 else:
-                    self._running[id(job.stream)] = job
-            for stream, completion in finished:
-                job = self._running.pop(id(stream), None)
+                    self._running[id(job.row)] = job
+            for row, completion in finished:
+                job = self._running.pop(id(row), None)
                 if job is not None and not job.future.done():
                     job.future.set_result(completion)
             for key, job in list(self._running.items()):  # sentences dropped mid-step
-                if job.stream.closed:
+                if job.row.closed:
                     del self._running[key]
                     job.future.cancel()
 
     def _engine_round(self, batch: list[_Job]):
-        """On the model thread: apply the streams' queued calls and start the new steps (released
-        streams free their rows there), then one pass over every running step."""
-        errors = self.engines.start_each([job.request for job in batch], [job.stream for job in batch])
+        """On the model thread: apply the rows' queued calls and start the new steps (released
+        rows free their rows there), then one pass over every running step."""
+        errors = self.engines.start_each([job.request for job in batch], [job.row for job in batch])
         return errors, self.engines.advance() if self.engines.busy else []

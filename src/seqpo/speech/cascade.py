@@ -6,7 +6,7 @@ of episodes. Every policy step records `audio_ms`, the audio received when it ra
 of the written target units are in ms of audio as SimulEval measures speech input. Computation
 time: each step's `elapsed_ms` is its model time plus the ASR decoding done since the previous
 step, so `elapsed` is SimulEval's wall clock of an evaluation that feeds audio without waiting.
-With append/slots decoding (`new_stream`) every sentence is also an episode of the streaming
+With append/slots decoding (`new_row`) every sentence is also an episode of the streaming
 engine (`seqpo.live_engines`), released once the sentence is done or dropped.
 """
 
@@ -27,7 +27,7 @@ from .asr import AsrWord, StreamingASR
 from .audio import audio_chunks
 
 if TYPE_CHECKING:
-    from ..live_engines import LiveStream
+    from ..live_engines import LiveRow
 
 
 class SpeechCascade:
@@ -38,15 +38,15 @@ class SpeechCascade:
                  on_step: Callable[[EpisodeRun, Step], None] | None = None,
                  on_done: Callable[[Episode, list[AsrWord]], None] | None = None,
                  on_word: Callable[[EpisodeRun, AsrWord], None] | None = None, max_units: int | None = None,
-                 new_stream: Callable[[], LiveStream] | None = None):
+                 new_row: Callable[[], LiveRow] | None = None):
         self.asr, self.pair, self.policy, self.generator, self.chunk = asr, pair, policy, generator, chunk
         self.split_sentences, self.on_step, self.on_done, self.on_word = split_sentences, on_step, on_done, on_word
         self.max_units = max_units  # a sentence this long (in words) is closed as if it ended (server)
         # append/slots: a new sentence's engine episode; `generator` then runs its model steps
-        # (`complete(requests, streams)`) and frees it (`release`)
-        self.new_stream = new_stream
+        # (`complete(requests, rows)`) and frees it (`release`)
+        self.new_row = new_row
         self.model = None if generator is None else CompleterSteps(generator)
-        self.stream: LiveStream | None = None
+        self.row: LiveRow | None = None
         self.live: EpisodeRun | None = None
         self.sentence_words: list[AsrWord] = []
         self.sentence_start_ms = 0.0
@@ -67,9 +67,9 @@ class SpeechCascade:
 
     def _word(self, word: AsrWord, run: bool = True) -> None:
         if self.live is None:
-            self.stream = self.new_stream() if self.new_stream else None
+            self.row = self.new_row() if self.new_row else None
             self.live = EpisodeRun(self.pair, self.policy, chunk=self.chunk, model=self.model,
-                                   row=CompleterSteps.open(self.stream))
+                                   row=CompleterSteps.open(self.row))
         self.live.feed(word.text + " ")
         self.sentence_words.append(word)
         if self.on_word:
@@ -106,9 +106,9 @@ class SpeechCascade:
             self.live, self.sentence_words, self.sentence_start_ms = None, [], end_ms
 
     def _release(self) -> None:
-        if self.stream is not None:
-            self.generator.release(self.stream)
-            self.stream = None
+        if self.row is not None:
+            self.generator.release(self.row)
+            self.row = None
 
 
 def stream_audio(samples: np.ndarray, cascade: SpeechCascade, chunk_s: float) -> list[Episode]:

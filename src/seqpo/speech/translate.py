@@ -52,7 +52,7 @@ def translate_audio(settings, out) -> list[Episode]:
     if engine_type.keeps_cache:
         limit = settings.max_sentence_words if engine_type.reserves_source else None
         engine_args = dict(max_units=limit,
-                           new_stream=lambda: generator.stream(pair, None, settings.use_few_shot(), limit))
+                           new_row=lambda: generator.open_row(pair, None, settings.use_few_shot(), limit))
     if settings.json:
         def emit(live, step):
             print(json.dumps(step_event(live.episode, step), ensure_ascii=False), file=out, flush=True)
