@@ -79,7 +79,7 @@ def streaming_pass(model, wavs: list[Path], asr_settings: SimpleNamespace, chunk
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=50, help="sentences of the ASR table")
-    ap.add_argument("--e2e-limit", type=int, default=None, help="sentences of the end-to-end table (default: --limit)")
+    ap.add_argument("--e2e-limit", type=int, default=None, help="sentences of the end-to-end table (default: --limit; 0: the ASR table only)")
     ap.add_argument("--out", default="runs/speech")
     ap.add_argument("--src", default=f"{DEV}.en")
     ap.add_argument("--ref", default=f"{DEV}.zh")
@@ -111,9 +111,9 @@ def main() -> None:
         streamed[tag] = streaming_pass(model, wavs, s, args.audio_chunk, log)
     offline, offline_s, offline_cpu_s = offline_transcripts(model, wavs, out / "offline_asr.jsonl")
 
-    e2e_limit = args.e2e_limit or args.limit
+    e2e_limit = args.limit if args.e2e_limit is None else args.e2e_limit  # 0: the ASR table only
     rows = []
-    for tag, s in setups:
+    for tag, s in setups if e2e_limit else []:
         for spec in args.policies.split(","):
             name, _, k = spec.partition(":")
             settings = EvalSettings(pair=args.pair, policy=name, k=int(k or 3), audio_dir=str(audio),
@@ -141,6 +141,8 @@ def main() -> None:
               f"| {sum(r['decodes'] for r in records) / audio_s:.2f} "
               f"| {sum(r['asr_ms'] for r in records) / 1000 / audio_s:.3f} "
               f"| {sum(r['asr_cpu_ms'] for r in records) / 1000 / audio_s:.3f} |")
+    if not rows:
+        return
     print(f"\nEnd to end (`seqpo eval --audio-dir`, bundled model) on the first {e2e_limit} sentences; "
           "latency in ms of audio, _CA with the computation (ASR + translation)\n")
     print("| ASR | policy | lines | BLEU | chrF | WER % | StartOffset | AL | LAAL | StartOffset (CA) | AL (CA) "
