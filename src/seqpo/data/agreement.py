@@ -17,16 +17,7 @@ import math
 from ..generation import Generator
 from ..languages import LanguagePair
 from ..policies.base import State, finish_request, finished_text
-from ..stream import chunk_source, count_units, join_reads, split_units
-
-
-def common_prefix_units(a: list[str], b: list[str]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+from ..stream import chunk_source, common_prefix, count_units, join_reads, split_units
 
 
 def schedule_from_translations(prefix_translations: list[str], reference: str, pair: LanguagePair) -> list[int]:
@@ -36,7 +27,7 @@ def schedule_from_translations(prefix_translations: list[str], reference: str, p
     total = count_units(reference, unit)
     schedule, best = [], 0
     for hyp in prefix_translations:
-        best = max(best, common_prefix_units(split_units(hyp, unit), full))
+        best = max(best, common_prefix(split_units(hyp, unit), full))
         schedule.append(math.floor(best / len(full) * total) if full else 0)
     schedule[-1] = total
     return schedule
