@@ -244,11 +244,12 @@ class EpisodeRun:
         return None
 
     def remaining_reads(self) -> list[tuple[str, bool]]:
-        """The reads still to come, each with whether it is the last (the source must have ended)."""
+        """The reads still to come, each with whether it is the last (the source must have ended,
+        so `_due` cuts them as `next_step` will)."""
         out, frm = [], self.read_units
         while frm < self.complete_units():
-            n = min(self.complete_units(), frm + self.chunk)
-            out.append((self._read(frm, n), n == self.complete_units()))
+            n, last = self._due(frm)
+            out.append((self._read(frm, n), last))
             frm = n
         return out
 
