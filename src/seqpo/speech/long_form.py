@@ -1,0 +1,100 @@
+"""Long-form speech: a talk spoken with no sentence boundaries given, through the speech cascade,
+scored with StreamLAAL in ms of audio (as IWSLT's simultaneous track scores speech input).
+
+A stream of a `seqpo data long-form` file is spoken by joining the audio of its lines, one after
+another, from a `seqpo data speech` folder made from the same source file (`NNNN.wav` is line NNNN;
+its transcript in `source.en` must be the stream's sentence). Each reference sentence's place in
+the talk is then exact: its offset is the audio before it, its length its own audio, in ms.
+
+The cascade hears the whole talk at once (`SpeechCascade` with sentence splitting: a recognised
+word ending in . ? !, or `--max-sentence-units` words, ends a sentence episode), so the
+system's sentences are the ASR's, not the references'; mWER re-segmentation
+(`metrics.resegment`) maps its output back onto the reference sentences. A written unit's delay is
+the audio received when it was written, from the start of the talk; StreamLAAL_CA uses
+`long_form.stream_clock` at 1 ms per unit: a step starts once its audio has arrived and the
+previous step (ASR decoding since then included) is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.long_form import LongFormStream
+from ..errors import InputFileError
+from ..files import read_lines
+from ..languages import LanguagePair
+from ..metrics.stream_latency import StreamSentence
+from ..stream import Episode
+from .asr import StreamingASR, streaming_asr
+from .audio import AUDIO_SUFFIXES, SAMPLE_RATE, read_audio
+from .cascade import SpeechCascade, stream_audio
+from .translate import speech_parts
+
+
+@dataclass
+class SpokenStream:
+    """A long-form stream's audio and its reference sentences placed in it (ms)."""
+
+    samples: np.ndarray
+    sentences: list[StreamSentence]
+
+    @property
+    def ms(self) -> float:
+        return 1000.0 * len(self.samples) / SAMPLE_RATE
+
+
+def sentence_texts(stream: LongFormStream) -> list[str]:
+    """The source sentences a word-unit stream was joined from."""
+    words = stream.source.split()
+    return [" ".join(words[o : o + n]) for o, n in zip(stream.source_offsets, stream.source_lengths)]
+
+
+def spoken_streams(audio_dir: str | Path, streams: list[LongFormStream], pair: LanguagePair) -> dict[int, SpokenStream]:
+    """Each stream's audio, joined from the folder's line wavs, checked against its sentences;
+    every file is read (and every mismatch found) before any model loads."""
+    folder = Path(audio_dir)
+    if not folder.is_dir():
+        raise InputFileError(f"audio folder not found: {folder}")
+    wavs = {int(p.stem): p for p in folder.iterdir()
+            if p.stem.isdigit() and p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()}
+    transcripts_path = folder / f"source.{pair.source}"
+    if not transcripts_path.is_file():
+        raise InputFileError(f"{transcripts_path} not found: make the folder with `seqpo data speech` "
+                             "from the --src the long-form file was built from")
+    transcripts = read_lines(transcripts_path, "transcripts")
+    spoken = {}
+    for stream in streams:
+        pieces, sentences, offset = [], [], 0.0
+        for line, text, reference in zip(stream.lines, sentence_texts(stream), stream.references):
+            if line not in wavs or line >= len(transcripts):
+                raise InputFileError(f"stream {stream.index} needs line {line}, which {folder} has no audio for")
+            if " ".join(transcripts[line].split()) != text:
+                raise InputFileError(f"{folder}: line {line} says {transcripts[line][:60]!r}, but stream "
+                                     f"{stream.index} has {text[:60]!r} there: not the same source file")
+            samples = read_audio(wavs[line])
+            ms = 1000.0 * len(samples) / SAMPLE_RATE
+            pieces.append(samples)
+            sentences.append(StreamSentence(reference, offset, ms))
+            offset += ms
+        spoken[stream.index] = SpokenStream(np.concatenate(pieces).astype(np.float32), sentences)
+    return spoken
+
+
+def run_spoken_streams(todo: list[int], spoken: dict[int, SpokenStream], settings, loaded,
+                       done: Callable[[int, list[Episode], StreamingASR], None]) -> None:
+    """Stream each talk in `todo` through the cascade; `done` gets each talk's sentence episodes
+    (in order) and the ASR that heard it."""
+    if not todo:
+        return
+    pair, policy, whisper, generator = speech_parts(settings, loaded)
+    for index in todo:
+        asr = streaming_asr(whisper, settings)
+        cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, max_units=settings.max_sentence_units)
+        done(index, stream_audio(spoken[index].samples, cascade, settings.audio_chunk), asr)
+
+
+__all__ = ["SpokenStream", "run_spoken_streams", "sentence_texts", "spoken_streams"]
