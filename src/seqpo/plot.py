@@ -21,7 +21,8 @@ class PlotSettings:
                         "(label = folder name, or LABEL=FOLDER)")
     out: str = setting(None, "PNG to write (default RUN/curves.png, or quality_latency.png)")
     metric: str = setting("BLEU", "quality axis for --eval", choices=["BLEU", "chrF", "COMET"])
-    latency: str = setting("AL", "latency axis for --eval", choices=["AL", "LAAL", "DAL", "AP"])
+    latency: str = setting("AL", "latency axis for --eval (StreamLAAL: `seqpo eval --long-form` runs)",
+                           choices=["AL", "LAAL", "DAL", "AP", "StreamLAAL"])
 
 
 def _pyplot():
@@ -87,6 +88,12 @@ def plot_quality_latency(folders: list[str], out: str | Path, metric: str = "BLE
     return draw_quality_latency(points, out, metric, latency)
 
 
+def point_label(label: str, scores: dict) -> str:
+    """A chart point's text: re-translation (which shows text it later takes back, drawn as a
+    diamond) carries its normalized erasure, so it compares with the incremental policies on one chart."""
+    return label if scores.get("NE") is None else f"{label} (NE {scores['NE']:.2f})"
+
+
 def draw_quality_latency(points: list[tuple[str, dict]], out: str | Path, metric: str = "BLEU",
                          latency: str = "AL", title: str | None = None) -> Path:
     """(label, scores) pairs on a quality vs latency chart."""
@@ -95,8 +102,8 @@ def draw_quality_latency(points: list[tuple[str, dict]], out: str | Path, metric
     for label, scores in points:
         if scores.get(metric) is None or scores.get(latency) is None:
             raise InputFileError(f"scores of '{label}' have no {metric} or {latency}")
-        ax.plot(scores[latency], scores[metric], "o")
-        ax.annotate(label, (scores[latency], scores[metric]), textcoords="offset points", xytext=(5, 4), fontsize=9)
+        ax.plot(scores[latency], scores[metric], "D" if scores.get("NE") is not None else "o")
+        ax.annotate(point_label(label, scores), (scores[latency], scores[metric]), textcoords="offset points", xytext=(5, 4), fontsize=9)
     ax.set_xlabel(f"{latency} (lower is faster)")
     ax.set_ylabel(metric)
     if title:
