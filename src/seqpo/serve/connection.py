@@ -296,8 +296,8 @@ class Connection:
         self.stop_audio()
         self.refusing = False
         # a sentence is cut where the rule says, at the latest when it would pass --max-sentence-words
-        self.cutter = None if not long_form else SentenceCutter(
-            parse_pair(config.pair).source_unit, min(self.settings.max_sentence_units, self.settings.max_sentence_words))
+        most = min(self.settings.max_sentence_units, self.settings.max_sentence_words)
+        self.cutter = SentenceCutter(parse_pair(config.pair).source_unit, most) if long_form else None
         for sentence in self.sentences:  # a new start abandons unfinished sentences
             sentence.failed = True
             sentence.live.ended = True
@@ -325,7 +325,7 @@ class Connection:
             speech.acquire()
         except Busy as exc:
             raise ProtocolError("busy", f"{exc}; try again later") from exc
-        self.start({k: v for k, v in msg.items() if k not in ("input", "long_form")})  # abandons text sentences too
+        self.start({k: v for k, v in msg.items() if k not in ("input", "long_form")})  # abandons text ones too
         self.config, self.cutter = config, None  # the ASR's words are cut into sentences by the cascade
         self.audio = AudioStream(self, config, whisper, speech)
         return {"type": "ready", **asdict(config), "input": "audio", "sample_rate": SAMPLE_RATE,
@@ -370,6 +370,8 @@ class Connection:
         if self.cutter is None:
             await self.feed(text)
             return
+        # a closing piece and its end reach the stepper together (feed awaits only to send an error),
+        # so the sentence's last unit is read as its last, as after a client's end
         for piece, closes in self.cutter.cut(text):
             if piece.strip() or self.refusing or self.open_sentence() is not None:  # no sentence of spaces
                 await self.feed(piece)
