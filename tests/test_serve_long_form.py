@@ -159,3 +159,41 @@ def test_a_stream_faster_than_the_model_is_refused_sentence_by_sentence(tiny_mod
     done = [(e["sentence"], e["source"]) for e in events if e["type"] == "done"]
     assert done == [(1, "s1 w1."), (2, "s2 w2."), (52, "Now s52")]
     assert not [e for e in events if e["type"] == "error"]
+
+
+def test_append_session_equals_translate_long_form(tiny_model_dir, tiny_loaded):
+    """With append decoding each sentence of the stream is an engine episode of its own, and the
+    session translates as `run_episodes` over `split_sentences` (what `seqpo translate --long-form`
+    runs) on an engine of the same mode; every engine row is freed after."""
+    import concurrent.futures
+    import contextlib
+
+    from starlette.testclient import TestClient
+
+    from seqpo.generation import Generator
+    from seqpo.serve import ServeSettings
+    from seqpo.serve.app import create_app
+    from seqpo.sentences import split_sentences
+    from test_serve_decoding import offline, rows_freed, steps_of, until
+
+    settings = ServeSettings(model=str(tiny_model_dir), pair="en-de", policy="wait-k", k=2, decoding="append",
+                             long_form=True)
+    app = create_app(settings, Generator(tiny_loaded.model, tiny_loaded.tokenizer))
+    sentences = [s for _, s in split_sentences("".join(PIECES), "word", settings.max_sentence_units)]
+    assert sentences == THREE
+    want = [offline(tiny_loaded, settings, "en-de", s) for s in sentences]
+    assert all(episode.prediction for episode in want)
+    with TestClient(app) as client:
+        with contextlib.suppress(concurrent.futures.CancelledError), client.websocket_connect("/ws/translate") as ws:
+            ws.send_text(json.dumps({"type": "start"}))
+            assert json.loads(ws.receive_text())["long_form"] is True
+            for piece in PIECES:
+                ws.send_text(json.dumps({"type": "source", "text": piece}))
+            ws.send_text(json.dumps({"type": "end"}))
+            events = until(ws, lambda e: e["type"] == "done" and e["sentence"] == 3)
+        done = [e for e in events if e["type"] == "done"]
+        for index, episode in enumerate(want, start=1):
+            assert steps_of(events, index) == [(s.read, s.written) for s in episode.steps]
+            assert (done[index - 1]["source"], done[index - 1]["prediction"], done[index - 1]["delays"]) == \
+                (episode.source, episode.prediction, episode.delays())
+        assert rows_freed(app)
