@@ -138,7 +138,7 @@ def test_websocket_two_sentences_in_order(server):
         ws.send(json.dumps({"type": "start", "pair": "en-de", "policy": "wait-k", "k": 2}))
         ready = json.loads(ws.recv(timeout=10))
         assert ready == {"type": "ready", "pair": "en-de", "policy": "wait-k", "k": 2, "chunk": 1, "few_shot": True,
-                         "adapter": None, "input": "text"}
+                         "adapter": None, "input": "text", "long_form": False}
         speak(ws, SENTENCE)
         speak(ws, second)  # sent before the first is done: sentences queue up in order
         events = events_until(ws, lambda e: e["type"] == "done" and e["sentence"] == 2)

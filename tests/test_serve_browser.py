@@ -59,6 +59,14 @@ def test_page_translates_live(tiny_model_dir, tmp_path):
             assert item.query_selector(".tgt").text_content().strip()
         assert page.text_content("#lag").startswith("AL ")
         assert page.text_content("#status").startswith("ready: en-de, wait-k k=1")
+        # long-form: one stream, cut into sentences by the server
+        page.check("#long-form")
+        page.fill("#text", "My sister lives near the sea. Is it far?")
+        page.click("#start")
+        page.wait_for_function("document.querySelectorAll('#history li').length === 4", timeout=60000)
+        sources = page.eval_on_selector_all("#history li .src", "els => els.map((e) => e.textContent)")
+        assert sources[:2] == ["Is it far?", "My sister lives near the sea."]
+        assert page.text_content("#status") == "ready: en-de, wait-k k=1, long-form"
         shot = tmp_path / "page.png"
         page.screenshot(path=str(shot), full_page=True)
         assert errors == []

@@ -19,10 +19,11 @@ from ..languages import parse_pair
 from ..model import load_model, load_model_adapters
 from ..prompts import check_supported, supported_pairs
 from ..requests import NO_ADAPTER
+from ..sentences import SentenceSettings
 
 
 @dataclass
-class ServeSettings(PolicySettings, SpeechSettings):
+class ServeSettings(PolicySettings, SpeechSettings, SentenceSettings):
     """pair, policy, k and chunk are a session's defaults; a client's start message may choose others."""
 
     host: str = setting("127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
@@ -34,6 +35,9 @@ class ServeSettings(PolicySettings, SpeechSettings):
     max_sentence_words: int = setting(200, "longest sentence accepted, in source units (words or characters)")
     max_sentence_chars: int | None = setting(None, "longest sentence accepted, in characters with spaces (text "
                                              "without spaces adds no units); default: 16 per --max-sentence-words")
+    long_form: bool = setting(False, "text sessions are one unsegmented stream by default: the server closes a "
+                              "sentence at . ? ! or after --max-sentence-units units, and an end ends the "
+                              "stream (a client's start may say long_form true or false)")
     max_sessions: int = setting(64, "most WebSocket sessions open at once; more are refused as busy")
     max_queued_sentences: int = setting(8, "most sentences of one WebSocket session waiting for their "
                                         "translation; more are refused as busy")
@@ -96,7 +100,7 @@ def build_app(settings: ServeSettings):
     settings.check_policy()
     check_at_least(settings, 1, "batch_size", "queue_size", "max_message_bytes", "max_sentence_words", "port",
                    "max_audio_frame_bytes", "max_audio_sessions", "max_sentence_chars", "max_sessions",
-                   "max_queued_sentences", "asr_beam")
+                   "max_queued_sentences", "asr_beam", "max_sentence_units")
     if settings.idle_timeout <= 0 or settings.max_audio_seconds <= 0:
         raise SettingsError("--idle-timeout and --max-audio-seconds must be positive")
     if settings.audio_chunk <= 0 or settings.max_buffer <= settings.audio_chunk:

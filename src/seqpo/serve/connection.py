@@ -4,10 +4,16 @@ Client -> server (JSON text frames):
   {"type": "start", "pair": "en-de", "policy": "llm", "k": 3, "chunk": 1}   (all but type optional)
   {"type": "source", "text": "..."}   text as it arrives; a word counts once whitespace follows it
   {"type": "end"}                     the sentence is complete
+  Long-form text: {"type": "start", "long_form": true, ...} (the default under `seqpo serve
+  --long-form`; false asks for sentences) makes `source` one unsegmented stream: the server closes
+  a sentence at a unit ending in . ? ! (a word once whitespace follows it; each character of a
+  zh/ja source) or after --max-sentence-units units (`sentences.SentenceCutter`, the rule of
+  `seqpo translate --long-form`), and the text after it starts the next sentence; {"type": "end"}
+  ends the stream, closing its open sentence (none if it ended at a sentence end).
   Speech: {"type": "start", "input": "audio", "sample_rate": 16000, ...} (English source pairs),
   then binary frames of 16-bit little-endian mono PCM at 16 kHz; {"type": "end"} ends the audio.
 Server -> client:
-  {"type": "ready", ...settings}      after each start
+  {"type": "ready", ...settings, "long_form"[, "max_sentence_units"]}   after each text start
   {"type": "write", "sentence", "text", "read", "target", "elapsed_ms", "latency_ms"}
   {"type": "wait", "sentence", "read", "elapsed_ms", "latency_ms"}
   {"type": "update", "sentence", "display", "read", "elapsed_ms", "latency_ms"}   policy retranslate:
@@ -18,7 +24,8 @@ Limits: a frame over the larger of --max-message-bytes and --max-audio-frame-byt
 connection (1009, before it is read); a smaller one over its own limit is a too_large error. Beyond
 --max-sessions open sessions a new one gets a busy error and is closed (1013); a session with
 --max-queued-sentences sentences waiting refuses the next (busy, its source ignored up to its
-end). A sentence over --max-sentence-words units or --max-sentence-chars characters is too_long.
+end, which in a long-form stream is where the server closes it: the stream goes on with the next).
+A sentence over --max-sentence-words units or --max-sentence-chars characters is too_long.
 A handshake from a web page of another origin is refused (403; see admission.py).
   Speech adds {"type": "word", "sentence", "text", "start_ms", "end_ms", "known_ms"} per stable
   word, `audio_ms` on steps, speech latency (ms) on done, and {"type": "audio_end", "audio_ms",
@@ -50,6 +57,7 @@ from ..events import done_event, step_event
 from ..languages import parse_pair
 from ..live_engines import LiveRow
 from ..prompts import check_supported
+from ..sentences import SentenceCutter
 from ..speech.audio import pcm16_to_float
 from ..policies import POLICY_NAMES, check_decoding, make_policy
 from ..driver import EpisodeRun, LiveRows, SentenceTooLongError, step_async
@@ -169,6 +177,7 @@ class Connection:
         self.sentences: deque[_Sentence] = deque()  # oldest first; only the last may be open
         self.count = 0
         self.refusing = False  # a sentence was refused (too many waiting): ignore its source up to its end
+        self.cutter: SentenceCutter | None = None  # a long-form text session: where its sentences end
         self.audio = None  # the AudioStream of a session started with input audio
         self.wake = asyncio.Event()
         self.send_lock = asyncio.Lock()
@@ -255,7 +264,10 @@ class Connection:
                 ready = await self.start_audio(msg)
             else:
                 self.start(msg)
-                ready = {"type": "ready", **asdict(self.config), "input": "text"}
+                ready = {"type": "ready", **asdict(self.config), "input": "text",
+                         "long_form": self.cutter is not None}
+                if self.cutter is not None:
+                    ready["max_sentence_units"] = self.cutter.max_units
             await self.send(ready)
         elif kind == "source":
             if self.audio is not None:
@@ -276,9 +288,16 @@ class Connection:
     def start(self, msg: dict) -> None:
         if msg.get("input", "text") != "text":
             raise ProtocolError("bad_input", f"input must be 'text' or 'audio', not {msg.get('input')!r}")
-        self.config = parse_config(msg, self.settings)
+        config = parse_config(msg, self.settings)
+        long_form = msg.get("long_form", self.settings.long_form)
+        if not isinstance(long_form, bool):
+            raise ProtocolError("bad_value", "long_form must be true or false")
+        self.config = config
         self.stop_audio()
         self.refusing = False
+        # a sentence is cut where the rule says, at the latest when it would pass --max-sentence-words
+        most = min(self.settings.max_sentence_units, self.settings.max_sentence_words)
+        self.cutter = SentenceCutter(parse_pair(config.pair).source_unit, most) if long_form else None
         for sentence in self.sentences:  # a new start abandons unfinished sentences
             sentence.failed = True
             sentence.live.ended = True
@@ -306,8 +325,8 @@ class Connection:
             speech.acquire()
         except Busy as exc:
             raise ProtocolError("busy", f"{exc}; try again later") from exc
-        self.start({k: v for k, v in msg.items() if k != "input"})  # abandons text sentences too
-        self.config = config
+        self.start({k: v for k, v in msg.items() if k not in ("input", "long_form")})  # abandons text ones too
+        self.config, self.cutter = config, None  # the ASR's words are cut into sentences by the cascade
         self.audio = AudioStream(self, config, whisper, speech)
         return {"type": "ready", **asdict(config), "input": "audio", "sample_rate": SAMPLE_RATE,
                 "max_audio_seconds": self.settings.max_audio_seconds}
@@ -348,6 +367,19 @@ class Connection:
         text = msg.get("text")
         if not isinstance(text, str):
             raise ProtocolError("bad_message", "a source message needs a string 'text'")
+        if self.cutter is None:
+            await self.feed(text)
+            return
+        # a closing piece and its end reach the stepper together (feed awaits only to send an error),
+        # so the sentence's last unit is read as its last, as after a client's end
+        for piece, closes in self.cutter.cut(text):
+            if piece.strip() or self.refusing or self.open_sentence() is not None:  # no sentence of spaces
+                await self.feed(piece)
+            if closes:
+                self.close_sentence()
+
+    async def feed(self, text: str) -> None:
+        """Source text of the open sentence, or of a new one (refused beyond --max-queued-sentences)."""
         if self.refusing:
             return  # the rest of a refused sentence
         sentence = self.open_sentence()
@@ -371,14 +403,23 @@ class Connection:
             sentence.failed = True
             await self.error("too_long", f"{exc}; sentence dropped", sentence.index)
 
-    def end(self) -> None:
+    def close_sentence(self) -> bool:
+        """The open sentence is complete (the rest of a refused one is over); False if none was open."""
         if self.refusing:
             self.refusing = False
-            return
+            return True
         sentence = self.open_sentence()
         if sentence is None:
-            raise ProtocolError("no_sentence", "end without a sentence: send source text first")
+            return False
         sentence.live.end()
+        return True
+
+    def end(self) -> None:
+        if self.cutter is not None:  # the long-form stream ends, with its open sentence if any
+            self.cutter.reset()
+            self.close_sentence()
+        elif not self.close_sentence():
+            raise ProtocolError("no_sentence", "end without a sentence: send source text first")
 
     # -- stepping -----------------------------------------------------------------------------
     async def _step_loop(self) -> None:

@@ -34,13 +34,15 @@ function send(obj) {
 }
 
 function sendStart() {
-  send({ type: "start", pair: $("pair").value, policy: $("policy").value, k: Number($("k").value) });
+  send({ type: "start", pair: $("pair").value, policy: $("policy").value, k: Number($("k").value),
+         long_form: $("long-form").checked });
   started = true;
 }
 
 function handle(ev) {
   if (ev.type === "ready") {
-    setStatus(`ready: ${ev.pair}, ${ev.policy}${ev.policy === "wait-k" ? " k=" + ev.k : ""}`);
+    setStatus(`ready: ${ev.pair}, ${ev.policy}${ev.policy === "wait-k" ? " k=" + ev.k : ""}` +
+              `${ev.long_form ? ", long-form" : ""}`);
   } else if (ev.type === "write") {
     $("target").textContent = ev.target;
   } else if (ev.type === "update") {  // re-translation: the whole translation, replacing what is shown
@@ -52,6 +54,7 @@ function handle(ev) {
     $("target").textContent = ev.prediction;
     $("lag").textContent = lagText(ev);
     if (ev.sentence === wordSentence) $("source").textContent = "";
+    else dropShownSource(ev.source);
   } else if (ev.type === "audio_end") {
     $("audio-info").textContent = `audio ended: ${(ev.audio_ms / 1000).toFixed(1)} s, ${ev.sentences} sentence(s)`;
   } else if (ev.type === "error") {
@@ -87,8 +90,20 @@ function splitSentences(text) {
   return found.map((s) => s.trim()).filter((s) => s.length > 0);
 }
 
-function speakerPieces(text, charSource) {
+// long-form: the server closed a sentence of the stream; the source line keeps what follows it
+function dropShownSource(source) {
+  const shown = $("source").textContent.trimStart();
+  if (source && shown.startsWith(source)) $("source").textContent = shown.slice(source.length).trimStart();
+}
+
+function speakerPieces(text, charSource, longForm) {
   const out = [];
+  if (longForm) {  // one stream, one end: the server finds the sentences
+    const units = charSource ? Array.from(text.trim()) : text.trim().split(/\s+/).filter((u) => u);
+    units.forEach((u, i) => out.push(charSource || i === units.length - 1 ? u : u + " "));
+    out.push("END");
+    return out;
+  }
   for (const sentence of splitSentences(text)) {
     const units = charSource ? Array.from(sentence) : sentence.split(/\s+/);
     units.forEach((u, i) => out.push(charSource || i === units.length - 1 ? u : u + " "));
@@ -116,7 +131,7 @@ function startSpeaker() {
   stopSpeaker();
   sendStart();
   const charSource = CHAR_SOURCES.has($("pair").value.split("-")[0]);
-  pieces = speakerPieces($("text").value, charSource);
+  pieces = speakerPieces($("text").value, charSource, $("long-form").checked);
   $("source").textContent = "";
   $("start").disabled = true;
   $("stop").disabled = false;
@@ -313,7 +328,7 @@ $("audio-file").addEventListener("change", () => {
 $("start").addEventListener("click", startSpeaker);
 $("stop").addEventListener("click", stopSpeaker);
 $("speed").addEventListener("input", () => { $("speed-value").textContent = `${$("speed").value} words/min`; });
-for (const id of ["pair", "policy", "k"]) {
+for (const id of ["pair", "policy", "k", "long-form"]) {
   $(id).addEventListener("change", () => { if (started && !mic) sendStart(); });
 }
 
