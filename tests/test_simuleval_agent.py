@@ -99,8 +99,8 @@ def speech_set(tmp_path_factory):
 
 
 @pytest.mark.parametrize("policy", ["wait-k", "llm"])
-def test_speech_agent_logs_the_delays_of_seqpo_eval_audio_dir(policy, tiny_model_dir, speech_set, tmp_path,
-                                                               monkeypatch):
+def test_speech_agent_logs_the_delays_of_seqpo_eval_audio_dir(
+        policy, tiny_model_dir, speech_set, tmp_path, monkeypatch):
     folder, wav_list = speech_set
     args = ["--pair", "en-de", "--policy", policy, "--k", "2", "--model", str(tiny_model_dir)]
     run_simuleval(["--agent-class", "seqpo.integrations.simuleval.SeqpoSpeechAgent", "--source", str(wav_list),
@@ -157,26 +157,3 @@ def test_speech_agent_flags_do_not_shadow_simulevals():
                          (["--source-segment-size", "20000"], "--max-buffer longer")):
         with pytest.raises(SettingsError, match=message):
             speech_agent_settings(parser.parse_known_args(["--pair", "en-de", *bad])[0])
-
-
-def test_speech_agent_resamples_segments_as_a_whole_file_is_decoded(tmp_path):
-    """SimulEval sends the file's own samples and rate; the agent hears them at 16 kHz exactly as
-    seqpo's `read_audio` decodes the whole file."""
-    import subprocess
-
-    import numpy as np
-    import soundfile
-
-    from seqpo.speech.audio import StreamResampler, read_audio
-    from seqpo.speech.synth import espeak_binary
-
-    path = tmp_path / "22k.wav"  # espeak-ng speaks at 22.05 kHz
-    path.write_bytes(subprocess.run([espeak_binary(), "--stdout", "Thank you."], capture_output=True,
-                                    check=True).stdout)
-    samples, rate = soundfile.read(path, dtype="float32")
-    assert rate == 22050
-    resample, size = StreamResampler(rate), 22050 * 400 // 1000
-    pieces = [resample(samples[i:i + size], last=i + size >= len(samples)) for i in range(0, len(samples), size)]
-    np.testing.assert_array_equal(np.concatenate(pieces), read_audio(path))
-    stereo = np.stack([samples, samples], axis=1)  # channels averaged, not summed
-    np.testing.assert_array_equal(StreamResampler(16000)(stereo), samples)
