@@ -158,8 +158,7 @@ class SeqpoTextAgent(TextToTextAgent):
         # one word completes at most one read, so at most one step runs here
         written = [step.written for step in step_due(self.live) if step.written]
         if self.live.done:
-            return WriteAction(" ".join(written) if self.pair.target_unit == "word" else "".join(written),
-                               finished=True)
+            return WriteAction(join_units(written, self.pair.target_unit), finished=True)
         if written:
             return WriteAction(written[0], finished=False)
         return ReadAction()
