@@ -1,5 +1,6 @@
-"""`seqpo.integrations.simuleval.SeqpoTextAgent` run by SimulEval's own `simuleval` command: its
-instances.log has the predictions and delays of `seqpo eval` on the same files."""
+"""`seqpo.integrations.simuleval.SeqpoTextAgent` and `SeqpoSpeechAgent` run by SimulEval's own
+`simuleval` command: their instances.log has the predictions and delays of `seqpo eval` (`--src` or
+`--audio-dir`) on the same files."""
 
 import json
 import sys
@@ -76,3 +77,83 @@ def test_chinese_targets_need_char_latency_units():
     args = Namespace(pair="en-zh", eval_latency_unit="word", device="cpu", dtype=None)
     with pytest.raises(SettingsError, match="--eval-latency-unit char"):
         SeqpoTextAgent(args)
+
+
+# -- the speech agent: SimulEval's audio segments through seqpo's speech cascade ------------------
+
+SPOKEN = ["Our team released the new version of the software last week.",
+          "The weather is nice today, and I would like a cup of tea."]
+SPOKEN_DE = ["Unser Team hat letzte Woche die neue Version der Software veröffentlicht.",
+             "Das Wetter ist heute schön, und ich hätte gern eine Tasse Tee."]
+
+
+@pytest.fixture(scope="module")
+def speech_set(tmp_path_factory):
+    """`seqpo data speech`'s folder for two espeak-ng sentences, and SimulEval's list of its wavs."""
+    from seqpo.speech.synth import build_speech_set
+
+    folder = build_speech_set(SPOKEN, SPOKEN_DE, tmp_path_factory.mktemp("speech-set"), "de")
+    wav_list = folder.parent / "wavs.txt"
+    wav_list.write_text("".join(f"{folder / f'{i:04d}.wav'}\n" for i in range(len(SPOKEN))))
+    return folder, wav_list
+
+
+@pytest.mark.parametrize("policy", ["wait-k", "llm"])
+def test_speech_agent_logs_the_delays_of_seqpo_eval_audio_dir(
+        policy, tiny_model_dir, speech_set, tmp_path, monkeypatch):
+    folder, wav_list = speech_set
+    args = ["--pair", "en-de", "--policy", policy, "--k", "2", "--model", str(tiny_model_dir)]
+    run_simuleval(["--agent-class", "seqpo.integrations.simuleval.SeqpoSpeechAgent", "--source", str(wav_list),
+                   "--target", str(folder / "reference.de"), "--source-type", "speech", "--target-type", "text",
+                   "--source-segment-size", "400", "--no-progress-bar", "--output", str(tmp_path / "simuleval"),
+                   *args], monkeypatch)
+    assert main(["eval", "--audio-dir", str(folder), "--audio-chunk", "0.4", "--out", str(tmp_path / "eval"),
+                 "--quiet", *args]) == 0
+    ours = sorted((json.loads(x) for x in (tmp_path / "eval" / "instances.jsonl").read_text().splitlines()),
+                  key=lambda r: r["index"])
+    theirs = [json.loads(x) for x in (tmp_path / "simuleval" / "instances.log").read_text().splitlines()]
+    assert [r["index"] for r in theirs] == [0, 1]
+    assert [r["prediction"] for r in theirs] == [r["prediction"] for r in ours]
+    assert [r["delays"] for r in theirs] == [r["delays"] for r in ours]
+    assert [r["source_length"] for r in theirs] == [r["source_length"] for r in ours]
+    assert all(r["delays"] for r in ours)
+    # a write waits for a word Whisper made stable: never before the first decode (1 s), always
+    # at a segment's end (a multiple of 400 ms) or at the end of the audio
+    for r in ours:
+        assert all(d >= 1000.0 and (d % 400 == 0 or d == r["source_length"]) for d in r["delays"])
+    assert any(d < r["source_length"] for r in ours for d in r["delays"])  # not all written at the end
+
+
+def simuleval_parser() -> ArgumentParser:
+    """SimulEval's own command-line parser for a speech-to-text run (without the agent's flags)."""
+    from simuleval import options
+
+    cli = ["--source-type", "speech", "--target-type", "text"]
+    parser = options.general_parser()
+    options.add_evaluator_args(parser)
+    options.add_scorer_args(parser, cli)
+    options.add_slurm_args(parser)
+    options.add_dataloader_args(parser, cli)
+    return parser
+
+
+def test_speech_agent_flags_do_not_shadow_simulevals():
+    """SimulEval's parser resolves a clash by silently replacing its own flag: none may clash."""
+    from seqpo.integrations.simuleval import SeqpoSpeechAgent, speech_agent_settings
+
+    theirs = {o for a in simuleval_parser()._actions for o in a.option_strings}
+    ours = ArgumentParser(add_help=False)
+    SeqpoSpeechAgent.add_args(ours)
+    flags = {o for a in ours._actions for o in a.option_strings}
+    assert {"--asr-vad", "--asr-window", "--max-buffer", "--policy", "--chunk"} <= flags
+    assert "--audio-chunk" not in flags and not flags & theirs
+    parser = simuleval_parser()
+    SeqpoSpeechAgent.add_args(parser)
+    args, _ = parser.parse_known_args(["--source-segment-size", "320", "--pair", "en-de", "--asr-vad", "off",
+                                       "--fp16"])
+    s = speech_agent_settings(args)
+    assert (s.audio_chunk, s.asr_vad, s.dtype, s.device) == (0.32, "off", "float16", "cpu")
+    for bad, message in ((["--pair", "zh-en"], "English only"), (["--policy", "retranslate"], "take back"),
+                         (["--source-segment-size", "20000"], "--max-buffer longer")):
+        with pytest.raises(SettingsError, match=message):
+            speech_agent_settings(parser.parse_known_args(["--pair", "en-de", *bad])[0])

@@ -10,7 +10,7 @@ import pytest
 
 from seqpo.cli import main
 from seqpo.errors import InputFileError
-from seqpo.speech.audio import SAMPLE_RATE, AudioTooLongError, audio_from_bytes, read_audio
+from seqpo.speech.audio import SAMPLE_RATE, AudioTooLongError, StreamResampler, audio_from_bytes, read_audio
 from seqpo.speech.synth import espeak_binary, synthesize, write_wav
 
 av = pytest.importorskip("av", reason="speech input needs the speech extra")
@@ -60,6 +60,22 @@ def clips(tmp_path_factory):
     paths["16k.wav"] = folder / "16k.wav"
     write_wav(paths["16k.wav"], synthesize(TEXT))
     return paths, len(mono) / rate
+
+
+@pytest.mark.parametrize("kind, exact", [("native.wav", True), ("wav", False), ("16k.wav", True)])
+def test_streamed_pieces_resample_as_the_whole_file_decodes(clips, kind, exact):
+    """SimulEval's speech agent gets a file's own samples and rate in 400 ms segments; streamed
+    through one resampler they are what `read_audio` makes of the whole file (stereo is averaged
+    before resampling here, after it there: equal up to float rounding)."""
+    paths, _ = clips
+    samples, rate = soundfile.read(paths[kind], dtype="float32")
+    resample, size = StreamResampler(rate), -(-rate * 400 // 1000)
+    pieces = [resample(samples[i : i + size], last=i + size >= len(samples)) for i in range(0, len(samples), size)]
+    streamed, whole = np.concatenate(pieces), read_audio(paths[kind])
+    if exact:
+        np.testing.assert_array_equal(streamed, whole)
+    else:
+        np.testing.assert_allclose(streamed, whole, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["native.wav", "wav", "flac", "ogg", "mp3", "m4a"])

@@ -21,6 +21,7 @@ import threading
 from collections import deque
 
 from .engine import EpisodeRow, SourceRegionFullError, StreamingEngine, engine_class, engine_for
+from .generation import Generator
 from .languages import LanguagePair
 from .requests import Completion, Request
 
@@ -209,4 +210,13 @@ class EngineSet:
         return out  # type: ignore[return-value]
 
 
-__all__ = ["EngineSet", "LiveRow", "TOKENS_PER_UNIT", "source_token_budget"]
+def live_completer(loaded, decoding: str, slot: int = 16) -> Generator | EngineSet:
+    """What runs the model steps of live sentences (one at a time) on a loaded model: re-encode
+    runs each step's prompt on a `Generator`; the other modes keep each sentence's cache in an
+    engine episode of an `EngineSet` (`open_row` per sentence)."""
+    if engine_class(decoding).keeps_cache:
+        return EngineSet(loaded.model, loaded.tokenizer, decoding, slot, chat=loaded.chat)
+    return Generator(loaded.model, loaded.tokenizer, batch_size=1, chat=loaded.chat)
+
+
+__all__ = ["EngineSet", "LiveRow", "TOKENS_PER_UNIT", "live_completer", "source_token_budget"]

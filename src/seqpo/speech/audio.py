@@ -87,6 +87,43 @@ def _header_seconds(stream) -> float | None:
     return float(stream.duration * stream.time_base)
 
 
+class StreamResampler:
+    """Samples at `rate` (mono, or (samples, channels) mixed down by averaging as `decode_audio`
+    does) arriving in pieces, out as 16 kHz mono float32: the resampler's filter state carries over
+    from piece to piece, as when a whole file is decoded. 16 kHz input passes through unchanged."""
+
+    def __init__(self, rate: int):
+        if rate <= 0:
+            raise InputFileError(f"audio sample rate must be positive, got {rate}")
+        self.rate = rate
+        self.resampler = None
+        if rate != SAMPLE_RATE:
+            try:
+                import av  # optional extra (seqpo[speech]: PyAV comes with faster-whisper)
+            except ImportError as exc:
+                raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]'") from exc
+            self.av = av
+            self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=SAMPLE_RATE)
+
+    def __call__(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
+        """The 16 kHz samples of the next piece; `last` also flushes what the filter still holds."""
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim == 2:
+            samples = samples.mean(axis=1, dtype=np.float32)
+        if self.resampler is None:
+            return samples
+        frames = []
+        if len(samples):
+            frame = self.av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None, :]), format="fltp",
+                                                    layout="mono")
+            frame.sample_rate = self.rate
+            frames += self.resampler.resample(frame)
+        if last:
+            frames += self.resampler.resample(None)
+        pieces = [f.to_ndarray()[0] for f in frames]
+        return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, dtype=np.float32)
+
+
 def pcm16_to_float(data: bytes) -> np.ndarray:
     """Little-endian 16-bit PCM (what the web page sends) as float32 samples."""
     if len(data) % 2:

@@ -8,9 +8,8 @@ import json
 from ..engine import engine_class
 from ..errors import SettingsError
 from ..events import done_event, step_event
-from ..generation import Generator
-from ..languages import parse_pair
-from ..live_engines import EngineSet
+from ..languages import LanguagePair, parse_pair
+from ..live_engines import live_completer
 from ..live_view import LiveView
 from ..model import load_model
 from ..prompts import check_supported
@@ -36,9 +35,18 @@ def speech_parts(settings, loaded=None, live_decoding: bool = False):
     if loaded is None:
         loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device,
                             settings.chat_template, settings.decoding)
-    if live:
-        return pair, policy, whisper, EngineSet(loaded.model, loaded.tokenizer, settings.decoding, settings.slot)
-    return pair, policy, whisper, Generator(loaded.model, loaded.tokenizer, batch_size=1, chat=loaded.chat)
+    return pair, policy, whisper, live_completer(loaded, settings.decoding, settings.slot)
+
+
+def sentence_rows(settings, pair: LanguagePair, generator) -> dict:
+    """`SpeechCascade` arguments that make each sentence an engine episode (append/slots: `new_row`;
+    slots also closes a sentence at `--max-sentence-words`, the length its region is reserved for);
+    none for re-encode."""
+    engine_type = engine_class(settings.decoding)
+    if not engine_type.keeps_cache:
+        return {}
+    limit = settings.max_sentence_words if engine_type.reserves_source else None
+    return dict(max_units=limit, new_row=lambda: generator.open_row(pair, None, settings.use_few_shot(), limit))
 
 
 def translate_audio(settings, out) -> list[Episode]:
@@ -47,12 +55,7 @@ def translate_audio(settings, out) -> list[Episode]:
         raise SettingsError("--max-sentence-words must be at least 1")
     pair, policy, whisper, generator = speech_parts(settings, live_decoding=True)
     asr = streaming_asr(whisper, settings)
-    engine_args = {}  # append/slots: each sentence is an engine episode; slots bound its length
-    engine_type = engine_class(settings.decoding)
-    if engine_type.keeps_cache:
-        limit = settings.max_sentence_words if engine_type.reserves_source else None
-        engine_args = dict(max_units=limit,
-                           new_row=lambda: generator.open_row(pair, None, settings.use_few_shot(), limit))
+    engine_args = sentence_rows(settings, pair, generator)
     if settings.json:
         def emit(live, step):
             print(json.dumps(step_event(live.episode, step), ensure_ascii=False), file=out, flush=True)
