@@ -154,6 +154,9 @@ def test_speech_agent_flags_do_not_shadow_simulevals():
     s = speech_agent_settings(args)
     assert (s.audio_chunk, s.asr_vad, s.dtype, s.device) == (0.32, "off", "float16", "cpu")
     for bad, message in ((["--pair", "zh-en"], "English only"), (["--policy", "retranslate"], "take back"),
-                         (["--source-segment-size", "20000"], "--max-buffer longer")):
+                         (["--source-segment-size", "20000"], "--max-buffer longer"),
+                         (["--source-segment-size", "1"], "in ms of audio")):
         with pytest.raises(SettingsError, match=message):
-            speech_agent_settings(parser.parse_known_args(["--pair", "en-de", *bad])[0])
+            speech_agent_settings(parser.parse_known_args(["--pair", "en-de", "--source-segment-size", "500", *bad])[0])
+    with pytest.raises(SettingsError, match="in ms of audio"):  # SimulEval's default segment is 1
+        speech_agent_settings(parser.parse_known_args(["--pair", "en-de"])[0])

@@ -94,11 +94,18 @@ def agent_settings(args: Namespace, cls: type[AgentSettings] = AgentSettings) ->
     return settings
 
 
+MIN_SEGMENT_MS = 40  # more often than this, the ASR would be asked to decode every voice-activity window
+
+
 def speech_agent_settings(args: Namespace) -> SpeechAgentSettings:
     """`agent_settings` of the speech agent: the ASR is fed SimulEval's segments, so seqpo's
     --audio-chunk (s) is SimulEval's --source-segment-size (ms)."""
     values = Namespace(**vars(args))
-    values.audio_chunk = getattr(args, "source_segment_size", 1) / 1000.0  # SimulEval's default: 1 ms
+    segment_ms = getattr(args, "source_segment_size", 1)
+    if segment_ms < MIN_SEGMENT_MS:  # SimulEval's default is 1 (a word, for text): Whisper would run every 32 ms
+        raise SettingsError(f"--source-segment-size is in ms of audio for speech: pass at least {MIN_SEGMENT_MS} "
+                            f"(e.g. 500, seqpo's --audio-chunk 0.5); got {segment_ms}")
+    values.audio_chunk = segment_ms / 1000.0
     settings = agent_settings(values, SpeechAgentSettings)
     settings.check_speech(parse_pair(settings.pair))
     return settings
