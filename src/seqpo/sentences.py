@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from .config import setting
 from .policies.base import SENTENCE_END
+from .stream import count_units
 
 _ENDS = re.compile(rf"[{re.escape(SENTENCE_END)}][\"'”’)\]）」』]*$")
 _RUNS = re.compile(r"\S+|\s+")
@@ -44,34 +45,15 @@ def closes_sentence(unit: str, length: int, max_units: int | None, at_punctuatio
 def split_sentences(text: str, unit: str, max_units: int | None = None) -> list[tuple[int, str]]:
     """Cut an unsegmented source into sentences: (source units before it, its text) for each.
     Word sentences are their words joined by one space; character sentences keep the original
-    substring (inner spaces included), stripped."""
-    if max_units is not None and max_units < 1:
-        raise ValueError("a sentence needs room for at least one unit")
+    substring (inner spaces included), stripped. The whole text through `SentenceCutter`, so a
+    source cut at once and one cut as it arrives get the same sentences."""
     out: list[tuple[int, str]] = []
     offset = 0
-    if unit == "word":
-        current: list[str] = []
-        for word in text.split():
-            current.append(word)
-            if closes_sentence(word, len(current), max_units):
-                out.append((offset, " ".join(current)))
-                offset += len(current)
-                current = []
-        if current:
-            out.append((offset, " ".join(current)))
-        return out
-    if unit != "char":
-        raise ValueError(f"unknown unit {unit!r}")
-    start, count = 0, 0
-    for i, ch in enumerate(text):
-        if ch.isspace():
-            continue
-        count += 1
-        if closes_sentence(ch, count, max_units):
-            out.append((offset, text[start : i + 1].strip()))
-            offset, start, count = offset + count, i + 1, 0
-    if count:
-        out.append((offset, text[start:].strip()))
+    for piece, _ in SentenceCutter(unit, max_units).cut(text + " "):  # the space completes the last word
+        sentence = " ".join(piece.split()) if unit == "word" else piece.strip()
+        if sentence:
+            out.append((offset, sentence))
+            offset += count_units(sentence, unit)
     return out
 
 
