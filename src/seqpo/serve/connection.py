@@ -388,9 +388,9 @@ class Connection:
             waiting = self.settings.max_queued_sentences
             if len(self.sentences) >= waiting:
                 self.refusing = True
+                again = "send slower" if self.cutter is not None else "send it again after a done"
                 await self.error("busy", f"{len(self.sentences)} sentences of this session are waiting for their "
-                                 f"translation (limit {waiting}); sentence dropped, send it again after a done",
-                                 self.count)
+                                 f"translation (limit {waiting}); sentence dropped, {again}", self.count)
                 return
             live = new_episode(self.config, self.settings.max_sentence_words, self.settings.max_sentence_chars)
             sentence = _Sentence(self.count, live, self.config)
