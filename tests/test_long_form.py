@@ -186,6 +186,7 @@ def test_eval_long_form_speech_scores_in_ms_of_the_joined_audio(tiny_model_dir, 
     scores = json.loads((out / "scores.json").read_text())
     assert scores["streams"] == 2 and scores["sentences"] == 4
     assert scores["signature"]["latency_unit"]["source"] == "ms of audio" and 0 <= scores["WER"] <= 60
+    assert scores["signature"]["batch_size"] == 1  # one sentence at a time, as the cascade runs
     assert isinstance(scores["StreamLAAL"], float) and scores["StreamLAAL_CA"] >= scores["StreamLAAL"]
     assert scores["asr_seconds_per_stream"] > 0
 

@@ -144,6 +144,8 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
         uses_chat_template(settings.chat_template, settings.model, settings.decoding)
     settings = copy.copy(settings)  # not dataclasses.replace: __post_init__ would resolve --adapter again
     settings.chat_template = "on" if chat else "off"  # what the signature records
+    if settings.audio_dir:
+        settings.batch_size = 1  # the cascade decodes one sentence at a time, whatever --batch-size says
     run_settings["chat_template"] = settings.chat_template
     if settings.audio_dir:
         run_settings.update(audio_dir=str(settings.audio_dir), **settings.asr_settings())

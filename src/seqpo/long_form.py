@@ -177,6 +177,8 @@ def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
         uses_chat_template(settings.chat_template, settings.model, settings.decoding)
     settings = copy.copy(settings)  # not dataclasses.replace: __post_init__ would resolve --adapter again
     settings.chat_template = "on" if chat else "off"
+    if speech:
+        settings.batch_size = 1  # the cascade decodes one sentence at a time, whatever --batch-size says
     run_settings = {
         "pair": str(pair), **policy.settings(), "chunk": settings.chunk, "model": settings.model,
         "adapter": settings.adapter, "long_form": str(settings.long_form),
