@@ -172,6 +172,22 @@ def test_upload_decoding_holds_an_audio_stream(tiny_model_dir, tiny_loaded):
         assert app.state.speech.active == 0
 
 
+def hold_model(worker) -> tuple[threading.Event, threading.Event]:
+    """Hold the model: its first step with work sets `entered` and then waits, on the model
+    thread, until the test sets `gate` (or 60 s pass)."""
+    entered, gate = threading.Event(), threading.Event()
+    engine_round = worker._engine_round
+
+    def held_round(batch):
+        if batch:
+            entered.set()
+            gate.wait(60)
+        return engine_round(batch)
+
+    worker._engine_round = held_round
+    return entered, gate
+
+
 # -- 3. bounded memory -----------------------------------------------------------------------------
 def test_queued_sentences_per_session_and_engine_rows_are_bounded(tiny_model_dir, tiny_loaded):
     """With the model held, a session with --max-queued-sentences (2) sentences waiting refuses
@@ -179,16 +195,7 @@ def test_queued_sentences_per_session_and_engine_rows_are_bounded(tiny_model_dir
     sentence; once the model runs again every accepted sentence is translated, in order."""
     app, settings = in_process_app(tiny_model_dir, tiny_loaded, decoding="append", max_queued_sentences=2)
     worker = app.state.worker
-    entered, gate = threading.Event(), threading.Event()
-    engine_round = worker._engine_round
-
-    def held_round(batch):  # on the model thread: the first step waits until the test lets it go
-        if batch:
-            entered.set()
-            gate.wait(60)
-        return engine_round(batch)
-
-    worker._engine_round = held_round
+    entered, gate = hold_model(worker)
     with serving(app, settings) as url, connect(ws_url(url)) as ws:
         start(ws)
         speak(ws, "one two")

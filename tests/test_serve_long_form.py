@@ -5,13 +5,12 @@ on the tiny model (the CLI as a subprocess; in this process where the test must 
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 from websockets.sync.client import connect
 
 from test_serve import check_sentence, events_until, running_server, speak, ws_url
-from test_serve_limits import in_process_app, serving, start
+from test_serve_limits import hold_model, in_process_app, serving, start
 
 THREE = ["The weather is nice today.", "My sister lives near the sea!", "Is it far?"]
 # split mid-word, and one message holding the end of one sentence, a whole one and the start of the next
@@ -131,16 +130,7 @@ def test_a_stream_faster_than_the_model_is_refused_sentence_by_sentence(tiny_mod
     app, settings = in_process_app(tiny_model_dir, tiny_loaded, decoding="append", max_queued_sentences=2,
                                    long_form=True)
     worker = app.state.worker
-    entered, gate = threading.Event(), threading.Event()
-    engine_round = worker._engine_round
-
-    def held_round(batch):  # on the model thread: the first step waits until the test lets it go
-        if batch:
-            entered.set()
-            gate.wait(60)
-        return engine_round(batch)
-
-    worker._engine_round = held_round
+    entered, gate = hold_model(worker)
     many = [f"s{i} w{i}." for i in range(2, 51)]
     with serving(app, settings) as url, connect(ws_url(url)) as ws:
         assert start(ws)["long_form"] is True
