@@ -39,13 +39,19 @@ def audio_from_bytes(data: bytes, name: str = "upload", max_seconds: float | Non
     return decode_audio(io.BytesIO(data), name, None if max_seconds is None else round(max_seconds * SAMPLE_RATE))
 
 
-def decode_audio(source, name: str, max_samples: int | None = None) -> np.ndarray:
-    """A path or binary file object of any format FFmpeg reads, as 16 kHz mono float32; the first
-    audio stream only. Past `max_samples` (16 kHz) it stops decoding and raises `AudioTooLongError`."""
+def pyav():
+    """PyAV, which decodes and resamples every audio input."""
     try:
         import av  # optional extra (seqpo[speech]: PyAV comes with faster-whisper)
     except ImportError as exc:
         raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]'") from exc
+    return av
+
+
+def decode_audio(source, name: str, max_samples: int | None = None) -> np.ndarray:
+    """A path or binary file object of any format FFmpeg reads, as 16 kHz mono float32; the first
+    audio stream only. Past `max_samples` (16 kHz) it stops decoding and raises `AudioTooLongError`."""
+    av = pyav()
     too_long = AudioTooLongError(f"{name} holds more than {(max_samples or 0) / SAMPLE_RATE:g} s of audio")
     pieces, n = [], 0
     try:
@@ -98,12 +104,8 @@ class StreamResampler:
         self.rate = rate
         self.resampler = None
         if rate != SAMPLE_RATE:
-            try:
-                import av  # optional extra (seqpo[speech]: PyAV comes with faster-whisper)
-            except ImportError as exc:
-                raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]'") from exc
-            self.av = av
-            self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=SAMPLE_RATE)
+            self.av = pyav()
+            self.resampler = self.av.AudioResampler(format="fltp", layout="mono", rate=SAMPLE_RATE)
 
     def __call__(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
         """The 16 kHz samples of the next piece; `last` also flushes what the filter still holds."""
