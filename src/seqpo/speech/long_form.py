@@ -30,21 +30,26 @@ from ..languages import LanguagePair
 from ..metrics.stream_latency import StreamSentence
 from ..stream import Episode
 from .asr import StreamingASR, streaming_asr
-from .audio import AUDIO_SUFFIXES, SAMPLE_RATE, read_audio
+from .audio import AUDIO_SUFFIXES, ms_of, read_audio
 from .cascade import SpeechCascade, stream_audio
 from .translate import speech_parts
 
 
 @dataclass
 class SpokenStream:
-    """A long-form stream's audio and its reference sentences placed in it (ms)."""
+    """A long-form stream's audio (its lines' files, in order) and its reference sentences placed
+    in it (ms). The samples are read when the stream is heard, so a set of many talks is not held
+    in memory at once."""
 
-    samples: np.ndarray
+    wavs: list[Path]
     sentences: list[StreamSentence]
 
     @property
     def ms(self) -> float:
-        return 1000.0 * len(self.samples) / SAMPLE_RATE
+        return self.sentences[-1].source_offset + self.sentences[-1].source_length
+
+    def samples(self) -> np.ndarray:
+        return np.concatenate([read_audio(wav) for wav in self.wavs]).astype(np.float32, copy=False)
 
 
 def sentence_texts(stream: LongFormStream) -> list[str]:
@@ -54,8 +59,8 @@ def sentence_texts(stream: LongFormStream) -> list[str]:
 
 
 def spoken_streams(audio_dir: str | Path, streams: list[LongFormStream], pair: LanguagePair) -> dict[int, SpokenStream]:
-    """Each stream's audio, joined from the folder's line wavs, checked against its sentences;
-    every file is read (and every mismatch found) before any model loads."""
+    """Each stream's audio files, checked against its sentences and measured: every file is read
+    (and every mismatch found) before any model loads."""
     folder = Path(audio_dir)
     if not folder.is_dir():
         raise InputFileError(f"audio folder not found: {folder}")
@@ -68,19 +73,18 @@ def spoken_streams(audio_dir: str | Path, streams: list[LongFormStream], pair: L
     transcripts = read_lines(transcripts_path, "transcripts")
     spoken = {}
     for stream in streams:
-        pieces, sentences, offset = [], [], 0.0
+        files, sentences, offset = [], [], 0.0
         for line, text, reference in zip(stream.lines, sentence_texts(stream), stream.references):
             if line not in wavs or line >= len(transcripts):
                 raise InputFileError(f"stream {stream.index} needs line {line}, which {folder} has no audio for")
             if " ".join(transcripts[line].split()) != text:
                 raise InputFileError(f"{folder}: line {line} says {transcripts[line][:60]!r}, but stream "
                                      f"{stream.index} has {text[:60]!r} there: not the same source file")
-            samples = read_audio(wavs[line])
-            ms = 1000.0 * len(samples) / SAMPLE_RATE
-            pieces.append(samples)
+            ms = ms_of(len(read_audio(wavs[line])))
+            files.append(wavs[line])
             sentences.append(StreamSentence(reference, offset, ms))
             offset += ms
-        spoken[stream.index] = SpokenStream(np.concatenate(pieces).astype(np.float32), sentences)
+        spoken[stream.index] = SpokenStream(files, sentences)
     return spoken
 
 
@@ -94,7 +98,7 @@ def run_spoken_streams(todo: list[int], spoken: dict[int, SpokenStream], setting
     for index in todo:
         asr = streaming_asr(whisper, settings)
         cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, max_units=settings.max_sentence_units)
-        done(index, stream_audio(spoken[index].samples, cascade, settings.audio_chunk), asr)
+        done(index, stream_audio(spoken[index].samples(), cascade, settings.audio_chunk), asr)
 
 
 __all__ = ["SpokenStream", "run_spoken_streams", "sentence_texts", "spoken_streams"]
