@@ -201,3 +201,7 @@ def test_eval_long_form_speech_scores_in_ms_of_the_joined_audio(tiny_model_dir, 
     assert "not the same source file" in err and len(err.splitlines()) == 1
     assert main(speech_eval(audio, tmp_path / "run3", "--decoding", "append")) == 2
     assert "reencode only" in capsys.readouterr().err
+    sentences = ["eval", "--pair", "en-zh", "--audio-dir", str(audio), "--model", str(tiny_model_dir),
+                 "--out", str(tmp_path / "run4"), "--quiet", "--decoding", "append"]
+    assert main(sentences) == 2  # sentence by sentence too, before any audio is read
+    assert "reencode only" in capsys.readouterr().err

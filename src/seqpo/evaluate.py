@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .config import PolicySettings, SpeechSettings, check_at_least, setting
 from .engine import engine_class, make_engine
-from .errors import InputFileError
+from .errors import InputFileError, SettingsError
 from .files import load_parallel
 from .instances import LEGACY_DEFAULTS, add_computation_aware, instance_record, signature
 from .languages import LanguagePair, parse_pair
@@ -61,6 +61,8 @@ class EvalSettings(PolicySettings, SpeechSettings, SentenceSettings):
         pair = check_supported(parse_pair(self.pair))
         if self.audio_dir:
             self.check_speech(pair)
+            if engine_class(self.decoding).keeps_cache:  # each sentence would be an engine episode
+                raise SettingsError("speech evaluation supports --decoding reencode only")
         for name in ("out",) if self.audio_dir or self.long_form else ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")

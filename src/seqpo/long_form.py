@@ -35,8 +35,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .data.long_form import read_long_form
-from .engine import engine_class, make_engine
-from .errors import InputFileError, SettingsError
+from .engine import make_engine
+from .errors import InputFileError
 from .instances import LEGACY_DEFAULTS, signature
 from .languages import LanguagePair
 from .metrics.quality import corpus_quality
@@ -167,8 +167,6 @@ def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
     if not streams:
         raise InputFileError(f"{settings.long_form} has no streams")
     speech = bool(settings.audio_dir)
-    if speech and engine_class(settings.decoding).keeps_cache:
-        raise SettingsError("speech evaluation supports --decoding reencode only")
     spoken = spoken_streams(settings.audio_dir, streams, pair) if speech else None  # all checked before a model loads
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)

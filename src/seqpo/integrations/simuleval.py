@@ -180,7 +180,7 @@ class SeqpoSpeechAgent(SpeechToTextAgent):
         self.pair = simuleval_pair(s, args)
         # the cascade's parts as `seqpo translate --audio` builds them (append/slots/cached: each
         # sentence an engine episode)
-        _, self.seqpo_policy, self.whisper, self.generator = speech_parts(s, live_decoding=True)
+        _, self.seqpo_policy, self.whisper, self.generator = speech_parts(s)
         self.rows = sentence_rows(s, self.pair, self.generator)
         self.cascade: SpeechCascade | None = None
         super().__init__(args)  # calls reset()

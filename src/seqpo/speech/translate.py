@@ -19,17 +19,15 @@ from .audio import read_audio
 from .cascade import SpeechCascade, stream_audio
 
 
-def speech_parts(settings, loaded=None, live_decoding: bool = False):
+def speech_parts(settings, loaded=None):
     """The pair, policy, Whisper and text generator a speech command needs, checked before any
-    model is loaded. With `live_decoding` (translate) append/slots decoding is allowed: the
-    generator is then an `EngineSet` whose streams are the cascade's sentences."""
+    model is loaded. With append/slots/cached decoding the generator is an `EngineSet` whose
+    streams are the cascade's sentences (`seqpo eval` refuses those modes for speech, in
+    `EvalSettings.validate`)."""
     pair = check_supported(parse_pair(settings.pair))
     settings.check_speech(pair)
     if settings.chunk < 1 or settings.k < 1 or settings.slot < 1:
         raise SettingsError("--chunk, --k and --slot must be at least 1")
-    live = engine_class(settings.decoding).keeps_cache  # each sentence an engine episode
-    if live and not live_decoding:
-        raise SettingsError("speech evaluation supports --decoding reencode only")
     policy = settings.build_policy()
     whisper = load_whisper()
     if loaded is None:
@@ -53,7 +51,7 @@ def translate_audio(settings, out) -> list[Episode]:
     samples = read_audio(settings.audio)  # a bad file fails before any model loads
     if settings.max_sentence_words < 1:
         raise SettingsError("--max-sentence-words must be at least 1")
-    pair, policy, whisper, generator = speech_parts(settings, live_decoding=True)
+    pair, policy, whisper, generator = speech_parts(settings)
     asr = streaming_asr(whisper, settings)
     engine_args = sentence_rows(settings, pair, generator)
     if settings.json:
