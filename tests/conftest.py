@@ -4,6 +4,9 @@ tests) with a tokenizer trained here, so end-to-end paths run in seconds without
 from __future__ import annotations
 
 import os
+import shutil
+import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -141,8 +144,69 @@ def en_zh_files() -> tuple[Path, Path]:
     return FIXTURES / "tiny.en-zh.en", FIXTURES / "tiny.en-zh.zh"
 
 
+# Where a process keeps per-user files: the home folder itself, the XDG folders, and the caches and
+# config of the libraries the tests load (Hugging Face, matplotlib). The gguf packages assemble into
+# ~/.cache, transformers and matplotlib write config and caches, and SEQPO_CACHE may point at the
+# user's real model cache: a test must never write into any of them, whatever the environment says.
+USER_PATHS = ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "HF_HOME", "MPLCONFIGDIR",
+              "SEQPO_CACHE")
+_SESSION_HOME: Path | None = None
+
+
+def _home_paths(root: Path) -> dict[str, str]:
+    return {"HOME": str(root / "home"), "XDG_CACHE_HOME": str(root / "home" / ".cache"),
+            "XDG_CONFIG_HOME": str(root / "home" / ".config"), "XDG_DATA_HOME": str(root / "home" / ".local" / "share"),
+            "HF_HOME": str(root / "home" / ".cache" / "huggingface"), "MPLCONFIGDIR": str(root / "home" / ".config" / "matplotlib"),
+            "SEQPO_CACHE": str(root / "cache")}
+
+
+def pytest_configure(config):
+    # Before any test module is imported: libraries read some of these paths once, at import time
+    # (huggingface_hub's cache, matplotlib's config), so per-test settings alone would come too late.
+    global _SESSION_HOME
+    _SESSION_HOME = Path(tempfile.mkdtemp(prefix="seqpo-tests-"))
+    os.environ.update(_home_paths(_SESSION_HOME))
+    os.environ["HF_HUB_OFFLINE"] = "1"  # nothing is downloaded at run time, in tests least of all
+
+
+def pytest_unconfigure(config):
+    if _SESSION_HOME is not None:
+        _make_writable(_SESSION_HOME)
+        shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    # never let a test write into the user's real cache, except the slow real-model tests
-    if "SEQPO_CACHE" not in os.environ:
-        monkeypatch.setenv("SEQPO_CACHE", str(tmp_path / "cache"))
+def _isolated_user_paths(tmp_path, monkeypatch):
+    """Every test gets its own home, XDG folders and seqpo cache under its tmp_path, so no test
+    writes where the user keeps data and no test sees another's cache."""
+    for name, value in _home_paths(tmp_path).items():
+        monkeypatch.setenv(name, value)
+
+
+def _make_writable(root: Path) -> None:
+    for path in (root, *root.rglob("*")):
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+
+
+@pytest.fixture(scope="session")
+def real_model_copy(tmp_path_factory) -> Path:
+    """A seqpo cache holding the real bundled model (the GGUF dequantized once, ~1 min), made under
+    the test run's tmp folder and then made read-only: the slow tests share it and cannot change
+    it, and no test depends on what the user's own cache holds."""
+    from seqpo.model import bundled_model_dir
+
+    root = tmp_path_factory.mktemp("real-model-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEQPO_CACHE", str(root))
+        bundled_model_dir()
+    for path in (root, *root.rglob("*")):
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    return root
+
+
+@pytest.fixture
+def real_model(real_model_copy, monkeypatch) -> Path:
+    """For the slow tests: the bundled model resolves to the shared read-only copy."""
+    monkeypatch.setenv("SEQPO_CACHE", str(real_model_copy))
+    return real_model_copy

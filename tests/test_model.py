@@ -136,12 +136,15 @@ def test_a_damaged_cache_is_replaced_once(tmp_path):
     assert _leftovers(tmp_path, target) == []
 
 
-def test_an_unreadable_bundled_cache_is_rebuilt(tiny_model_dir, monkeypatch):
+def test_an_unreadable_bundled_cache_is_rebuilt(tiny_model_dir, monkeypatch, tmp_path):
     import shutil
 
     import seqpo.model as m
 
-    monkeypatch.setattr(m, "_dequantize_bundled", lambda into: shutil.copytree(tiny_model_dir, into, dirs_exist_ok=True))
+    # the cache is this test's own (conftest isolates SEQPO_CACHE whatever the environment says), so
+    # the tiny model written under the bundled model's name can never reach a user's cache
+    assert str(m.cache_dir()).startswith(str(tmp_path))
+    monkeypatch.setattr(m, "_dequantize", lambda base, into: shutil.copytree(tiny_model_dir, into, dirs_exist_ok=True))
     cached = m.bundled_cache_dir()
     shutil.copytree(tiny_model_dir, cached)
     (cached / "config.json").write_text("{broken")  # complete-looking, but it will not load

@@ -1,8 +1,6 @@
 """The real bundled Gemma-3-270M on two sentences (slow: dequantizes the GGUF once, ~1 min)."""
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -12,9 +10,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
-def _real_cache(monkeypatch):
-    # share the dequantized model between runs instead of converting it in every tmp dir
-    monkeypatch.setenv("SEQPO_CACHE", os.environ.get("SEQPO_CACHE") or str(Path.home() / ".cache" / "seqpo"))
+def _real_model(real_model):
+    # the bundled model from the run's shared read-only copy (conftest.real_model_copy): converted
+    # once per run under tmp, never read from or written to the user's cache
+    return real_model
 
 
 def test_bundled_model_translates_two_sentences(tmp_path, capsys):

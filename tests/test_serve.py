@@ -37,7 +37,8 @@ def running_server(model_dir: Path, log_dir: Path, *args: str):
     """`python -m seqpo.cli serve` on a free port; yields its base URL once /health answers."""
     port = free_port()
     log_path = log_dir / f"serve-{port}.log"
-    env = {**os.environ, "SEQPO_THREADS": "1"}
+    # one thread unless the run asks for another count (the suite runs with SEQPO_THREADS=1 and 2)
+    env = {**os.environ, "SEQPO_THREADS": os.environ.get("SEQPO_THREADS", "1")}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "seqpo.cli", "serve", "--model", str(model_dir), "--port", str(port), *args],

@@ -75,55 +75,74 @@ def test_page_translates_live(tiny_model_dir, tmp_path):
 
 
 def test_page_microphone_and_upload(tiny_model_dir, tmp_path):
-    """The microphone is chromium's fake capture device playing an espeak-ng wav; then the same
-    wav is uploaded through the file control."""
+    """The page's microphone path, then an upload of the same speech.
+
+    Chromium's fake capture device (playing silence) runs the real capture: getUserMedia, the 16 kHz
+    AudioContext, the worklet, 0.5 s binary frames to the server. Then the test takes the worklet's
+    place and feeds the spoken clip through the page's own `pushSamples`, sending each half second
+    only once the server has transcribed the one before (/health: no ASR lag). The pace is the
+    test's, never the wall clock's, and the server decodes one frame at a time (--asr-every-frame),
+    so a slow or loaded machine hears the same frames, later; every wait is for an event."""
     pytest.importorskip("faster_whisper", reason="speech input needs the speech extra")
+    import httpx
+    import numpy as np
+
+    from heard import CLIP, SENTENCE_WER, THANKS, assert_clip_heard, assert_heard, assert_second_sentence
     from seqpo.speech.synth import synthesize, write_wav
 
-    wav = tmp_path / "speech.wav"
-    write_wav(wav, synthesize("Thank you very much. I would like a cup of tea."))
+    speech = synthesize(CLIP)
+    wav, silent = tmp_path / "speech.wav", tmp_path / "silence.wav"
+    write_wav(wav, speech)
+    write_wav(silent, np.zeros(16000, dtype=np.float32))
     fake_mic = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={wav}%noloop", "--autoplay-policy=no-user-gesture-required"]
+                f"--use-file-for-fake-audio-capture={silent}", "--autoplay-policy=no-user-gesture-required"]
     history = "document.querySelectorAll('#history li').length"
-    # the default catch-up decoding, as a user's microphone gets it: under load, frames that arrived
-    # during a decode are decoded together, so the lag stays bounded but the cuts vary
-    with connected_page(tiny_model_dir, tmp_path, fake_mic) as (page, errors):
+    with connected_page(tiny_model_dir, tmp_path, fake_mic, ["--asr-every-frame"]) as (page, errors):
+        url = page.url.rstrip("/")
         page.select_option("#policy", "wait-k")
         page.fill("#k", "2")
         page.click("#mic")
         page.wait_for_function("document.getElementById('status').textContent.startsWith('ready')",
                                timeout=60000)
+        page.wait_for_function("mic !== null && mic.node !== null", timeout=30000)
         assert page.text_content("#mic") == "Stop microphone"
-        # stable words show as they come, then the first sentence (ended by its period) is done
-        page.wait_for_function("document.getElementById('source').textContent.length > 0", timeout=60000)
-        page.wait_for_function(f"{history} >= 1", timeout=60000)
-        assert page.text_content("#history li .src").lower().startswith("thank you very much")
-        # while listening, the page shows how far transcription trails the microphone
+        assert page.evaluate("mic.ctx.sampleRate") == 16000  # so pushSamples takes 16 kHz samples as they are
+        # from here on the test is the microphone: the capture node's blocks go nowhere
+        page.evaluate("() => { if (mic.node.port) mic.node.port.onmessage = null; else mic.node.onaudioprocess = null; }")
+        frame = 8000  # the page's FRAME_SAMPLES: each piece below is one binary frame
+        heard_early = False
+        for start in range(0, len(speech), frame):
+            page.evaluate("(xs) => pushSamples(Float32Array.from(xs))", speech[start:start + frame].tolist())
+            page.wait_for_function("ws.bufferedAmount === 0", timeout=30000)
+            deadline = 120.0
+            while httpx.get(f"{url}/health", timeout=10).json()["asr_lag_ms"] > 0:
+                page.wait_for_timeout(50)  # polling the server's state, not pacing the audio
+                deadline -= 0.05
+                assert deadline > 0, "the server did not transcribe a frame in 120 s"
+            if start + frame < len(speech):
+                heard_early |= bool(page.text_content("#source").strip())
+        # stable words showed while the audio was still coming, with how far the ASR trails
+        assert heard_early
         assert re.fullmatch(r"listening… ASR lag \d+\.\d s", page.text_content("#audio-info")), \
             page.text_content("#audio-info")
-        page.wait_for_function("/tea/i.test(document.getElementById('source').textContent) || "
-                               f"{history} >= 2", timeout=60000)
-        page.click("#mic")  # stop: the last words are flushed
+        page.click("#mic")  # stop: the rest of the frame and an end go out; the server flushes the last words
         page.wait_for_function("document.getElementById('audio-info').textContent.startsWith('audio ended')",
-                               timeout=60000)
-        page.wait_for_function(f"{history} >= 2", timeout=30000)
+                               timeout=120000)
+        page.wait_for_function(f"{history} >= 2", timeout=60000)
         sources = page.eval_on_selector_all("#history li .src", "els => els.map((e) => e.textContent)")
-        # newest first; chromium may loop the file, so more may follow the two sentences. What Whisper
-        # tiny makes of espeak-ng's second sentence depends on how the live frames were grouped into
-        # decodes (it has heard "I will like Kakarabam T." under load): the upload below checks the words
-        assert sources[-1].lower().startswith("thank you very much"), sources
-        assert len(sources[-2].split()) >= 3, sources
+        assert len(sources) == 2, sources  # newest first: the period after "much" ended the first sentence
+        assert_heard(sources[1], THANKS, SENTENCE_WER, sources)
+        assert_second_sentence(sources[0], sources)
         assert " ms of audio" in page.text_content("#lag")
         assert "error" not in page.text_content("#status")
         page.screenshot(path=str(tmp_path / "mic.png"), full_page=True)
-        mic_items = page.eval_on_selector_all("#history li", "els => els.length")
 
         page.set_input_files("#audio-file", str(wav))
         page.wait_for_function("document.getElementById('audio-info').textContent.includes('translated in')",
                                timeout=120000)
-        assert page.eval_on_selector_all("#history li", "els => els.length") == mic_items + 2
-        assert re.search(r"cup (of|and) tea", page.text_content("#history li .src").lower())  # tiny.en hears either
-        assert "2 sentence(s)" in page.text_content("#audio-info")
+        uploaded = page.eval_on_selector_all("#history li .src", "els => els.map((e) => e.textContent)")
+        assert len(uploaded) == 4 and "2 sentence(s)" in page.text_content("#audio-info"), uploaded
+        assert_clip_heard(f"{uploaded[1]} {uploaded[0]}", uploaded)
         shot = tmp_path / "speech.png"
         page.screenshot(path=str(shot), full_page=True)
         assert errors == []

@@ -9,6 +9,8 @@ from seqpo.speech.asr import StreamingASR, load_whisper, transcribe_offline
 from seqpo.speech.audio import SAMPLE_RATE, audio_chunks, ms_of, read_audio
 from seqpo.speech.synth import synthesize, write_wav
 
+from heard import SENTENCE_WER, THANKS, assert_clip_heard, assert_heard, assert_second_sentence
+
 TEXT = "Thank you very much. I would like a cup of tea."
 
 
@@ -43,8 +45,7 @@ def test_streaming_words_are_stable_timed_and_trimmed(whisper, spoken):
     emitted += asr.finish()
     duration = ms_of(len(spoken))
     assert emitted == asr.words and asr.transcript == " ".join(w.text for w in emitted)
-    errors, n = word_errors(asr.transcript, TEXT)
-    assert errors / n <= 0.35, asr.transcript
+    assert_clip_heard(asr.transcript)
     known = [w.known_ms for w in emitted]
     assert known == sorted(known) and known[-1] <= duration + 1e-6
     assert known[0] >= 1000.0  # no decode before a second of audio
@@ -55,7 +56,7 @@ def test_streaming_words_are_stable_timed_and_trimmed(whisper, spoken):
     # the first sentence ended, so the buffer no longer holds it
     assert any(w.ends_sentence for w in emitted[:-1])
     assert asr.offset_ms > 1000.0 and ms_of(len(asr.buffer)) == pytest.approx(duration - asr.offset_ms, abs=1)
-    assert transcribe_offline(whisper, spoken).lower().startswith("thank you very much.")
+    assert_clip_heard(transcribe_offline(whisper, spoken))
 
 
 def test_audio_shorter_than_a_decode_is_transcribed_at_the_end(whisper):
@@ -107,9 +108,11 @@ def test_no_words_in_five_seconds_of_silence(whisper):
             decodes_in_gap += asr.decodes - before
     asr.finish()
     words = [w.text.lower().strip(".,!?") for w in asr.words]
-    assert words[:4] == ["thank", "you", "very", "much"], asr.transcript
-    assert words[-3:-1] == ["cup", "and"] or words[-3:] == ["cup", "of", "tea"], asr.transcript
-    assert words.count("thank") == 1 and words.count("cup") == 1, asr.transcript
+    # each sentence heard on its own side of the gap; no words repeated (a repeat adds insertions)
+    before = " ".join(w.text for w in asr.words if w.end_ms <= gap_start + 300.0)
+    after = " ".join(w.text for w in asr.words if w.start_ms >= gap_end - 300.0)
+    assert_heard(before, THANKS, SENTENCE_WER, asr.transcript)
+    assert_second_sentence(after, asr.transcript)
     assert not [w for w in asr.words if gap_start + 300.0 < w.start_ms and w.end_ms < gap_end - 300.0], asr.words
     assert len(words) <= 12, asr.transcript  # 4 + 7 words said: no hallucinated or repeated phrase
     # after the pause is noticed (one final decode), the silence costs nothing and the buffer is emptied
@@ -144,7 +147,7 @@ def test_short_encoder_window(whisper, spoken):
 
     short = decode_words(whisper, spoken, window_s=10.0)
     text = " ".join(w for w, _, _ in short)
-    assert text.lower().startswith("thank you very much."), short
+    assert_clip_heard(text, short)
     errors, n = word_errors(text, TEXT)
     full_errors, _ = word_errors(" ".join(w for w, _, _ in decode_words(whisper, spoken)), TEXT)
     assert errors <= max(2, full_errors), text

@@ -13,6 +13,8 @@ from seqpo.errors import InputFileError
 from seqpo.speech.audio import SAMPLE_RATE, AudioTooLongError, StreamResampler, audio_from_bytes, read_audio
 from seqpo.speech.synth import espeak_binary, synthesize, write_wav
 
+from heard import assert_clip_heard
+
 av = pytest.importorskip("av", reason="speech input needs the speech extra")
 soundfile = pytest.importorskip("soundfile")
 
@@ -157,10 +159,11 @@ def test_translate_audio_transcribes_other_formats_like_the_16k_wav(clips, kind,
         events = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
         return [e["source"] for e in events if e["type"] == "done"]
 
+    # resampling may change a word (as may the CPU, threads and load: heard.py): both decodings must
+    # hear the clip, neither need match the other word for word
     theirs, ours = sources(paths["16k.wav"]), sources(paths[kind])
-    if ours != theirs:  # resampling may change a word; the speech must still be heard
-        text = " ".join(ours).lower()
-        assert "thank you" in text and "cup of tea" in text, (ours, theirs)
+    assert_clip_heard(" ".join(theirs), ours)
+    assert_clip_heard(" ".join(ours), theirs)
 
 
 def test_audio_dir_takes_every_audio_format_in_name_order(tmp_path):

