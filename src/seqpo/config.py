@@ -14,6 +14,7 @@ from typing import Any, ClassVar, get_type_hints
 
 import yaml
 
+from .bundled import MODEL_HELP
 from .errors import InputFileError, SettingsError
 from .model import CHAT_TEMPLATE_CHOICES, DTYPES, check_chat_template, is_bundled, resolve_adapter, shipped_adapter_dir
 from .policies import make_policy
@@ -97,7 +98,7 @@ class PolicySettings(DeviceSettings, AdapterChoice):
                           choices=["offline", "wait-k", "llm", "retranslate"])  # = policies.POLICY_NAMES
     k: int = setting(3, "wait-k: reads before the first write")
     chunk: int = setting(1, "source units per read (words; characters for zh/ja sources)")
-    model: str = setting(None, "causal LM: local path or hub id (default: the bundled Gemma-3-270M)")
+    model: str = setting(None, f"causal LM: {MODEL_HELP}")
     adapter: str = setting(None, "peft LoRA adapter folder, or 'sft' / 'seqpo': the adapter of that stage shipped "
                            "for the pair; default: the pair's default shipped adapter (bundled model only), "
                            "'none' = the bare model")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from .bundled import MODEL_HELP
 from .config import DeviceSettings, check_at_least, setting
 from .data.build import settings_path
 from .errors import InputFileError
@@ -45,7 +46,7 @@ class SFTSettings(DeviceSettings):
     pairs: str = setting(None, "partial-translation examples (JSONL from `seqpo data partial`)")
     pair: str = setting("en-zh", "language pair of the examples, source-target")
     out: str = setting(None, "output folder: checkpoints while training, the final peft adapter at the top")
-    model: str = setting(None, "base causal LM (default: the bundled Gemma-3-270M)")
+    model: str = setting(None, f"base causal LM: {MODEL_HELP}")
     epochs: float = setting(1.0, "passes over the examples")
     max_steps: int = setting(-1, "stop after this many optimizer steps (-1: run the epochs)")
     lr: float = setting(2e-4, "AdamW learning rate (LoRA)")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..bundled import MODEL_HELP
 from ..config import DeviceSettings, check_at_least, setting
 from ..errors import InputFileError
 from ..files import load_parallel
@@ -29,7 +30,7 @@ class PartialDataSettings(DeviceSettings):
     chunk: int = setting(1, "source units per read (words; characters for zh/ja sources)")
     builder: str = setting("agreement", "how to decide what may be written after each read",
                            choices=["agreement", "teacher"])
-    model: str = setting(None, "agreement: causal LM translating the prefixes (default: bundled Gemma-3-270M)")
+    model: str = setting(None, f"agreement: causal LM translating the prefixes: {MODEL_HELP}")
     adapter: str = setting(None, "agreement: peft adapter on --model")
     teacher_url: str = setting(None, "teacher: OpenAI-compatible base URL, e.g. http://host:8000/v1")
     teacher_name: str = setting("default", "teacher: model name sent to the endpoint")

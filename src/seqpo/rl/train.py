@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 import torch
 from tqdm import tqdm
 
+from ..bundled import MODEL_HELP
 from ..config import BARE_MODEL, AdapterChoice, DeviceSettings, check_at_least, setting
 from ..engine import engine_for
 from ..errors import InputFileError, MissingExtraError, SettingsError
@@ -71,7 +72,7 @@ class TrainSettings(DeviceSettings, AdapterChoice):
     src: str = setting(None, "training sources, one sentence per line")
     ref: str = setting(None, "training references, aligned with --src")
     out: str = setting(None, "run folder (log, checkpoints, final adapter); a re-run resumes it")
-    model: str = setting(None, "base causal LM (default: the bundled Gemma-3-270M)")
+    model: str = setting(None, f"base causal LM: {MODEL_HELP}")
     adapter: str = setting(None, "LoRA adapter to start from (the SFT policy); default: the SFT adapter shipped "
                            "for the pair on the bundled model ('sft'); 'none' = a fresh LoRA on the bare model")
     few_shot: str = setting("auto", "few-shot examples in the prompt: auto = only without an adapter",
