@@ -12,10 +12,13 @@ cd "$(dirname "$0")/.."
 
 MODEL=${MODEL:-bundled}
 PAIR=${PAIR:-en-zh}
-DATA=${DATA:-../shared/data/wmt}
+# WMT general test sets 2022-2024, generaltest20YY.PAIR.LANG (docs/data.md: e.g. sacrebleu -t wmt22 -l en-zh --echo src)
+DATA=${DATA:-${SEQPO_DATA:-../shared/data}/wmt}
 SRC=${SRC:-$DATA/generaltest2022.$PAIR.${PAIR%-*}}
 REF=${REF:-$DATA/generaltest2022.$PAIR.${PAIR#*-}}
 OUT=${OUT:-runs/gpu_check}
+# the training start: the shipped SFT adapter on the bundled model, a fresh LoRA on any other model
+if [ "$MODEL" = bundled ]; then TRAIN_ADAPTER=${TRAIN_ADAPTER:-sft}; else TRAIN_ADAPTER=${TRAIN_ADAPTER:-none}; fi
 PORT=${PORT:-8765}
 PYTHON=${PYTHON:-python}
 DEVICE=(--device "${DEVICE:-cuda}" --dtype "${DTYPE:-auto}")
@@ -41,11 +44,11 @@ check() {
 
 check eval $SEQPO eval --pair "$PAIR" --model "$MODEL" "${DEVICE[@]}" --src "$SRC" --ref "$REF" --limit 20 \
   --decoding cached --out "$OUT/eval" --quiet
-check train $SEQPO train --pair "$PAIR" --model "$MODEL" "${DEVICE[@]}" --src "$SRC" --ref "$REF" --out "$OUT/train" \
-  --steps 3 --sources 4 --group 5 --max-source-units 15 --quiet
+check train $SEQPO train --pair "$PAIR" --model "$MODEL" --adapter "$TRAIN_ADAPTER" "${DEVICE[@]}" --src "$SRC" \
+  --ref "$REF" --out "$OUT/train" --steps 3 --sources 4 --group 5 --max-source-units 15 --quiet
 if [ "${DRY_RUN:-0}" = 1 ] || "$PYTHON" -c "import vllm" 2>/dev/null; then
-  check train-vllm $SEQPO train --pair "$PAIR" --model "$MODEL" "${DEVICE[@]}" --src "$SRC" --ref "$REF" \
-    --out "$OUT/train-vllm" --steps 3 --sources 4 --group 5 --max-source-units 15 --rollout-backend vllm --quiet
+  check train-vllm $SEQPO train --pair "$PAIR" --model "$MODEL" --adapter "$TRAIN_ADAPTER" "${DEVICE[@]}" \
+    --src "$SRC" --ref "$REF" --out "$OUT/train-vllm" --steps 3 --sources 4 --group 5 --max-source-units 15 --rollout-backend vllm --quiet
 else
   ROWS+=("| train-vllm | - | skipped (vllm does not import) |")
 fi

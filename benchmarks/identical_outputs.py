@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--lines", type=int, default=10)
-    ap.add_argument("--data", type=Path, default=Path("../shared/data"), help="the shared data folder")
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("SEQPO_DATA", "../shared/data")),
+                    help="the folder holding wmt/, the WMT general test sets (docs/data.md; default: $SEQPO_DATA, "
+                    "else ../shared/data)")
     ap.add_argument("--compare", type=Path, help="a folder holding the digest.json to compare with")
     ap.add_argument("--seqpo", default=str(Path(sys.executable).with_name("seqpo")))
     args = ap.parse_args()

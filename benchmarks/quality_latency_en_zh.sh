@@ -6,7 +6,8 @@
 # Usage: benchmarks/quality_latency_en_zh.sh [seqpo=runs/rl/seqpo-en-zh ...]; ONLY_BASELINES=1 skips the chart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=../shared/data/wmt
+# WMT general test sets 2022-2024, generaltest20YY.PAIR.LANG (docs/data.md: e.g. sacrebleu -t wmt22 -l en-zh --echo src)
+DATA=${SEQPO_DATA:-../shared/data}/wmt
 N=${N:-100}
 R=${R:-runs/ql-en-zh}
 DEV=runs/dev

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# SeqPO (multi-step GRPO) from the shipped en-zh SFT adapter on the training lines of ../shared/data
-# (generaltest2022 en-zh and generaltest2023 en-zh without its last 200 lines, the dev split), with dev
+# SeqPO (multi-step GRPO) from the shipped en-zh SFT adapter on the training lines (generaltest2022 en-zh
+# and generaltest2023 en-zh without its last 200 lines, the dev split), with dev
 # evaluation every 25 steps, then the dev evaluation of the result on the first 100 dev lines.
 # Resumable: re-run the script after a kill (the run continues at its last checkpoint).
-# Figures in the README come from this script; extra arguments go to `seqpo train`.
+# The shipped en-zh SeqPO adapter and its README figures come from this script (STEPS=50); extra
+# arguments go to `seqpo train`. The first, smaller run of docs/results.md is this script as of commit d138759.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=../shared/data/wmt
+# WMT general test sets 2022-2024, generaltest20YY.PAIR.LANG (docs/data.md: e.g. sacrebleu -t wmt22 -l en-zh --echo src)
+DATA=${SEQPO_DATA:-../shared/data}/wmt
 OUT=${OUT:-runs/rl/seqpo-en-zh}
 STEPS=${STEPS:-150}
 DEV=runs/dev

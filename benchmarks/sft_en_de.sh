@@ -9,6 +9,7 @@
 set -euo pipefail
 N=${N:-60}; M=${M:-50}; EPOCHS=${EPOCHS:-3}
 export SEQPO_THREADS=${SEQPO_THREADS:-1}
+# WMT general test sets 2022-2024, generaltest20YY.PAIR.LANG (docs/data.md: e.g. sacrebleu -t wmt22 -l en-zh --echo src)
 D=${SEQPO_DATA:-../shared/data}/wmt
 R=runs/sft
 mkdir -p $R runs/dev

@@ -4,6 +4,7 @@
 # lines of generaltest2023, never trained on): SFT llm vs base llm vs base wait-3, wait-7, offline. Resumable.
 set -euo pipefail
 N=${N:-60}; M=${M:-50}; EPOCHS=${EPOCHS:-3}  # 3 epochs = the shipped adapter (1 epoch: README)
+# WMT general test sets 2022-2024, generaltest20YY.PAIR.LANG (docs/data.md: e.g. sacrebleu -t wmt22 -l en-zh --echo src)
 D=${SEQPO_DATA:-../shared/data}/wmt
 R=runs/sft
 mkdir -p $R runs/dev

@@ -1,4 +1,5 @@
-"""Speech cascade on synthetic speech (MISSION.md sec. 4): prints two Markdown tables.
+"""Speech cascade on synthetic speech, latency in ms of audio as speech SiMT reports it (e.g. EASiST,
+Fu et al., 2025, arXiv 2504.11809): prints two Markdown tables.
 
 1. ASR: WER of the streaming front end vs offline Whisper tiny.en on the same audio, how long
    after a word ends it is emitted, decodes per second of audio, and the real-time factor (decode
@@ -7,7 +8,7 @@
 2. End to end: BLEU/chrF and speech latency (ms of audio; _CA adds the computation) of
    `seqpo eval --audio-dir` per policy and ASR setting.
 
-With --baseline both tables also have seqpo 0.1's ASR (--asr-window 0 --asr-vad off: a 30 s encoder
+With --baseline both tables also have seqpo 0.1.0's ASR (--asr-window 0 --asr-vad off: a 30 s encoder
 window and a decode after every chunk) beside the default, from the same run. The first N lines of
 the dev split (last 200 lines of generaltest2023 en-zh) are spoken by espeak-ng into OUT/audio;
 everything is resumable (OUT/asr-<setting>.jsonl, OUT/offline_asr.jsonl, OUT/<policy>-<setting>), so a re-run only adds
@@ -89,7 +90,7 @@ def main() -> None:
     ap.add_argument("--asr-window", type=float, default=EvalSettings.asr_window)
     ap.add_argument("--asr-vad", default=EvalSettings.asr_vad, choices=["silero", "off"])
     ap.add_argument("--baseline", action="store_true",
-                    help="also seqpo 0.1's ASR (--asr-window 0 --asr-vad off), side by side")
+                    help="also seqpo 0.1.0's ASR (--asr-window 0 --asr-vad off), side by side")
     args = ap.parse_args()
 
     out = Path(args.out)

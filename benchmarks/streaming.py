@@ -1,8 +1,8 @@
-"""Streaming decoding modes vs offline decoding (ExPosST, MISSION.md sec. 2): prints a Markdown table.
+"""Streaming decoding modes vs offline decoding (ExPosST, Shang et al., arXiv 2603.14903): prints a Markdown table.
 
-Same code as `seqpo bench`; e.g.
+Same code as `seqpo bench`; e.g. on a WMT general test set (docs/data.md):
     PYTHONPATH=src python benchmarks/streaming.py --pair en-de \
-        --src /work/shared/data/wmt/generaltest2022.en-de.en --limit 4
+        --src $SEQPO_DATA/wmt/generaltest2022.en-de.en --limit 4
 """
 
 import sys

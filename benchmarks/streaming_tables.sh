@@ -2,6 +2,7 @@
 # The README's decoding-mode tables, on the bundled model and this machine (run it on a quiet
 # machine: every table compares rows timed in one run; --repeats takes medians over rounds).
 set -euo pipefail
+# WMT general test sets 2022-2024, generaltest20YY.PAIR.LANG (docs/data.md: e.g. sacrebleu -t wmt22 -l en-zh --echo src)
 D=${SEQPO_DATA:-../shared/data}/wmt
 S=$D/generaltest2022.en-de.en
 echo "## sentences, 4 together, fp32 (+ rollouts)"

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "wmt"
+# the folder holding wmt/, the WMT general test sets 2022-2024 (docs/data.md: e.g. sacrebleu -t wmt22 -l en-zh
+# --echo src); ../shared/data beside the clone on the development machine
+DATA = Path(os.environ.get("SEQPO_DATA", ROOT.parent / "shared" / "data"))
 VARIANTS = {
     "original (generate + rows)": ["--rollouts", "generate", "--update", "rows"],
     "cached rollouts + rows": ["--rollouts", "cached", "--update", "rows"],
@@ -39,7 +42,8 @@ VARIANTS = {
 def run(name: str, flags: list[str], args, extra: list[str], work: Path) -> dict:
     out = work / name.split()[0]
     cmd = [sys.executable, "-m", "seqpo.cli", "train", "--pair", "en-zh",
-           "--src", str(DATA / "generaltest2022.en-zh.en"), "--ref", str(DATA / "generaltest2022.en-zh.zh"),
+           "--src", str(args.data / "wmt" / "generaltest2022.en-zh.en"),
+           "--ref", str(args.data / "wmt" / "generaltest2022.en-zh.zh"),
            "--out", str(out), "--steps", str(args.steps), "--sources", str(args.sources), "--group", str(args.group),
            "--save-every", "1000", "--seed", "0", "--quiet", *flags, *extra]
     print(f"# {name}: {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
@@ -62,6 +66,8 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=5)
     ap.add_argument("--all", action="store_true", help="also the two mixed variants")
     ap.add_argument("--work", default=None, help="folder for the runs (default: a temporary one)")
+    ap.add_argument("--data", type=Path, default=DATA, help="the folder holding wmt/ (default: $SEQPO_DATA, else "
+                    "../shared/data)")
     args, extra = ap.parse_known_args()
     extra = [x for x in extra if x != "--"]
     names = list(VARIANTS) if args.all else [n for n in VARIANTS if n.startswith(("original", "fast"))]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# SeqPO-SiMT (arXiv 2505.20622) end to end, with the paper's settings (as summarised in
-# /work/shared/docs/MISSION.md sec. 1): warm-up SFT data -> LoRA SFT -> multi-step GRPO -> evaluation.
+# SeqPO-SiMT (Xu et al., 2025, "SeqPO-SiMT: Sequential Policy Optimization for Simultaneous Machine
+# Translation", Findings of ACL 2025, arXiv 2505.20622) end to end, with the paper's settings: warm-up
+# SFT data -> LoRA SFT -> multi-step GRPO -> evaluation.
 #
 #   PAIR=en-zh MODEL=Qwen/Qwen2.5-7B-Instruct GPUS=8 recipes/seqpo_simt.sh        # the paper's direction 1
 #   PAIR=zh-en ... recipes/seqpo_simt.sh                                          # direction 2 (beta 0.1)
@@ -14,11 +15,12 @@ cd "$(dirname "$0")/.."
 
 PAIR=${PAIR:-en-zh}
 SRC_LANG=${PAIR%-*}; TGT_LANG=${PAIR#*-}
-# Model: the paper trains 7B LLMs (MISSION.md sec. 1, "Headline"); any Hugging Face causal LM works here
+# Model: the paper trains 7B LLMs; any Hugging Face causal LM works here
 # (local path or hub id already in the HF cache). The bundled Gemma-3-270M is the default of seqpo itself.
 MODEL=${MODEL:-bundled}
 GPUS=${GPUS:-1}                      # accelerate processes for SFT and RL (one model copy per GPU)
-DATA=${DATA:-../shared/data/wmt}
+# WMT general test sets 2022-2024, generaltest20YY.PAIR.LANG (docs/data.md: e.g. sacrebleu -t wmt22 -l en-zh --echo src)
+DATA=${DATA:-${SEQPO_DATA:-../shared/data}/wmt}
 TRAIN_SRC=${TRAIN_SRC:-$DATA/generaltest2022.$PAIR.$SRC_LANG}
 TRAIN_REF=${TRAIN_REF:-$DATA/generaltest2022.$PAIR.$TGT_LANG}
 TEST_SRC=${TEST_SRC:-$DATA/generaltest2023.$PAIR.$SRC_LANG}  # paper: NEWSTEST2021, REALSI, MuST-C / CoVoST
@@ -32,7 +34,7 @@ TEACHER_URL=${TEACHER_URL:-}
 TEACHER_NAME=${TEACHER_NAME:-}              # the endpoint's model name, if it needs one
 SFT_EPOCHS=${SFT_EPOCHS:-1}
 SFT_LR=${SFT_LR:-2e-4}               # LoRA warm-up; the paper does not state its SFT learning rate
-# RL (MISSION.md sec. 1, "Optimization" and "Reward")
+# RL: the paper's optimisation and reward settings
 GROUP=${GROUP:-5}                    # B = 5 rollouts per source
 TEMPERATURE=${TEMPERATURE:-1.0}      # rollout temperature 1.0
 STEP_TOKENS=${STEP_TOKENS:-60}       # at most 60 new tokens per step
@@ -43,7 +45,7 @@ LR=${LR:-1e-6}                       # AdamW lr 1e-6: the paper's full fine-tuni
                                      # (its default 2e-5 moves it; 1e-6 keeps the paper's value)
 SOURCES=${SOURCES:-32}               # batch 32 sources per update (the paper's grad-accum 8 splits the same
 MICRO_BATCH=${MICRO_BATCH:-16}       # update; --micro-batch does that here)
-STEPS=${STEPS:-1000}                 # not given in MISSION.md: set to the data and budget
+STEPS=${STEPS:-1000}                 # not given in the paper: set to the data and budget
 QUALITY=${QUALITY:-chrf}             # paper: COMET; COMET=PATH (a local checkpoint) switches to it
 COMET=${COMET:-}
 QUALITY_ARGS=(--quality "$QUALITY"); [ -n "$COMET" ] && QUALITY_ARGS=(--quality comet --comet "$COMET")
@@ -63,7 +65,7 @@ launch train --pair "$PAIR" --model "$MODEL" --adapter "$OUT/sft" --src "$TRAIN_
   --out "$OUT/rl" --steps "$STEPS" --sources "$SOURCES" --micro-batch "$MICRO_BATCH" --group "$GROUP" \
   --temperature "$TEMPERATURE" --max-step-tokens "$STEP_TOKENS" --lam "$LAMBDA" --chunk "$CHUNK" \
   --beta "$BETA" --lr "$LR" --bf16 yes "${QUALITY_ARGS[@]}" --quiet "$@"
-# Evaluation (MISSION.md sec. 1, "Decoding variants"): SeqPO, its SFT start, wait-k and offline baselines
+# Evaluation, the paper's comparison: SeqPO, its SFT start, wait-k and offline baselines
 for name in seqpo:"--policy llm --adapter $OUT/rl" sft:"--policy llm --adapter $OUT/sft" \
             wait-5:"--policy wait-k --k 5 --adapter none" offline:"--policy offline --adapter none"; do
   # shellcheck disable=SC2086  # the policy flags are words on purpose

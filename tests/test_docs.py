@@ -165,3 +165,72 @@ def test_internal_links_resolve(doc):
         elif anchor and file.suffix == ".md" and anchor not in anchors(file):
             broken.append(target)
     assert not broken, f"{doc.relative_to(ROOT)}: broken links {broken}"
+
+
+# -- the README's figures come from docs/results.md ------------------------------------------------
+
+def readme_figures(text: str) -> list[str]:
+    """The figures a Markdown text quotes: every decimal number (22.4, 0.38, -4.70, 18.09) and every
+    whole number given in % or ms (95%, 2290 ms), in prose and tables. Not figures: fenced code
+    blocks and inline code (commands, flags, file names), link targets, arXiv identifiers
+    (2505.20622) and version numbers (x.y.z anywhere; the number after Python or License)."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    text = re.sub(r"\]\([^)\s]*\)", "]", text)
+    text = re.sub(r"arXiv \d{4}\.\d{4,5}", "", text)
+    text = re.sub(r"\d+(?:\.\d+){2,}", "", text)
+    text = re.sub(r"\b(?:Python|License) \d+(?:\.\d+)?(?: \(\d+(?:\.\d+)?[^)]*\))?", "", text)
+    return re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])|(?<![\w.])\d+(?= ?(?:%|ms\b))", text)
+
+
+def quoted_in(figure: str, numbers: list[str]) -> bool:
+    """`figure` is one of `numbers`, or one of them rounded to the figure's decimals (22.4 quotes
+    22.44, 0.38 quotes 0.376); never a number with fewer decimals than the figure."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    want = Decimal(figure)
+    places = -want.as_tuple().exponent
+    step = Decimal(1).scaleb(-places)
+    return any(-Decimal(n).as_tuple().exponent >= places and Decimal(n).quantize(step, ROUND_HALF_UP) == want
+               for n in numbers)
+
+
+def test_readme_figures_rule():
+    text = ("Python 3.11 (3.10 or later works); SimulEval 1.1.4 to 1e-6; `pip install torch==2.13.0`; "
+            "[arXiv 2505.20622](https://arxiv.org/abs/2505.20622); Apache License 2.0; first 100 lines;\n"
+            "```bash\nseqpo eval --limit 0.5\n```\n"
+            "WER 22.4%, 0.38 s per second, AL -4.70, [-2.12, +3.52], 95% interval | 18.09 | 2290 ms |")
+    assert readme_figures(text) == ["22.4", "0.38", "4.70", "2.12", "3.52", "95", "18.09", "2290"]
+    assert quoted_in("22.4", ["22.44"]) and quoted_in("0.38", ["0.376"]) and quoted_in("8.00", ["8.00"])
+    assert quoted_in("26", ["25.99"]) and not quoted_in("22.4", ["22.5", "22"]) and not quoted_in("8.00", ["8"])
+
+
+def test_readme_figures_are_in_results():
+    """Every figure the README quotes is in docs/results.md (exactly, or more precisely there), so
+    the short version cannot drift from the tables it summarises."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    numbers = re.findall(r"\d+(?:\.\d+)?", (ROOT / "docs" / "results.md").read_text(encoding="utf-8"))
+    figures = readme_figures(readme)
+    assert len(figures) > 50  # the results tables are in
+    missing = sorted({f for f in figures if not quoted_in(f, numbers)}, key=float)
+    assert not missing, f"README.md quotes figures that docs/results.md does not have: {missing}"
+
+
+def test_no_instructions_a_user_cannot_follow():
+    """seqpo is not on the package index (extras install from the clone: pip install -e '.[speech]'),
+    and MISSION.md is not in the repository (cite the papers)."""
+    files = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", *(ROOT / "docs").glob("*.md"),
+             *[p for d in ("src", "recipes", "benchmarks") for p in (ROOT / d).rglob("*")
+               if p.suffix in (".py", ".sh", ".bash", ".md", ".js", ".html")]]
+    bad = [f"{p.relative_to(ROOT)}:{n}" for p in files
+           for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+           if re.search(r"pip install ['\"]?seqpo\[|MISSION\.md", line)]
+    assert not bad, f"pip install seqpo[...] or MISSION.md in {bad}"
+
+
+def test_top_level_help_lists_every_policy():
+    from seqpo.cli import build_parser
+    from seqpo.policies import POLICIES
+
+    text = " ".join(build_parser().format_help().split())
+    assert all(p.summary and f"{p.name} ({p.summary})" in text for p in POLICIES)

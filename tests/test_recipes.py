@@ -73,7 +73,7 @@ def test_every_printed_command_parses_and_validates(script, gpus, tiny_model_dir
 def test_the_recipe_carries_the_papers_settings(tmp_path):
     train = next(seqpo_argv(x) for x in dry_run(ROOT / "recipes" / "seqpo_simt.sh", tmp_path) if " train " in x)
     settings = build_settings(settings_class(train), build_parser().parse_args(train))
-    # MISSION.md sec. 1: B = 5, temperature 1.0, 60 tokens per step, lambda 2, beta 0.02 En->Zh, lr 1e-6, bf16
+    # SeqPO-SiMT (arXiv 2505.20622): B = 5, T 1.0, 60 tokens per step, lambda 2, beta 0.02 En->Zh, lr 1e-6, bf16
     assert (settings.group, settings.temperature, settings.max_step_tokens, settings.lam, settings.beta,
             settings.lr, settings.bf16) == (5, 1.0, 60, 2.0, 0.02, 1e-6, "yes")
     zh = next(seqpo_argv(x) for x in dry_run(ROOT / "recipes" / "seqpo_simt.sh", tmp_path, PAIR="zh-en")

@@ -165,6 +165,27 @@ def test_train_bad_settings_are_one_line_errors(train_files, tmp_path, capsys, e
     assert code == 2 and message in err and len(err.splitlines()) == 1
 
 
+def test_train_without_a_shipped_sft_adapter_needs_adapter(train_files, tmp_path, capsys):
+    """Unset --adapter means the pair's shipped SFT adapter. Where none ships (en-ja on the bundled
+    model, any other --model) `seqpo train` refuses in one line instead of training a fresh LoRA on
+    the bare model unasked; `--adapter none` asks for exactly that."""
+    from seqpo.errors import SettingsError
+    from seqpo.model import shipped_adapter_dir
+
+    files = ["--src", str(train_files[0]), "--ref", str(train_files[1]), "--out", str(tmp_path / "o")]
+    assert main(["train", "--pair", "en-ja", *files, "--bf16", "no"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no SFT adapter ships for en-ja on the bundled model" in err and "--adapter none" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "o").exists()
+    with pytest.raises(SettingsError, match="no SFT adapter ships for --model .*--adapter none"):
+        TrainSettings(pair="en-zh", model=str(tmp_path / "other-model"), src="s", ref="r", out="o").validate()
+    bare = TrainSettings(pair="en-ja", adapter="none", src="s", ref="r", out="o")
+    assert bare.adapter is None and str(bare.validate()) == "en-ja"  # asked for: no refusal
+    for pair in ("en-zh", "en-de"):  # the shipped SFT adapter is the start
+        settings = TrainSettings(pair=pair, src="s", ref="r", out="o")
+        assert settings.adapter == str(shipped_adapter_dir(pair, "sft")) and str(settings.validate()) == pair
+
+
 def test_periodic_eval_and_plots(waiting_model, train_files, tmp_path):
     out = tmp_path / "run"
     train(_settings(waiting_model, train_files, out, steps=2, lr=1e-3, eval_every=1, dev_src=str(train_files[0]),

@@ -1,5 +1,5 @@
 """`seqpo bench`: speed of the streaming decoding modes (re-encode, append, slots: ExPosST,
-MISSION.md sec. 2) against offline decoding of the same sentences, in one run on one model.
+Shang et al., arXiv 2603.14903) against offline decoding of the same sentences, in one run on one model.
 
 Per mode: tokens run through the model, forward passes, wall time, ms per output token, mean time
 to first write (from the start of the run, when all sentences start together), and the ratio to

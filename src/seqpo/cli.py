@@ -8,6 +8,7 @@ import logging
 import os
 import shlex
 import sys
+import textwrap
 
 from . import __version__
 from .bench import BenchSettings, markdown_table, run_bench
@@ -17,20 +18,20 @@ from .data.long_form import LongFormSettings, build_long_form
 from .errors import SeqpoError
 from .evaluate import EvalSettings, evaluate
 from .plot import PlotSettings, run_plot
+from .policies import POLICIES
 from .rl.train import TrainSettings, train
 from .serve import ServeSettings, serve
 from .sft import SFTSettings, train_sft
 from .speech.synth import SpeechDataSettings, build_speech_data
 from .translate import TranslateSettings, translate
 
-DESCRIPTION = """\
-seqpo: simultaneous machine translation with LLMs.
-
-The source arrives in reads of --chunk words (characters for Chinese/Japanese sources); after each
-read a policy writes a target segment or waits. Policies: offline (wait for the whole sentence),
-wait-k (start after k reads, then keep pace), llm (the model decides; SeqPO-SiMT).
-The default model is the bundled Gemma-3-270M (dequantized and cached on first use, see
-SEQPO_CACHE)."""
+# the policies listed from the registry (`seqpo.policies.POLICIES`), so a new one shows up here
+DESCRIPTION = "seqpo: simultaneous machine translation with LLMs.\n\n" + textwrap.fill(
+    "The source arrives in reads of --chunk words (characters for Chinese/Japanese sources); after each "
+    "read a policy writes a target segment or waits. Policies: "
+    + ", ".join(f"{p.name} ({p.summary})" for p in POLICIES)
+    + ". The default model is the bundled Gemma-3-270M (dequantized and cached on first use, see SEQPO_CACHE).",
+    width=100)
 
 
 def _cmd_translate(args) -> int:

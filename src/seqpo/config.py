@@ -17,7 +17,7 @@ import yaml
 from .bundled import MODEL_HELP
 from .errors import InputFileError, SettingsError
 from .model import CHAT_TEMPLATE_CHOICES, DTYPES, check_chat_template, is_bundled, resolve_adapter, shipped_adapter_dir
-from .policies import make_policy
+from .policies import POLICY_NAMES, check_decoding, make_policy
 
 
 def setting(default: Any, help: str, **argparse_kwargs) -> Any:
@@ -95,7 +95,7 @@ class PolicySettings(DeviceSettings, AdapterChoice):
     pair: str = setting("en-zh", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")
     policy: str = setting("llm", "read/write policy (retranslate: translate the whole prefix again after every "
                           "read, replacing what is shown; reencode/cached decoding)",
-                          choices=["offline", "wait-k", "llm", "retranslate"])  # = policies.POLICY_NAMES
+                          choices=list(POLICY_NAMES))
     k: int = setting(3, "wait-k: reads before the first write")
     chunk: int = setting(1, "source units per read (words; characters for zh/ja sources)")
     model: str = setting(None, f"causal LM: {MODEL_HELP}")
@@ -120,8 +120,6 @@ class PolicySettings(DeviceSettings, AdapterChoice):
     def __post_init__(self):
         self.resolve_adapter()
         check_chat_template(self.chat_template, self.decoding)
-        from .policies import check_decoding  # here, not at the top: policies import torch, `seqpo --help` need not
-
         check_decoding(self.policy, self.decoding)
 
     def check_policy(self) -> None:
@@ -145,10 +143,10 @@ class SpeechSettings:
                                 "last stable word (it is also cut after every finished sentence)")
     asr_window: float = setting(10.0, "speech input: seconds of audio Whisper's encoder sees per decode (the "
                                 "buffer padded to it, or the buffer and 1 s when longer); 0 = faster-whisper's "
-                                "30 s windows (seqpo 0.1: about 4x the compute)")
+                                "30 s windows (seqpo 0.1.0: about 4x the compute)")
     asr_vad: str = setting("silero", "speech input: voice activity detection; silero = decode only after new "
                            "speech, make the words final at a pause, never decode silence; off = decode after "
-                           "every chunk (seqpo 0.1)", choices=["silero", "off"])
+                           "every chunk (seqpo 0.1.0)", choices=["silero", "off"])
 
     def asr_settings(self) -> dict:
         """What changes the transcript (recorded with every speech eval, checked on resume)."""

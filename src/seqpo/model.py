@@ -259,7 +259,7 @@ def uses_chat_template(choice: str | None, model: str | None, decoding: str, tok
     bundled base model (its shipped adapters were trained on the plain prompt) and in append/slots
     decoding (their own formats). `tokenizer` is loaded when needed and not given. `on` where it
     cannot apply is a `SettingsError`."""
-    from .engine import engine_class  # the engine imports this module (loading); settings checks stay torch-light
+    from .engine import engine_class  # could move to the top: the engine does not import this module (no circle)
 
     choice = check_chat_template(choice, decoding)
     if choice == "off" or (choice == "auto" and (is_bundled(model) or not engine_class(decoding).takes_chat_template)):
@@ -278,7 +278,7 @@ def check_chat_template(choice: str | None, decoding: str) -> str:
     choice = str(choice or "auto").strip().lower()
     if choice not in CHAT_TEMPLATE_CHOICES:
         raise SettingsError(f"--chat-template must be one of {', '.join(CHAT_TEMPLATE_CHOICES)}; got {choice!r}")
-    from .engine import engine_class  # the engine imports this module (loading); settings checks stay torch-light
+    from .engine import engine_class  # could move to the top: the engine does not import this module (no circle)
 
     if choice == "on" and not engine_class(decoding).takes_chat_template:
         raise SettingsError(f"--chat-template on needs --decoding reencode or cached ({decoding} has its own format)")

@@ -128,8 +128,8 @@ def check_supported(pair: LanguagePair) -> LanguagePair:
 
 
 # -- Conversational (append-only) format ------------------------------------------------------
-# ExPosST (MISSION.md sec. 2) compares against dialogue-style SimulMT; HPO reuses its KV cache the
-# same way: each read and each written segment is appended as a turn, so the prompt only grows.
+# ExPosST (arXiv 2603.14903) compares against dialogue-style SimulMT; HPO (arXiv 2604.21045) reuses its
+# KV cache the same way: each read and each written segment is appended as a turn, so the prompt only grows.
 # The last read is marked so the model knows it must finish the sentence (re-encode shows it the
 # whole-sentence few-shot block instead).
 LAST_READ_MARK = " [end]"

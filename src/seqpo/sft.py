@@ -240,7 +240,7 @@ def train_sft(settings: SFTSettings, progress: bool = True, command: str | None 
     trainer.train(resume_from_checkpoint=last)
     if trainer.is_world_process_zero():
         model.save_pretrained(out)
-        # stage/start/command: what `--adapter sft|seqpo` and a later `seqpo train` read back
+        # what the adapter is, for people (docs/formats.md); `--adapter sft|seqpo` finds shipped adapters by folder
         meta = {"pair": str(pair), "stage": "sft", "start": "none", "command": command,
                 "base_model": loaded.name, "chat_template": "on" if loaded.chat else "off", **summary}
         (out / "seqpo.json").write_text(json.dumps(meta, indent=2))

@@ -1,4 +1,4 @@
-"""Warm-up SFT in the slots format (ExPosST, MISSION.md sec. 2): a policy that decodes with
+"""Warm-up SFT in the slots format (ExPosST, Shang et al., arXiv 2603.14903): a policy that decodes with
 `--decoding slots` is fine-tuned on the sequence the slots engine builds, not on re-encode lines.
 
 The pairs file holds one row per read; the rows of one sentence (`index`) are one episode, from

@@ -1,4 +1,4 @@
-"""Slot positions and visibility for zero-recompute streaming (ExPosST, MISSION.md sec. 2).
+"""Slot positions and visibility for zero-recompute streaming (ExPosST, Shang et al., arXiv 2603.14903).
 
 Every token in a slots sequence carries three tags: its *kind* (prefix, source, target, or dead),
 its RoPE *position*, and *vis* (for a source token: the read it belongs to; for a target token:

@@ -1,11 +1,11 @@
-"""One streaming decoding engine, four modes (MISSION.md sec. 2), one class each:
+"""One streaming decoding engine, four modes, one class each:
 
 - `reencode` (`reencode.py`): each step re-runs its whole prompt. The baseline and reference output.
 - `cached` (`cached.py`): the same prompts and the same computation as `reencode`, with prefix
   caching: a step runs only what its prompt does not share with the episode's previous one.
 - `append` (`append.py`): one running transcript per episode, only ever extended.
 - `slots` (`slots.py`): the SeqPO line format with the source at reserved positions (ExPosST
-  zero-recompute caching).
+  zero-recompute caching, Shang et al., arXiv 2603.14903).
 
 The interface (`base.StreamingEngine`) is the same for all of them; look-ahead and write-ahead
 (`early.py`) apply to the incremental modes (append, slots). What other code needs to know about a

@@ -1,4 +1,5 @@
-"""Append decoding: one running transcript per episode (`prompts.conversation_*`), MISSION.md sec. 2.
+"""Append decoding: one running transcript per episode (`prompts.conversation_*`): dialogue-style
+SimulMT, the baseline ExPosST compares against and the cache reuse of HPO.
 
 Each read appends `English: chunk\\nGerman:`, each step appends ` segment\\n` (or `\\n` for a
 wait). The cache is only extended, so a step runs only its new tokens; the result equals

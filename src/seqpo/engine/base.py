@@ -1,5 +1,5 @@
 """The streaming engine's interface and the machinery its decoding modes share: episodes as rows of
-one batched cache, and continuous batching of their steps (MISSION.md sec. 2).
+one batched cache, and continuous batching of their steps.
 
 The engine owns the per-episode state: the driver calls `open` (an `EpisodeRow`), `read` each
 source chunk, `generate` for the steps that need the model, `write` each step's segment ("" for a

@@ -1,5 +1,5 @@
 """Slots decoding: the SeqPO line format with the source at reserved positions (ExPosST
-zero-recompute caching, MISSION.md sec. 2; the format is `seqpo.slots`).
+zero-recompute caching: Shang et al., arXiv 2603.14903; the format is `seqpo.slots`).
 
 Target positions never move when more source arrives, source tokens never see the target, and
 visibility comes from per-token tags through an explicit attention mask. The target's last token

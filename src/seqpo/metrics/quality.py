@@ -77,7 +77,7 @@ def comet_scores(
 ) -> tuple[float, list[float]]:
     """System COMET (x100) and per-sentence scores from a local unbabel-comet checkpoint."""
     if importlib.util.find_spec("comet") is None:
-        raise MissingExtraError("COMET needs the optional extra: pip install 'seqpo[comet]'")
+        raise MissingExtraError("COMET needs the comet extra: pip install -e '.[comet]' in the seqpo clone")
     path = Path(checkpoint)
     if not path.exists():
         raise InputFileError(f"COMET checkpoint not found: {path}")

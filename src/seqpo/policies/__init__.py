@@ -7,7 +7,9 @@ from .offline import OfflinePolicy
 from .retranslate import RetranslatePolicy
 from .wait_k import WaitKPolicy
 
-POLICY_NAMES = ("offline", "wait-k", "llm", "retranslate")
+# the registry: every policy class, in the order commands list them
+POLICIES: tuple[type[Policy], ...] = (OfflinePolicy, WaitKPolicy, LLMPolicy, RetranslatePolicy)
+POLICY_NAMES = tuple(p.name for p in POLICIES)
 # decodings that run each request's own prompt: re-translation's prompts drop the target shown so
 # far, which append/slots (one transcript per episode, only ever extended) cannot express
 RETRANSLATE_DECODINGS = ("reencode", "cached")
@@ -32,4 +34,4 @@ def check_decoding(policy: str, decoding: str) -> None:
 
 
 __all__ = ["Policy", "State", "LLMPolicy", "OfflinePolicy", "RetranslatePolicy", "WaitKPolicy", "check_decoding",
-           "make_policy", "POLICY_NAMES"]
+           "make_policy", "POLICIES", "POLICY_NAMES"]

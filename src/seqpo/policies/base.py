@@ -79,6 +79,7 @@ def whole_units(completion: Completion, unit: str, limit: int | None = None, fin
 
 class Policy(ABC):
     name: str = "policy"
+    summary: str = ""  # what the policy does, in a few words (`seqpo --help` lists it)
     few_shot: bool = True  # prepend few-shot examples (base models); adapters know the format
     # re-translation: `segment` returns the whole translation to show, replacing the previous one
     # (recorded as `Step.display`), instead of a segment appended to the target

@@ -18,6 +18,7 @@ from .base import Policy, State, finish_request, finished_text, whole_units
 
 class LLMPolicy(Policy):
     name = "llm"
+    summary = "the model decides; SeqPO-SiMT"
 
     def __init__(self, max_step_tokens: int = 60, few_shot: bool = True, max_lead: float = 2.0):
         self.max_step_tokens = max_step_tokens

@@ -8,6 +8,7 @@ from .base import Policy, State, finish_request, finished_text
 
 class OfflinePolicy(Policy):
     name = "offline"
+    summary = "wait for the whole sentence"
 
     def __init__(self, few_shot: bool = True):
         self.few_shot = few_shot

@@ -19,6 +19,7 @@ from .base import SENTENCE_END, Policy, State, finish_request, finished_text
 
 class RetranslatePolicy(Policy):
     name = "retranslate"
+    summary = "translate the whole prefix again after every read; what is shown may change"
     retranslates = True
 
     def __init__(self, few_shot: bool = True):

@@ -19,6 +19,7 @@ from .base import Policy, State, finish_request, finished_text, whole_units
 
 class WaitKPolicy(Policy):
     name = "wait-k"
+    summary = "start after k reads, then keep pace"
 
     def __init__(self, k: int = 3, chunk: int = 1, few_shot: bool = True):
         if k < 1:

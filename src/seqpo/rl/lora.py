@@ -75,7 +75,7 @@ def load_policy_model(settings, resume_from: Path | None, save_base: Path | None
                        device: str = "cpu"):
     """The network being trained: the base model with the start adapter (SFT) merged into its
     weights, plus a fresh trainable LoRA ("default"). Disabling that LoRA gives exactly the start
-    policy, which is the KL reference (MISSION.md: KL to the SFT reference) without a second copy."""
+    policy, which is the KL reference (SeqPO-SiMT: KL to the SFT reference) without a second copy."""
     from peft import LoraConfig, PeftModel, get_peft_model  # start-up cost: ~3 s; only training needs it
 
 

@@ -6,15 +6,16 @@ are each normalised within the group, latency is truncated, L' = max(m, L), and
 r = lambda * q - L'. The paper's ablations: without truncation the policy learns to write before
 reading (negative AL, gibberish); without normalisation quality drops.
 
-Order of normalisation and truncation: MISSION.md states the paper's order, normalise *then*
-truncate (`order="normalize-first"`, the default). Note what it means: a z-scored latency is
+Order of normalisation and truncation: the paper's order is normalise *then* truncate
+(`order="normalize-first"`, the default). Note what it means: a z-scored latency is
 compared with m (the chunk size), so only rollouts lagging more than m standard deviations above
 the group mean are penalised differently. `order="truncate-first"` clips the raw AL at m words
 before normalising, which is the reading where "lagging below one chunk earns nothing" holds in
 units; both are offered for ablations.
 
-Hierarchical reward (HPO, 2025): quality must clear a threshold before latency counts at all, so
-the policy cannot trade quality away for speed.
+Hierarchical reward (HPO: Hierarchical Policy Optimization for Simultaneous Translation of Unbounded
+Speech, arXiv 2604.21045, code at github.com/owaski/HPO): quality must clear a threshold before
+latency counts at all, so the policy cannot trade quality away for speed.
 
 Speech episodes (the cascade of `seqpo.speech`, an `Episode` with an `audio_span`): latency is in
 ms of audio (`reward_latency`), and so is the source length the hierarchical reward divides by,

@@ -47,7 +47,7 @@ from ..evaluate import EvalSettings, evaluate
 from ..files import load_parallel
 from ..generation import Generator, line_end_ids
 from ..languages import LanguagePair, parse_pair
-from ..model import LoadedModel, shipped_adapter_dir, training_device, use_bf16, uses_chat_template
+from ..model import LoadedModel, is_bundled, shipped_adapter_dir, training_device, use_bf16, uses_chat_template
 from ..policies.llm import LLMPolicy
 from ..prompts import check_supported
 from ..resume import check_run_settings, read_complete_jsonl, write_atomic
@@ -61,7 +61,8 @@ from .rollout import sample_rollouts, score_rollouts
 
 log = logging.getLogger(__name__)
 
-# KL weight to the reference per pair (MISSION.md: 0.02 En->Zh, 0.1 Zh->En); other pairs in between.
+# KL weight to the reference per pair (SeqPO-SiMT, arXiv 2505.20622: 0.02 En->Zh, 0.1 Zh->En); other
+# pairs in between.
 DEFAULT_BETA = {"en-zh": 0.02, "zh-en": 0.1}
 OTHER_BETA = 0.04
 
@@ -73,8 +74,9 @@ class TrainSettings(DeviceSettings, AdapterChoice):
     ref: str = setting(None, "training references, aligned with --src")
     out: str = setting(None, "run folder (log, checkpoints, final adapter); a re-run resumes it")
     model: str = setting(None, f"base causal LM: {MODEL_HELP}")
-    adapter: str = setting(None, "LoRA adapter to start from (the SFT policy); default: the SFT adapter shipped "
-                           "for the pair on the bundled model ('sft'); 'none' = a fresh LoRA on the bare model")
+    adapter: str = setting(None, "LoRA adapter to start from (the SFT policy): a folder, 'sft' (the SFT adapter "
+                           "shipped for the pair, bundled model only), or 'none' (a fresh LoRA on the bare model). "
+                           "Unset = 'sft'; an error where no SFT adapter ships for the pair and model")
     few_shot: str = setting("auto", "few-shot examples in the prompt: auto = only without an adapter",
                             choices=["auto", "yes", "no"])
     chunk: int = setting(1, "source units per read; also the latency truncation m")
@@ -128,10 +130,18 @@ class TrainSettings(DeviceSettings, AdapterChoice):
     default_stage: ClassVar[str | None] = "sft"
 
     def __post_init__(self):
+        unset = self.adapter is None
         self.resolve_adapter()
+        # unset means the pair's shipped SFT adapter; where none ships, validate() refuses instead of
+        # training from the bare model unasked (that is --adapter none)
+        self.start_missing = unset and self.adapter != str(shipped_adapter_dir(self.pair, "sft"))
 
     def validate(self) -> LanguagePair:
         pair = check_supported(parse_pair(self.pair))
+        if self.start_missing:
+            where = f"for {pair} on the bundled model" if is_bundled(self.model) else f"for --model {self.model}"
+            raise SettingsError(f"no SFT adapter ships {where}, and seqpo train starts from one: pass --adapter DIR "
+                                "(e.g. from seqpo sft), or --adapter none to train a fresh LoRA on the bare model")
         for name in ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")
@@ -147,7 +157,8 @@ class TrainSettings(DeviceSettings, AdapterChoice):
             raise SettingsError("--quality comet needs --comet PATH")
         if self.rollout_backend == "vllm":
             if importlib.util.find_spec("vllm") is None:
-                raise MissingExtraError("--rollout-backend vllm needs vLLM on a CUDA machine: pip install 'seqpo[vllm]'")
+                raise MissingExtraError("--rollout-backend vllm needs vLLM on a CUDA machine: pip install -e '.[vllm]' "
+                                        "in the seqpo clone")
         return pair
 
     def kl_beta(self, pair: LanguagePair) -> float:

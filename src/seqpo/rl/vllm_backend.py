@@ -1,6 +1,6 @@
 """Optional rollout backend: sample GRPO rollouts with vLLM (`seqpo train --rollout-backend vllm`).
 
-Imported only when chosen; needs a CUDA machine and `pip install 'seqpo[vllm]'`. The policy being
+Imported only when chosen; needs a CUDA machine and `pip install -e '.[vllm]'`. The policy being
 trained is "base with the start adapter merged + a trainable LoRA", so vLLM serves the merged base
 (saved once to OUT/vllm-base) and, at every step, the current LoRA saved to OUT/vllm-lora/step-N as
 a LoRARequest; the training model stays in transformers/accelerate.
@@ -33,7 +33,8 @@ class VLLMGenerator:
         try:
             from vllm import LLM  # optional extra (seqpo[vllm], CUDA only)
         except ImportError as exc:
-            raise MissingExtraError("--rollout-backend vllm needs vLLM on a CUDA machine: pip install 'seqpo[vllm]'") from exc
+            raise MissingExtraError("--rollout-backend vllm needs vLLM on a CUDA machine: pip install -e '.[vllm]' "
+                                    "in the seqpo clone") from exc
         self.tokenizer = tokenizer
         self.chat = chat  # prompts.ChatFormat: the same prompt ids as the transformers path
         self.temperature = temperature

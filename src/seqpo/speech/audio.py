@@ -44,7 +44,8 @@ def pyav():
     try:
         import av  # optional extra (seqpo[speech]: PyAV comes with faster-whisper)
     except ImportError as exc:
-        raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]'") from exc
+        raise MissingExtraError("speech input needs the speech extra: pip install -e '.[speech]' in the seqpo "
+                                "clone") from exc
     return av
 
 

@@ -24,7 +24,8 @@ class SpeechDetector:
         try:
             from faster_whisper.vad import get_vad_model  # optional extra: speech
         except ImportError as exc:
-            raise MissingExtraError("speech input needs the speech extra: pip install 'seqpo[speech]'") from exc
+            raise MissingExtraError("speech input needs the speech extra: pip install -e '.[speech]' in the seqpo "
+                                    "clone") from exc
         self.model = get_vad_model()  # one ONNX session per process (lru_cache), one thread
         self.threshold = threshold
         self.tail = np.zeros(0, dtype=np.float32)  # samples not yet scored (less than a window)
