@@ -96,12 +96,11 @@ def test_data_sft_and_train(tiny_arch_dir, two_line_files, tmp_path, capsys):
 
 @pytest.mark.parametrize("decoding", ["reencode", "append"])
 def test_serve_post_translate(tiny_arch_dir, decoding):
-    from starlette.testclient import TestClient
-
     from seqpo.serve import ServeSettings, build_app
+    from test_serve import LocalClient
 
     app = build_app(ServeSettings(model=str(tiny_arch_dir), pair="en-zh", decoding=decoding))
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         body = client.post("/translate", json={"text": SENTENCES[0], "pair": "en-zh"}).json()
     assert body["trace"][-1]["type"] == "done" and body["trace"][-1]["prediction"] == body["prediction"]
     assert [e["read"] for e in body["trace"][:-1]] == list(range(1, len(SENTENCES[0].split()) + 1))

@@ -13,10 +13,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
 from websockets.sync.client import connect
 
 from seqpo.requests import Completion, Request
@@ -71,6 +73,17 @@ def running_server(model_dir: Path, log_dir: Path, *args: str):
 def server(tiny_model_dir, tmp_path_factory):
     with running_server(tiny_model_dir, tmp_path_factory.mktemp("serve"), "--max-sentence-words", "30") as url:
         yield url
+
+
+class LocalClient(TestClient):
+    """Starlette's TestClient as a client on this machine: its requests and WebSockets name
+    localhost as their Host (the server refuses other names unless --allow-host allows them)."""
+
+    def __init__(self, app, **kwargs):
+        super().__init__(app, base_url="http://localhost", **kwargs)
+
+    def websocket_connect(self, url: str, *args, **kwargs):
+        return super().websocket_connect(urljoin("ws://localhost", url), *args, **kwargs)
 
 
 def ws_url(url: str) -> str:
@@ -333,8 +346,6 @@ def test_default_adapters_one_per_pair():
 def test_sessions_run_on_the_adapter_of_their_pair(tiny_model_dir, tiny_adapters):
     """A server holding per-pair adapters: a session of each pair (WebSocket and POST) gets what a
     model with only its adapter gives; a pair without one runs bare, with few-shot examples."""
-    from starlette.testclient import TestClient
-
     from seqpo.generation import Generator
     from seqpo.requests import NO_ADAPTER
     from seqpo.model import load_model, load_model_adapters
@@ -362,7 +373,7 @@ def test_sessions_run_on_the_adapter_of_their_pair(tiny_model_dir, tiny_adapters
 
     want = {pair: expected(pair) for pair in ("en-de", "en-zh", "de-en")}
     assert len(set(want.values())) == 3  # the adapters make a difference on the tiny model
-    with TestClient(create_app(settings, Generator(multi.model, multi.tokenizer, batch_size=4))) as client:
+    with LocalClient(create_app(settings, Generator(multi.model, multi.tokenizer, batch_size=4))) as client:
         assert client.get("/health").json()["adapters"] == {"en-de": "en-de", "en-zh": "en-zh"}
         done = []
         de, zh = client.websocket_connect("/ws/translate"), client.websocket_connect("/ws/translate")

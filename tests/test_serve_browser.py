@@ -66,7 +66,9 @@ def test_page_translates_live(tiny_model_dir, tmp_path):
         page.wait_for_function("document.querySelectorAll('#history li').length === 4", timeout=60000)
         sources = page.eval_on_selector_all("#history li .src", "els => els.map((e) => e.textContent)")
         assert sources[:2] == ["Is it far?", "My sister lives near the sea."]
-        assert page.text_content("#status") == "ready: en-de, wait-k k=1, long-form"
+        # the stream's end (the speaker's one end) is told after its last sentence
+        page.wait_for_function("document.getElementById('status').textContent === "
+                               "'stream ended: 2 sentence(s) translated'", timeout=30000)
         shot = tmp_path / "page.png"
         page.screenshot(path=str(shot), full_page=True)
         assert errors == []

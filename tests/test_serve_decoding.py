@@ -10,7 +10,6 @@ import json
 import time
 
 import pytest
-from starlette.testclient import TestClient
 
 from seqpo.engine import engine_for
 from seqpo.generation import Generator
@@ -20,6 +19,8 @@ from seqpo.serve import ServeSettings
 from seqpo.serve.app import create_app
 from seqpo.serve.connection import parse_config
 from seqpo.simulate import run_episodes
+
+from test_serve import LocalClient
 
 SENTENCE = "The weather is nice today and we would like a cup of tea."
 
@@ -73,7 +74,7 @@ def test_session_equals_run_episodes(tiny_model_dir, tiny_loaded, decoding, slot
                              max_sentence_words=30)
     want = offline(tiny_loaded, settings, "en-de", SENTENCE)
     app = create_app(settings, Generator(tiny_loaded.model, tiny_loaded.tokenizer))
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         assert client.get("/health").json()["decoding"] == decoding
         with contextlib.suppress(concurrent.futures.CancelledError), client.websocket_connect("/ws/translate") as ws:
             ws.send_text(json.dumps({"type": "start"}))
@@ -107,7 +108,7 @@ def test_concurrent_sessions_of_different_pairs(tiny_model_dir, tiny_adapters):
                              SENTENCE)
     assert len({w.prediction for w in want.values()}) == 3  # the adapters make a difference
     app = create_app(settings, Generator(multi.model, multi.tokenizer, batch_size=4))
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         sockets = [client.websocket_connect("/ws/translate") for _ in pairs]
         with contextlib.suppress(concurrent.futures.CancelledError), contextlib.ExitStack() as stack:
             for ws, pair in zip(sockets, pairs):
@@ -134,7 +135,7 @@ def test_sentence_outgrowing_its_slots_region_is_too_long(tiny_model_dir, tiny_l
     second = "My sister lives near the sea."
     want = offline(tiny_loaded, settings, "en-de", second)
     app = create_app(settings, Generator(tiny_loaded.model, tiny_loaded.tokenizer))
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         with contextlib.suppress(concurrent.futures.CancelledError), client.websocket_connect("/ws/translate") as ws:
             ws.send_text(json.dumps({"type": "start"}))
             json.loads(ws.receive_text())
@@ -164,7 +165,7 @@ def test_audio_upload_in_append_mode_matches_the_cli(tiny_model_dir, tiny_loaded
     cli = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     settings = ServeSettings(model=str(tiny_model_dir), pair="en-de", policy="wait-k", k=2, decoding="append")
     app = create_app(settings, Generator(tiny_loaded.model, tiny_loaded.tokenizer))
-    with TestClient(app) as client, open(wav, "rb") as f:
+    with LocalClient(app) as client, open(wav, "rb") as f:
         body = client.post("/translate/audio", files={"file": ("clip.wav", f, "audio/wav")}).json()
         assert list(app.state.worker.engines.engines) == [(parse_pair("en-de"), None, True)]
         assert rows_freed(app)
@@ -188,7 +189,7 @@ def test_ws_audio_session_in_slots_mode(tiny_model_dir, tiny_loaded, tmp_path):
     settings = ServeSettings(model=str(tiny_model_dir), pair="en-de", policy="wait-k", k=2, decoding="slots",
                              max_sentence_words=30)
     app = create_app(settings, Generator(tiny_loaded.model, tiny_loaded.tokenizer))
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         with contextlib.suppress(concurrent.futures.CancelledError), client.websocket_connect("/ws/translate") as ws:
             ws.send_text(json.dumps({"type": "start", "input": "audio"}))
             assert json.loads(ws.receive_text())["input"] == "audio"
@@ -210,7 +211,7 @@ def test_abandoned_sentences_free_their_rows(tiny_model_dir, tiny_loaded):
     """A restart mid-sentence and a client leaving mid-sentence release their engine episodes."""
     settings = ServeSettings(model=str(tiny_model_dir), pair="en-de", policy="llm", decoding="append")
     app = create_app(settings, Generator(tiny_loaded.model, tiny_loaded.tokenizer))
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         with contextlib.suppress(concurrent.futures.CancelledError), client.websocket_connect("/ws/translate") as ws:
             ws.send_text(json.dumps({"type": "start"}))
             json.loads(ws.receive_text())

@@ -1,10 +1,11 @@
 """`seqpo serve` under hostile or careless clients: the real server (the CLI as a subprocess, or the
 app under uvicorn in this process where a test must stop or break the model) on the tiny model.
-Sentence, frame, body, upload, session and queue limits; Origin checks; JSON errors everywhere;
-a dead model worker fails requests at once."""
+Sentence, frame, body, upload, session, request and queue limits; Host and Origin checks; JSON
+errors everywhere; a dead model worker fails requests at once."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import json
@@ -19,16 +20,17 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from test_serve import events_until, free_port, running_server, speak, ws_url
+from test_serve import events_until, free_port, metric, running_server, speak, ws_url
 
 ALLOWED = "http://allowed.example:3000"
+ALLOWED_HOST = "translate.example"
 AUDIO_LIMIT = 2 * 48000 * 2 * 2 + 65536  # --max-audio-seconds 2 of a 48 kHz stereo 16-bit wav + UPLOAD_OVERHEAD
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
     args = ("--max-sentence-words", "30", "--max-message-bytes", "1000", "--max-audio-frame-bytes", "4000",
-            "--max-audio-seconds", "2", "--max-sessions", "2", "--allow-origin", ALLOWED)
+            "--max-audio-seconds", "2", "--max-sessions", "2", "--allow-origin", ALLOWED, "--allow-host", ALLOWED_HOST)
     with running_server(tiny_model_dir, tmp_path_factory.mktemp("serve-limits"), *args) as url:
         yield url
 
@@ -244,6 +246,34 @@ def test_sessions_beyond_the_limit_are_refused_busy(server):
         check_usable(ws)
 
 
+def test_translate_requests_beyond_the_limit_are_refused_busy(tiny_model_dir, tiny_loaded):
+    """--max-requests 1: while one POST is being translated (the model held), another POST is
+    refused as busy (503) at once, an upload before its body is read; WebSocket sessions have
+    their own limit. Once the first is answered, POSTs are served again."""
+    app, settings = in_process_app(tiny_model_dir, tiny_loaded, decoding="append", max_requests=1)
+    entered, gate = hold_model(app.state.worker)
+    with serving(app, settings) as url, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(httpx.post, f"{url}/translate", json={"text": "one two"}, timeout=60)
+        assert entered.wait(30)
+        assert httpx.get(f"{url}/health").json()["requests"] == 1
+        r = httpx.post(f"{url}/translate", json={"text": "three four"}, timeout=30)
+        assert r.status_code == 503 and r.json()["code"] == "busy", r.text
+        assert "limit 1, --max-requests" in r.json()["message"]
+        # an upload announcing 1 MB (under its body limit) whose body never comes: refused at once
+        port = urlsplit(url).port
+        status, error = raw_http(url, f"POST /translate/audio HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                                      "Content-Type: multipart/form-data; boundary=XyZ\r\n"
+                                      "Content-Length: 1000000\r\n\r\n".encode())
+        assert status == 503 and error["code"] == "busy", error
+        with connect(ws_url(url)) as ws:
+            start(ws)
+        gate.set()
+        assert first.result().status_code == 200, first.result().text
+        r = httpx.post(f"{url}/translate", json={"text": "three four"}, timeout=60)
+        assert r.status_code == 200 and r.json()["source"] == "three four", r.text
+        assert httpx.get(f"{url}/health").json()["requests"] == 0
+
+
 # -- 4. frames and bodies over the limit -----------------------------------------------------------
 def test_frames_over_the_larger_limit_close_before_they_are_read(server):
     """--max-message-bytes 1000, --max-audio-frame-bytes 4000: a 2000-byte text frame is a
@@ -286,7 +316,63 @@ def test_pages_of_other_origins_are_refused(server):
     assert httpx.get(f"{server}/health", headers={"Origin": "http://evil.example"}).status_code == 200
 
 
-# -- 6. errors ------------------------------------------------------------------------------------
+# -- 6. Host (DNS rebinding) ------------------------------------------------------------------------
+def host_socket(url: str, host: str):
+    """A WebSocket to the server at `url` whose handshake names `host` (as a page of a rebound name would)."""
+    port = urlsplit(url).port
+    return connect(f"ws://{host}/ws/translate", sock=socket.create_connection(("127.0.0.1", port), timeout=30))
+
+
+def test_other_host_names_are_refused(server):
+    """Loopback names, the bound address (any port) and --allow-host names are served; a request
+    naming another host (a hostile page whose name was made to resolve to 127.0.0.1: its Origin
+    matches its Host) is refused with 421 `host`, naming the host and the flag; so is its WebSocket."""
+    port = urlsplit(server).port
+    for host in (f"localhost:{port}", "LOCALHOST", f"127.0.0.1:{port}", "127.0.0.1", f"[::1]:{port}", ALLOWED_HOST,
+                 f"Translate.Example:{port + 1}"):
+        r = httpx.get(f"{server}/health", headers={"Host": host})
+        assert r.status_code == 200, (host, r.text)
+    with host_socket(server, f"{ALLOWED_HOST}:{port}") as ws:
+        start(ws)
+    before = metric(server, "seqpo_errors_total", code="host")
+    for host in (f"evil.example:{port}", "127.0.0.1.evil.example", "localhost.evil.example", f"sub.{ALLOWED_HOST}"):
+        rebound = {"Host": host, "Origin": f"http://{host}"}
+        for method, path in (("GET", "/health"), ("GET", "/"), ("POST", "/translate")):
+            r = httpx.request(method, f"{server}{path}", headers=rebound, json={"text": "one"}, timeout=30)
+            assert r.status_code == 421, (host, path, r.text)
+            error = r.json()
+            assert error["type"] == "error" and error["code"] == "host", error
+            assert host in error["message"] and "--allow-host" in error["message"], error
+        with pytest.raises(InvalidStatus) as refused:
+            host_socket(server, host)
+        assert refused.value.response.status_code == 403
+    assert metric(server, "seqpo_errors_total", code="host") == before + 4 * 4
+
+
+def test_host_names_and_the_bound_address(tiny_model_dir, tiny_loaded):
+    """The names served: loopback, --host (the address bound to) and --allow-host, matched without
+    their port; a name with a port or scheme is a settings error, before any model is loaded."""
+    from starlette.testclient import TestClient
+
+    from seqpo.cli import main
+    from seqpo.errors import SettingsError
+    from seqpo.serve.admission import host_names
+
+    assert host_names("0.0.0.0", ["Example.COM", "::1", "*.lan"]) == (
+        "localhost", "127.0.0.1", "[::1]", "0.0.0.0", "example.com", "*.lan")
+    assert host_names("::", ["fe80::1"])[3:] == ("[::]", "[fe80::1]")
+    for bad in ("example.com:8000", "http://example.com", "a*b", ""):
+        with pytest.raises(SettingsError, match="without scheme or port"):
+            host_names("127.0.0.1", [bad])
+    assert main(["serve", "--model", "/nonexistent", "--allow-host", "example.com:8000"]) == 2
+    app, _settings = in_process_app(tiny_model_dir, tiny_loaded, host="10.1.2.3", allow_host=["*.lan"])
+    with TestClient(app) as client:
+        for base, status in (("http://10.1.2.3:8000", 200), ("http://10.1.2.3", 200), ("http://box.lan", 200),
+                             ("http://localhost", 200), ("http://10.1.2.4:8000", 421), ("http://lan", 421)):
+            assert client.get(f"{base}/health").status_code == status, base
+
+
+# -- 7. errors ------------------------------------------------------------------------------------
 def test_errors_are_json_everywhere(server):
     for method, path, kwargs, status, code in (
             ("GET", "/nowhere", {}, 404, "not_found"),

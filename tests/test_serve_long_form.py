@@ -9,7 +9,7 @@ import json
 import pytest
 from websockets.sync.client import connect
 
-from test_serve import check_sentence, events_until, running_server, speak, ws_url
+from test_serve import LocalClient, check_sentence, events_until, running_server, speak, ws_url
 from test_serve_limits import hold_model, in_process_app, serving, start
 
 THREE = ["The weather is nice today.", "My sister lives near the sea!", "Is it far?"]
@@ -105,6 +105,31 @@ def test_end_closes_the_open_sentence_and_never_an_empty_one(server):
     assert done == [(1, "One two."), (2, "Three four"), (3, "Five six."), (4, "Seven."), (5, "Eight")]
 
 
+def test_stream_end_follows_the_last_sentence_of_each_stream(server):
+    """Each end of a long-form stream is answered by one stream_end, after the last sentence of the
+    stream is done or dropped, counting both; a sentence-mode session gets none."""
+    with connect(ws_url(server)) as ws:
+        start(ws, policy="wait-k", k=1)
+        send(ws, *PIECES, end=True)
+        events = events_until(ws, lambda e: e["type"] == "stream_end")
+        assert events[-1] == {"type": "stream_end", "sentences": 3, "dropped": 0}
+        assert events[-2]["type"] == "done" and events[-2]["sentence"] == 3
+        # a sentence over --max-sentence-chars is dropped; the stream's end waits for the next one
+        send(ws, "Huge " + "x" * 500 + " and the rest of it. Fine now.", end=True)
+        events = events_until(ws, lambda e: e["type"] == "stream_end")
+        assert [(e["type"], e.get("sentence")) for e in events if e["type"] in ("error", "done")] == \
+            [("error", 4), ("done", 5)]
+        assert events[-1] == {"type": "stream_end", "sentences": 1, "dropped": 1}
+        ws.send(json.dumps({"type": "end"}))  # an empty stream
+        assert json.loads(ws.recv(timeout=30)) == {"type": "stream_end", "sentences": 0, "dropped": 0}
+        assert start(ws, long_form=False)["long_form"] is False
+        speak(ws, "One two.")
+        events = events_until(ws, lambda e: e["type"] == "done")
+        ws.send(json.dumps({"type": "shout"}))  # answered after everything before it
+        assert json.loads(ws.recv(timeout=30))["code"] == "bad_type"
+    assert not [e for e in events if e["type"] == "stream_end"]
+
+
 def test_limits_hold_per_sentence_and_start_chooses_the_mode(server):
     with connect(ws_url(server)) as ws:
         ws.send(json.dumps({"type": "start", "long_form": "yes"}))
@@ -158,8 +183,6 @@ def test_append_session_equals_translate_long_form(tiny_model_dir, tiny_loaded):
     import concurrent.futures
     import contextlib
 
-    from starlette.testclient import TestClient
-
     from seqpo.generation import Generator
     from seqpo.serve import ServeSettings
     from seqpo.serve.app import create_app
@@ -173,7 +196,7 @@ def test_append_session_equals_translate_long_form(tiny_model_dir, tiny_loaded):
     assert sentences == THREE
     want = [offline(tiny_loaded, settings, "en-de", s) for s in sentences]
     assert all(episode.prediction for episode in want)
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         with contextlib.suppress(concurrent.futures.CancelledError), client.websocket_connect("/ws/translate") as ws:
             ws.send_text(json.dumps({"type": "start"}))
             assert json.loads(ws.receive_text())["long_form"] is True

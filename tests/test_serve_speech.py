@@ -263,3 +263,28 @@ def test_abandoned_audio_streams_are_released(server, clip_wav):
         # hears in a streamed clip depends on how the frames meet its decode points (wall-clock
         # pacing under load), so the words are not asserted here (test_ws_audio_stream does that).
         assert end["type"] == "audio_end" and end["transcript"].strip(), end
+
+
+def test_dead_worker_fails_audio_sentences_as_worker(tiny_model_dir, tiny_loaded, clip_wav):
+    """A model worker that has died is told to an audio session as to a text one: each sentence
+    that needs the model gets a `worker` error (not `model`), and the stream still ends."""
+    from test_serve_limits import in_process_app, serving
+
+    app, settings = in_process_app(tiny_model_dir, tiny_loaded)
+
+    def broken_worker(size):
+        raise RuntimeError("a bug in the worker (simulated)")
+
+    with serving(app, settings) as url:
+        app.state.worker.on_batch = broken_worker
+        r = httpx.post(f"{url}/translate", json={"text": "one two"}, timeout=30)  # the worker dies on it
+        assert r.status_code == 503 and r.json()["code"] == "worker", r.text
+        with connect(ws_url(url)) as ws:
+            ws.send(json.dumps({"type": "start", "input": "audio", "sample_rate": 16000, "pair": "en-de"}))
+            assert json.loads(ws.recv(timeout=60))["type"] == "ready"
+            stream_clip(ws, pcm_bytes(clip_wav), pause=0.0)
+            events = events_until(ws, lambda e: e["type"] == "audio_end", timeout=120)
+    errors = [e for e in events if e["type"] == "error"]
+    assert errors and all(e["code"] == "worker" for e in errors), errors
+    assert all("the model worker has stopped" in e["message"] and e["sentence"] >= 1 for e in errors), errors
+    assert not [e for e in events if e["type"] == "done"] and events[-1]["sentences"] == 0

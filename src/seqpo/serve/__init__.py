@@ -39,12 +39,19 @@ class ServeSettings(PolicySettings, SpeechSettings, SentenceSettings):
                               "sentence at . ? ! or after --max-sentence-units units, and an end ends the "
                               "stream (a client's start may say long_form true or false)")
     max_sessions: int = setting(64, "most WebSocket sessions open at once; more are refused as busy")
+    max_requests: int = setting(16, "most POST /translate and /translate/audio requests served at once; more "
+                                "are refused as busy (503) before their body is read")
     max_queued_sentences: int = setting(8, "most sentences of one WebSocket session waiting for their "
                                         "translation; more are refused as busy")
     allow_origin: tuple[str, ...] = setting((), "a web page origin (scheme://host:port) that may use this "
                                             "server besides its own page, e.g. http://localhost:3000 (repeat "
                                             "for several; '*' for any). Browsers send Origin; other clients "
                                             "send none and are always served", action="append")
+    allow_host: tuple[str, ...] = setting((), "a host name (or address) clients may reach this server by, "
+                                          "besides localhost, 127.0.0.1, [::1] and --host, e.g. the name of "
+                                          "this machine with --host 0.0.0.0 (any port; repeat for several; "
+                                          "'*.example.com' for its subdomains, '*' for any). Other Host "
+                                          "headers are refused (421), against DNS rebinding", action="append")
     idle_timeout: float = setting(300.0, "close a WebSocket after this many seconds without a client message "
                                   "(not counting time its sentences are being translated)")
     max_audio_seconds: float = setting(600.0, "speech: most audio accepted per session or upload (seconds)")
@@ -94,13 +101,15 @@ def serve(settings: ServeSettings) -> None:
 
 def build_app(settings: ServeSettings):
     """The server's ASGI app with its model loaded (what `serve` runs; a test client can call it)."""
+    from .admission import host_names  # start-up cost: starlette, part of the web stack below
     from .app import create_app  # start-up cost: the web stack (fastapi, pydantic, starlette) takes ~0.5 s
 
     check_supported(parse_pair(settings.pair))
+    host_names(settings.host, settings.allow_host)  # a bad --allow-host fails before the model loads
     settings.check_policy()
     check_at_least(settings, 1, "batch_size", "queue_size", "max_message_bytes", "max_sentence_words", "port",
                    "max_audio_frame_bytes", "max_audio_sessions", "max_sentence_chars", "max_sessions",
-                   "max_queued_sentences", "asr_beam", "max_sentence_units")
+                   "max_queued_sentences", "asr_beam", "max_sentence_units", "max_requests")
     if settings.idle_timeout <= 0 or settings.max_audio_seconds <= 0:
         raise SettingsError("--idle-timeout and --max-audio-seconds must be positive")
     if settings.audio_chunk <= 0 or settings.max_buffer <= settings.audio_chunk:

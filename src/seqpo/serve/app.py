@@ -3,13 +3,13 @@
 Every error, from a route or not (unknown path, invalid body, a bug), is the protocol's error
 object `{"type": "error", "code", "message"}` with an HTTP status: 400 bad input (bad_pair,
 bad_policy, bad_value, bad_audio, too_long), 403 origin, 404 not_found, 405 bad_method, 413
-too_large / too_long (audio), 422 bad_request (body fails the schema), 500 model / internal,
-503 busy, no_speech, worker (the model worker has stopped; /health says so too).
+too_large / too_long (audio), 421 host, 422 bad_request (body fails the schema), 500 model /
+internal, 503 busy, no_speech, worker (the model worker has stopped; /health says so too).
+A translation that fails once accepted is told as `failures.failure_of` says, as on the WebSocket.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,18 +23,19 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from ..engine import SourceRegionFullError, engine_class
+from ..engine import engine_class
 from ..errors import InputFileError, MissingExtraError
 from ..generation import Generator
 from ..driver import SentenceTooLongError
 from ..live_engines import EngineSet
 from ..speech.audio import AudioTooLongError
-from .admission import BodyLimit, OriginCheck
+from .admission import BodyLimit, HostCheck, Limit, OpenLimit, OriginCheck, host_names
 from .connection import Connection, ProtocolError, done_payload, new_episode, new_row, parse_config, \
     run_due_steps, step_payload
 from .audio import SpeechService, translate_upload
+from .failures import failure_of
 from .metrics import ServerMetrics
-from .worker import Busy, ModelWorker, WorkerDead
+from .worker import ModelWorker
 
 log = logging.getLogger(__name__)
 
@@ -77,23 +78,19 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
     app = FastAPI(title="seqpo", summary="simultaneous machine translation", lifespan=lifespan)
     app.state.worker, app.state.metrics, app.state.settings = worker, metrics, settings
     app.state.speech = speech
-    app.state.open_sessions = 0
+    sessions = Limit("WebSocket sessions", "--max-sessions", settings.max_sessions)
+    requests = Limit("translate requests", "--max-requests", settings.max_requests)
+    app.state.limits = {("websocket", "/ws/translate"): sessions, ("http", "/translate"): requests,
+                        ("http", "/translate/audio"): requests}
 
     def error_response(status: int, code: str, message: str) -> JSONResponse:
         metrics.errors.labels(code).inc()
         return JSONResponse({"type": "error", "code": code, "message": message}, status_code=status)
 
-    def failure_response(exc: Exception, what: str) -> JSONResponse:
-        """The answer to an accepted translation that failed (both POST routes): the worker's queue
-        was full or it has died, a slots region overflowed, or the model (or ASR) raised."""
-        if isinstance(exc, Busy):
-            return error_response(503, "busy", str(exc))
-        if isinstance(exc, WorkerDead):
-            return error_response(503, "worker", str(exc))
-        if isinstance(exc, SourceRegionFullError):
-            return error_response(400, "too_long", str(exc))
-        log.error("%s failed", what, exc_info=exc)
-        return error_response(500, "model", f"translation failed: {exc}")
+    def failure_response(exc: Exception) -> JSONResponse:
+        """The answer to an accepted translation that failed (both POST routes)."""
+        failure = failure_of(exc)
+        return error_response(failure.status, failure.code, failure.message)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request, exc: HTTPException):
@@ -118,13 +115,15 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
     def refused(code: str) -> None:
         metrics.errors.labels(code).inc()
 
-    # outermost last: origin first, then the body's size
+    # outermost last: Host first, then Origin, then how many are open, then the body's size
     app.add_middleware(BodyLimit, limit=json_limit, on_refused=refused)
+    app.add_middleware(OpenLimit, limits=app.state.limits, on_refused=refused)
     allowed = tuple(getattr(settings, "allow_origin", ()) or ())
-    if allowed:  # lets the pages of those origins read the answers of their POSTs
+    if allowed:  # lets the pages of those origins read the answers of their POSTs (busy ones too)
         app.add_middleware(CORSMiddleware, allow_origins=list(allowed), allow_methods=["GET", "POST"],
                            allow_headers=["*"])
     app.add_middleware(OriginCheck, allowed=allowed, on_refused=refused)
+    app.add_middleware(HostCheck, names=host_names(settings.host, settings.allow_host), on_refused=refused)
 
     @app.get("/")
     async def page():
@@ -137,6 +136,7 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
         body = {"status": "ok" if worker.alive else f"worker {worker.state}", "worker": worker.state,
                 "model": model_name,
                 "queue": worker.pending, "sessions": int(metrics.registry.get_sample_value("seqpo_sessions_active")),
+                "requests": requests.open,
                 "audio_streams": speech.active, "pair": settings.pair, "policy": settings.policy,
                 "asr_lag_ms": max(speech.lags_ms(), default=0.0), "asr_lags_ms": speech.lags_ms(),
                 "decoding": decoding,
@@ -172,7 +172,7 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
             async for step, latency_ms in run_due_steps(live, worker, owner, metrics, config.adapter, row):
                 trace.append(step_payload(1, live, step, latency_ms))
         except Exception as exc:
-            return failure_response(exc, "translation")
+            return failure_response(exc)
         finally:
             worker.drop(owner)
             if row is not None:
@@ -204,22 +204,11 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
         except MissingExtraError as exc:  # the speech extra is missing
             return error_response(503, "no_speech", str(exc))
         except Exception as exc:
-            return failure_response(exc, "upload")
+            return failure_response(exc)
 
     @app.websocket("/ws/translate")
-    async def ws_translate(ws: WebSocket):
+    async def ws_translate(ws: WebSocket):  # within --max-sessions (OpenLimit)
         await ws.accept()
-        if app.state.open_sessions >= settings.max_sessions:
-            metrics.errors.labels("busy").inc()
-            await ws.send_text(json.dumps({"type": "error", "code": "busy", "message": (
-                f"server busy: {app.state.open_sessions} sessions open (limit {settings.max_sessions}); "
-                "try again later")}))
-            await ws.close(code=1013)  # try again later
-            return
-        app.state.open_sessions += 1
-        try:
-            await Connection(ws, settings, worker, metrics, speech).run()
-        finally:
-            app.state.open_sessions -= 1
+        await Connection(ws, settings, worker, metrics, speech).run()
 
     return app

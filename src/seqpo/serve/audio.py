@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +24,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..engine import SourceRegionFullError
 from ..errors import SeqpoError
 from ..events import done_event, step_event
 from ..languages import parse_pair
@@ -35,8 +33,6 @@ from ..speech.audio import audio_from_bytes
 from ..speech.cascade import SpeechCascade, stream_audio
 from .metrics import ServerMetrics
 from .worker import Busy, ModelWorker
-
-log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # what Whisper takes; the page resamples the microphone to it
 
@@ -229,16 +225,9 @@ class AudioStream:
             await self.loop.run_in_executor(self.service.executor, fn, *args)
         except StreamClosed:
             pass
-        except Busy as exc:
+        except Exception as exc:  # busy, worker dead, slots region full, ASR or model failure: keep the stream
             self.cascade.drop_sentence()
-            await self.conn.error("busy", f"{exc}; sentence dropped", self.events.index)
-        except SourceRegionFullError as exc:  # slots: more source tokens than the region reserved
-            self.cascade.drop_sentence()
-            await self.conn.error("too_long", f"{exc}; sentence dropped", self.events.index)
-        except Exception as exc:  # ASR or model failure: tell the client, keep the stream
-            log.exception("audio stream step failed")
-            self.cascade.drop_sentence()
-            await self.conn.error("model", f"translation failed: {exc}; sentence dropped", self.events.index)
+            await self.conn.fail(exc, self.events.index)  # told as a text sentence's failure is
         finally:
             self.running = False
 

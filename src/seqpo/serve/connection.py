@@ -9,7 +9,8 @@ Client -> server (JSON text frames):
   a sentence at a unit ending in . ? ! (a word once whitespace follows it; each character of a
   zh/ja source) or after --max-sentence-units units (`sentences.SentenceCutter`, the rule of
   `seqpo translate --long-form`), and the text after it starts the next sentence; {"type": "end"}
-  ends the stream, closing its open sentence (none if it ended at a sentence end).
+  ends the stream, closing its open sentence (none if it ended at a sentence end), and is answered
+  by a stream_end once every sentence of the stream is done or dropped.
   Speech: {"type": "start", "input": "audio", "sample_rate": 16000, ...} (English source pairs),
   then binary frames of 16-bit little-endian mono PCM at 16 kHz; {"type": "end"} ends the audio.
 Server -> client:
@@ -19,6 +20,7 @@ Server -> client:
   {"type": "update", "sentence", "display", "read", "elapsed_ms", "latency_ms"}   policy retranslate:
                                       every step; `display` replaces the translation shown
   {"type": "done", "sentence", "source", "prediction", "delays", "AL", "LAAL", "wait_fraction"}
+  {"type": "stream_end", "sentences", "dropped"}   long-form: after the last sentence of a stream
   {"type": "error", "code", "message"[, "sentence"]}   the connection stays usable
 Limits: a frame over the larger of --max-message-bytes and --max-audio-frame-bytes closes the
 connection (1009, before it is read); a smaller one over its own limit is a too_large error. Beyond
@@ -26,17 +28,18 @@ connection (1009, before it is read); a smaller one over its own limit is a too_
 --max-queued-sentences sentences waiting refuses the next (busy, its source ignored up to its
 end, which in a long-form stream is where the server closes it: the stream goes on with the next).
 A sentence over --max-sentence-words units or --max-sentence-chars characters is too_long.
-A handshake from a web page of another origin is refused (403; see admission.py).
+A handshake from a web page of another origin, or naming a Host the server does not answer to
+(--allow-host), is refused (403; see admission.py).
   Speech adds {"type": "word", "sentence", "text", "start_ms", "end_ms", "known_ms"} per stable
   word, `audio_ms` on steps, speech latency (ms) on done, and {"type": "audio_end", "audio_ms",
   "sentences", "transcript", "asr_ms"} once the end has been flushed (see audio.py).
 
 Two coroutines share a connection: the receive loop applies messages at once (so source keeps
 arriving while the model runs) and the stepper runs due policy steps of the oldest unfinished
-sentence through the shared `ModelWorker`. A sentence that fails (busy, too long, model error) is
-dropped with one error; the rest of its source, up to its end, is ignored. With append/slots
-decoding each sentence is also an engine episode (`new_row`), released when it is done, dropped
-or its connection ends.
+sentence through the shared `ModelWorker`. A sentence that fails (busy, too long, model error,
+worker dead) is dropped with one error (`fail`, for text and audio sentences alike); the rest of
+its source, up to its end, is ignored. With append/slots decoding each sentence is also an engine
+episode (`new_row`), released when it is done, dropped or its connection ends.
 """
 
 from __future__ import annotations
@@ -51,7 +54,6 @@ from dataclasses import asdict, dataclass, replace
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ..engine import SourceRegionFullError
 from ..errors import SeqpoError
 from ..events import done_event, step_event
 from ..languages import parse_pair
@@ -63,8 +65,9 @@ from ..policies import POLICY_NAMES, check_decoding, make_policy
 from ..driver import EpisodeRun, LiveRows, SentenceTooLongError, step_async
 from ..stream import Step
 from .audio import SAMPLE_RATE, AudioStream
+from .failures import failure_of
 from .metrics import ServerMetrics
-from .worker import Busy, ModelWorker, WorkerDead
+from .worker import Busy, ModelWorker
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +181,11 @@ class Connection:
         self.count = 0
         self.refusing = False  # a sentence was refused (too many waiting): ignore its source up to its end
         self.cutter: SentenceCutter | None = None  # a long-form text session: where its sentences end
+        # long-form: (first, last) sentence numbers of each ended stream not yet told with stream_end,
+        # the first number of the stream now open, and the done sentences of the oldest ended stream
+        self.stream_ends: deque[tuple[int, int]] = deque()
+        self.stream_first = 1
+        self.stream_done = 0
         self.audio = None  # the AudioStream of a session started with input audio
         self.wake = asyncio.Event()
         self.send_lock = asyncio.Lock()
@@ -193,6 +201,12 @@ class Connection:
         if sentence is not None:
             payload["sentence"] = sentence
         await self.send(payload)
+
+    async def fail(self, exc: Exception, sentence: int) -> None:
+        """A sentence (text or audio) failed in the worker or the model: the one error
+        `failures.failure_of` names for it; the session goes on without the sentence."""
+        failure = failure_of(exc)
+        await self.error(failure.code, failure.live_message, sentence)
 
     async def run(self) -> None:
         self.metrics.sessions.inc()
@@ -302,6 +316,8 @@ class Connection:
             sentence.failed = True
             sentence.live.ended = True
         # their queued step (at most one) still runs; the stepper discards its result
+        self.stream_ends.clear()  # and ended long-form streams: no stream_end for them
+        self.stream_first, self.stream_done = self.count + 1, 0
 
     # -- speech ---------------------------------------------------------------------------------
     async def start_audio(self, msg: dict) -> dict:
@@ -418,6 +434,8 @@ class Connection:
         if self.cutter is not None:  # the long-form stream ends, with its open sentence if any
             self.cutter.reset()
             self.close_sentence()
+            self.stream_ends.append((self.stream_first, self.count))  # told once its sentences are over
+            self.stream_first = self.count + 1
         elif not self.close_sentence():
             raise ProtocolError("no_sentence", "end without a sentence: send source text first")
 
@@ -439,9 +457,19 @@ class Connection:
                     self.sentences.popleft()
                     self.release(sentence)
                     self.metrics.sentences.labels("ws").inc()
+                    self.stream_done += 1  # before the send, during which a start may begin a new stream
                     await self.send(done_payload(sentence.index, sentence.live))
                 else:
                     break  # waiting for more source
+                await self.end_streams()
+            await self.end_streams()  # streams that ended with no sentence left to translate
+
+    async def end_streams(self) -> None:
+        """A `stream_end` for each ended long-form stream whose sentences are all done or dropped."""
+        while self.stream_ends and not (self.sentences and self.sentences[0].index <= self.stream_ends[0][1]):
+            first, last = self.stream_ends.popleft()
+            done, self.stream_done = self.stream_done, 0
+            await self.send({"type": "stream_end", "sentences": done, "dropped": last - first + 1 - done})
 
     def release(self, sentence: _Sentence) -> None:
         """Free the engine row of a sentence that is done or dropped (append/slots)."""
@@ -457,18 +485,6 @@ class Connection:
                 if sentence.failed:  # dropped (restart, too long) while its step ran
                     return
                 await self.send(step_payload(sentence.index, sentence.live, step, latency_ms))
-        except Busy as exc:
+        except Exception as exc:  # busy, worker dead, slots region full, the model failed: keep serving
             sentence.failed = True
-            await self.error("busy", f"{exc}; sentence dropped, send it again later", sentence.index)
-        except SourceRegionFullError as exc:  # slots: more source tokens than the region reserved
-            sentence.failed = True
-            await self.error("too_long", f"{exc}; sentence dropped", sentence.index)
-        except WorkerDead as exc:
-            sentence.failed = True
-            await self.error("worker", f"{exc}; the server cannot translate", sentence.index)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the model failed on this sentence: tell the client, keep serving
-            log.exception("step failed")
-            sentence.failed = True
-            await self.error("model", f"translation failed: {exc}", sentence.index)
+            await self.fail(exc, sentence.index)

@@ -55,6 +55,8 @@ function handle(ev) {
     $("lag").textContent = lagText(ev);
     if (ev.sentence === wordSentence) $("source").textContent = "";
     else dropShownSource(ev.source);
+  } else if (ev.type === "stream_end") {  // long-form: every sentence of the stream is over
+    setStatus(`stream ended: ${ev.sentences} sentence(s) translated` + (ev.dropped ? `, ${ev.dropped} dropped` : ""));
   } else if (ev.type === "audio_end") {
     $("audio-info").textContent = `audio ended: ${(ev.audio_ms / 1000).toFixed(1)} s, ${ev.sentences} sentence(s)`;
   } else if (ev.type === "error") {
