@@ -15,6 +15,7 @@ from .bench import BenchSettings, markdown_table, run_bench
 from .config import add_settings, build_settings
 from .data.build import PartialDataSettings, build_partial
 from .data.long_form import LongFormSettings, build_long_form
+from .data.wmt import WmtDataSettings, build_wmt
 from .errors import SeqpoError
 from .evaluate import EvalSettings, evaluate
 from .plot import PlotSettings, run_plot
@@ -65,6 +66,11 @@ def _cmd_data_speech(args) -> int:
 
 def _cmd_data_long_form(args) -> int:
     print(json.dumps(build_long_form(build_settings(LongFormSettings, args))))
+    return 0
+
+
+def _cmd_data_wmt(args) -> int:
+    print(json.dumps(build_wmt(build_settings(WmtDataSettings, args))))
     return 0
 
 
@@ -153,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Join every --lines consecutive lines of --src into one source stream without sentence "
         "boundaries and write one JSON line per stream: source, references, source_offsets and source_lengths "
         "(in source units) and the lines used. Re-running with the same --out appends only missing streams.",
+    )
+    _add_command(
+        data_sub, "wmt", WmtDataSettings, _cmd_data_wmt,
+        help="a pair's WMT general test sets as train/dev/test files (sacrebleu download or --from DIR)",
+        description="Take the WMT general test sets of --pair for every --year (downloaded through sacrebleu, or "
+        "from --from DIR holding generaltest{year}.{pair}.{lang}) and write OUT/train|dev|test.{pair}.{lang}: "
+        "the whole --test-year set is the test split, the last --dev-lines lines of --dev-year the dev split, "
+        "every other line training data (minus lines whose source is in dev or test, and repeats). "
+        "OUT/splits.json records the split. Re-running rewrites the same files.",
     )
     _add_command(
         sub, "sft", SFTSettings, _cmd_sft, quiet=True,

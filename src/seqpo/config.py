@@ -177,15 +177,15 @@ def add_settings(parser: argparse.ArgumentParser, cls, positional: tuple[str, ..
         if f.name in positional:
             parser.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, help=help_text, **meta)
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = meta.pop("flag", None) or "--" + f.name.replace("_", "-")  # a field may name its own flag
         shown = f" (default: {f.default})" if f.default not in (None, False, "", ()) else ""
         if kind is bool:
-            parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=help_text)
+            parser.add_argument(flag, dest=f.name, action="store_true", default=argparse.SUPPRESS, help=help_text)
             continue
         base = int if kind in (int, "int") else float if kind in (float, "float") else str
         if kind == (int | None):
             base = int
-        parser.add_argument(flag, type=base, default=argparse.SUPPRESS, help=help_text + shown, **meta)
+        parser.add_argument(flag, dest=f.name, type=base, default=argparse.SUPPRESS, help=help_text + shown, **meta)
     parser.add_argument("--config", default=None, help="YAML or JSON file with any of these settings")
 
 
