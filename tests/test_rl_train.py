@@ -237,9 +237,13 @@ def test_shipped_adapters_are_selectable_by_stage():
         resolve_adapter("seqpo", "en-de", None)
 
 
-def test_reference_is_the_start_adapter_and_the_export_loads_on_the_base(waiting_model, train_files, tmp_path):
+@pytest.mark.parametrize("lora_layers", [0, 1])
+def test_reference_is_the_start_adapter_and_the_export_loads_on_the_base(waiting_model, train_files, tmp_path,
+                                                                          lora_layers):
     """Training starts from an SFT adapter: the KL reference is that policy (KL 0 before the first
-    update), and OUT is one standard adapter for the original base that reproduces the trained policy."""
+    update), and OUT is one standard adapter for the original base that reproduces the trained policy.
+    With --lora-layers 1 the trained LoRA sits in the top layer only (the start adapter in every
+    layer), and the update still scores each token as it was sampled."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
     from seqpo.model import load_model
@@ -250,10 +254,16 @@ def test_reference_is_the_start_adapter_and_the_export_loads_on_the_base(waiting
     sft.save_pretrained(start)
 
     out = tmp_path / "rl"
-    train(_settings(waiting_model, train_files, out, adapter=str(start), steps=2, lr=1e-2, beta=0.1, save_every=1),
-          progress=False)
+    train(_settings(waiting_model, train_files, out, adapter=str(start), steps=2, lr=1e-2, beta=0.1, save_every=1,
+                    lora_layers=lora_layers), progress=False)
     log = _log(out)
     assert log[0]["kl"] == pytest.approx(0.0, abs=1e-7) and log[1]["kl"] > 0
+    assert max(r["logp_gap"] for r in log if "logp_gap" in r) < 1e-4
+    from safetensors.torch import load_file
+
+    layers = {k.split(".layers.")[1].split(".")[0]
+              for k in load_file(out / "checkpoints" / "step-000002" / "adapter_model.safetensors")}
+    assert layers == ({"1"} if lora_layers else {"0", "1"})
 
     ids = torch.tensor([[2, 40, 41, 42, 43, 44]])
     exported = load_model(str(waiting_model), str(out)).model

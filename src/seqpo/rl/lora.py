@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputFileError
+from ..errors import InputFileError, SettingsError
 from ..model import load_model, quiet_peft, training_dtype
 
 # -- checkpoints ----------------------------------------------------------------------------------
@@ -93,9 +93,42 @@ def load_policy_model(settings, resume_from: Path | None, save_base: Path | None
         else:
             model = get_peft_model(base, LoraConfig(
                 r=settings.lora_r, lora_alpha=2 * settings.lora_r, lora_dropout=0.0,
-                target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"))
+                target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM",
+                layers_to_transform=top_layers(base, getattr(settings, "lora_layers", 0))))
     model.eval()  # no dropout: sampled and trained log-probs come from the same function
     return loaded, model
+
+
+def top_layers(model, n: int) -> list[int] | None:
+    """The indices of the model's top `n` decoder layers (None: all of them), for peft's
+    `layers_to_transform`. Below the lowest LoRA layer nothing needs a gradient, so autograd's
+    backward pass ends there."""
+    if not n:
+        return None
+    total = model.config.get_text_config().num_hidden_layers
+    if n > total:
+        raise SettingsError(f"--lora-layers {n}: the model has {total} layers")
+    return list(range(total - n, total))
+
+
+def _every_layer(model, name: str) -> str:
+    """The adapter `name` over every layer: itself, or (trained with --lora-layers) a copy whose
+    lower layers hold a zero update (lora_B = 0), since peft's "cat" combination needs every layer of
+    every adapter it joins."""
+    import dataclasses
+
+    config = model.peft_config[name]
+    if config.layers_to_transform is None:
+        return name
+    full = f"{name}_every_layer"
+    model.add_adapter(full, dataclasses.replace(config, layers_to_transform=None, layers_pattern=None,
+                                                init_lora_weights=True))  # lora_B starts at zero: no update
+    state = model.state_dict()
+    with torch.no_grad():
+        for key, value in state.items():
+            if f".{name}." in key:
+                state[key.replace(f".{name}.", f".{full}.")].copy_(value)
+    return full
 
 
 def export_adapter(settings, trained: Path, out: Path) -> None:
@@ -114,5 +147,6 @@ def export_adapter(settings, trained: Path, out: Path) -> None:
         base = load_model(settings.model, dtype="float32", device="cpu").model  # saved as float32, like the adapters
         model = PeftModel.from_pretrained(base, str(settings.adapter), adapter_name="start")
         model.load_adapter(str(trained), adapter_name="trained")
-        model.add_weighted_adapter(["start", "trained"], [1.0, 1.0], adapter_name="default", combination_type="cat")
+        model.add_weighted_adapter(["start", _every_layer(model, "trained")], [1.0, 1.0], adapter_name="default",
+                                   combination_type="cat")
         model.save_pretrained(out, selected_adapters=["default"])

@@ -103,7 +103,9 @@ class TrainSettings(DeviceSettings, AdapterChoice):
     order: str = setting("normalize-first", "normalise then truncate (paper) or truncate then normalise",
                          choices=["normalize-first", "truncate-first"])
     threshold: float = setting(30.0, "hierarchical reward: quality (0-100) to clear before latency counts")
-    lora_r: int = setting(16, "LoRA rank of a fresh adapter (--adapter none)")
+    lora_r: int = setting(16, "LoRA rank of the trained adapter")
+    lora_layers: int = setting(0, "train the LoRA in the top N layers only (0: every layer): the backward pass "
+                               "stops below them, so the update costs less; the rollouts cost the same")
     save_every: int = setting(10, "checkpoint every N steps")
     eval_every: int = setting(0, "evaluate on --dev-src/--dev-ref every N steps (0: only at the end)")
     dev_src: str = setting(None, "dev sources for periodic evaluation")
@@ -147,6 +149,7 @@ class TrainSettings(DeviceSettings, AdapterChoice):
                 raise InputFileError(f"--{name} is required")
         check_at_least(self, 1, "steps", "sources", "chunk", "micro_batch", "save_every", "updates_per_batch",
                        "max_step_tokens", "tree_tokens")
+        check_at_least(self, 0, "lora_layers")
         if self.group < 2:
             raise SettingsError("--group must be at least 2 (advantages are relative within a group)")
         if self.temperature <= 0:
