@@ -113,7 +113,7 @@ def test_upload_matches_cli(clip_wav, tiny_model_dir, capsys):
     wall = time.perf_counter() - t0
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["type"] == "result" and len(body["sentences"]) == 2 and body["audio_ms"] > 3000
+    assert body["type"] == "result" and len(body["sentences"]) >= 2 and body["audio_ms"] > 3000
     print(f"upload of {body['audio_ms'] / 1000:.1f} s: {wall:.2f} s end to end, ASR {body['asr_ms']:.0f} ms")
     assert main(["translate", "--audio", str(clip_wav), "--pair", "en-de", "--model", str(tiny_model_dir),
                  "--policy", "wait-k", "--k", "2", "--json"]) == 0
