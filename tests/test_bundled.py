@@ -33,7 +33,10 @@ def test_a_missing_extra_is_one_line_naming_the_pip_command(monkeypatch, tiny_mo
     from seqpo.cli import main
 
     base = BASES["qwen2.5-coder-0.5b"]
-    monkeypatch.setitem(BASES, base.name, replace(base, part_modules=("seqpo_test_absent_part1",)))
+    absent = replace(base, part_modules=("seqpo_test_absent_part1",))
+    with pytest.raises(MissingExtraError, match=r"6 packages|1 packages"):
+        absent.part_files()
+    monkeypatch.setitem(BASES, base.name, absent)
     assert main(["translate", "--pair", "en-de", "--model", base.name, "--adapter", "none", "Hello there."]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install -e '.[qwen-0-5b]'" in err, err
