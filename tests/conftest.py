@@ -148,8 +148,6 @@ def en_zh_files() -> tuple[Path, Path]:
 # config of the libraries the tests load (Hugging Face, matplotlib). The gguf packages assemble into
 # ~/.cache, transformers and matplotlib write config and caches, and SEQPO_CACHE may point at the
 # user's real model cache: a test must never write into any of them, whatever the environment says.
-USER_PATHS = ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "HF_HOME", "MPLCONFIGDIR",
-              "SEQPO_CACHE")
 _SESSION_HOME: Path | None = None
 
 
@@ -171,7 +169,6 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     if _SESSION_HOME is not None:
-        _make_writable(_SESSION_HOME)
         shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
 
@@ -181,12 +178,6 @@ def _isolated_user_paths(tmp_path, monkeypatch):
     writes where the user keeps data and no test sees another's cache."""
     for name, value in _home_paths(tmp_path).items():
         monkeypatch.setenv(name, value)
-
-
-def _make_writable(root: Path) -> None:
-    for path in (root, *root.rglob("*")):
-        if not path.is_symlink():
-            path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
 @pytest.fixture(scope="session")

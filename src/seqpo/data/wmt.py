@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import setting
+from ..config import check_at_least, setting
 from ..errors import InputFileError, SettingsError
 from ..files import load_parallel
 from ..languages import parse_pair
@@ -84,8 +84,7 @@ def build_wmt(settings: WmtDataSettings) -> dict:
     pair = check_supported(parse_pair(settings.pair))
     if not settings.out:
         raise InputFileError("--out is required")
-    if settings.dev_lines < 1:
-        raise SettingsError(f"--dev-lines must be at least 1, got {settings.dev_lines}")
+    check_at_least(settings, 1, "dev_lines")
     years = _years(settings)
     sets = {y: _local(Path(settings.from_dir), y, pair) if settings.from_dir else _downloaded(y, pair) for y in years}
     if len(sets[settings.dev_year][0]) <= settings.dev_lines:

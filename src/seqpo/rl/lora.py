@@ -94,7 +94,7 @@ def load_policy_model(settings, resume_from: Path | None, save_base: Path | None
             model = get_peft_model(base, LoraConfig(
                 r=settings.lora_r, lora_alpha=2 * settings.lora_r, lora_dropout=0.0,
                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM",
-                layers_to_transform=top_layers(base, getattr(settings, "lora_layers", 0))))
+                layers_to_transform=top_layers(base, settings.lora_layers)))
     model.eval()  # no dropout: sampled and trained log-probs come from the same function
     return loaded, model
 
