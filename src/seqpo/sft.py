@@ -166,7 +166,6 @@ def _training_arguments(settings: SFTSettings, out: Path, progress: bool, device
 
 def train_sft(settings: SFTSettings, progress: bool = True, command: str | None = None) -> Path:
     """Fine-tune and save the adapter in `settings.out`; resumes from the last checkpoint there."""
-    # start-up cost: peft and transformers' Trainer stack take ~3 s to import; only training needs them
     # start-up cost: peft and transformers' Trainer stack take ~4 s to import; only training needs them
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer
@@ -244,4 +243,7 @@ def train_sft(settings: SFTSettings, progress: bool = True, command: str | None 
         meta = {"pair": str(pair), "stage": "sft", "start": "none", "command": command,
                 "base_model": loaded.name, "chat_template": "on" if loaded.chat else "off", **summary}
         (out / "seqpo.json").write_text(json.dumps(meta, indent=2))
+    # all processes leave together, process group torn down (see rl.train: gloo aborts a process otherwise)
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
     return out

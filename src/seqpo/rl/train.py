@@ -226,7 +226,6 @@ def _start(settings: TrainSettings, out: Path) -> _Run:
     and its optimizer, resumed from the latest checkpoint when there is one."""
     from accelerate import Accelerator  # start-up cost: ~1 s; only a training run needs it
 
-
     recorded = {k: v for k, v in asdict(settings).items()
                 if k not in ("out", "steps", "save_every", "eval_every", "dev_limit", "rollout_backend", "rollouts",
                              "update", "tree_tokens", "device")}  # how it runs, not what it computes
@@ -499,8 +498,6 @@ def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int
 
 def train(settings: TrainSettings, progress: bool = True, command: str | None = None) -> Path:
     """Run (or resume) `settings.steps` training steps in `settings.out`; returns that folder."""
-
-
     pair = settings.validate()
     sources, references, usable = _training_sentences(settings, pair)
     out = Path(settings.out)
@@ -546,4 +543,8 @@ def train(settings: TrainSettings, progress: bool = True, command: str | None = 
     bar.close()
     if main:
         _finish(settings, pair, run, out, command)
+    # every process leaves together and tears down its process group: a process that exits while the
+    # others still hold gloo's threads dies with "terminate called without an active exception"
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
     return out
