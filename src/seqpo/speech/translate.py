@@ -14,8 +14,9 @@ from ..live_view import LiveView
 from ..model import load_model
 from ..prompts import check_supported
 from ..stream import Episode
+from ..subtitles import episode_cues, write_subtitles
 from .asr import load_whisper, streaming_asr
-from .audio import read_audio
+from .audio import ms_of, read_audio
 from .cascade import SpeechCascade, stream_audio
 
 
@@ -62,20 +63,23 @@ def translate_audio(settings, out) -> list[Episode]:
             print(json.dumps(done_event(episode), ensure_ascii=False), file=out, flush=True)
 
         cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, on_step=emit, on_done=done, **engine_args)
-        return stream_audio(samples, cascade, settings.audio_chunk)
+        episodes = stream_audio(samples, cascade, settings.audio_chunk)
+    else:
+        view = LiveView(pair, policy.settings())
+        current = []
 
-    view = LiveView(pair, policy.settings())
-    current = []
+        def show(live, step):
+            if not current or current[-1] is not live:
+                current.append(live)
+                view.start(live.text, settings.chunk)
+            view.grow(live.text)
+            view.update(live.episode, step)
 
-    def show(live, step):
-        if not current or current[-1] is not live:
-            current.append(live)
-            view.start(live.text, settings.chunk)
-        view.grow(live.text)
-        view.update(live.episode, step)
-
-    with view:
-        cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, on_step=show,
-                                on_done=lambda episode, _words: view.finish(episode, done_event(episode)),
-                                **engine_args)
-        return stream_audio(samples, cascade, settings.audio_chunk)
+        with view:
+            cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, on_step=show,
+                                    on_done=lambda episode, _words: view.finish(episode, done_event(episode)),
+                                    **engine_args)
+            episodes = stream_audio(samples, cascade, settings.audio_chunk)
+    if settings.subtitles is not None:
+        write_subtitles(settings.subtitles, episode_cues(episodes, end_ms=ms_of(len(samples))))
+    return episodes
