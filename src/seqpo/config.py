@@ -136,9 +136,9 @@ class PolicySettings(DeviceSettings, AdapterChoice):
 class SpeakerClockSettings:
     """Text input timed as if spoken: one source unit every `unit_ms` ms."""
 
-    unit_ms: float = setting(400.0, "text input: simulated speaking time per source unit in ms (400 = 2.5 words "
-                             "a second), the clock of the computation-aware scores (AL_CA, LAAL_CA, "
-                             "StreamLAAL_CA) and of subtitle times")
+    unit_ms: float = setting(400.0, "text input: a simulated speaker's time per source unit in ms (400 = 2.5 "
+                             "words a second): eval's clock for the computation-aware AL_CA, LAAL_CA and "
+                             "StreamLAAL_CA, translate's for --subtitles")
 
 
 @dataclasses.dataclass

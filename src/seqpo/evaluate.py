@@ -38,7 +38,7 @@ from .stream import count_units, count_waits
 
 
 @dataclass
-class EvalSettings(PolicySettings, SpeechSettings, SentenceSettings, SpeakerClockSettings):
+class EvalSettings(SpeakerClockSettings, PolicySettings, SpeechSettings, SentenceSettings):
     src: str = setting(None, "source file, one sentence per line (with --audio-dir: the transcripts, "
                        "default DIR/source.en)")
     ref: str = setting(None, "reference file, aligned with --src line by line (with --audio-dir: "

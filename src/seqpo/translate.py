@@ -22,7 +22,7 @@ from .subtitles import episode_cues, subtitle_format, write_subtitles
 
 
 @dataclass
-class TranslateSettings(PolicySettings, SpeechSettings, SentenceSettings, SpeakerClockSettings):
+class TranslateSettings(SpeakerClockSettings, PolicySettings, SpeechSettings, SentenceSettings):
     text: str = setting(None, "text to translate, one sentence per line (default: read stdin)")
     audio: str = setting(None, "translate English speech from this audio file instead of text (wav, flac, "
                          "mp3, m4a, ogg, ...; any rate and channels; streaming Whisper tiny.en; needs the "
