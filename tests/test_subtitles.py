@@ -13,7 +13,8 @@ import srt
 from seqpo.cli import main
 from seqpo.speech.audio import read_audio
 from seqpo.speech.synth import synthesize, write_wav
-from seqpo.subtitles import MIN_CUE_MS, Cue, format_subtitles, place_cues
+from seqpo.stream import Episode, Step
+from seqpo.subtitles import MIN_CUE_MS, Cue, episode_cues, format_subtitles, place_cues
 
 from heard import CLIP, CLIP_WER, assert_heard
 
@@ -66,6 +67,20 @@ def test_place_cues_by_hand():
     cues = place_cues([(0, 0, "a"), (0, 0, "b")], end_ms=1000)
     assert [(c.start_ms, c.end_ms) for c in cues] == [(0, 500), (500, 1000)]
     assert place_cues([]) == []
+
+
+def test_episode_cues_by_hand():
+    """Text on the clock (a sentence's reads count from the units before it); re-translation dated
+    by the updates that changed the display; an empty translation gets no cue."""
+    first = Episode("A b c.", "word", "word", [Step(1, ""), Step(2, "X"), Step(3, "Y\nZ\x1b")])
+    empty = Episode("D e.", "word", "word", [Step(1, ""), Step(2, "")])
+    retranslated = Episode("F g h i.", "word", "word", [
+        Step(1, "", display=""), Step(2, "", display="V"), Step(3, "", display="V"), Step(4, "", display="W x")])
+    cues = episode_cues([first, empty, retranslated], unit_ms=1000)
+    assert cues == [Cue(2000, 3000, "X Y Z"), Cue(7000, 9000, "W x")]  # reads 5+2 to 5+4; the text lasts 9 s
+    spoken = Episode("Hi.", "word", "char", [Step(1, "你", audio_ms=1500.0), Step(1, "好", audio_ms=1700.0)],
+                     audio_span=(0.0, 1200.0))
+    assert episode_cues([spoken], end_ms=2000) == [Cue(1000, 2000, "你好")]  # a second, inside the audio
 
 
 def test_formats_keep_the_text():
