@@ -5,11 +5,15 @@ session's subtitle files and reads them back with a subtitle parser."""
 from __future__ import annotations
 
 import contextlib
+import random
 import re
 import shutil
 from pathlib import Path
 
 import pytest
+
+from seqpo.stream import count_units
+from seqpo.subtitles import cue_text, format_subtitles, place_cues
 
 from test_serve import running_server
 from test_subtitles import assert_timeline, read_cues, shown
@@ -49,6 +53,12 @@ def download(page, button: str, path: Path) -> list[tuple[float, float, str]]:
     return read_cues(path)
 
 
+def history_cue_texts(page, n: int) -> list[str]:
+    """What the cues of the newest n sentences of the history show, oldest first (none for an empty one)."""
+    translations = page.eval_on_selector_all("#history li .tgt", "els => els.map((e) => e.textContent)")[:n]
+    return [shown(t) for t in reversed(translations) if t != "(empty)" and shown(t)]
+
+
 def test_page_translates_live(tiny_model_dir, tmp_path):
     with connected_page(tiny_model_dir, tmp_path) as (page, errors):
         page.select_option("#policy", "wait-k")
@@ -82,8 +92,7 @@ def test_page_translates_live(tiny_model_dir, tmp_path):
                                "'stream ended: 2 sentence(s) translated'", timeout=30000)
         # the session's subtitles (the long-form stream): a cue per translated sentence, oldest first,
         # on the speaker's clock (600 words/min: 100 ms a word, 9 words)
-        translations = page.eval_on_selector_all("#history li .tgt", "els => els.map((e) => e.textContent)")[:2]
-        expected = [shown(t) for t in reversed(translations) if t != "(empty)" and shown(t)]
+        expected = history_cue_texts(page, 2)
         for suffix in (".srt", ".vtt"):
             cues = download(page, f"#subs-{suffix[1:]}", tmp_path / f"session{suffix}")
             assert [text for _, _, text in cues] == expected
@@ -167,9 +176,8 @@ def test_page_microphone_and_upload(tiny_model_dir, tmp_path):
         assert n >= 2 and f"{n} sentence(s)" in page.text_content("#audio-info"), uploaded
         assert_clip_heard(" ".join(reversed(uploaded[:n])), uploaded)
         # the upload's subtitles, in ms of its audio
-        translations = page.eval_on_selector_all("#history li .tgt", "els => els.map((e) => e.textContent)")[:n]
         cues = download(page, "#subs-srt", tmp_path / "upload.srt")
-        assert [text for _, _, text in cues] == [shown(t) for t in reversed(translations) if t != "(empty)" and shown(t)]
+        assert [text for _, _, text in cues] == history_cue_texts(page, n)
         assert_timeline(cues, len(speech) / 16.0)
         shot = tmp_path / "speech.png"
         page.screenshot(path=str(shot), full_page=True)
@@ -180,11 +188,6 @@ def test_page_microphone_and_upload(tiny_model_dir, tmp_path):
 
 def test_page_places_cues_as_python_does():
     """subtitles.js writes out seqpo.subtitles' rules: the same cues and cue text for the same input."""
-    import random
-
-    from seqpo.subtitles import cue_text, format_subtitles, place_cues
-    from seqpo.stream import count_units
-
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e '.[dev]')")
     rng = random.Random(0)
     cases = []

@@ -126,5 +126,5 @@ def write_subtitles(path: str, cues: list[Cue]) -> None:
     Path(path).write_text(format_subtitles(cues, subtitle_format(path)), encoding="utf-8")
 
 
-__all__ = ["Cue", "MIN_CUE_MS", "episode_cues", "format_subtitles", "place_cues", "subtitle_format",
+__all__ = ["MIN_CUE_MS", "Cue", "cue_text", "episode_cues", "format_subtitles", "place_cues", "subtitle_format",
            "write_subtitles"]
