@@ -75,15 +75,21 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
             ep = stream_text(line, policy, generator, pair, settings.chunk, on_step=emit)
             print(json.dumps(done_event(ep), ensure_ascii=False), file=out, flush=True)
             episodes.append(ep)
-    else:
-        view = LiveView(pair, policy.settings())
-        with view:
-            for line in lines:
-                view.start(line, settings.chunk)
-                ep = stream_text(line, policy, generator, pair, settings.chunk,
-                                 on_step=lambda _k, e, s: view.update(e, s))
-                view.finish(ep, done_event(ep))
-                episodes.append(ep)
+        return with_subtitles(settings, episodes)
+
+    view = LiveView(pair, policy.settings())
+    with view:
+        for line in lines:
+            view.start(line, settings.chunk)
+            ep = stream_text(line, policy, generator, pair, settings.chunk,
+                             on_step=lambda _k, e, s: view.update(e, s))
+            view.finish(ep, done_event(ep))
+            episodes.append(ep)
+    return with_subtitles(settings, episodes)
+
+
+def with_subtitles(settings: TranslateSettings, episodes: list[Episode]) -> list[Episode]:
+    """Text input: write `--subtitles` (on the `--unit-ms` clock), if asked; the episodes, unchanged."""
     if settings.subtitles is not None:
         write_subtitles(settings.subtitles, episode_cues(episodes, settings.unit_ms))
     return episodes

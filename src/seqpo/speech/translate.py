@@ -55,6 +55,13 @@ def translate_audio(settings, out) -> list[Episode]:
     pair, policy, whisper, generator = speech_parts(settings)
     asr = streaming_asr(whisper, settings)
     engine_args = sentence_rows(settings, pair, generator)
+
+    def run(cascade) -> list[Episode]:
+        episodes = stream_audio(samples, cascade, settings.audio_chunk)
+        if settings.subtitles is not None:
+            write_subtitles(settings.subtitles, episode_cues(episodes, end_ms=ms_of(len(samples))))
+        return episodes
+
     if settings.json:
         def emit(live, step):
             print(json.dumps(step_event(live.episode, step), ensure_ascii=False), file=out, flush=True)
@@ -63,23 +70,20 @@ def translate_audio(settings, out) -> list[Episode]:
             print(json.dumps(done_event(episode), ensure_ascii=False), file=out, flush=True)
 
         cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, on_step=emit, on_done=done, **engine_args)
-        episodes = stream_audio(samples, cascade, settings.audio_chunk)
-    else:
-        view = LiveView(pair, policy.settings())
-        current = []
+        return run(cascade)
 
-        def show(live, step):
-            if not current or current[-1] is not live:
-                current.append(live)
-                view.start(live.text, settings.chunk)
-            view.grow(live.text)
-            view.update(live.episode, step)
+    view = LiveView(pair, policy.settings())
+    current = []
 
-        with view:
-            cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, on_step=show,
-                                    on_done=lambda episode, _words: view.finish(episode, done_event(episode)),
-                                    **engine_args)
-            episodes = stream_audio(samples, cascade, settings.audio_chunk)
-    if settings.subtitles is not None:
-        write_subtitles(settings.subtitles, episode_cues(episodes, end_ms=ms_of(len(samples))))
-    return episodes
+    def show(live, step):
+        if not current or current[-1] is not live:
+            current.append(live)
+            view.start(live.text, settings.chunk)
+        view.grow(live.text)
+        view.update(live.episode, step)
+
+    with view:
+        cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, on_step=show,
+                                on_done=lambda episode, _words: view.finish(episode, done_event(episode)),
+                                **engine_args)
+        return run(cascade)
