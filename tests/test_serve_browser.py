@@ -1,16 +1,22 @@
 """The web page in a real browser: Debian's headless chromium driven by Playwright types a text,
-starts the simulated speaker and watches subtitles and the history fill in."""
+starts the simulated speaker and watches subtitles and the history fill in, then downloads the
+session's subtitle files and reads them back with a subtitle parser."""
 
 from __future__ import annotations
 
 import contextlib
+import random
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 
+from seqpo.stream import count_units
+from seqpo.subtitles import cue_text, format_subtitles, place_cues
+
 from test_serve import running_server
+from test_subtitles import assert_timeline, read_cues, shown
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -36,6 +42,21 @@ def connected_page(tiny_model_dir, tmp_path, extra_args=(), server_args=()):
             yield page, errors
         finally:
             browser.close()
+
+
+def download(page, button: str, path: Path) -> list[tuple[float, float, str]]:
+    """Click a subtitle download button; the saved file's cues."""
+    with page.expect_download() as info:
+        page.click(button)
+    assert info.value.suggested_filename == "seqpo-subtitles" + path.suffix
+    info.value.save_as(path)
+    return read_cues(path)
+
+
+def history_cue_texts(page, n: int) -> list[str]:
+    """What the cues of the newest n sentences of the history show, oldest first (none for an empty one)."""
+    translations = page.eval_on_selector_all("#history li .tgt", "els => els.map((e) => e.textContent)")[:n]
+    return [shown(t) for t in reversed(translations) if t != "(empty)" and shown(t)]
 
 
 def test_page_translates_live(tiny_model_dir, tmp_path):
@@ -69,6 +90,13 @@ def test_page_translates_live(tiny_model_dir, tmp_path):
         # the stream's end (the speaker's one end) is told after its last sentence
         page.wait_for_function("document.getElementById('status').textContent === "
                                "'stream ended: 2 sentence(s) translated'", timeout=30000)
+        # the session's subtitles (the long-form stream): a cue per translated sentence, oldest first,
+        # on the speaker's clock (600 words/min: 100 ms a word, 9 words)
+        expected = history_cue_texts(page, 2)
+        for suffix in (".srt", ".vtt"):
+            cues = download(page, f"#subs-{suffix[1:]}", tmp_path / f"session{suffix}")
+            assert [text for _, _, text in cues] == expected
+            assert_timeline(cues, 900)
         shot = tmp_path / "page.png"
         page.screenshot(path=str(shot), full_page=True)
         assert errors == []
@@ -147,8 +175,47 @@ def test_page_microphone_and_upload(tiny_model_dir, tmp_path):
         n = len(uploaded) - len(sources)  # the upload's sentences, newest first, above the microphone's
         assert n >= 2 and f"{n} sentence(s)" in page.text_content("#audio-info"), uploaded
         assert_clip_heard(" ".join(reversed(uploaded[:n])), uploaded)
+        # the upload's subtitles, in ms of its audio
+        cues = download(page, "#subs-srt", tmp_path / "upload.srt")
+        assert [text for _, _, text in cues] == history_cue_texts(page, n)
+        assert_timeline(cues, len(speech) / 16.0)
         shot = tmp_path / "speech.png"
         page.screenshot(path=str(shot), full_page=True)
         assert errors == []
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+def test_page_places_cues_as_python_does():
+    """subtitles.js writes out seqpo.subtitles' rules: the same cues and cue text for the same input."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e '.[dev]')")
+    rng = random.Random(0)
+    cases = []
+    for _ in range(50):
+        starts = sorted(rng.uniform(0, 20000) for _ in range(rng.randint(1, 8)))
+        spans = [(s, s + rng.choice([0, rng.uniform(0, 3000)]), f"cue {i}") for i, s in enumerate(starts)]
+        cases.append((spans, rng.choice([starts[-1], 21000.0, 2000.0])))
+    texts = ["Das  Wetter\nist\tschön.", "a\x1bb \x00 c", "你好 ， 世界\u3000。", "x\x1cy"]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.add_script_tag(path=str(Path(__file__).parents[1] / "src/seqpo/serve/static/subtitles.js"))
+            for spans, end in cases:
+                got = page.evaluate("([spans, end]) => placeCues(spans, end)", [[list(s) for s in spans], end])
+                want = [(c.start_ms, c.end_ms) for c in place_cues(spans, end)]
+                assert [(g["start"], g["end"]) for g in got] == [(int(s // 1), int(e // 1)) for s, e in want]
+            assert page.evaluate("(ts) => ts.map(cueText)", texts) == [cue_text(t) for t in texts]
+            for text in texts:
+                for char in (False, True):
+                    assert page.evaluate("([t, c]) => countUnits(t, c)", [text, char]) == \
+                        count_units(text, "char" if char else "word")
+            # the whole file, against pysubs2's
+            cues = place_cues([(0, 1500.5, "A <b> & c."), (1200, 4000, "Zwei."), (3_725_000, 3_725_001, "drei")])
+            js_cues = [{"start": int(c.start_ms // 1), "end": int(c.end_ms // 1), "text": c.text} for c in cues]
+            for fmt in ("srt", "vtt"):
+                made = page.evaluate("([cues, fmt]) => { const s = new SessionSubtitles(false, false); "
+                                     "s.cues = () => cues; return s.file(fmt, 400); }", [js_cues, fmt])
+                assert made == format_subtitles(cues, fmt)
+        finally:
+            browser.close()

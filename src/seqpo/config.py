@@ -133,6 +133,15 @@ class PolicySettings(DeviceSettings, AdapterChoice):
 
 
 @dataclasses.dataclass
+class SpeakerClockSettings:
+    """Text input timed as if spoken: one source unit every `unit_ms` ms."""
+
+    unit_ms: float = setting(400.0, "text input: a simulated speaker's time per source unit in ms (400 = 2.5 "
+                             "words a second): eval's clock for the computation-aware AL_CA, LAAL_CA and "
+                             "StreamLAAL_CA, translate's for --subtitles")
+
+
+@dataclasses.dataclass
 class SpeechSettings:
     """Settings of the speech front end (commands that take English audio instead of text)."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .config import PolicySettings, SpeechSettings, check_at_least, setting
+from .config import PolicySettings, SpeakerClockSettings, SpeechSettings, check_at_least, setting
 from .engine import engine_class, make_engine
 from .errors import InputFileError, SettingsError
 from .files import load_parallel
@@ -38,7 +38,7 @@ from .stream import count_units, count_waits
 
 
 @dataclass
-class EvalSettings(PolicySettings, SpeechSettings, SentenceSettings):
+class EvalSettings(SpeakerClockSettings, PolicySettings, SpeechSettings, SentenceSettings):
     src: str = setting(None, "source file, one sentence per line (with --audio-dir: the transcripts, "
                        "default DIR/source.en)")
     ref: str = setting(None, "reference file, aligned with --src line by line (with --audio-dir: "
@@ -54,8 +54,6 @@ class EvalSettings(PolicySettings, SpeechSettings, SentenceSettings):
     out: str = setting(None, "output folder for instances.jsonl and scores.json (resumes if present)")
     comet: str = setting(None, "path to a local unbabel-comet checkpoint to also report COMET")
     batch_size: int = setting(8, "sentences decoded together (batched model calls)")
-    unit_ms: float = setting(400.0, "simulated speaking time per source unit (ms) for the "
-                                    "computation-aware AL_CA/LAAL_CA")
 
     def validate(self) -> LanguagePair:
         pair = check_supported(parse_pair(self.pair))

@@ -6,9 +6,9 @@ import json
 import sys
 from dataclasses import dataclass
 
-from .config import PolicySettings, SpeechSettings, setting
+from .config import PolicySettings, SpeakerClockSettings, SpeechSettings, setting
 from .engine import make_engine
-from .errors import InputFileError
+from .errors import InputFileError, SettingsError
 from .events import done_event, step_event
 from .languages import parse_pair
 from .live_view import LiveView
@@ -18,10 +18,11 @@ from .sentences import SentenceSettings, split_sentences
 from .simulate import stream_text
 from .speech.translate import translate_audio
 from .stream import Episode
+from .subtitles import episode_cues, subtitle_format, write_subtitles
 
 
 @dataclass
-class TranslateSettings(PolicySettings, SpeechSettings, SentenceSettings):
+class TranslateSettings(SpeakerClockSettings, PolicySettings, SpeechSettings, SentenceSettings):
     text: str = setting(None, "text to translate, one sentence per line (default: read stdin)")
     audio: str = setting(None, "translate English speech from this audio file instead of text (wav, flac, "
                          "mp3, m4a, ogg, ...; any rate and channels; streaming Whisper tiny.en; needs the "
@@ -29,6 +30,9 @@ class TranslateSettings(PolicySettings, SpeechSettings, SentenceSettings):
     long_form: bool = setting(False, "the text is one unsegmented stream: cut it into sentences (. ? ! or "
                               "--max-sentence-units) and translate them one after another")
     json: bool = setting(False, "print one JSON event per step instead of the live view")
+    subtitles: str = setting(None, "also write subtitles to this file, SubRip (.srt) or WebVTT (.vtt) by its "
+                             "suffix: one cue per translated sentence, from its first write to its last, in ms "
+                             "of audio (--audio) or of the text spoken at --unit-ms per source unit")
     max_chars: int = setting(20000, "refuse inputs longer than this many characters")
     max_sentence_words: int = setting(200, "speech input with --decoding slots: close a sentence after this many "
                                       "words as if it ended (its source region is reserved for that many)")
@@ -46,6 +50,10 @@ def read_input(settings: TranslateSettings) -> list[str]:
 
 def translate(settings: TranslateSettings, out=None) -> list[Episode]:
     out = out or sys.stdout
+    if settings.subtitles is not None:
+        subtitle_format(settings.subtitles)  # a bad name fails before any model loads
+    if settings.unit_ms <= 0:
+        raise SettingsError("--unit-ms must be positive")
     if settings.audio is not None:
         return translate_audio(settings, out)
     pair = check_supported(parse_pair(settings.pair))
@@ -67,7 +75,7 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
             ep = stream_text(line, policy, generator, pair, settings.chunk, on_step=emit)
             print(json.dumps(done_event(ep), ensure_ascii=False), file=out, flush=True)
             episodes.append(ep)
-        return episodes
+        return with_subtitles(settings, episodes)
 
     view = LiveView(pair, policy.settings())
     with view:
@@ -77,4 +85,11 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
                              on_step=lambda _k, e, s: view.update(e, s))
             view.finish(ep, done_event(ep))
             episodes.append(ep)
+    return with_subtitles(settings, episodes)
+
+
+def with_subtitles(settings: TranslateSettings, episodes: list[Episode]) -> list[Episode]:
+    """Text input: write `--subtitles` (on the `--unit-ms` clock), if asked; the episodes, unchanged."""
+    if settings.subtitles is not None:
+        write_subtitles(settings.subtitles, episode_cues(episodes, settings.unit_ms))
     return episodes

@@ -14,8 +14,9 @@ from ..live_view import LiveView
 from ..model import load_model
 from ..prompts import check_supported
 from ..stream import Episode
+from ..subtitles import episode_cues, write_subtitles
 from .asr import load_whisper, streaming_asr
-from .audio import read_audio
+from .audio import ms_of, read_audio
 from .cascade import SpeechCascade, stream_audio
 
 
@@ -54,6 +55,13 @@ def translate_audio(settings, out) -> list[Episode]:
     pair, policy, whisper, generator = speech_parts(settings)
     asr = streaming_asr(whisper, settings)
     engine_args = sentence_rows(settings, pair, generator)
+
+    def run(cascade) -> list[Episode]:
+        episodes = stream_audio(samples, cascade, settings.audio_chunk)
+        if settings.subtitles is not None:
+            write_subtitles(settings.subtitles, episode_cues(episodes, end_ms=ms_of(len(samples))))
+        return episodes
+
     if settings.json:
         def emit(live, step):
             print(json.dumps(step_event(live.episode, step), ensure_ascii=False), file=out, flush=True)
@@ -62,7 +70,7 @@ def translate_audio(settings, out) -> list[Episode]:
             print(json.dumps(done_event(episode), ensure_ascii=False), file=out, flush=True)
 
         cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, on_step=emit, on_done=done, **engine_args)
-        return stream_audio(samples, cascade, settings.audio_chunk)
+        return run(cascade)
 
     view = LiveView(pair, policy.settings())
     current = []
@@ -78,4 +86,4 @@ def translate_audio(settings, out) -> list[Episode]:
         cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, on_step=show,
                                 on_done=lambda episode, _words: view.finish(episode, done_event(episode)),
                                 **engine_args)
-        return stream_audio(samples, cascade, settings.audio_chunk)
+        return run(cascade)

@@ -9,6 +9,7 @@ let started = false;      // a start message was sent on this connection
 let speaker = null;       // timer of the simulated speaker
 let pieces = [];          // what the speaker still has to say: text pieces and "END" marks
 let liveSent = "";        // what the live input box has sent so far
+let subtitles = newSubtitles(false);  // the session's cues (subtitles.js)
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -37,9 +38,28 @@ function sendStart() {
   send({ type: "start", pair: $("pair").value, policy: $("policy").value, k: Number($("k").value),
          long_form: $("long-form").checked });
   started = true;
+  subtitles = newSubtitles(false);
 }
 
+// a new session (a start, an upload) starts new subtitles
+function newSubtitles(audio) {
+  const made = new SessionSubtitles(audio, CHAR_SOURCES.has($("pair").value.split("-")[0]));
+  showSubtitles(made);
+  return made;
+}
+
+function showSubtitles(subs) {
+  const cues = subs.cues(speakerUnitMs()).length;
+  for (const id of ["subs-srt", "subs-vtt"]) $(id).disabled = cues === 0;
+  $("subs-info").textContent = cues ? `${cues} cue(s), ${subs.audio ? "in audio time" : "on the speaker's clock"}`
+    : "none yet: they fill in as sentences are translated";
+}
+
+function speakerUnitMs() { return 60000 / Number($("speed").value); }
+
 function handle(ev) {
+  subtitles.record(ev);
+  if (ev.type === "done" || ev.type === "audio_end") showSubtitles(subtitles);
   if (ev.type === "ready") {
     setStatus(`ready: ${ev.pair}, ${ev.policy}${ev.policy === "wait-k" ? " k=" + ev.k : ""}` +
               `${ev.long_form ? ", long-form" : ""}`);
@@ -248,6 +268,7 @@ async function startMic() {
   send({ type: "start", input: "audio", sample_rate: RATE, pair: $("pair").value, policy: $("policy").value,
          k: Number($("k").value) });
   started = true;
+  subtitles = newSubtitles(true);
   pcm = [];
   mic = { stream, ctx, node: null, resampler: makeResampler(ctx.sampleRate) };
   let node;
@@ -315,7 +336,10 @@ async function uploadFile(file) {
   const response = await fetch("/translate/audio", { method: "POST", body: form });
   const body = await response.json();
   if (!response.ok) { handle(body); $("audio-info").textContent = "upload failed"; return; }
-  for (const ev of body.trace) if (ev.type !== "write") handle(ev);
+  subtitles = newSubtitles(true);
+  for (const ev of body.trace) if (ev.type !== "write") handle(ev); else subtitles.record(ev);
+  subtitles.record({ type: "audio_end", audio_ms: body.audio_ms });
+  showSubtitles(subtitles);
   $("source").textContent = body.transcript;
   $("audio-info").textContent = `${file.name}: ${(body.audio_ms / 1000).toFixed(1)} s of audio translated in ` +
     `${(body.wall_ms / 1000).toFixed(1)} s, ${body.sentences.length} sentence(s)`;
@@ -328,6 +352,8 @@ $("audio-file").addEventListener("change", () => {
 });
 
 $("start").addEventListener("click", startSpeaker);
+$("subs-srt").addEventListener("click", () => saveSubtitles(subtitles, "srt", speakerUnitMs()));
+$("subs-vtt").addEventListener("click", () => saveSubtitles(subtitles, "vtt", speakerUnitMs()));
 $("stop").addEventListener("click", stopSpeaker);
 $("speed").addEventListener("input", () => { $("speed-value").textContent = `${$("speed").value} words/min`; });
 for (const id of ["pair", "policy", "k", "long-form"]) {
