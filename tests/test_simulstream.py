@@ -1,0 +1,239 @@
+"""`seqpo.integrations.simulstream.SeqpoSpeechProcessor` run by simulstream's own commands
+(`simulstream_inference`, `simulstream_score_latency`, `simulstream_score_quality`, as
+subprocesses) on espeak-ng talks: its output, delays and scores are those of `seqpo eval
+--long-form --audio-dir` on the same audio."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+pytest.importorskip("simulstream")
+
+import seqpo  # noqa: E402
+from seqpo.cli import main  # noqa: E402
+from seqpo.errors import SettingsError  # noqa: E402
+from seqpo.integrations.simulstream import SeqpoSpeechProcessor, TalkText, seqpo_values, write_talks  # noqa: E402
+from seqpo.stream import Step  # noqa: E402
+
+SPOKEN = ["Our team released the new version of the software last week.",
+          "The weather is nice today, and I would like a cup of tea.",
+          "I like tea.",
+          "We will meet again tomorrow morning."]
+SPOKEN_DE = ["Unser Team hat letzte Woche die neue Version der Software veröffentlicht.",
+             "Das Wetter ist heute schön, und ich hätte gern eine Tasse Tee.",
+             "Ich mag Tee.",
+             "Wir treffen uns morgen früh wieder."]
+EXAMPLE = Path(seqpo.__file__).parent / "integrations" / "simulstream.yaml"
+
+
+@pytest.fixture(scope="module")
+def talks(tmp_path_factory):
+    """Two talks of two sentences: `seqpo data speech` and `data long-form` of the same lines, and
+    simulstream's wavs, audio definition and references for them (`write_talks`)."""
+    root = tmp_path_factory.mktemp("simulstream")
+    (root / "dev.en").write_text("".join(s + "\n" for s in SPOKEN))
+    (root / "dev.de").write_text("".join(s + "\n" for s in SPOKEN_DE))
+    dev = ["--pair", "en-de", "--src", str(root / "dev.en"), "--ref", str(root / "dev.de")]
+    assert main(["data", "speech", *dev, "--out", str(root / "audio")]) == 0
+    assert main(["data", "long-form", *dev, "--out", str(root / "long.jsonl"), "--lines", "2"]) == 0
+    assert write_talks(root / "long.jsonl", root / "audio", "en-de", root / "talks") == \
+        {"talks": 2, "sentences": 4, "folder": str(root / "talks")}
+    return root
+
+
+def simulstream(command: str, *args: str) -> subprocess.CompletedProcess:
+    """One of simulstream's console scripts (beside this Python's), with this checkout's seqpo."""
+    script = Path(sys.executable).with_name(command)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(seqpo.__file__).parents[1]),
+                                                          os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def infer(talks: Path, config: dict, out: Path, *langs: str) -> Path:
+    """simulstream_inference over the talks with a config of `config`; returns its metrics log."""
+    (out / "seqpo.yaml").write_text(yaml.safe_dump(config))
+    log = out / "metrics.jsonl"
+    done = simulstream("simulstream_inference", "--speech-processor-config", str(out / "seqpo.yaml"),
+                       "--wav-list-file", str(talks / "talks" / "talks.txt"), "--metrics-log-file", str(log), *langs)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return log
+
+
+def read_log(log: Path, unit: str = "word") -> dict:
+    """simulstream's reading of its log: each talk's final text and ideal delays (s)."""
+    from simulstream.metrics.readers import LogReader
+
+    return LogReader(SimpleNamespace(detokenizer_type="simuleval", latency_unit=unit), str(log)) \
+        .final_outputs_and_latencies()
+
+
+def long_form_eval(talks: Path, out: Path, *args: str) -> tuple[list[dict], dict]:
+    assert main(["eval", "--pair", "en-de", "--long-form", str(talks / "long.jsonl"), "--audio-dir",
+                 str(talks / "audio"), "--out", str(out), "--quiet", *args]) == 0
+    records = sorted((json.loads(x) for x in (out / "streams.jsonl").read_text().splitlines()), key=lambda r: r["index"])
+    return records, json.loads((out / "scores.json").read_text())
+
+
+def assert_same_talks(theirs: dict, ours: list[dict]) -> None:
+    """simulstream's final texts and delays (s) are seqpo's predictions and delays (ms)."""
+    assert list(theirs) == ["0000", "0001"]
+    for talk, record in zip(theirs.values(), ours):
+        assert talk.final_text == record["prediction"]
+        assert [d * 1000.0 for d in talk.ideal_delays] == pytest.approx(record["delays"], abs=1e-6)
+    assert any(r["delays"] for r in ours)
+
+
+@pytest.mark.parametrize("policy", ["wait-k", "llm"])
+def test_simulstream_inference_writes_what_seqpo_eval_long_form_does(policy, tiny_model_dir, talks, tmp_path):
+    seqpo_args = {"policy": policy, "k": 2, "model": str(tiny_model_dir), "asr_vad": "silero"}
+    log = infer(talks, {"type": "seqpo.integrations.simulstream.SeqpoSpeechProcessor", "speech_chunk_size": 0.4,
+                        "detokenizer_type": "simuleval", "latency_unit": "word", **seqpo_args},
+                tmp_path, "--src-lang", "en", "--tgt-lang", "de")
+    ours, scores = long_form_eval(talks, tmp_path / "eval", "--audio-chunk", "0.4",
+                                  *[f"--{k.replace('_', '-')}={v}" for k, v in seqpo_args.items()])
+    theirs = read_log(log)
+    assert_same_talks(theirs, ours)
+    # every unit is dated by the audio simulstream had sent: a multiple of the chunk, or the talk's end
+    for talk, record in zip(theirs.values(), ours):
+        assert all(round(d * 1000) % 400 == 0 or d * 1000 == pytest.approx(record["source_length"], abs=0.1)
+                   for d in talk.ideal_delays)
+    if policy != "wait-k":
+        return
+    # simulstream's scorers on its log: seqpo's StreamLAAL (s, not ms) and BLEU
+    definition = ["--eval-config", str(tmp_path / "seqpo.yaml"), "--log-file", str(log),
+                  "--audio-definition", str(talks / "talks" / "talks.yaml")]
+    latency = simulstream("simulstream_score_latency", *definition, "--reference",
+                          str(talks / "talks" / "reference.de"), "--scorer", "stream_laal")
+    assert latency.returncode == 0, latency.stderr[-2000:]
+    ideal = float(re.search(r"ideal_latency=([0-9.]+)", latency.stdout).group(1))
+    assert ideal * 1000.0 == pytest.approx(scores["StreamLAAL"], abs=1e-3)
+    quality = score_quality(tmp_path, *definition, "--references", str(talks / "talks" / "reference.de"),
+                            "--scorer", "sacrebleu")
+    assert quality.returncode == 0, quality.stderr[-2000:]
+    bleu = float(re.search(r"sacrebleu score: ([0-9.]+)", quality.stdout).group(1))
+    assert round(bleu, 2) == scores["BLEU"]
+
+
+def score_quality(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """simulstream_score_quality. Its scorer registry imports every scorer, COMET's too, which
+    needs unbabel-comet (simulstream's eval extra, not seqpo's): where that is not installed, an
+    empty stand-in module lets the import pass; the sacrebleu scorer never calls it."""
+    import importlib.util
+
+    if importlib.util.find_spec("comet") is not None:
+        return simulstream("simulstream_score_quality", *args)
+    shim = tmp_path / "shim" / "comet"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("download_model = load_from_checkpoint = None\n")
+    old = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(shim.parent), old])
+    try:
+        return simulstream("simulstream_score_quality", *args)
+    finally:
+        os.environ["PYTHONPATH"] = old
+
+
+def test_retranslation_takes_back_what_it_rewrites(tiny_model_dir, talks, tmp_path):
+    """Re-translation: simulstream's log takes units back and rewrites them, and its reading of it
+    (final text, each unit dated by its last rewrite) is what the long-form speech eval records."""
+    from seqpo.evaluate import EvalSettings
+    from seqpo.data.long_form import read_long_form
+    from seqpo.languages import parse_pair
+    from seqpo.long_form import stream_record
+    from seqpo.speech.long_form import run_spoken_streams, spoken_streams
+
+    config = {"type": "seqpo.integrations.simulstream.SeqpoSpeechProcessor", "speech_chunk_size": 0.4,
+              "pair": "en-de", "policy": "retranslate", "model": str(tiny_model_dir)}
+    log = infer(talks, config, tmp_path)
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert any(x.get("deleted_tokens") for x in lines)  # something was taken back
+    # `seqpo eval --long-form --audio-dir --policy retranslate` writes these records, then fails to
+    # score them (a long-form re-translation has no computation-aware delays): its own functions here
+    settings = EvalSettings(pair="en-de", policy="retranslate", model=str(tiny_model_dir), audio_chunk=0.4)
+    streams = read_long_form(talks / "long.jsonl")
+    spoken = spoken_streams(talks / "audio", streams, parse_pair("en-de"))
+    ours = {}
+    run_spoken_streams([s.index for s in streams], spoken, settings, None,
+                       lambda i, episodes, _asr: ours.update({i: stream_record(i, [0] * len(episodes), episodes,
+                                                                                 "word", speech=True)}))
+    assert_same_talks(read_log(log), [ours[i] for i in sorted(ours)])
+
+
+def test_talk_text_dates_every_rewritten_unit_by_the_call():
+    words = TalkText("word")
+    words.step(Step(1, "Guten"))
+    words.step(Step(2, "Tag"))
+    first = words.output()
+    assert (first.new_tokens, first.new_string, first.deleted_tokens) == (["Guten", "Tag"], "Guten Tag", [])
+    words.close_sentence()
+    words.step(Step(1, "", display="Wie geht"))
+    assert words.output().new_string == " Wie geht"  # after earlier words: its space
+    words.step(Step(2, "", display="Wie"))  # taken back, then written again in the same call
+    words.step(Step(3, "", display="Wie geht es"))
+    out = words.output()
+    assert (out.deleted_tokens, out.deleted_string, out.new_tokens, out.new_string) == \
+        (["geht"], " geht", ["geht", "es"], " geht es")
+    words.step(Step(4, ""))  # a wait
+    assert words.output().new_tokens == [] and words.output().deleted_tokens == []
+    chars = TalkText("char")  # zh/ja: characters, as seqpo counts them (spaces are not units)
+    chars.step(Step(1, "你 好"))
+    out = chars.output()
+    assert (out.new_tokens, out.new_string) == (["你", "好"], "你好")
+
+
+def config(**values) -> SimpleNamespace:
+    return SimpleNamespace(type="seqpo.integrations.simulstream.SeqpoSpeechProcessor", **values)
+
+
+def test_config_holds_seqpo_settings_and_refuses_the_rest(tiny_model_dir):
+    values = seqpo_values(config(speech_chunk_size=0.5, policy="wait-k", k="4", few_shot=False, asr_vad="off",
+                                 detokenizer_type="simuleval", latency_unit="word"))
+    assert values == {"policy": "wait-k", "k": 4, "few_shot": "no", "asr_vad": "off", "audio_chunk": 0.5}
+    # the shipped example is a valid config of simulstream's own reading
+    from simulstream.config import yaml_config
+
+    assert seqpo_values(yaml_config(str(EXAMPLE)))["audio_chunk"] > 0
+    for bad, message in (({"polcy": "llm"}, "unknown setting 'polcy'"), ({"audio_chunk": 1}, "speech_chunk_size"),
+                         ({"policy": "greedy"}, "must be one of"), ({"lookahead": 2}, "whole source"),
+                         ({"detokenizer_type": "hf"}, "simuleval")):
+        with pytest.raises(Exception, match=message):
+            seqpo_values(config(speech_chunk_size=0.5, **bad))
+    with pytest.raises(SettingsError, match="speech_chunk_size"):
+        seqpo_values(config())
+
+
+def test_pair_comes_from_simulstreams_languages(tiny_model_dir):
+    processor = SeqpoSpeechProcessor(config(speech_chunk_size=0.5, model=str(tiny_model_dir)))
+    processor.set_target_language("de")
+    processor.set_source_language("en")
+    assert [str(p.pair) for p in processor.parts.values()] == ["en-de"]
+    assert processor.parts["en-de"].settings.adapter is None  # the tiny model: no shipped adapter
+    processor.clear()  # a new talk: its languages are set again
+    processor.source_lang = "de"
+    with pytest.raises(SettingsError, match="English only"):
+        processor.set_target_language("en")
+    fixed = SeqpoSpeechProcessor(config(speech_chunk_size=0.5, model=str(tiny_model_dir), pair="en-de"))
+    with pytest.raises(SettingsError, match="does not match --tgt-lang zh"):
+        fixed.set_target_language("zh")
+    counted = SeqpoSpeechProcessor(config(speech_chunk_size=0.5, model=str(tiny_model_dir), latency_unit="word"))
+    with pytest.raises(SettingsError, match="latency_unit must be char"):
+        counted.set_target_language("zh")
+
+
+def test_a_config_error_ends_simulstream_in_one_line(tmp_path):
+    (tmp_path / "bad.yaml").write_text("type: seqpo.integrations.simulstream.SeqpoSpeechProcessor\n"
+                                       "speech_chunk_size: 0.5\npolcy: wait-k\n")
+    (tmp_path / "wavs.txt").write_text("none.wav\n")
+    done = simulstream("simulstream_inference", "--speech-processor-config", str(tmp_path / "bad.yaml"),
+                       "--wav-list-file", str(tmp_path / "wavs.txt"), "--tgt-lang", "de")
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if " | INFO | " not in line]  # simulstream's log
+    assert errors == ["seqpo (SeqpoSpeechProcessor): error: simulstream config: unknown setting 'polcy'"]
+    assert "Traceback" not in done.stderr
