@@ -50,10 +50,18 @@ def talks(tmp_path_factory):
 
 def simulstream(command: str, *args: str) -> subprocess.CompletedProcess:
     """One of simulstream's console scripts (beside this Python's), with this checkout's seqpo."""
-    script = Path(sys.executable).with_name(command)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(seqpo.__file__).parents[1]),
-                                                          os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run([str(Path(sys.executable).with_name(command)), *args], capture_output=True, text=True,
+                          env=seqpo_env(), timeout=600, check=False)
+
+
+def seqpo_env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(seqpo.__file__).parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+
+
+def simulstream_popen(command: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([str(Path(sys.executable).with_name(command)), *args], env=seqpo_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def infer(talks: Path, config: dict, out: Path, *langs: str) -> Path:
@@ -143,8 +151,8 @@ def score_quality(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 def test_retranslation_takes_back_what_it_rewrites(tiny_model_dir, talks, tmp_path):
     """Re-translation: simulstream's log takes units back and rewrites them, and its reading of it
     (final text, each unit dated by its last rewrite) is what the long-form speech eval records."""
-    from seqpo.evaluate import EvalSettings
     from seqpo.data.long_form import read_long_form
+    from seqpo.evaluate import EvalSettings
     from seqpo.languages import parse_pair
     from seqpo.long_form import stream_record
     from seqpo.speech.long_form import run_spoken_streams, spoken_streams
@@ -163,7 +171,62 @@ def test_retranslation_takes_back_what_it_rewrites(tiny_model_dir, talks, tmp_pa
     run_spoken_streams([s.index for s in streams], spoken, settings, None,
                        lambda i, episodes, _asr: ours.update({i: stream_record(i, [0] * len(episodes), episodes,
                                                                                  "word", speech=True)}))
-    assert_same_talks(read_log(log), [ours[i] for i in sorted(ours)])
+    theirs = read_log(log)
+    assert_same_talks(theirs, [ours[i] for i in sorted(ours)])
+
+    # simulstream_server, to a client that streams 100 ms frames: the text its answers build
+    # (each taking back its "deleted" string and adding its "new" one) is the talk's
+    (tmp_path / "server.yaml").write_text(yaml.safe_dump({
+        "hostname": "127.0.0.1", "port": free_port(), "pool_size": 2, "acquire_timeout": 60,
+        "metrics": {"enabled": True, "filename": str(tmp_path / "server.jsonl")}}))
+    server = simulstream_popen("simulstream_server", "--server-config", str(tmp_path / "server.yaml"),
+                               "--speech-processor-config", str(tmp_path / "seqpo.yaml"))
+    try:
+        uri = f"ws://127.0.0.1:{yaml.safe_load((tmp_path / 'server.yaml').read_text())['port']}"
+        for name in ("0000", "0001"):
+            assert client_text(uri, talks / "talks" / f"{name}.wav", "de") == theirs[name].final_text
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def client_text(uri: str, wav: Path, target: str, frame_ms: int = 100) -> str:
+    """A simulstream client streaming `wav` in frames: the text the server's answers build."""
+    import time
+    import wave
+
+    from websockets.sync.client import connect
+
+    with wave.open(str(wav)) as wf:
+        rate, data = wf.getframerate(), wf.readframes(wf.getnframes())
+    frame = int(rate * frame_ms / 1000) * 2  # 16-bit samples
+    for _ in range(240):  # the server loads its models first
+        try:
+            ws = connect(uri, open_timeout=5)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        raise AssertionError("simulstream_server did not start")
+    text = ""
+    with ws:
+        ws.send(json.dumps({"sample_rate": rate, "source_lang": "en", "target_lang": target,
+                            "metrics_metadata": {"wav_name": str(wav)}}))
+        for i in range(0, len(data), frame):
+            ws.send(data[i : i + frame])
+        ws.send(json.dumps({"end_of_stream": True}))
+        while "end_of_processing" not in (answer := json.loads(ws.recv(timeout=300))):
+            assert text.endswith(answer["deleted"])
+            text = text[: len(text) - len(answer["deleted"])] + answer["new"]
+    return text
 
 
 def test_talk_text_dates_every_rewritten_unit_by_the_call():

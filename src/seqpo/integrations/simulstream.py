@@ -14,13 +14,15 @@ Translation Systems"):
 
 simulstream streams each wav (a whole talk, unsegmented) in `speech_chunk_size` pieces through
 `process_chunk`, which feeds a `speech.cascade.SpeechCascade` cutting its own sentences (. ? ! or
-`max_sentence_units` words), as `seqpo eval --long-form --audio-dir` hears a talk; `end_of_stream`
-finishes it. Each call answers with the target units (words; characters for zh/ja) written since
-the last one, and for re-translation the units it took back (`TalkText`); simulstream dates every
-unit by the audio it had sent, which is the cascade's `Step.audio_ms`, so its StreamLAAL is that of
-`seqpo eval --long-form --audio-dir` on the same audio (in s instead of ms). Its computation-aware
-delays are not: simulstream adds each chunk's own compute time, seqpo runs a clock over the talk
-(`long_form.stream_clock`).
+`max_sentence_units` words), as `seqpo eval --long-form --audio-dir` hears a talk; the last, shorter
+piece (or `end_of_stream`) finishes it. Each call answers with the target units (words; characters
+for zh/ja) written since the last one, and for re-translation the units it took back (`TalkText`);
+simulstream dates every unit by the audio it had sent, which is the cascade's `Step.audio_ms`, so
+its StreamLAAL is that of `seqpo eval --long-form --audio-dir` on the same audio (in s instead of
+ms). Its computation-aware delays are not: simulstream adds each chunk's own compute time, seqpo
+runs a clock over the talk (`long_form.stream_clock`). seqpo's ASR has its own voice activity
+detection (`asr_vad`): simulstream's VAD wrapper, which cuts the audio into pieces of any length,
+is not needed.
 
 The pair is the config's `pair`, else `en-` + simulstream's target language (`--tgt-lang`, or a
 client's `target_lang`), else `PolicySettings`' default; each pair runs on its own shipped adapter,
@@ -34,20 +36,20 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import yaml
-from simulstream.server.speech_processors import SpeechProcessor
+from simulstream.server.speech_processors import SAMPLE_RATE, SpeechProcessor
 from simulstream.server.speech_processors.incremental_output import IncrementalOutput
 
-from ..data.long_form import read_long_form
 from ..config import PolicySettings, SpeechSettings, check_at_least, config_values, setting
-from ..errors import SeqpoError, SettingsError
-from ..errors import InputFileError
+from ..data.long_form import read_long_form
+from ..errors import InputFileError, SeqpoError, SettingsError
 from ..languages import LanguagePair, parse_pair
-from ..resume import write_atomic
 from ..model import LoadedModel, load_model
 from ..prompts import check_supported
+from ..resume import write_atomic
 from ..sentences import SentenceSettings
 from ..speech.asr import load_whisper, streaming_asr
 from ..speech.cascade import SpeechCascade
@@ -119,6 +121,7 @@ class TalkText:
         self.open: list[str] = []  # units of the open sentence
         self.sent: list[str] = []  # units simulstream has
         self.changed = 0  # first unit changed since the last output
+        self.last = IncrementalOutput([], "", [], "")
 
     def step(self, step: Step) -> None:
         if step.display is not None:  # re-translation: the open sentence shown anew
@@ -138,7 +141,17 @@ class TalkText:
         units, cut = self.closed + self.open, self.changed
         deleted, new = self.sent[cut:], units[cut:]
         self.sent, self.changed = units, len(units)
-        return IncrementalOutput(new, self._string(new, cut), deleted, self._string(deleted, cut))
+        self.last = IncrementalOutput(new, self._string(new, cut), deleted, self._string(deleted, cut))
+        return self.last
+
+    def string_of(self, units: list[str]) -> str:
+        """simulstream's `tokens_to_string` when it merges outputs: the last output's strings (with
+        their spaces) for its units, else the units joined."""
+        if units == self.last.new_tokens:
+            return self.last.new_string
+        if units == self.last.deleted_tokens:
+            return self.last.deleted_string
+        return join_units(units, self.unit)
 
     def _string(self, units: list[str], after: int) -> str:
         """Text of `units` following `after` units: a word after another one needs its space."""
@@ -160,8 +173,8 @@ class PairParts:
 class SeqpoSpeechProcessor(SpeechProcessor):
     """simulstream's `SpeechProcessor` over seqpo's speech cascade (see the module docstring)."""
 
-    whisper = None  # shared by every processor of the process
-    models: dict[tuple, LoadedModel] = {}  # (model, adapter, dtype, device, chat template, decoding) -> loaded
+    whisper: ClassVar = None  # shared by every processor of the process
+    models: ClassVar[dict[tuple, LoadedModel]] = {}  # (model, adapter, dtype, device, chat template, decoding) -> loaded
 
     @classmethod
     def load_model(cls, config: SimpleNamespace) -> None:
@@ -261,13 +274,14 @@ class SeqpoSpeechProcessor(SpeechProcessor):
         return self.cascade
 
     def process_chunk(self, waveform: np.float32) -> IncrementalOutput:
-        cascade = self._open_cascade()
-        cascade.feed(np.asarray(waveform, dtype=np.float32))
-        if cascade.policy.retranslates and len(waveform) < round(self.speech_chunk_size * 16000) - 1:
-            # Shorter than a chunk: the rest of the audio, sent by end_of_stream. simulstream 1.0.0
-            # merges this output with end_of_stream's (`merge_incremental_outputs`) and drops the
-            # units the second takes back when the first wrote none: a re-translating talk is
-            # finished here instead. (Appending policies take nothing back; they finish there.)
+        self._open_cascade().feed(np.asarray(waveform, dtype=np.float32))
+        if len(waveform) < round(self.speech_chunk_size * SAMPLE_RATE) - 1:  # 1 sample: resampling's rounding
+            # Shorter than a chunk: the rest of the audio, which simulstream sends from its
+            # end_of_stream just before calling ours, merging the two outputs
+            # (`merge_incremental_outputs`). simulstream 1.0.0's merge drops the units the second
+            # takes back when the first wrote none, and rebuilds the strings with
+            # `tokens_to_string`, which cannot know a word's leading space. So the talk is finished
+            # here: end_of_stream adds nothing, and the merge keeps this output as it is.
             self._finish()
         return self.text.output()
 
@@ -281,8 +295,9 @@ class SeqpoSpeechProcessor(SpeechProcessor):
         self.cascade = None
 
     def tokens_to_string(self, tokens: list[str]) -> str:
-        unit = self.text.unit if self.text is not None else self._pair_parts().pair.target_unit
-        return join_units(tokens, unit)
+        if self.text is not None:
+            return self.text.string_of(tokens)
+        return join_units(tokens, self._pair_parts().pair.target_unit)
 
     def clear(self) -> None:
         """Ready for a new talk: the open sentence's engine episode is freed, languages forgotten."""
