@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -55,7 +56,7 @@ def talks(tmp_path_factory):
 def simulstream(command: str, *args: str) -> subprocess.CompletedProcess:
     """One of simulstream's console scripts (beside this Python's), with this checkout's seqpo."""
     return subprocess.run([str(Path(sys.executable).with_name(command)), *args], capture_output=True, text=True,
-                          env=seqpo_env(), timeout=600, check=False)
+                          env=seqpo_env(), cwd=tempfile.gettempdir(), timeout=600, check=False)  # cwd: no stray files
 
 
 def seqpo_env() -> dict:
@@ -65,7 +66,7 @@ def seqpo_env() -> dict:
 
 def simulstream_popen(command: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen([str(Path(sys.executable).with_name(command)), *args], env=seqpo_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=tempfile.gettempdir(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def infer(talks: Path, target: str, config: dict, out: Path, *langs: str) -> Path:
@@ -302,7 +303,8 @@ def test_a_config_error_ends_simulstream_in_one_line(tmp_path):
                                        "speech_chunk_size: 0.5\npolcy: wait-k\n")
     (tmp_path / "wavs.txt").write_text("none.wav\n")
     done = simulstream("simulstream_inference", "--speech-processor-config", str(tmp_path / "bad.yaml"),
-                       "--wav-list-file", str(tmp_path / "wavs.txt"), "--tgt-lang", "de")
+                       "--wav-list-file", str(tmp_path / "wavs.txt"), "--tgt-lang", "de",
+                       "--metrics-log-file", str(tmp_path / "metrics.jsonl"))
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if " | INFO | " not in line]  # simulstream's log
     assert errors == ["seqpo (SeqpoSpeechProcessor): error: simulstream config: unknown setting 'polcy'"]
