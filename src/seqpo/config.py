@@ -244,16 +244,25 @@ def _coerce(cls, name: str, value: Any, source: str) -> Any:
     return value
 
 
+def config_values(cls, mapping: dict, source: str) -> dict[str, Any]:
+    """A config's settings (keys with - or _) as `cls` field values, each converted to its field's
+    type; `source` names the config in errors. An unknown key is an error."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in mapping.items():
+        key = str(key).replace("-", "_")
+        if key not in names:
+            raise InputFileError(f"{source}: unknown setting '{key}'")
+        values[key] = _coerce(cls, key, value, source)
+    return values
+
+
 def build_settings(cls, args: argparse.Namespace):
     """Dataclass defaults < config file < command-line flags. Unknown config keys are an error."""
     names = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     if getattr(args, "config", None):
-        for key, value in load_config_file(args.config).items():
-            key = key.replace("-", "_")
-            if key not in names:
-                raise InputFileError(f"config file {args.config}: unknown setting '{key}'")
-            values[key] = _coerce(cls, key, value, f"config file {args.config}")
+        values = config_values(cls, load_config_file(args.config), f"config file {args.config}")
     for name in names:
         if name in vars(args):
             values[name] = getattr(args, name)

@@ -20,17 +20,17 @@ from .audio import ms_of, read_audio
 from .cascade import SpeechCascade, stream_audio
 
 
-def speech_parts(settings, loaded=None):
+def speech_parts(settings, loaded=None, whisper=None):
     """The pair, policy, Whisper and text generator a speech command needs, checked before any
-    model is loaded. With append/slots/cached decoding the generator is an `EngineSet` whose
-    streams are the cascade's sentences (`seqpo eval` refuses those modes for speech, in
-    `EvalSettings.validate`)."""
+    model is loaded (`loaded` and `whisper`: already loaded ones). With append/slots/cached
+    decoding the generator is an `EngineSet` whose streams are the cascade's sentences
+    (`seqpo eval` refuses those modes for speech, in `EvalSettings.validate`)."""
     pair = check_supported(parse_pair(settings.pair))
     settings.check_speech(pair)
     if settings.chunk < 1 or settings.k < 1 or settings.slot < 1:
         raise SettingsError("--chunk, --k and --slot must be at least 1")
     policy = settings.build_policy()
-    whisper = load_whisper()
+    whisper = whisper or load_whisper()
     if loaded is None:
         loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device,
                             settings.chat_template, settings.decoding)
