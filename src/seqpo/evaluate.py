@@ -116,10 +116,11 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
     result["signature"] = signature(settings, pair, policy_settings, quality)
     if speech:
         # recomputed, like CA latency, so a resume scores alike
-        result["WER"] = round(corpus_wer([r["source"] for r in records], [r["transcript"] for r in records]), 2)
+        result["WER"] = round(corpus_wer([r["source"] for r in records], [r["transcript"] for r in records],
+                                         pair.source_unit), 2)  # characters for zh/ja (CER)
         result["signature"].update(
             latency_unit={"source": "ms of audio", "target": pair.target_unit}, unit_ms=None,
-            asr=settings.asr_description(), **settings.asr_settings())
+            **{**settings.asr_settings(), "asr": settings.asr_description()})  # the model, named in full
     return result
 
 
