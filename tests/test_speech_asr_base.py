@@ -132,3 +132,25 @@ def test_missing_part_package_is_one_line_naming_pip(monkeypatch, tiny_model_dir
     from seqpo.bundled import cache_dir
 
     assert not cache_dir().exists() or not list(cache_dir().iterdir())  # nothing joined or left half made
+
+
+def test_server_with_asr_base_takes_german_speech(whisper_base, tiny_model_dir, german, tmp_path):
+    """`seqpo serve --asr base`: a de-en upload is heard in German (the server joins nothing: the
+    cache already holds the model, read-only)."""
+    import io
+
+    import httpx
+    import soundfile
+
+    from test_serve import running_server
+
+    buf = io.BytesIO()
+    soundfile.write(buf, german, 16000, format="WAV", subtype="PCM_16")
+    with running_server(tiny_model_dir, tmp_path, "--asr", "base") as url:
+        r = httpx.post(f"{url}/translate/audio", files={"file": ("de.wav", buf.getvalue(), "audio/wav")},
+                       data={"pair": "de-en", "policy": "wait-k"}, timeout=180)
+        assert r.status_code == 200, r.text
+        assert_heard(r.json()["transcript"], GERMAN, GERMAN_WER, r.json())
+        r = httpx.post(f"{url}/translate/audio", files={"file": ("de.wav", buf.getvalue(), "audio/wav")},
+                       data={"pair": "xx-en"}, timeout=60)
+        assert r.status_code == 400 and r.json()["code"] == "bad_pair"
