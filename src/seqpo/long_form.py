@@ -239,7 +239,8 @@ def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
             latency_unit={"source": "ms of audio", "target": pair.target_unit}, unit_ms=None,
             audio_dir=str(settings.audio_dir),
             computation_aware="clock: the talk's audio in real time, one step (ASR decoding since the last "
-                              "step included) at a time", **{**settings.asr_settings(), "asr": settings.asr_description()})
+                              "step included) at a time",
+            **{**settings.asr_settings(), "asr": settings.asr_description()})
     scores["wall_seconds_per_stream"] = round(wall / len(todo), 3) if todo else None
     (out / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False))
     return scores
