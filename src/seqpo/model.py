@@ -21,7 +21,7 @@ from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from .bundled import BASES, DEFAULT_BASE, BundledBase, assemble, bundled_base
+from .bundled import BASES, DEFAULT_BASE, BundledBase, assemble, bundled_base, cache_dir
 from .errors import ModelLoadError, SettingsError
 from .prompts import chat_format
 
@@ -90,15 +90,6 @@ def resolve_dtype(dtype: str | None, device: str) -> "torch.dtype":
     if name == "auto":
         return torch.bfloat16 if device != "cpu" and torch.cuda.is_bf16_supported() else torch.float32
     return getattr(torch, name)
-
-
-def cache_dir() -> Path:
-    """`SEQPO_CACHE`, else the user cache (XDG_CACHE_HOME or ~/.cache)/seqpo."""
-    env = os.environ.get("SEQPO_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "seqpo"
 
 
 def bundled_cache_dir(name: str = DEFAULT_BASE) -> Path:

@@ -86,6 +86,16 @@ EXAMPLES: dict[tuple[str, str], list[AlignedExample]] = {
         AlignedExample((("我认为", "I think"), ("我们明天", "we"), ("应该早点出发。", "should leave early tomorrow.")),
                        (2,)),
     ],
+    ("ja", "en"): [
+        AlignedExample((("雨が", ""), ("降ったら、", "If it rains,"), ("私たちは", "we"),
+                        ("家にいます。", "will stay at home.")), (1, 3)),
+        AlignedExample((("昨日、", "Yesterday"), ("市議会は", "the city council"), ("学校のための", ""),
+                        ("新しい予算を", ""), ("承認した。", "approved the new budget for schools.")), (2, 4)),
+        AlignedExample((("私の妹は", "My sister"), ("海の近くの", ""), ("小さな村に", ""),
+                        ("住んでいる。", "lives in a small village near the sea.")), (1, 3)),
+        AlignedExample((("私たちは", "We"), ("明日早く", ""), ("出発すべきだと", "should leave early tomorrow,"),
+                        ("思う。", "I think.")), (2, 3)),
+    ],
 }
 
 

@@ -24,8 +24,8 @@ from .subtitles import episode_cues, subtitle_format, write_subtitles
 @dataclass
 class TranslateSettings(SpeakerClockSettings, PolicySettings, SpeechSettings, SentenceSettings):
     text: str = setting(None, "text to translate, one sentence per line (default: read stdin)")
-    audio: str = setting(None, "translate English speech from this audio file instead of text (wav, flac, "
-                         "mp3, m4a, ogg, ...; any rate and channels; streaming Whisper tiny.en; needs the "
+    audio: str = setting(None, "translate speech from this audio file instead of text (wav, flac, "
+                         "mp3, m4a, ogg, ...; any rate and channels; streaming Whisper, see --asr; needs the "
                          "speech extra)")
     long_form: bool = setting(False, "the text is one unsegmented stream: cut it into sentences (. ? ! or "
                               "--max-sentence-units) and translate them one after another")

@@ -23,7 +23,7 @@ from .partial import append_examples, examples_from_schedule, finished_indices, 
 
 @dataclass
 class PartialDataSettings(DeviceSettings):
-    pair: str = setting("en-zh", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en)")
+    pair: str = setting("en-zh", "language pair, source-target (en-zh, en-de, en-ja, zh-en, de-en, ja-en)")
     src: str = setting(None, "source file, one sentence per line")
     ref: str = setting(None, "reference file, aligned with --src line by line")
     out: str = setting(None, "output JSONL of examples (appended; re-running resumes)")

@@ -1,5 +1,5 @@
 """SimulEval 1.1 agents for every seqpo policy, adapter and decoding mode: text-to-text and the
-speech-to-text cascade (English audio in):
+speech-to-text cascade (audio in the source language; `--asr base` for other than English):
 
     simuleval --agent-class seqpo.integrations.simuleval.SeqpoTextAgent --source SRC --target REF \\
         --pair en-zh --policy llm --eval-latency-unit char --sacrebleu-tokenizer zh --output OUT
@@ -194,8 +194,9 @@ class SeqpoSpeechAgent(SpeechToTextAgent):
         if self.cascade is not None:
             self.cascade.drop_sentence()  # an instance left unfinished frees its engine episode
         self.pending: list[str] = []  # segments written since the last action
-        self.cascade = SpeechCascade(streaming_asr(self.whisper, self.settings), self.pair, self.seqpo_policy,
-                                     self.generator, self.settings.chunk, split_sentences=False,
+        asr = streaming_asr(self.whisper, self.settings, self.pair.source)
+        self.cascade = SpeechCascade(asr, self.pair, self.seqpo_policy, self.generator, self.settings.chunk,
+                                     split_sentences=False,
                                      on_step=lambda _live, step: self.pending.append(step.written), **self.rows)
         self.resample: StreamResampler | None = None
         self.fed = 0  # samples of states.source fed to the cascade

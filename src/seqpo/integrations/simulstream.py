@@ -173,7 +173,7 @@ class PairParts:
 class SeqpoSpeechProcessor(SpeechProcessor):
     """simulstream's `SpeechProcessor` over seqpo's speech cascade (see the module docstring)."""
 
-    whisper: ClassVar = None  # shared by every processor of the process
+    whispers: ClassVar[dict] = {}  # --asr name -> Whisper, shared by every processor of the process
     models: ClassVar[dict[tuple, LoadedModel]] = {}  # (model, adapter, dtype, device, chat template, decoding) -> loaded
 
     @classmethod
@@ -184,7 +184,7 @@ class SeqpoSpeechProcessor(SpeechProcessor):
             values = seqpo_values(config)
             settings = processor_settings(values)
             settings.check_speech(check_supported(parse_pair(settings.pair)))
-            cls.shared_whisper()
+            cls.shared_whisper(settings.asr)
             if "pair" in values:  # else the pair comes with each stream (simulstream's --tgt-lang)
                 cls.loaded(settings)
         except SeqpoError as exc:
@@ -194,10 +194,10 @@ class SeqpoSpeechProcessor(SpeechProcessor):
             raise SystemExit(exc.exit_code) from None
 
     @classmethod
-    def shared_whisper(cls):
-        if cls.whisper is None:
-            cls.whisper = load_whisper()
-        return cls.whisper
+    def shared_whisper(cls, name: str):
+        if name not in cls.whispers:
+            cls.whispers[name] = load_whisper(name=name)
+        return cls.whispers[name]
 
     @classmethod
     def loaded(cls, settings: ProcessorSettings) -> LoadedModel:
@@ -245,7 +245,8 @@ class SeqpoSpeechProcessor(SpeechProcessor):
         pair = self._pair()
         if pair not in self.parts:
             settings = processor_settings(self.values, pair)
-            pair_of, policy, _, generator = speech_parts(settings, self.loaded(settings), self.shared_whisper())
+            whisper = self.shared_whisper(settings.asr)
+            pair_of, policy, _, generator = speech_parts(settings, self.loaded(settings), whisper)
             if getattr(self.config, "latency_unit", pair_of.target_unit) != pair_of.target_unit:
                 # simulstream's scorers would count other units than seqpo writes
                 raise SettingsError(f"{pair_of.target} targets are written in {pair_of.target_unit}s: the config's "
@@ -268,7 +269,8 @@ class SeqpoSpeechProcessor(SpeechProcessor):
             if self.text is None:
                 self.text = TalkText(parts.pair.target_unit)
             text = self.text
-            self.cascade = SpeechCascade(streaming_asr(self.whisper, s), parts.pair, parts.policy, parts.generator,
+            asr = streaming_asr(self.shared_whisper(s.asr), s, parts.pair.source)
+            self.cascade = SpeechCascade(asr, parts.pair, parts.policy, parts.generator,
                                          s.chunk, on_step=lambda _live, step: text.step(step),
                                          on_done=lambda _episode, _words: text.close_sentence(), **parts.cascade_args)
         return self.cascade

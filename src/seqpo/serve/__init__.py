@@ -1,7 +1,7 @@
 """`seqpo serve`: a live translation server (FastAPI + uvicorn) with a web page.
 
 WebSocket `/ws/translate` streams a speaker's text through a policy and answers every step
-(protocol in `connection.py`; English speech as binary PCM frames, `audio.py`); `POST /translate`
+(protocol in `connection.py`; speech as binary PCM frames, `audio.py`); `POST /translate`
 runs one sentence, `POST /translate/audio` an uploaded wav; `/health`, `/metrics`
 (Prometheus) and the page at `/` (static files, no build step). All model work goes through one
 worker (`worker.py`) that batches the sessions' steps fairly; `--decoding append|slots` runs each

@@ -23,9 +23,11 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
+from ..config import check_asr_language
 from ..engine import engine_class
-from ..errors import InputFileError, MissingExtraError
+from ..errors import InputFileError, MissingExtraError, SettingsError
 from ..generation import Generator
+from ..languages import parse_pair
 from ..driver import SentenceTooLongError
 from ..live_engines import EngineSet
 from ..speech.audio import AudioTooLongError
@@ -192,9 +194,10 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
             config = parse_config(given, settings)
         except ProtocolError as exc:
             return error_response(400, exc.code, str(exc))
-        if config.pair.split("-")[0] != "en":
-            return error_response(400, "bad_pair", f"speech input is English only (Whisper tiny.en); "
-                                  f"got pair {config.pair}")
+        try:
+            check_asr_language(settings.asr, parse_pair(config.pair))
+        except SettingsError as exc:
+            return error_response(400, "bad_pair", str(exc))
         try:
             return await translate_upload(data, file.filename or "upload", config, speech, worker, metrics)
         except AudioTooLongError as exc:

@@ -1,4 +1,4 @@
-"""Speech input for the server: English audio from the page's microphone (binary WebSocket frames
+"""Speech input for the server: audio (English, or with `--asr base` any source seqpo knows) from the page's microphone (binary WebSocket frames
 of 16-bit little-endian mono PCM at 16 kHz) or an uploaded recording (any format and rate,
 decoded to 16 kHz mono), through the same `SpeechCascade` as `seqpo translate --audio`.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -97,12 +98,13 @@ class SpeechService:
         self._lock: asyncio.Lock | None = None
 
     async def whisper(self):
-        """Whisper tiny.en, loaded once (off the event loop); SeqpoError if the extra is missing."""
+        """The Whisper `--asr` names, loaded once (off the event loop); SeqpoError if the extra is missing."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._whisper is None:
-                self._whisper = await asyncio.get_running_loop().run_in_executor(self.executor, load_whisper)
+                self._whisper = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, functools.partial(load_whisper, name=self.settings.asr))
         return self._whisper
 
     def acquire(self) -> None:
@@ -119,8 +121,8 @@ class SpeechService:
 
     def cascade(self, whisper, config, generator, **callbacks):
         s = self.settings
-        asr = streaming_asr(whisper, s)
         pair = parse_pair(config.pair)
+        asr = streaming_asr(whisper, s, pair.source)
         policy = make_policy(config.policy, k=config.k, chunk=config.chunk, few_shot=config.few_shot)
         engines = generator.worker.engines
         new_row = None if engines is None else \

@@ -54,7 +54,8 @@ from dataclasses import asdict, dataclass, replace
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ..errors import SeqpoError
+from ..config import check_asr_language
+from ..errors import SeqpoError, SettingsError
 from ..events import done_event, step_event
 from ..languages import parse_pair
 from ..live_engines import LiveRow
@@ -327,8 +328,10 @@ class Connection:
             raise ProtocolError("bad_rate", f"sample_rate must be {SAMPLE_RATE}: send 16-bit little-endian mono "
                                 f"PCM at {SAMPLE_RATE} Hz (resample in the client)")
         config = parse_config(msg, self.settings)
-        if parse_pair(config.pair).source != "en":
-            raise ProtocolError("bad_pair", f"speech input is English only (Whisper tiny.en); got pair {config.pair}")
+        try:
+            check_asr_language(self.settings.asr, parse_pair(config.pair))
+        except SettingsError as exc:
+            raise ProtocolError("bad_pair", str(exc)) from exc
         speech = self.speech
         if speech is None:
             raise ProtocolError("no_speech", "this server takes no audio")

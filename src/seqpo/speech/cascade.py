@@ -70,7 +70,7 @@ class SpeechCascade:
             self.row = self.new_row() if self.new_row else None
             self.live = EpisodeRun(self.pair, self.policy, chunk=self.chunk, model=self.model,
                                    row=CompleterSteps.open(self.row))
-        self.live.feed(word.text + " ")
+        self.live.feed(word.text + ("" if self.pair.source_unit == "char" else " "))  # zh/ja: no spaces
         self.sentence_words.append(word)
         if self.on_word:
             self.on_word(self.live, word)

@@ -45,7 +45,7 @@ def speech_instance_record(index: int, episode: Episode, words: list, reference:
     record = instance_record(index, episode, reference, unit_ms=1.0)
     delays = episode.audio_delays()
     elapsed = computation_aware_delays(delays, episode.elapsed(), 1.0)
-    errors, n = word_errors(episode.source, transcript)
+    errors, n = word_errors(episode.source, transcript, episode.source_unit)  # characters for zh/ja
     record.update(
         audio=str(wav), transcript=transcript, read_delays=record["delays"], delays=delays, elapsed=elapsed,
         source_length=episode.source_ms, asr_words=[w.to_dict() for w in words],
@@ -66,7 +66,7 @@ def run_audio_set(todo: list[int], wavs: list[Path], transcripts: list[str], ref
         return
     pair, policy, whisper, generator = speech_parts(settings, loaded)
     for i in todo:
-        asr = streaming_asr(whisper, settings)
+        asr = streaming_asr(whisper, settings, pair.source)
         done: list = []
         cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, split_sentences=False,
                                 on_done=lambda episode, words: done.append((episode, words)))

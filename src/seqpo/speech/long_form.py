@@ -96,7 +96,7 @@ def run_spoken_streams(todo: list[int], spoken: dict[int, SpokenStream], setting
         return
     pair, policy, whisper, generator = speech_parts(settings, loaded)
     for index in todo:
-        asr = streaming_asr(whisper, settings)
+        asr = streaming_asr(whisper, settings, pair.source)
         cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, max_units=settings.max_sentence_units)
         done(index, stream_audio(spoken[index].samples(), cascade, settings.audio_chunk), asr)
 

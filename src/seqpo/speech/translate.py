@@ -30,7 +30,7 @@ def speech_parts(settings, loaded=None, whisper=None):
     if settings.chunk < 1 or settings.k < 1 or settings.slot < 1:
         raise SettingsError("--chunk, --k and --slot must be at least 1")
     policy = settings.build_policy()
-    whisper = whisper or load_whisper()
+    whisper = whisper or load_whisper(name=settings.asr)
     if loaded is None:
         loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device,
                             settings.chat_template, settings.decoding)
@@ -53,7 +53,7 @@ def translate_audio(settings, out) -> list[Episode]:
     if settings.max_sentence_words < 1:
         raise SettingsError("--max-sentence-words must be at least 1")
     pair, policy, whisper, generator = speech_parts(settings)
-    asr = streaming_asr(whisper, settings)
+    asr = streaming_asr(whisper, settings, pair.source)
     engine_args = sentence_rows(settings, pair, generator)
 
     def run(cascade) -> list[Episode]:
