@@ -23,7 +23,7 @@ def test_sentence_yaal_leaves_out_units_written_after_the_source_ends(tmp_path):
         YaalSentence("a b c", "a b", 2, [1, 1, 2], [1.5, 1.5, 2.5]),
     ]
     s = sentence_yaal(tmp_path, sentences, "de")
-    assert s.yaal == pytest.approx((1 + 2 / 3) / 2) and s.scored == 2
+    assert s.yaal == pytest.approx((1 + 2 / 3) / 2) and s.scored == s.scored_ca == 2
     # CA: 1: (2 + 3-1)/2 = 2.  4: (1.5 + 1.5 - 1/1.5)/2 = 7/6
     assert s.yaal_ca == pytest.approx((2 + 7 / 6) / 2)
     assert s.signature.startswith("YAAL|omnisteval:0.1.10|unit:word")
@@ -55,10 +55,13 @@ def test_long_yaal_counts_a_sentence_until_the_stream_ends(tmp_path):
     # 1: rate 2/3, (1 + 3-1.5)/2 = 1.25 (a unit after its own sentence's source still counts).
     # 2: relative 1, 2; the stream ends 2 after its start, so "d" (at the end) is left out: 1.
     assert s.yaal == pytest.approx(1.125) and s.scored == 2
-    # CA: 1: (2 + 3-1.5)/2 = 1.75.  2: 1.5.
-    assert s.yaal_ca == pytest.approx(1.625)
-    assert s.signature.startswith("LongYAAL|omnisteval:0.1.10|seg:softsegmenter|unit:word|lang:en")
     assert {p.name for p in tmp_path.iterdir()} == {"instances.jsonl", "references.txt", "segmentation.json"}
+    # CA: 1: (2 + 3-1.5)/2 = 1.75.  2: 1.5.
+    assert s.yaal_ca == pytest.approx(1.625) and s.scored_ca == 2
+    # a translator that falls behind: what it writes after the stream ended counts nowhere
+    late = long_yaal(tmp_path / "late", [StreamOutput("a b c d", [1, 3, 4, 5], [2, 5, 9, 12])], [talk], "en")
+    assert late.yaal_ca == pytest.approx(2.0) and late.scored_ca == 1
+    assert s.signature.startswith("LongYAAL|omnisteval:0.1.10|seg:softsegmenter|unit:word|lang:en")
 
 
 def test_long_yaal_zh_characters_and_a_sentence_without_output(tmp_path):

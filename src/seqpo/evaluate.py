@@ -121,6 +121,7 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
         "sentences": len(records),
         "latency_scored_sentences": len(scored),
         "yaal_scored_sentences": yaal.scored,
+        "yaal_ca_scored_sentences": yaal.scored_ca,
     }
     retranslated = [r["displays"] for r in records if "displays" in r]
     if retranslated:  # re-translation only: a policy that only appends erases nothing (NE 0, left out)

@@ -156,6 +156,7 @@ def score_long_form(records: list[dict], talks: list[list[StreamSentence]], pair
         **yaal.as_scores("LongYAAL"),
         "BLEU": quality["BLEU"], "chrF": quality["chrF"],
         "sentences": sum(map(len, talks)), "skipped": skipped, "yaal_scored_sentences": yaal.scored,
+        "yaal_ca_scored_sentences": yaal.scored_ca,
         "signatures": {**quality["signatures"], "LongYAAL": yaal.signature, "omnisteval": yaal.command},
         "streams": len(records), "system_sentences": sum(len(r["sentences"]) for r in records),
         "wait_fraction": round(sum(r["wait_fraction"] for r in records) / max(1, len(records)), 3),

@@ -50,6 +50,7 @@ class YaalScores:
     yaal: float | None  # None when no sentence could be scored
     yaal_ca: float | None
     scored: int  # sentences with a YAAL (OmniSTEval's mean is over these)
+    scored_ca: int | None  # the same for YAAL_CA: a unit written after the source ended counts in neither
     signature: str
     command: str  # the `omnisteval` command that prints the same numbers from the written log
 
@@ -79,9 +80,10 @@ def _mean_or_none(scorer: YAALScorer, instances) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _scored(instances, is_longform: bool) -> int:
-    scorer = YAALScorer(is_longform=is_longform)
-    return sum(bool(i.emission_cu) and scorer.compute(i) is not None for i in instances)
+def _scored(instances, is_longform: bool, computation_aware: bool = False) -> int:
+    scorer = YAALScorer(computation_aware=computation_aware, is_longform=is_longform)
+    delays = "emission_ca" if computation_aware else "emission_cu"
+    return sum(bool(getattr(i, delays)) and scorer.compute(i) is not None for i in instances)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -120,6 +122,7 @@ def sentence_yaal(folder: str | Path, sentences: Sequence[YaalSentence], target_
         yaal=_mean_or_none(YAALScorer(computation_aware=False, is_longform=False), instances),
         yaal_ca=_mean_or_none(YAALScorer(computation_aware=True, is_longform=False), instances) if with_ca else None,
         scored=_scored(instances, is_longform=False),
+        scored_ca=_scored(instances, is_longform=False, computation_aware=True) if with_ca else None,
         signature=f"YAAL|omnisteval:{omnisteval.__version__}|unit:{unit}|ref-len:yes|fix-ca:no",
         command=shlex.join(["omnisteval", "shortform", "--hypothesis_file", str(folder / "instances.jsonl"),
                             "--ref_sentences_file", str(folder / "references.txt"), _level(unit), "--no_quality"]),
@@ -164,6 +167,7 @@ def long_yaal(folder: str | Path, outputs: Sequence[StreamOutput], talks: Sequen
         yaal=_mean_or_none(YAALScorer(computation_aware=False, is_longform=True), instances),
         yaal_ca=_mean_or_none(YAALScorer(computation_aware=True, is_longform=True), instances) if with_ca else None,
         scored=_scored(instances, is_longform=True),
+        scored_ca=_scored(instances, is_longform=True, computation_aware=True) if with_ca else None,
         signature=f"LongYAAL|omnisteval:{omnisteval.__version__}|seg:softsegmenter|unit:{unit}|lang:{lang or 'none'}"
                   f"|fix-ca:no",
         command=shlex.join(["omnisteval", "longform", "--speech_segmentation", str(folder / "segmentation.json"),
