@@ -1,6 +1,6 @@
 """YAAL and LongYAAL (Polák et al., 2025, "Better Late Than Never: Evaluation of Latency Metrics for
-Simultaneous Speech-to-Text Translation", arXiv 2509.17349), the latency IWSLT 2026 ranks simultaneous
-systems by, computed by OmniSTEval itself (`omnisteval`, its author's package).
+Simultaneous Speech-to-Text Translation", arXiv 2509.17349), the latency IWSLT 2026 scores
+simultaneous systems with, computed by OmniSTEval itself (`omnisteval`, by the paper's first author).
 
 YAAL is LAAL over only the units written before the source ended (a sentence whose first unit
 comes after the end is left out); LongYAAL scores a long-form stream: OmniSTEval re-segments the
@@ -62,7 +62,7 @@ class YaalScores:
 
 def omnisteval_seconds(value: float) -> float:
     """`value` as the seconds OmniSTEval reads a segmentation in: it multiplies them by 1000, and
-    value/1000*1000 can come back one ulp above `value` (1001 does), which would put a unit
+    value/1000*1000 can come back one ulp above `value` (2007 does), which would put a unit
     written exactly at the end of a stream inside it. The largest double whose product is not
     above `value` keeps such a unit out, as the unit's own number says."""
     x = value / 1000
@@ -103,6 +103,8 @@ def _write_references(path: Path, references: list[str], unit: str) -> None:
 def sentence_yaal(folder: str | Path, sentences: Sequence[YaalSentence], target_lang: str) -> YaalScores:
     """YAAL (and YAAL_CA when every sentence has `elapsed`) of sentence-level output, as
     `omnisteval shortform` scores it; writes FOLDER/instances.jsonl and FOLDER/references.txt."""
+    if not sentences:
+        raise ValueError("YAAL needs at least one sentence")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     unit = unit_of(target_lang)
