@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from omnisteval_cli import omnisteval_cli
 from seqpo.cli import main
+
+from omnisteval_cli import omnisteval_cli
 
 FIELDS = {"index", "source", "prediction", "delays", "elapsed", "source_length", "reference"}
 

@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from omnisteval_cli import omnisteval_cli
 from seqpo.cli import main
 from seqpo.long_form import run_long_form, stream_clock, stream_record
 from seqpo.stream import Episode, Step
+
+from omnisteval_cli import omnisteval_cli
 
 
 def test_stream_record_offsets_delays_and_time_by_sentence():

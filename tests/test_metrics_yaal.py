@@ -6,11 +6,12 @@ from __future__ import annotations
 import random
 
 import pytest
-from omnisteval_cli import omnisteval_cli
 
 from seqpo.metrics.latency import length_adaptive_average_lagging
 from seqpo.metrics.stream_latency import StreamOutput, StreamSentence
 from seqpo.metrics.yaal import YaalSentence, long_yaal, omnisteval_seconds, sentence_yaal
+
+from omnisteval_cli import omnisteval_cli
 
 
 def test_sentence_yaal_leaves_out_units_written_after_the_source_ends(tmp_path):
