@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 from seqpo.evaluate import EvalSettings, read_finished, score
@@ -31,7 +32,8 @@ def rescore(run: Path, limit: int | None) -> dict | None:
     es = EvalSettings(pair=settings["pair"], chunk=settings["chunk"], model=settings.get("model"),
                       adapter=settings.get("adapter") or "none", decoding=settings.get("decoding") or "reencode",
                       slot=settings.get("slot") or 16)
-    scores = score([done[i] for i in range(n)], pair, es, policy)
+    with tempfile.TemporaryDirectory() as tmp:  # the OmniSTEval log of a rescoring to N lines is not the run's
+        scores = score([done[i] for i in range(n)], pair, es, policy, Path(tmp))
     old = run / "scores.json"
     scores["wall_seconds_per_sentence"] = json.loads(old.read_text()).get("wall_seconds_per_sentence") if old.exists() else None
     return scores

@@ -8,6 +8,8 @@ import pytest
 
 from seqpo.cli import main
 
+from omnisteval_cli import omnisteval_cli
+
 FIELDS = {"index", "source", "prediction", "delays", "elapsed", "source_length", "reference"}
 
 
@@ -33,6 +35,24 @@ def test_eval_writes_instances_and_scores(tiny_model_dir, en_zh_files, tmp_path,
     assert scores["signature"]["k"] == 2 and scores["signature"]["latency_unit"]["target"] == "char"
     assert scores["latency_scored_sentences"] <= 4
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["BLEU"] == scores["BLEU"]
+
+
+@pytest.mark.parametrize("policy", ["wait-k", "offline"])
+def test_eval_yaal_is_what_the_omnisteval_command_prints(policy, tiny_model_dir, en_zh_files, tmp_path):
+    src, ref = en_zh_files
+    out = tmp_path / "run"
+    assert main(eval_args(tiny_model_dir, src, ref, out, "--policy", policy, "--k", "1")) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    command = scores["signature"]["omnisteval"]
+    assert command.startswith(f"omnisteval shortform --hypothesis_file {out}/omnisteval/instances.jsonl")
+    assert "--char_level" in command and scores["signature"]["YAAL"].startswith("YAAL|omnisteval:0.1.10|unit:char")
+    theirs = omnisteval_cli(command)
+    assert scores["YAAL"] == pytest.approx(theirs["YAAL (CU)"], abs=1e-3)
+    assert scores["YAAL_CA"] == pytest.approx(theirs["YAAL (CA)"], abs=1e-3)
+    if policy == "offline":  # every unit comes after the source ended: YAAL has nothing to average
+        assert scores["YAAL"] is None and scores["yaal_scored_sentences"] == 0
+    else:
+        assert scores["yaal_scored_sentences"] >= 1
 
 
 def test_eval_resumes_after_a_kill(tiny_model_dir, en_zh_files, tmp_path):

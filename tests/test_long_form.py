@@ -9,6 +9,8 @@ from seqpo.cli import main
 from seqpo.long_form import run_long_form, stream_clock, stream_record
 from seqpo.stream import Episode, Step
 
+from omnisteval_cli import omnisteval_cli
+
 
 def test_stream_record_offsets_delays_and_time_by_sentence():
     first = Episode("A b.", "word", "word", [Step(1, "", 5.0), Step(2, "x y", 10.0, finished=True)])
@@ -77,6 +79,20 @@ def test_eval_long_form_writes_streams_and_scores(tiny_model_dir, long_form_file
     assert sig["StreamLAAL"].startswith("StreamLAAL|seg:mwer") and sig["k"] == 2 and "BLEU" in sig["sacrebleu"]
     assert sig["segmentation"].endswith("100 source units")
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["BLEU"] == scores["BLEU"]
+    assert_long_yaal_is_what_omnisteval_prints(scores, out)
+
+
+def assert_long_yaal_is_what_omnisteval_prints(scores: dict, out) -> None:
+    """OUT/omnisteval holds the log `omnisteval longform` reads; run by hand, it prints the LongYAAL
+    and LongYAAL_CA of scores.json (the zh target is scored by characters, not Moses-tokenized)."""
+    command = scores["signature"]["omnisteval"]
+    assert command.startswith(f"omnisteval longform --speech_segmentation {out}/omnisteval/segmentation.json")
+    assert "--char_level" in command and "--lang" not in command
+    assert scores["signature"]["LongYAAL"].startswith("LongYAAL|omnisteval:0.1.10|seg:softsegmenter|unit:char")
+    assert 1 <= scores["yaal_scored_sentences"] <= scores["sentences"]
+    theirs = omnisteval_cli(command)
+    assert scores["LongYAAL"] == pytest.approx(theirs["LongYAAL (CU)"], abs=1e-3)
+    assert scores["LongYAAL_CA"] == pytest.approx(theirs["LongYAAL (CA)"], abs=1e-3)
 
 
 def test_eval_long_form_resumes_after_a_kill(tiny_model_dir, long_form_file, tmp_path):
@@ -189,6 +205,7 @@ def test_eval_long_form_speech_scores_in_ms_of_the_joined_audio(tiny_model_dir, 
     assert scores["signature"]["batch_size"] == 1  # one sentence at a time, as the cascade runs
     assert isinstance(scores["StreamLAAL"], float) and scores["StreamLAAL_CA"] >= scores["StreamLAAL"]
     assert scores["asr_seconds_per_stream"] > 0
+    assert_long_yaal_is_what_omnisteval_prints(scores, out)
 
     # audio made from other sentences is refused before any model loads, in one line
     (tmp_path / "other.en").write_text("".join(s + " Again.\n" for s, _ in lines))

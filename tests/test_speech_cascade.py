@@ -10,6 +10,7 @@ from seqpo.speech.audio import read_audio
 from seqpo.speech.synth import synthesize, write_wav
 
 from heard import SENTENCE_WER, THANKS, assert_clip_heard, assert_heard, assert_second_sentence
+from omnisteval_cli import omnisteval_cli
 
 TWO_SENTENCES = "Thank you very much. I would like a cup of tea."
 
@@ -144,6 +145,10 @@ def test_eval_audio_dir_resumes_and_scores_like_simuleval(tiny_model_dir, en_zh_
             for suffix, ca in (("", False), ("_CA", True)):
                 theirs = cls(computation_aware=ca, use_ref_len=True).compute(ins)
                 assert record["metric"][name + suffix] == pytest.approx(theirs, abs=1e-6)
+    # YAAL in ms of audio, as the omnisteval command prints it from OUT/omnisteval
+    theirs = omnisteval_cli(scores["signature"]["omnisteval"])
+    for key, name in (("YAAL", "YAAL (CU)"), ("YAAL_CA", "YAAL (CA)")):
+        assert scores[key] == pytest.approx(theirs[name], abs=1e-3)
     # other speech settings in the same folder are refused
     assert main([*args, "--audio-chunk", "1.0"]) == 2
     assert "other settings (audio_chunk" in capsys.readouterr().err

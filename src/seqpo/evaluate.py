@@ -1,6 +1,7 @@
 """Run a policy over a test set: `instances.jsonl` (SimulEval's instance fields, one line per
-finished sentence, appended as it finishes) and `scores.json` (corpus quality + mean latency; for
-re-translation also normalized erasure, `NE`, from each instance's `displays`).
+finished sentence, appended as it finishes) and `scores.json` (corpus quality + mean latency, with
+YAAL from OmniSTEval, whose log goes to `omnisteval/`; for re-translation also normalized
+erasure, `NE`, from each instance's `displays`).
 
 Re-running with the same output folder resumes after the finished sentences; a line cut short by
 a kill is dropped and its sentence redone.
@@ -25,8 +26,10 @@ from .files import load_parallel
 from .instances import LEGACY_DEFAULTS, add_computation_aware, instance_record, signature
 from .languages import LanguagePair, parse_pair
 from .metrics.erasure import corpus_normalized_erasure
+from .metrics.latency import computation_aware_delays
 from .metrics.quality import comet_scores, corpus_quality
 from .metrics.wer import corpus_wer
+from .metrics.yaal import YaalSentence, sentence_yaal
 from .model import load_model, uses_chat_template
 from .prompts import check_supported
 from .resume import check_run_settings, read_complete_jsonl
@@ -77,7 +80,17 @@ def read_finished(path: Path) -> dict[int, dict]:
     return {record["index"]: record for record in read_complete_jsonl(path)}
 
 
-def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, policy_settings: dict) -> dict:
+def yaal_sentences(records: list[dict], speech: bool, unit_ms: float) -> list[YaalSentence]:
+    """The records as OmniSTEval's short-form log: computation-aware delays in the unit of `delays`
+    (speech: `elapsed` already is; text: the model time at `unit_ms` per source unit, as LAAL_CA)."""
+    return [YaalSentence(r["prediction"], r["reference"], r["source_length"], r["delays"],
+                         r["elapsed"] if speech else computation_aware_delays(r["delays"], r["elapsed"], unit_ms))
+            for r in records]
+
+
+def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, policy_settings: dict,
+          out: Path) -> dict:
+    """Scores of the finished records; OmniSTEval's log (for YAAL) is written to OUT/omnisteval."""
     speech = bool(settings.audio_dir)
     for r in records:  # computation-aware latency always with this run's --unit-ms, even after a resume
         if not speech:  # speech latency is measured in ms of audio, not simulated
@@ -93,16 +106,20 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
 
     steps = [s for r in records for s in r["steps"]]
     seconds = sum(s["elapsed_ms"] for s in steps) / 1000
+    yaal = sentence_yaal(out / "omnisteval", yaal_sentences(records, speech, settings.unit_ms), pair.target)
     result = {
         "BLEU": quality["BLEU"],
         "chrF": quality["chrF"],
         **{k: mean(k) for k in (SPEECH_LATENCY_KEYS if speech else ("AL", "LAAL", "DAL", "AP", "AL_CA", "LAAL_CA"))},
+        **yaal.as_scores("YAAL"),
         "wait_fraction": round(sum(count_waits([(s["written"], s.get("display")) for s in r["steps"]])
                                    for r in records) / max(1, len(steps)), 3),
         # model time each sentence waited for (a batch's time counts for every sentence in it)
         "model_seconds_per_sentence": round(seconds / max(1, len(records)), 3),
         "sentences": len(records),
         "latency_scored_sentences": len(scored),
+        "yaal_scored_sentences": yaal.scored,
+        "yaal_ca_scored_sentences": yaal.scored_ca,
     }
     retranslated = [r["displays"] for r in records if "displays" in r]
     if retranslated:  # re-translation only: a policy that only appends erases nothing (NE 0, left out)
@@ -112,6 +129,7 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
         system, per_sentence = comet_scores([r["source"] for r in records], hyps, refs, settings.comet)
         result["COMET"] = round(system, 2)
     result["signature"] = signature(settings, pair, policy_settings, quality)
+    result["signature"].update(YAAL=yaal.signature, omnisteval=yaal.command)
     if speech:
         # recomputed, like CA latency, so a resume scores alike
         result["WER"] = round(corpus_wer([r["source"] for r in records], [r["transcript"] for r in records],
@@ -182,7 +200,7 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     bar.close()
     wall = time.perf_counter() - started
     records = [done[i] for i in range(len(sources))]
-    scores = score(records, pair, settings, policy.settings())
+    scores = score(records, pair, settings, policy.settings(), out)
     # wall time of this invocation only (a resumed run times the sentences it ran)
     scores["wall_seconds_per_sentence"] = round(wall / len(todo), 3) if todo else None
     (out / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False))

@@ -1,5 +1,6 @@
 """Long-form text: a whole talk or document with no sentence boundaries given, translated as one
-stream and scored with StreamLAAL (Papi et al., 2024, StreamAtt, sec. 4; `metrics.stream_latency`).
+stream and scored with StreamLAAL (Papi et al., 2024, StreamAtt, sec. 4; `metrics.stream_latency`)
+and LongYAAL (Polák et al., 2025, through OmniSTEval; `metrics.yaal`).
 
 The system cuts the source into sentences itself with the rule the speech cascade uses
 (`sentences.split_sentences`: sentence-final punctuation, or `max_sentence_units` units), so it
@@ -42,6 +43,7 @@ from .languages import LanguagePair
 from .metrics.quality import corpus_quality
 from .metrics.stream_latency import StreamOutput, StreamSentence, score_streams, stream_laal_signature
 from .metrics.wer import corpus_wer
+from .metrics.yaal import long_yaal
 from .model import load_model, uses_chat_template
 from .policies.base import Policy
 from .resume import check_run_settings, read_complete_jsonl
@@ -134,25 +136,36 @@ def run_long_form(streams: Iterable[tuple[int, str]], policy: Policy, generator,
 
 
 def score_long_form(records: list[dict], talks: list[list[StreamSentence]], pair: LanguagePair,
-                    unit_ms: float) -> dict:
-    """StreamLAAL (and _CA, `stream_clock` at `unit_ms` ms per source unit; 1 for speech, whose
-    delays are ms), BLEU and chrF of the stream records against each stream's reference sentences."""
+                    unit_ms: float, omnisteval_dir: Path) -> dict:
+    """StreamLAAL and LongYAAL (and their _CA, `stream_clock` at `unit_ms` ms per source unit; 1 for
+    speech, whose delays are ms), BLEU and chrF of the stream records against each stream's
+    reference sentences. OmniSTEval's log (for LongYAAL) is written to `omnisteval_dir`."""
     outputs = [StreamOutput(r["prediction"], r["delays"], stream_clock(r["steps"], unit_ms)) for r in records]
+    yaal = long_yaal(omnisteval_dir, outputs, talks, pair.target)
     if any(o.delays for o in outputs):
         s = score_streams(outputs, talks, pair.target)
-        result = {"StreamLAAL": round(s.StreamLAAL, 3),
-                  "StreamLAAL_CA": None if s.StreamLAAL_CA is None else round(s.StreamLAAL_CA, 3),
-                  "BLEU": s.BLEU, "chrF": s.chrF, "sentences": s.sentences, "skipped": s.skipped,
-                  "signatures": s.signature}
+        stream_laal, stream_laal_ca, skipped = s.StreamLAAL, s.StreamLAAL_CA, s.skipped
+        quality = {"BLEU": s.BLEU, "chrF": s.chrF, "signatures": s.signature}
     else:  # nothing written at all: no latency, and quality of empty output
-        quality = corpus_quality([""] * sum(map(len, talks)), [x.reference for t in talks for x in t], pair.target)
-        result = {"StreamLAAL": None, "StreamLAAL_CA": None, "BLEU": quality["BLEU"], "chrF": quality["chrF"],
-                  "sentences": sum(map(len, talks)), "skipped": sum(map(len, talks)),
-                  "signatures": {"StreamLAAL": stream_laal_signature(pair.target_unit), **quality["signatures"]}}
-    result.update(streams=len(records), system_sentences=sum(len(r["sentences"]) for r in records),
-                  wait_fraction=round(sum(r["wait_fraction"] for r in records) / max(1, len(records)), 3),
-                  model_seconds_per_stream=round(sum(r["model_ms"] for r in records) / 1000 / max(1, len(records)), 3))
-    return result
+        stream_laal = stream_laal_ca = None
+        skipped = sum(map(len, talks))
+        quality = corpus_quality([""] * skipped, [x.reference for t in talks for x in t], pair.target)
+        quality["signatures"] = {"StreamLAAL": stream_laal_signature(pair.target_unit), **quality["signatures"]}
+    return {
+        "StreamLAAL": _round(stream_laal), "StreamLAAL_CA": _round(stream_laal_ca),
+        **yaal.as_scores("LongYAAL"),
+        "BLEU": quality["BLEU"], "chrF": quality["chrF"],
+        "sentences": sum(map(len, talks)), "skipped": skipped, "yaal_scored_sentences": yaal.scored,
+        "yaal_ca_scored_sentences": yaal.scored_ca,
+        "signatures": {**quality["signatures"], "LongYAAL": yaal.signature, "omnisteval": yaal.command},
+        "streams": len(records), "system_sentences": sum(len(r["sentences"]) for r in records),
+        "wait_fraction": round(sum(r["wait_fraction"] for r in records) / max(1, len(records)), 3),
+        "model_seconds_per_stream": round(sum(r["model_ms"] for r in records) / 1000 / max(1, len(records)), 3),
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
@@ -222,12 +235,13 @@ def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
     wall = time.perf_counter() - started
     records = [done[s.index] for s in streams]
     talks = [spoken[s.index].sentences if speech else s.sentences() for s in streams]
-    scores = score_long_form(records, talks, pair, 1.0 if speech else settings.unit_ms)
+    scores = score_long_form(records, talks, pair, 1.0 if speech else settings.unit_ms, out / "omnisteval")
     quality_signatures = scores.pop("signatures")
     stream_signature = quality_signatures.pop("StreamLAAL")
+    yaal_signatures = {key: quality_signatures.pop(key) for key in ("LongYAAL", "omnisteval")}
     scores["signature"] = signature(settings, pair, policy.settings(), {"signatures": quality_signatures})
     scores["signature"].update(
-        StreamLAAL=stream_signature, long_form=str(settings.long_form),
+        StreamLAAL=stream_signature, **yaal_signatures, long_form=str(settings.long_form),
         latency_reference_length="reference sentence, after mWER re-segmentation",
         segmentation=f"sentence-final punctuation or {settings.max_sentence_units} source units",
         computation_aware="clock: speaker at unit_ms per source unit, one model step at a time")
