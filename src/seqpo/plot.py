@@ -21,8 +21,8 @@ class PlotSettings:
                         "(label = folder name, or LABEL=FOLDER)")
     out: str = setting(None, "PNG to write (default RUN/curves.png, or quality_latency.png)")
     metric: str = setting("BLEU", "quality axis for --eval", choices=["BLEU", "chrF", "COMET"])
-    latency: str = setting("AL", "latency axis for --eval (StreamLAAL: `seqpo eval --long-form` runs)",
-                           choices=["AL", "LAAL", "DAL", "AP", "StreamLAAL"])
+    latency: str = setting("AL", "latency axis for --eval (StreamLAAL, LongYAAL: `seqpo eval --long-form` runs)",
+                           choices=["AL", "LAAL", "DAL", "AP", "YAAL", "StreamLAAL", "LongYAAL"])
 
 
 def _pyplot():
