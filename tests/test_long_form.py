@@ -25,6 +25,18 @@ def test_stream_record_offsets_delays_and_time_by_sentence():
     assert record["steps"] == [[1, 5.0, 0], [2, 10.0, 2], [4, 1.0, 1], [5, 2.0, 1]]
 
 
+def test_a_retranslated_stream_dates_each_final_unit_by_the_update_that_last_rewrote_it():
+    """Re-translation writes nothing by `written`: its steps show whole translations. Each step counts
+    the final units it dated, so the clock gives one computation-aware delay per output unit."""
+    shown = [Step(1, "", 5.0, display="a"), Step(2, "", 10.0, display="a b"),
+             Step(3, "", 20.0, display="a c d", finished=True)]
+    record = stream_record(0, [0], [Episode("X y z.", "word", "word", shown)], "word")
+    assert record["prediction"] == "a c d" and record["delays"] == [1, 3, 3]
+    assert [written for _, _, written in record["steps"]] == [1, 0, 2]
+    assert record["wait_fraction"] == 0.0  # every update changed what was shown
+    assert len(stream_clock(record["steps"], 100.0)) == len(record["delays"])
+
+
 def test_stream_clock_waits_for_speech_and_for_the_model():
     steps = [[1, 50.0, 0], [2, 300.0, 2], [4, 10.0, 1], [5, 10.0, 1]]
     # unit 1 spoken at 100 ms; step 2 starts at 200, ends 500 (= 5 units); step 3 at 400 -> busy
@@ -80,6 +92,17 @@ def test_eval_long_form_writes_streams_and_scores(tiny_model_dir, long_form_file
     assert sig["segmentation"].endswith("100 source units")
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["BLEU"] == scores["BLEU"]
     assert_long_yaal_is_what_omnisteval_prints(scores, out)
+
+
+def test_eval_long_form_scores_a_retranslating_policy(tiny_model_dir, long_form_file, tmp_path):
+    out = tmp_path / "retranslate"
+    args = long_eval(tiny_model_dir, long_form_file, out)
+    args[args.index("wait-k")] = "retranslate"
+    assert main(args) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["StreamLAAL_CA"] >= scores["StreamLAAL"]
+    for record in map(json.loads, (out / "streams.jsonl").read_text().splitlines()):
+        assert sum(written for _, _, written in record["steps"]) == len(record["delays"]) == len(record["elapsed"])
 
 
 def assert_long_yaal_is_what_omnisteval_prints(scores: dict, out) -> None:

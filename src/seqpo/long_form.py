@@ -50,7 +50,7 @@ from .resume import check_run_settings, read_complete_jsonl
 from .sentences import split_sentences
 from .simulate import run_episodes
 from .speech.long_form import run_spoken_streams, spoken_streams
-from .stream import Episode, append_segment, count_units
+from .stream import Episode, append_segment, count_units, count_waits
 
 
 def stream_clock(steps: list[list[float]], unit_ms: float) -> list[float]:
@@ -72,7 +72,7 @@ def stream_record(index: int, offsets: list[int], episodes: list[Episode], targe
     and where the system split its sentences. `speech`: the episodes are the speech cascade's
     over one recording, their delays in ms of audio from its start (`offsets` unused)."""
     text, delays, elapsed, sentences, steps = "", [], [], [], []
-    spent = 0.0
+    spent, waits = 0.0, 0
     for offset, episode in zip(offsets, episodes):
         target_offset = len(delays)
         if speech:
@@ -83,7 +83,8 @@ def stream_record(index: int, offsets: list[int], episodes: list[Episode], targe
             read = [offset + s.read for s in episode.steps]
             delays += [offset + d for d in episode.delays()]
             sentences.append({"source_offset": offset, "source_length": episode.source_length})
-        steps += [[r, round(s.elapsed_ms, 3), count_units(s.written, target_unit)] for r, s in zip(read, episode.steps)]
+        steps += [[r, round(s.elapsed_ms, 3), n] for r, s, n in zip(read, episode.steps, episode.units_per_step())]
+        waits += count_waits([(s.written, s.display) for s in episode.steps])
         sentences[-1].update(source=episode.source, prediction=episode.prediction, target_offset=target_offset)
         text = append_segment(text, episode.prediction, target_unit)
         elapsed += [spent + e for e in episode.elapsed()]
@@ -92,7 +93,7 @@ def stream_record(index: int, offsets: list[int], episodes: list[Episode], targe
     return {"index": index, "prediction": text, "delays": delays, "elapsed": elapsed,
             "source_length": sum(e.source_length for e in episodes), "sentences": sentences,
             "steps": steps,  # [read from the stream start (units, or audio ms), model ms, target units written]
-            "wait_fraction": round(sum(not written for _, _, written in steps) / max(1, len(steps)), 3),
+            "wait_fraction": round(waits / max(1, len(steps)), 3),
             "model_ms": round(spent, 1)}
 
 

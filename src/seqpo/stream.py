@@ -160,6 +160,14 @@ class Episode:
             out += [value] * count_units(step.written, self.target_unit)
         return out
 
+    def units_per_step(self) -> list[int]:
+        """How many of the final output's units each step wrote: for re-translation, the units
+        whose last rewrite was that step's update (so the counts add up to the output's length)."""
+        counts = [0] * len(self.steps)
+        for step in self._per_unit(list(range(len(self.steps)))):
+            counts[step] += 1
+        return counts
+
     def delays(self) -> list[int]:
         """Source units read when each target unit was written (SimulEval's `delays`)."""
         return self._per_unit([step.read for step in self.steps])
