@@ -5,11 +5,11 @@ the server); a word ending in . ? ! ends the sentence where the speaker paused a
 (`StreamingASR.ends_sentence_at`: Whisper also puts a period after whatever word its buffer
 happens to end on, mid-clause), so an unbounded talk becomes a sequence of episodes. Until the
 pause is known the word's policy step waits (so a sentence's last read is still its finishing
-step); the word after it, without a pause, continues the sentence. Every
-policy step records `audio_ms`, the audio received when it ran, so the delays
-of the written target units are in ms of audio as SimulEval measures speech input. Computation
-time: each step's `elapsed_ms` is its model time plus the ASR decoding done since the previous
-step, so `elapsed` is SimulEval's wall clock of an evaluation that feeds audio without waiting.
+step); the word after it, without a pause, continues the sentence. Every policy step records
+`audio_ms`, the audio received when it ran, so the delays of the written target units are in ms
+of audio as SimulEval measures speech input. Computation time: each step's `elapsed_ms` is its
+model time plus the ASR decoding done since the previous step, so `elapsed` is SimulEval's wall
+clock of an evaluation that feeds audio without waiting.
 With append/slots decoding (`new_row`) every sentence is also an episode of the streaming
 engine (`seqpo.live_engines`), released once the sentence is done or dropped.
 """
