@@ -10,7 +10,13 @@ calls). Resumable: one JSONL line per file in OUT/<tag>.jsonl; `--table` prints 
     SEQPO_CACHE=... SEQPO_THREADS=1 PYTHONPATH=src python benchmarks/speech_translate.py \\
         --audio-dir runs/speech-de/audio --tag new-default --out runs/speech-de/translate
     ... --tag new-0.1 --asr-window 0 --asr-vad off
+    ... --tag new-trimmed --trim --out runs/speech-de/trimmed   # each file's last word ends its audio
     python benchmarks/speech_translate.py --out runs/speech-de/translate --table
+
+Columns: BLEU/chrF of the joined predictions, WER of the joined transcripts, the sentences the
+cascade made, the lines it cut into more sentences than `split_sentences` finds in the spoken
+text (a cut mid-clause), and the lines none of whose last 3 words is among the last 6 heard (a
+lost tail).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+import numpy as np
 
 from seqpo.evaluate import read_finished
 from seqpo.metrics.quality import corpus_quality
@@ -45,6 +53,8 @@ def run(args) -> None:
             if i in done:
                 continue
             samples = read_audio(wav)
+            if args.trim:  # the last word ends where the audio does
+                samples = samples[: np.flatnonzero(np.abs(samples) > 1e-3)[-1] + 1]
             asr = streaming_asr(whisper, settings)
             cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk,
                                     **sentence_rows(settings, pair, generator))
@@ -52,17 +62,17 @@ def run(args) -> None:
             record = {"index": i, "audio": wav.name, "audio_ms": ms_of(len(samples)),
                       "sentences": [e.source for e in episodes], "predictions": [e.prediction for e in episodes],
                       "settings": {"policy": args.policy, "k": args.k, "asr_window": args.asr_window,
-                                   "asr_vad": args.asr_vad, "audio_chunk": settings.audio_chunk}}
+                                   "asr_vad": args.asr_vad, "audio_chunk": settings.audio_chunk, "trim": args.trim}}
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             fh.flush()
             print(f"{args.tag} {i}: {' | '.join(record['sentences'])}", flush=True)
 
 
-def table(out: Path, audio_dir: Path, pair: str) -> None:
-    """One row per run in OUT, over the files every run has finished (so the rows compare)."""
+def table(out: Path, audio_dir: Path, pair: str, tags: list[str] | None) -> None:
+    """One row per run in OUT (or per tag), over the files every such run has finished (so the rows compare)."""
     sources = (audio_dir / "source.en").read_text(encoding="utf-8").splitlines()
     references = (audio_dir / f"reference.{pair.split('-')[1]}").read_text(encoding="utf-8").splitlines()
-    runs = {log.stem: read_finished(log) for log in sorted(out.glob("*.jsonl"))}
+    runs = {log.stem: read_finished(log) for log in sorted(out.glob("*.jsonl")) if not tags or log.stem in tags}
     common = sorted(set.intersection(*(set(done) for done in runs.values())))
     spoken = [len(split_sentences(sources[i], "word")) for i in common]
     print(f"{len(common)} spoken lines ({sum(spoken)} sentences)\n")
@@ -77,7 +87,8 @@ def table(out: Path, audio_dir: Path, pair: str) -> None:
         extra = sum(len(r["sentences"]) > n for r, n in zip(records, spoken))
         lost = sum(not tail_heard(h, sources[i]) for h, i in zip(heard, common))
         s = records[0]["settings"]
-        print(f"| {tag} (--asr-window {s['asr_window']:g} --asr-vad {s['asr_vad']}, {s['policy']}) "
+        print(f"| {tag} (--asr-window {s['asr_window']:g} --asr-vad {s['asr_vad']}, {s['policy']}"
+              f"{', trailing silence cut' if s.get('trim') else ''}) "
               f"| {quality['BLEU']:.2f} | {quality['chrF']:.2f} | {corpus_wer(heard, [sources[i] for i in common]):.2f} "
               f"| {sum(len(r['sentences']) for r in records)} | {extra} | {lost} |")
 
@@ -99,10 +110,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int)
     ap.add_argument("--asr-window", type=float, default=TranslateSettings.asr_window)
     ap.add_argument("--asr-vad", default=TranslateSettings.asr_vad, choices=["silero", "off"])
-    ap.add_argument("--table", action="store_true", help="print the table of every run in OUT")
+    ap.add_argument("--trim", action="store_true", help="cut each file's trailing silence (its last word ends the audio)")
+    ap.add_argument("--table", action="store_true", help="print the table of the runs in OUT")
+    ap.add_argument("--tags", help="--table: only these runs (comma-separated)")
     args = ap.parse_args()
     if args.table:
-        table(Path(args.out), Path(args.audio_dir), args.pair)
+        table(Path(args.out), Path(args.audio_dir), args.pair, args.tags.split(",") if args.tags else None)
     else:
         run(args)
 
