@@ -9,7 +9,8 @@ from seqpo.speech.asr import StreamingASR, load_whisper, transcribe_offline
 from seqpo.speech.audio import SAMPLE_RATE, audio_chunks, ms_of, read_audio
 from seqpo.speech.synth import synthesize, write_wav
 
-from heard import SENTENCE_WER, THANKS, assert_clip_heard, assert_heard, assert_second_sentence
+from heard import (COMMA_CLAUSE, SENTENCE_WER, TEA_TAIL, THANKS, assert_clip_heard, assert_heard,
+                   assert_second_sentence, assert_tail_heard, trimmed)
 
 TEXT = "Thank you very much. I would like a cup of tea."
 
@@ -167,3 +168,47 @@ def test_repetition_loop_is_cut():
     assert without_loop(twice, 3000.0) == said[:3]
     assert without_loop([("got", 460.0, 460.0), ("some", 460.0, 580.0)], 3000.0) == \
         [("got", 460.0, 460.0), ("some", 460.0, 580.0)]  # one empty word inside the audio is a word
+
+
+def test_a_phrase_said_twice_keeps_its_timed_copy():
+    """When the audio stops right after a phrase, Whisper may say it twice and time the second copy:
+    the phrase is kept once, its words from the copy that has their audio."""
+    from seqpo.speech.asr import without_loop
+
+    first = [("I", 0.0, 320.0), ("would", 320.0, 480.0), ("like", 480.0, 700.0), ("a", 700.0, 700.0),
+             ("cup", 700.0, 700.0), ("of", 700.0, 700.0), ("tea.", 700.0, 700.0)]
+    second = [("I", 700.0, 700.0), ("would", 700.0, 700.0), ("like", 700.0, 720.0), ("a", 720.0, 900.0),
+              ("cup", 900.0, 1100.0), ("of", 1100.0, 1280.0), ("tea.", 1280.0, 1480.0)]
+    assert without_loop(first + second, 1519.0) == first[:3] + second[3:]
+
+
+@pytest.mark.parametrize("chunk_s", [0.3, 0.5, 0.7])
+def test_words_said_right_before_the_end_are_heard(whisper, spoken, chunk_s):
+    """The clip's last words end where its audio does (no trailing silence): they still reach the
+    transcript, and the last word heard ends near the end of the audio (a lost tail ends ~1.5 s early)."""
+    audio = trimmed(spoken)
+    asr = StreamingASR(whisper)
+    for piece in audio_chunks(audio, chunk_s):
+        asr.insert(piece)
+    asr.finish()
+    assert_clip_heard(asr.transcript, chunk_s)
+    assert_tail_heard(asr.transcript, TEA_TAIL, chunk_s)
+    assert asr.words[-1].end_ms >= ms_of(len(audio)) - 700.0, asr.words
+
+
+def test_a_sentence_ends_only_where_the_speaker_paused(whisper):
+    """A word ending in . ? ! ends a sentence once the pause after it is heard; Whisper's periods
+    inside a clause (at a comma's short pause, or where its buffer ended) do not."""
+    def sentence_ends(text: str) -> tuple[list[bool | None], StreamingASR]:
+        asr = StreamingASR(whisper)
+        for piece in audio_chunks(synthesize(text), 0.5):
+            asr.insert(piece)
+        asr.finish()
+        return [asr.ends_sentence_at(w) for w in asr.words if w.ends_sentence], asr  # all known at the end
+
+    ends, asr = sentence_ends(TEXT)
+    # "much." (a pause follows) and the last word (the audio ends); a period tiny.en may put inside
+    # the second sentence has no pause after it
+    assert len(ends) >= 2 and ends[0] is ends[-1] is True and not any(ends[1:-1]), asr.words
+    ends, asr = sentence_ends(COMMA_CLAUSE)
+    assert ends[-1] is True and not any(ends[:-1]), asr.words  # only the last word ends it

@@ -9,7 +9,8 @@ from seqpo.cli import main
 from seqpo.speech.audio import read_audio
 from seqpo.speech.synth import synthesize, write_wav
 
-from heard import SENTENCE_WER, THANKS, assert_clip_heard, assert_heard, assert_second_sentence
+from heard import (COMMA_CLAUSE, SENTENCE_WER, TEA_TAIL, THANKS, assert_clip_heard, assert_heard,
+                   assert_second_sentence, assert_tail_heard, trimmed)
 from omnisteval_cli import omnisteval_cli
 
 TWO_SENTENCES = "Thank you very much. I would like a cup of tea."
@@ -43,6 +44,50 @@ def test_translate_audio_json_events(tiny_model_dir, two_sentences_wav, capsys):
     assert d["StartOffset"] == pytest.approx(writes[0]["audio_ms"] - start, abs=0.1)
     assert d["EndOffset"] == pytest.approx(writes[-1]["audio_ms"] - end, abs=0.2)
     assert d["StartOffset_CA"] >= d["StartOffset"] and d["AL"] is not None
+
+
+@pytest.fixture(scope="module")
+def trimmed_wav(tmp_path_factory):
+    """The two sentences with no silence after the last word."""
+    path = tmp_path_factory.mktemp("speech") / "trimmed.wav"
+    write_wav(path, trimmed(synthesize(TWO_SENTENCES)))
+    return path
+
+
+def test_translate_audio_hears_words_right_before_the_end(tiny_model_dir, trimmed_wav, capsys):
+    """The words said last reach the last sentence's source (the cascade's finish, shared by
+    translate --audio, eval --audio-dir, eval --long-form, the server and the SimulEval agent)."""
+    assert main(["translate", "--audio", str(trimmed_wav), "--pair", "en-de", "--model", str(tiny_model_dir),
+                 "--policy", "wait-k", "--json"]) == 0
+    done = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"done"' in x]
+    heard = " ".join(d["source"] for d in done)
+    assert_clip_heard(heard, done)
+    assert_tail_heard(heard, TEA_TAIL, done)
+
+
+def test_eval_audio_dir_hears_words_right_before_the_end(tiny_model_dir, trimmed_wav, tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    (folder / "0000.wav").write_bytes(trimmed_wav.read_bytes())
+    (folder / "source.en").write_text(TWO_SENTENCES + "\n")
+    (folder / "reference.de").write_text("Vielen Dank. Ich hätte gern eine Tasse Tee.\n")
+    assert main(["eval", "--pair", "en-de", "--audio-dir", str(folder), "--model", str(tiny_model_dir),
+                 "--policy", "wait-k", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    record = json.loads((tmp_path / "run" / "instances.jsonl").read_text())
+    assert_tail_heard(" ".join(w["text"] for w in record["asr_words"]), TEA_TAIL, record)  # what was heard
+
+
+@pytest.mark.parametrize("text, sentences", [(TWO_SENTENCES, 2), (COMMA_CLAUSE, 1)])
+def test_translate_audio_cuts_only_where_the_speaker_ended_a_sentence(tiny_model_dir, tmp_path, capsys,
+                                                                      text, sentences):
+    """Two sentences are two episodes; a sentence with comma clauses (where tiny.en puts periods
+    mid-clause) is one."""
+    write_wav(tmp_path / "a.wav", synthesize(text))
+    assert main(["translate", "--audio", str(tmp_path / "a.wav"), "--pair", "en-de", "--model",
+                 str(tiny_model_dir), "--policy", "wait-k", "--json"]) == 0
+    done = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"done"' in x]
+    assert len(done) == sentences, [d["source"] for d in done]
+    assert_heard(" ".join(d["source"] for d in done), text, 0.5, done)
 
 
 def test_translate_audio_live_view(tiny_model_dir, two_sentences_wav, capsys):

@@ -8,7 +8,9 @@ received at that moment. After a finished sentence (or when the buffer grows pas
 does not grow with the length of the talk; emitted text from before the cut is given to Whisper
 as its prompt. To run well under real time on a CPU, the encoder sees the buffer padded to a
 short window instead of 30 s (`encode_short`), and a voice activity detector (`vad.py`) skips
-decoding silence and makes the words final at a pause.
+decoding silence and makes the words final at a pause. At the end of the audio every word heard is
+emitted (`finish`), and a word ending in . ? ! ends a sentence only where the speaker paused after
+it (`ends_sentence_at`): Whisper puts a period after whatever word its buffer ends on.
 """
 
 from __future__ import annotations
@@ -137,19 +139,30 @@ def encode_short(model, samples: np.ndarray, prompt: str, beam_size: int, window
 
 
 def without_loop(words: list[tuple[str, float, float]], audio_ms: float) -> list[tuple[str, float, float]]:
-    """The words before Whisper's repetition loop: the loop's words have no audio left, so the
-    aligner makes them zero ms long (two in a row, or one at the very end), and they repeat the
-    words before them (a phrase of 3 or more words said twice in a row is cut after the first)."""
+    """The words before Whisper's repetition loop: the loop repeats the words before it (a phrase
+    of 3 or more words said twice in a row is kept once), and its words have no audio left, so the
+    aligner makes them zero ms long (two in a row, or one at the very end)."""
+    words = once(words)
     for i, (_, start, end) in enumerate(words):
         empty = end - start < 1.0
         if empty and (start >= audio_ms - 100.0 or i + 1 < len(words) and words[i + 1][2] - words[i + 1][1] < 1.0):
             words = words[:i]
             break
+    return words
+
+
+def once(words: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """`words` up to the first phrase (3 or more words) said twice in a row, that phrase once. The
+    aligner may time either copy: when the audio ends right after a phrase, Whisper says it twice
+    and squeezes the first copy's last words into zero ms, the second copy taking their audio; from
+    the first empty word on, the phrase is the second copy's."""
     norm = [normalize_word(w) for w, _, _ in words]
     for i in range(len(norm)):
         for n in range(3, (len(norm) - i) // 2 + 1):
             if norm[i : i + n] == norm[i + n : i + 2 * n]:
-                return words[: i + n]
+                first, second = words[i : i + n], words[i + n : i + 2 * n]
+                empty = next((j for j, (_, s, e) in enumerate(first) if e - s < 1.0), n)
+                return words[:i] + first[:empty] + second[empty:]
     return words
 
 
@@ -185,21 +198,25 @@ class StreamingASR:
     `transcribe`. `vad`: Silero VAD (`vad.SpeechDetector`) decides when to decode: only after new
     speech; once the speaker has paused `pause_ms`, one more decode is final (its words are emitted
     without waiting for agreement) and the buffer is cut there; silence is never decoded, so
-    Whisper cannot hallucinate in it. Without VAD every insert decodes (seqpo 0.1.0). `language`:
-    the speech's (Whisper base; tiny.en hears English only)."""
+    Whisper cannot hallucinate in it. Without VAD every insert decodes (seqpo 0.1.0); the detector
+    still runs, for the pauses that end sentences (`sentence_pause_ms`; espeak-ng at 160 wpm pauses
+    ~360 ms after a period, ~180 ms at a comma). `language`: the speech's (Whisper base; tiny.en
+    hears English only)."""
+
+    TAIL_MS = 400.0  # speech after the last word that `finish` decodes again (a last word's end is often early)
 
     def __init__(self, model, max_buffer_s: float = 15.0, prompt_chars: int = 200, beam_size: int = 1,
                  first_ms: float = 1000.0, window_s: float | None = 10.0, vad: bool = True,
-                 pause_ms: float = 600.0, language: str = "en"):
+                 pause_ms: float = 600.0, sentence_pause_ms: float = 250.0, language: str = "en"):
         self.model, self.max_buffer_s, self.prompt_chars, self.beam_size = model, max_buffer_s, prompt_chars, beam_size
         # No decode before this much audio: on half a second Whisper guesses, and two guesses can
         # agree (whisper_streaming's minimum chunk is 1 s too).
         self.first_ms = first_ms
-        self.window_s, self.pause_ms = window_s, pause_ms
+        self.window_s, self.pause_ms, self.sentence_pause_ms = window_s, pause_ms, sentence_pause_ms
         self.language = language
-        self.vad = None
-        if vad:
-            self.vad = SpeechDetector()
+        self.vad = vad  # the detector decides when to decode
+        self.detector = SpeechDetector()
+        self.ended = False  # `finish` was called: no more audio
         self.fresh_speech = False  # VAD heard speech since the last decode
         self.buffer = np.zeros(0, dtype=np.float32)
         self.offset_ms = 0.0  # where the buffer starts in the audio
@@ -218,12 +235,12 @@ class StreamingASR:
     def insert(self, samples: np.ndarray) -> list[AsrWord]:
         self.buffer = np.concatenate([self.buffer, samples.astype(np.float32, copy=False)])
         self.received_ms += ms_of(len(samples))
-        if self.vad is not None and self.vad.add(samples):
+        if self.detector.add(samples):
             self.fresh_speech = True
         if self.received_ms < self.first_ms or self.decoded_ms == self.received_ms:
             return []  # too little audio yet, or nothing new since the last decode
-        if self.vad is not None and not self.fresh_speech:
-            if self.pending and self.received_ms - (self.vad.speech_end_ms or 0.0) >= self.pause_ms:
+        if self.vad and not self.fresh_speech:
+            if self.pending and self.received_ms - (self.detector.speech_end_ms or 0.0) >= self.pause_ms:
                 return self._final()  # the speaker paused: what was heard is final
             if not self.pending:  # silence after emitted words (or before any speech): not decoded
                 self._drop_silence()
@@ -239,13 +256,30 @@ class StreamingASR:
         return new
 
     def finish(self) -> list[AsrWord]:
-        """The audio has ended: the last decode (which saw all of it) is final."""
-        if self.decoded_ms < self.received_ms and (self.vad is None or self.fresh_speech or self.pending
+        """The audio has ended: the last decode (which saw all of it) is final, and speech after its
+        last word is decoded once more on its own. A decode can end short of the audio (Whisper says
+        a clip's last phrase twice when the audio stops right after it, and `without_loop` cuts the
+        copy, or it stops at a word it heard as final); the words said last must still be heard."""
+        self.ended = True
+        if self.decoded_ms < self.received_ms and (not self.vad or self.fresh_speech or self.pending
                                                    or not self.words and self.decodes == 0):
             self.pending = self._decode()  # audio shorter than first_ms, or speech since the last decode
         new = self._emit(self.pending)
         self.pending = []
+        heard_to = self.words[-1].end_ms if self.words else self.offset_ms
+        if heard_to > self.offset_ms and (self.detector.speech_end_ms or 0.0) - heard_to > self.TAIL_MS:
+            self._cut(heard_to)
+            new += self._emit(self._decode())
         return new
+
+    def ends_sentence_at(self, word: AsrWord) -> bool | None:
+        """Whether the speaker ended a sentence with `word`: its text ends in . ? ! and a pause of
+        `sentence_pause_ms` follows it, or the audio ended before one could (True); the speech went
+        on without one (False); not known yet (None: too little audio after the word)."""
+        if not word.ends_sentence:
+            return False
+        paused = self.detector.pause_after(word.end_ms, self.sentence_pause_ms)
+        return True if paused is None and self.ended else paused
 
     def _final(self) -> list[AsrWord]:
         """One more decode after a pause: all its words are emitted, the buffer is cut after them."""

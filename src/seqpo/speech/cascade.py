@@ -1,11 +1,15 @@
 """The speech cascade: stable ASR words are the reads of the text SiMT policy.
 
 Each word the streaming ASR emits is fed to an `EpisodeRun` (the one episode driver, as in eval and
-the server); a word ending in . ? ! ends the sentence, so an unbounded talk becomes a sequence
-of episodes. Every policy step records `audio_ms`, the audio received when it ran, so the delays
-of the written target units are in ms of audio as SimulEval measures speech input. Computation
-time: each step's `elapsed_ms` is its model time plus the ASR decoding done since the previous
-step, so `elapsed` is SimulEval's wall clock of an evaluation that feeds audio without waiting.
+the server); a word ending in . ? ! ends the sentence where the speaker paused after it
+(`StreamingASR.ends_sentence_at`: Whisper also puts a period after whatever word its buffer
+happens to end on, mid-clause), so an unbounded talk becomes a sequence of episodes. Until the
+pause is known the word's policy step waits (so a sentence's last read is still its finishing
+step); the word after it, without a pause, continues the sentence. Every policy step records
+`audio_ms`, the audio received when it ran, so the delays of the written target units are in ms
+of audio as SimulEval measures speech input. Computation time: each step's `elapsed_ms` is its
+model time plus the ASR decoding done since the previous step, so `elapsed` is SimulEval's wall
+clock of an evaluation that feeds audio without waiting.
 With append/slots decoding (`new_row`) every sentence is also an episode of the streaming
 engine (`seqpo.live_engines`), released once the sentence is done or dropped.
 """
@@ -49,23 +53,43 @@ class SpeechCascade:
         self.row: LiveRow | None = None
         self.live: EpisodeRun | None = None
         self.sentence_words: list[AsrWord] = []
+        self.end_candidate: AsrWord | None = None  # the open sentence's last word has . ? !, the pause is not known yet
         self.sentence_start_ms = 0.0
         self.asr_ms_counted = 0.0  # ASR compute already charged to some step
         self.episodes: list[Episode] = []
 
     def feed(self, samples: np.ndarray) -> None:
-        for word in self.asr.insert(samples):
+        words = self.asr.insert(samples)
+        if not words:
+            self._settle(words_follow=False)
+        for word in words:
             self._word(word)
 
     def finish(self) -> list[Episode]:
         """The audio has ended: emit the last words and finish the open sentence."""
         for word in self.asr.finish():
             self._word(word, run=False)  # known together with the end: the last read finishes
+        self._settle(words_follow=False)  # the end of the audio ends a sentence at its last word
         if self.live is not None:
             self._close(self.asr.received_ms)
         return self.episodes
 
+    def _settle(self, words_follow: bool) -> None:
+        """Close the open sentence at `end_candidate` once the speaker's pause after it is heard;
+        once speech went on without one (or a next word came first, whose read runs the step
+        held back), the sentence goes on."""
+        if self.end_candidate is None:
+            return
+        ended = self.asr.ends_sentence_at(self.end_candidate)
+        if ended:
+            self._close(self.end_candidate.end_ms)
+        elif ended is False or words_follow:
+            self.end_candidate = None
+            if not words_follow:
+                self._run()
+
     def _word(self, word: AsrWord, run: bool = True) -> None:
+        self._settle(words_follow=True)
         if self.live is None:
             self.row = self.new_row() if self.new_row else None
             self.live = EpisodeRun(self.pair, self.policy, chunk=self.chunk, model=self.model,
@@ -74,8 +98,12 @@ class SpeechCascade:
         self.sentence_words.append(word)
         if self.on_word:
             self.on_word(self.live, word)
-        if closes_sentence(word.text, len(self.sentence_words), self.max_units, self.split_sentences):
+        ended = self.split_sentences and self.asr.ends_sentence_at(word)
+        if ended or closes_sentence(word.text, len(self.sentence_words), self.max_units, at_punctuation=False):
             self._close(word.end_ms)  # the sentence's last read is its finishing step
+            return
+        if ended is None:
+            self.end_candidate = word  # its step waits for the pause (`_settle`)
         elif run:
             self._run()
 
@@ -97,6 +125,7 @@ class SpeechCascade:
         if self.on_done:
             self.on_done(episode, self.sentence_words)
         self.live, self.sentence_words, self.sentence_start_ms = None, [], end_ms
+        self.end_candidate = None
 
     def drop_sentence(self) -> None:
         """Abandon the open sentence (its model step failed); later words start a new one."""
@@ -104,6 +133,7 @@ class SpeechCascade:
             self._release()
             end_ms = self.sentence_words[-1].end_ms if self.sentence_words else self.sentence_start_ms
             self.live, self.sentence_words, self.sentence_start_ms = None, [], end_ms
+            self.end_candidate = None
 
     def _release(self) -> None:
         if self.row is not None:

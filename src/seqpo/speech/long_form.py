@@ -7,7 +7,8 @@ its transcript in `source.en` must be the stream's sentence). Each reference sen
 the talk is then exact: its offset is the audio before it, its length its own audio, in ms.
 
 The cascade hears the whole talk at once (`SpeechCascade` with sentence splitting: a recognised
-word ending in . ? !, or `--max-sentence-units` words, ends a sentence episode), so the
+word ending in . ? ! with a pause after it, or `--max-sentence-units` words, ends a sentence
+episode), so the
 system's sentences are the ASR's, not the references'; mWER re-segmentation
 (`metrics.resegment`) maps its output back onto the reference sentences. A written unit's delay is
 the audio received when it was written, from the start of the talk; StreamLAAL_CA uses

@@ -1,5 +1,6 @@
 """Voice activity of a live audio stream: Silero VAD (v6, shipped with faster-whisper as ONNX)
-run on each 32 ms window as it arrives, so the streaming ASR can skip silence and cut at pauses.
+run on each 32 ms window as it arrives, so the streaming ASR can skip silence and cut at pauses,
+and the speech cascade can tell a speaker's sentence end (a pause) from a period Whisper guessed.
 
 Silero v6 as faster-whisper runs it sees each 512-sample window with the 64 samples before it
 (its recurrent state is reset per batch), so scoring windows as they arrive gives the same
@@ -15,10 +16,12 @@ from .audio import ms_of
 
 WINDOW = 512  # samples per Silero decision at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous window the model sees with each one
+PAUSES_KEPT = 64  # silences remembered: sentence ends are asked about within seconds of the word
 
 
 class SpeechDetector:
-    """Feed samples with `add`; `speech_end_ms` is where the last window of speech ended."""
+    """Feed samples with `add`; `speech_end_ms` is where the last window of speech ended, `pauses`
+    the recent silences ([start ms, end ms], the last one open while silence goes on)."""
 
     def __init__(self, threshold: float = 0.5):
         try:
@@ -32,6 +35,9 @@ class SpeechDetector:
         self.context = np.zeros(CONTEXT, dtype=np.float32)
         self.scored = 0  # samples scored so far
         self.speech_end_ms: float | None = None  # end of the last speech window; None: no speech yet
+        self.pauses: list[list[float]] = []  # silences after speech, oldest first (at most PAUSES_KEPT)
+        self.silent = False  # the last scored window was silence (the last pause is still open)
+        self.heard = False  # any speech scored yet
 
     def add(self, samples: np.ndarray) -> bool:
         """Score the complete windows now available; True when any of them is speech."""
@@ -48,8 +54,31 @@ class SpeechDetector:
                                                "c": np.zeros((1, 1, 128), np.float32)})[0].reshape(-1)
         self.context = windows[-1, -CONTEXT:].copy()
         self.tail = self.tail[n:]
-        speech = np.flatnonzero(probs > self.threshold)
+        is_speech = probs > self.threshold
+        speech = np.flatnonzero(is_speech)
         if len(speech):
             self.speech_end_ms = ms_of(self.scored + (int(speech[-1]) + 1) * WINDOW)
+        self._mark_pauses(is_speech)
         self.scored += n
         return bool(len(speech))
+
+    def _mark_pauses(self, is_speech: np.ndarray) -> None:
+        """Extend `pauses` with the silences among these windows (those before any speech do not count)."""
+        for i, speech in enumerate(is_speech):
+            at = ms_of(self.scored + i * WINDOW)
+            if speech:
+                self.silent, self.heard = False, True
+            elif self.heard:
+                if not self.silent:
+                    self.pauses = [*self.pauses[-PAUSES_KEPT + 1:], [at, at]]
+                    self.silent = True
+                self.pauses[-1][1] = at + ms_of(WINDOW)
+
+    def pause_after(self, ms: float, min_ms: float, early_ms: float = 200.0, late_ms: float = 300.0) -> bool | None:
+        """Whether a silence of at least `min_ms` starts near `ms` (from `early_ms` before it to
+        `late_ms` after: Whisper's word ends are that far off): True, False once enough audio
+        after `ms` was scored to tell, else None."""
+        for start, end in self.pauses:
+            if ms - early_ms <= start <= ms + late_ms and end - start >= min_ms:
+                return True
+        return False if ms_of(self.scored) >= ms + late_ms + min_ms else None
