@@ -74,10 +74,11 @@ class SpeechDetector:
                     self.silent = True
                 self.pauses[-1][1] = at + ms_of(WINDOW)
 
-    def pause_after(self, ms: float, min_ms: float, early_ms: float = 200.0, late_ms: float = 300.0) -> bool | None:
+    def pause_after(self, ms: float, min_ms: float, early_ms: float = 400.0, late_ms: float = 300.0) -> bool | None:
         """Whether a silence of at least `min_ms` starts near `ms` (from `early_ms` before it to
-        `late_ms` after: Whisper's word ends are that far off): True, False once enough audio
-        after `ms` was scored to tell, else None."""
+        `late_ms` after: Whisper's word ends are that far off; tiny.en ends "much." of espeak-ng's
+        "Thank you very much." up to 220 ms after the pause the VAD hears start): True, False once
+        enough audio after `ms` was scored to tell, else None."""
         for start, end in self.pauses:
             if ms - early_ms <= start <= ms + late_ms and end - start >= min_ms:
                 return True
