@@ -23,17 +23,15 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from ..config import check_asr_language
 from ..engine import engine_class
-from ..errors import InputFileError, MissingExtraError, SettingsError
+from ..errors import InputFileError, MissingExtraError
 from ..generation import Generator
-from ..languages import parse_pair
 from ..driver import SentenceTooLongError
 from ..live_engines import EngineSet
 from ..speech.audio import AudioTooLongError
 from .admission import BodyLimit, HostCheck, Limit, OpenLimit, OriginCheck, host_names
 from .connection import Connection, ProtocolError, done_payload, new_episode, new_row, parse_config, \
-    run_due_steps, step_payload
+    parse_speech_config, run_due_steps, step_payload
 from .audio import SpeechService, translate_upload
 from .failures import failure_of
 from .metrics import ServerMetrics
@@ -191,13 +189,9 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
         data = await file.read()  # BodyLimit has held it to the limit
         given = {k: v for k, v in {"pair": pair, "policy": policy, "k": k, "chunk": chunk}.items() if v is not None}
         try:
-            config = parse_config(given, settings)
+            config = parse_speech_config(given, settings)
         except ProtocolError as exc:
             return error_response(400, exc.code, str(exc))
-        try:
-            check_asr_language(settings.asr, parse_pair(config.pair))
-        except SettingsError as exc:
-            return error_response(400, "bad_pair", str(exc))
         try:
             return await translate_upload(data, file.filename or "upload", config, speech, worker, metrics)
         except AudioTooLongError as exc:

@@ -120,6 +120,17 @@ def parse_config(msg: dict, defaults) -> SessionConfig:
     return SessionConfig(pair, policy, **numbers, few_shot=few_shot, adapter=adapter)
 
 
+def parse_speech_config(msg: dict, defaults) -> SessionConfig:
+    """`parse_config` for audio input (a microphone stream or an upload): the pair's source must be
+    a language the server's `--asr` hears (`bad_pair`)."""
+    config = parse_config(msg, defaults)
+    try:
+        check_asr_language(defaults.asr, parse_pair(config.pair))
+    except SettingsError as exc:
+        raise ProtocolError("bad_pair", str(exc)) from exc
+    return config
+
+
 def new_episode(config: SessionConfig, max_units: int, max_chars: int | None = None) -> EpisodeRun:
     policy = make_policy(config.policy, k=config.k, chunk=config.chunk, few_shot=config.few_shot)
     return EpisodeRun(parse_pair(config.pair), policy, chunk=config.chunk, max_units=max_units,
@@ -327,11 +338,7 @@ class Connection:
         if rate != SAMPLE_RATE or isinstance(rate, bool):
             raise ProtocolError("bad_rate", f"sample_rate must be {SAMPLE_RATE}: send 16-bit little-endian mono "
                                 f"PCM at {SAMPLE_RATE} Hz (resample in the client)")
-        config = parse_config(msg, self.settings)
-        try:
-            check_asr_language(self.settings.asr, parse_pair(config.pair))
-        except SettingsError as exc:
-            raise ProtocolError("bad_pair", str(exc)) from exc
+        config = parse_speech_config(msg, self.settings)
         speech = self.speech
         if speech is None:
             raise ProtocolError("no_speech", "this server takes no audio")
