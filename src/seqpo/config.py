@@ -166,9 +166,9 @@ class SpeechSettings:
         return {"asr": self.asr, "audio_chunk": self.audio_chunk, "asr_beam": self.asr_beam,
                 "max_buffer": self.max_buffer, "asr_window": self.asr_window, "asr_vad": self.asr_vad}
 
-    def asr_description(self) -> str:
-        """The front end as a run's signature records it."""
-        return f"whisper {self.asr} ({ASR_PACKAGES[self.asr]}), local agreement"
+    def asr_signature(self) -> dict:
+        """The front end as a speech run's signature records it: `asr_settings`, the model named in full."""
+        return {**self.asr_settings(), "asr": f"whisper {self.asr} ({ASR_PACKAGES[self.asr]}), local agreement"}
 
     def check_speech(self, pair) -> None:
         check_asr_language(self.asr, pair)

@@ -136,7 +136,7 @@ def score(records: list[dict], pair: LanguagePair, settings: EvalSettings, polic
                                          pair.source_unit), 2)  # characters for zh/ja (CER)
         result["signature"].update(
             latency_unit={"source": "ms of audio", "target": pair.target_unit}, unit_ms=None,
-            **{**settings.asr_settings(), "asr": settings.asr_description()})  # the model, named in full
+            **settings.asr_signature())
     return result
 
 

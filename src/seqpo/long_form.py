@@ -255,7 +255,7 @@ def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
             audio_dir=str(settings.audio_dir),
             computation_aware="clock: the talk's audio in real time, one step (ASR decoding since the last "
                               "step included) at a time",
-            **{**settings.asr_settings(), "asr": settings.asr_description()})
+            **settings.asr_signature())
     scores["wall_seconds_per_stream"] = round(wall / len(todo), 3) if todo else None
     (out / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False))
     return scores
