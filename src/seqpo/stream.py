@@ -205,14 +205,19 @@ class Episode:
         return out
 
 
-def count_waits(steps: list[tuple[str, str | None]]) -> int:
-    """Steps (written, display) that showed nothing new: no segment written, or for re-translation
-    the same display as the step before."""
-    waits, shown = 0, ""
+def wait_flags(steps: list[tuple[str, str | None]]) -> list[bool]:
+    """For each step (written, display): it showed nothing new (no segment written, or for
+    re-translation the same display as the step before)."""
+    flags, shown = [], ""
     for written, display in steps:
         if display is None:
-            waits += not written.strip()
+            flags.append(not written.strip())
         else:
-            waits += display == shown
+            flags.append(display == shown)
             shown = display
-    return waits
+    return flags
+
+
+def count_waits(steps: list[tuple[str, str | None]]) -> int:
+    """Steps (written, display) that showed nothing new (`wait_flags`)."""
+    return sum(wait_flags(steps))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pysubs2
 
 from .errors import InputFileError, SettingsError
-from .stream import Episode
+from .stream import Episode, wait_flags
 
 FORMATS = {".srt": "srt", ".vtt": "vtt"}
 # the shortest cue: a sentence written in one step (an offline policy's) would otherwise have no
@@ -53,14 +53,8 @@ def cue_text(prediction: str) -> str:
 def write_times(episode: Episode, times: list[float]) -> tuple[float, float] | None:
     """(first, last) time of the steps that changed the shown translation (`times[i]` is step i's),
     or None when nothing was written. Re-translation: the updates whose display changed it."""
-    changed, shown = [], ""
-    for step, time in zip(episode.steps, times):
-        if step.display is not None:
-            if step.display != shown:
-                changed.append(time)
-            shown = step.display
-        elif step.written.strip():
-            changed.append(time)
+    changed = [time for time, wait in zip(times, wait_flags([(s.written, s.display) for s in episode.steps]))
+               if not wait]
     return (changed[0], changed[-1]) if changed else None
 
 
