@@ -80,6 +80,17 @@ def _mean_or_none(scorer: YAALScorer, instances) -> float | None:
     return None if math.isnan(value) else value
 
 
+def _yaal_scores(instances, is_longform: bool, with_ca: bool, signature: str, command: str) -> YaalScores:
+    """YAAL (or LongYAAL) of OmniSTEval's loaded instances, and its _CA when they have `elapsed`."""
+    def mean(computation_aware: bool) -> float | None:
+        return _mean_or_none(YAALScorer(computation_aware=computation_aware, is_longform=is_longform), instances)
+
+    return YaalScores(yaal=mean(False), yaal_ca=mean(True) if with_ca else None,
+                      scored=_scored(instances, is_longform),
+                      scored_ca=_scored(instances, is_longform, computation_aware=True) if with_ca else None,
+                      signature=signature, command=command)
+
+
 def _scored(instances, is_longform: bool, computation_aware: bool = False) -> int:
     scorer = YAALScorer(computation_aware=computation_aware, is_longform=is_longform)
     delays = "emission_ca" if computation_aware else "emission_cu"
@@ -120,11 +131,8 @@ def sentence_yaal(folder: str | Path, sentences: Sequence[YaalSentence], target_
     _write_references(folder / "references.txt", [s.reference for s in sentences], unit)
     instances = load_shortform_instances(str(folder / "instances.jsonl"), str(folder / "references.txt"),
                                          "delays", "elapsed", char_level=unit == "char")
-    return YaalScores(
-        yaal=_mean_or_none(YAALScorer(computation_aware=False, is_longform=False), instances),
-        yaal_ca=_mean_or_none(YAALScorer(computation_aware=True, is_longform=False), instances) if with_ca else None,
-        scored=_scored(instances, is_longform=False),
-        scored_ca=_scored(instances, is_longform=False, computation_aware=True) if with_ca else None,
+    return _yaal_scores(
+        instances, is_longform=False, with_ca=with_ca,
         signature=f"YAAL|omnisteval:{omnisteval.__version__}|unit:{unit}|ref-len:yes|fix-ca:no",
         command=shlex.join(["omnisteval", "shortform", "--hypothesis_file", str(folder / "instances.jsonl"),
                             "--ref_sentences_file", str(folder / "references.txt"), _level(unit), "--no_quality"]),
@@ -165,11 +173,8 @@ def long_yaal(folder: str | Path, outputs: Sequence[StreamOutput], talks: Sequen
         str(folder / "segmentation.json"), None, str(folder / "references.txt"), str(folder / "instances.jsonl"),
         char_level=char_level)
     instances, _ = resegment(ref_words, hyp_words, segmentation, ref_sentences, char_level=char_level, lang=lang)
-    return YaalScores(
-        yaal=_mean_or_none(YAALScorer(computation_aware=False, is_longform=True), instances),
-        yaal_ca=_mean_or_none(YAALScorer(computation_aware=True, is_longform=True), instances) if with_ca else None,
-        scored=_scored(instances, is_longform=True),
-        scored_ca=_scored(instances, is_longform=True, computation_aware=True) if with_ca else None,
+    return _yaal_scores(
+        instances, is_longform=True, with_ca=with_ca,
         signature=f"LongYAAL|omnisteval:{omnisteval.__version__}|seg:softsegmenter|unit:{unit}|lang:{lang or 'none'}"
                   f"|fix-ca:no",
         command=shlex.join(["omnisteval", "longform", "--speech_segmentation", str(folder / "segmentation.json"),
