@@ -55,7 +55,7 @@ def run(args) -> None:
             samples = read_audio(wav)
             if args.trim:  # the last word ends where the audio does
                 samples = samples[: np.flatnonzero(np.abs(samples) > 1e-3)[-1] + 1]
-            asr = streaming_asr(whisper, settings)
+            asr = streaming_asr(whisper, settings, pair.source)
             cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk,
                                     **sentence_rows(settings, pair, generator))
             episodes = stream_audio(samples, cascade, settings.audio_chunk)
@@ -70,7 +70,7 @@ def run(args) -> None:
 
 def table(out: Path, audio_dir: Path, pair: str, tags: list[str] | None) -> None:
     """One row per run in OUT (or per tag), over the files every such run has finished (so the rows compare)."""
-    sources = (audio_dir / "source.en").read_text(encoding="utf-8").splitlines()
+    sources = (audio_dir / f"source.{pair.split('-')[0]}").read_text(encoding="utf-8").splitlines()
     references = (audio_dir / f"reference.{pair.split('-')[1]}").read_text(encoding="utf-8").splitlines()
     runs = {log.stem: read_finished(log) for log in sorted(out.glob("*.jsonl")) if not tags or log.stem in tags}
     common = sorted(set.intersection(*(set(done) for done in runs.values())))
