@@ -142,6 +142,24 @@ def test_vad_windows_match_a_whole_recording_pass(spoken):
     assert ms_of(len(audio)) - 600 < detector.speech_end_ms  # speech runs to near the end of the clip
 
 
+def test_a_pause_counts_wherever_whisper_put_the_word_end():
+    """`pause_after` asks whether a long enough silence overlaps the word's end give or take
+    Whisper's timestamp error: the end may fall before the pause, at its start or deep inside it
+    (tiny.en's end of "much." varies by machine from 200 to past 300 ms into a 290 ms pause)."""
+    from seqpo.speech.vad import SpeechDetector
+
+    detector = SpeechDetector()
+    detector.pauses = [[1000.0, 1180.0], [2000.0, 2290.0]]  # a comma's pause, then a sentence's
+    detector.scored = 16 * 4000  # 4 s scored: everything below is known
+    for word_end in (1700.0, 2000.0, 2200.0, 2290.0, 2500.0):  # before, at and inside the sentence pause
+        assert detector.pause_after(word_end, 250.0) is True, word_end
+    for word_end in (1100.0, 1180.0, 2900.0):  # at the comma's short pause; well past the long one
+        assert detector.pause_after(word_end, 250.0) is False, word_end
+    detector.scored = 16 * 2100  # the pause after 2050 is only 100 ms old: not known yet
+    detector.pauses = [[1000.0, 1180.0], [2000.0, 2100.0]]
+    assert detector.pause_after(2050.0, 250.0) is None
+
+
 def test_short_encoder_window(whisper, spoken):
     """A 10 s encoder window transcribes the clip as well as faster-whisper's 30 s one."""
     from seqpo.speech.asr import decode_words

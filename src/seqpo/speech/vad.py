@@ -75,11 +75,13 @@ class SpeechDetector:
                 self.pauses[-1][1] = at + ms_of(WINDOW)
 
     def pause_after(self, ms: float, min_ms: float, early_ms: float = 400.0, late_ms: float = 300.0) -> bool | None:
-        """Whether a silence of at least `min_ms` starts near `ms` (from `early_ms` before it to
-        `late_ms` after: Whisper's word ends are that far off; tiny.en ends "much." of espeak-ng's
-        "Thank you very much." up to 220 ms after the pause the VAD hears start): True, False once
-        enough audio after `ms` was scored to tell, else None."""
+        """Whether a silence of at least `min_ms` lies at `ms`: it overlaps the span from `early_ms`
+        before `ms` to `late_ms` after (True); False once enough audio after `ms` was scored to tell,
+        else None. Overlap, not where the silence starts: Whisper's word ends land anywhere from
+        before the pause to inside it (tiny.en ends "much." of espeak-ng's "Thank you very much."
+        200 ms into the 290 ms pause after it on one machine and past 300 ms on another). A pause of
+        the sentence before ends at least one word before a period's `ms`."""
         for start, end in self.pauses:
-            if ms - early_ms <= start <= ms + late_ms and end - start >= min_ms:
+            if start <= ms + late_ms and end >= ms - early_ms and end - start >= min_ms:
                 return True
         return False if ms_of(self.scored) >= ms + late_ms + min_ms else None
