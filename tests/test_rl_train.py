@@ -170,7 +170,7 @@ def test_train_without_a_shipped_sft_adapter_needs_adapter(train_files, tmp_path
     model, any other --model) `seqpo train` refuses in one line instead of training a fresh LoRA on
     the bare model unasked; `--adapter none` asks for exactly that."""
     from seqpo.errors import SettingsError
-    from seqpo.model import shipped_adapter_dir
+    from seqpo.model_names import shipped_adapter_dir
 
     files = ["--src", str(train_files[0]), "--ref", str(train_files[1]), "--out", str(tmp_path / "o")]
     assert main(["train", "--pair", "en-ja", *files, "--bf16", "no"]) == 2
@@ -220,7 +220,7 @@ def test_cli_run_records_its_command_and_start(waiting_model, train_files, tmp_p
 
 def test_shipped_adapters_are_selectable_by_stage():
     from seqpo.errors import ModelLoadError
-    from seqpo.model import resolve_adapter, shipped_adapter_dir
+    from seqpo.model_names import resolve_adapter, shipped_adapter_dir
 
     sft = json.loads((shipped_adapter_dir("en-zh", "sft") / "seqpo.json").read_text())
     assert sft["stage"] == "sft" and sft["command"].startswith("seqpo sft") and sft["dev"]

@@ -334,7 +334,7 @@ def test_worker_round_robin_busy_and_drop():
 def test_default_adapters_one_per_pair():
     """Bundled model, no --adapter: every shipped adapter, one per pair; an explicit --adapter (or
     none) serves every pair on it."""
-    from seqpo.model import shipped_adapter_dir
+    from seqpo.model_names import shipped_adapter_dir
     from seqpo.serve import ServeSettings
 
     shipped = ServeSettings().shipped_adapters()

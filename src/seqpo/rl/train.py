@@ -47,7 +47,8 @@ from ..evaluate import EvalSettings, evaluate
 from ..files import load_parallel
 from ..generation import Generator, line_end_ids
 from ..languages import LanguagePair, parse_pair
-from ..model import LoadedModel, is_bundled, shipped_adapter_dir, training_device, use_bf16, uses_chat_template
+from ..model import LoadedModel, training_device, use_bf16, uses_chat_template
+from ..model_names import is_bundled, shipped_adapter_dir
 from ..policies.llm import LLMPolicy
 from ..prompts import check_supported
 from ..resume import check_run_settings, read_complete_jsonl, write_atomic
