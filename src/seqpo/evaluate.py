@@ -14,62 +14,26 @@ import json
 import os
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .config import PolicySettings, SpeakerClockSettings, SpeechSettings, check_at_least, setting
 from .engine import engine_class, make_engine
-from .errors import InputFileError, SettingsError
+from .eval_settings import EvalSettings
 from .files import load_parallel
 from .instances import LEGACY_DEFAULTS, add_computation_aware, instance_record, signature
-from .languages import LanguagePair, parse_pair
+from .languages import LanguagePair
 from .metrics.erasure import corpus_normalized_erasure
 from .metrics.latency import computation_aware_delays
 from .metrics.quality import comet_scores, corpus_quality
 from .metrics.wer import corpus_wer
 from .metrics.yaal import YaalSentence, sentence_yaal
 from .model import load_model, uses_chat_template
-from .prompts import check_supported
 from .resume import check_run_settings, read_complete_jsonl
 from .long_form import evaluate_long_form
-from .sentences import SentenceSettings
 from .simulate import run_episodes
 from .speech.evaluate import load_audio_set, run_audio_set
 from .stream import count_units, count_waits
-
-
-@dataclass
-class EvalSettings(SpeakerClockSettings, PolicySettings, SpeechSettings, SentenceSettings):
-    src: str = setting(None, "source file, one sentence per line (with --audio-dir: the transcripts, "
-                       "default DIR/source.en)")
-    ref: str = setting(None, "reference file, aligned with --src line by line (with --audio-dir: "
-                       "default DIR/reference.<target language>)")
-    audio_dir: str = setting(None, "evaluate on speech in the source language (see --asr): a folder of audio "
-                             "files (wav, flac, mp3, m4a, ogg, opus), one sentence each in name order (see `seqpo data "
-                             "speech`); latency in ms of audio")
-    long_form: str = setting(None, "evaluate on unsegmented streams instead: a `seqpo data long-form` JSONL file; "
-                             "the system cuts its own sentences; OUT/streams.jsonl and StreamLAAL scores "
-                             "(--limit counts streams); with --audio-dir, spoken: DIR is the `seqpo data "
-                             "speech` folder of the same --src, NNNN.wav line NNNN, latency in ms")
-    limit: int = setting(None, "evaluate only the first N lines")
-    out: str = setting(None, "output folder for instances.jsonl and scores.json (resumes if present)")
-    comet: str = setting(None, "path to a local unbabel-comet checkpoint to also report COMET")
-    batch_size: int = setting(8, "sentences decoded together (batched model calls)")
-
-    def validate(self) -> LanguagePair:
-        pair = check_supported(parse_pair(self.pair))
-        if self.audio_dir:
-            self.check_speech(pair)
-            if engine_class(self.decoding).keeps_cache:  # each sentence would be an engine episode
-                raise SettingsError("speech evaluation supports --decoding reencode only")
-        for name in ("out",) if self.audio_dir or self.long_form else ("src", "ref", "out"):
-            if not getattr(self, name):
-                raise InputFileError(f"--{name} is required")
-        self.check_policy()
-        check_at_least(self, 1, "batch_size", "limit", "max_sentence_units")
-        return pair
 
 
 SPEECH_LATENCY_KEYS = ("StartOffset", "EndOffset", "AL", "LAAL", "StartOffset_CA", "EndOffset_CA", "AL_CA",
