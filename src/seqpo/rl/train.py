@@ -35,7 +35,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..engine import engine_for
-from ..evaluate import EvalSettings, evaluate
+from ..eval_settings import EvalSettings
+from ..evaluate import evaluate
 from ..generation import Generator
 from ..model import LoadedModel
 from ..policies.llm import LLMPolicy
