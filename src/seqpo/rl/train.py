@@ -170,3 +170,4 @@ def train(settings: TrainSettings, progress: bool = True, command: str | None = 
     # others still hold gloo's threads dies with "terminate called without an active exception"
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    return out
