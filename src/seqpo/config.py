@@ -118,7 +118,7 @@ class PolicySettings(DeviceSettings, AdapterChoice):
                                 "does. Same output, fewer but wider passes")
 
     def __post_init__(self):
-        from .model import check_chat_template  # start-up cost: torch (~2 s); building the parser (--help) needs none
+        from .model import check_chat_template  # start-up cost: torch (~3 s); --help builds no settings
 
         self.resolve_adapter()
         check_chat_template(self.chat_template, self.decoding)

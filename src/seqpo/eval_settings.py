@@ -33,7 +33,7 @@ class EvalSettings(SpeakerClockSettings, PolicySettings, SpeechSettings, Sentenc
     def validate(self) -> LanguagePair:
         pair = check_supported(parse_pair(self.pair))
         if self.audio_dir:
-            from .engine import engine_class  # start-up cost: the engine package loads torch (~2 s)
+            from .engine import engine_class  # start-up cost: the engine package loads torch (~3 s)
 
             self.check_speech(pair)
             if engine_class(self.decoding).keeps_cache:  # each sentence would be an engine episode

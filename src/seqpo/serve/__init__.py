@@ -99,7 +99,7 @@ def serve(settings: ServeSettings) -> None:
 
 def build_app(settings: ServeSettings):
     """The server's ASGI app with its model loaded (what `serve` runs; a test client can call it)."""
-    from ..generation import Generator  # start-up cost: torch and transformers (~2 s); `seqpo --help` needs the settings only
+    from ..generation import Generator  # start-up cost: torch (~3 s); --help needs only the settings
     from ..model import load_model, load_model_adapters  # start-up cost: as Generator
     from .admission import host_names  # start-up cost: starlette, part of the web stack below
     from .app import create_app  # start-up cost: the web stack (fastapi, pydantic, starlette) takes ~0.5 s
