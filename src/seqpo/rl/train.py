@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from ..bundled import MODEL_HELP
 from ..config import BARE_MODEL, AdapterChoice, DeviceSettings, check_at_least, setting
-from ..engine import engine_for
+from ..engine import PREFIX_CACHED_MODE, REFERENCE_MODE, engine_for
 from ..errors import InputFileError, MissingExtraError, SettingsError
 from ..evaluate import EvalSettings, evaluate
 from ..files import load_parallel
@@ -119,10 +119,10 @@ class TrainSettings(DeviceSettings, AdapterChoice):
     seed: int = setting(0, "random seed (data order and sampling)")
     rollout_backend: str = setting("hf", "rollout generation: hf (transformers) or vllm (GPU, optional "
                                    "extra; imported only when chosen)", choices=["hf", "vllm"])
-    rollouts: str = setting("cached", "hf rollouts: cached (each step runs only what its prompt does not "
+    rollouts: str = setting(PREFIX_CACHED_MODE, "hf rollouts: cached (each step runs only what its prompt does not "
                             "share with the episode's previous one) or generate (transformers generate on "
                             "every whole prompt; the original loop). Same prompts and distribution",
-                            choices=["cached", "generate"])
+                            choices=[PREFIX_CACHED_MODE, "generate"])
     update: str = setting("tree", "update layout: tree (the step samples of a group as one prefix tree, each "
                           "shared token run once) or rows (every step sample a padded row; the original "
                           "loop). Same loss and gradient", choices=["tree", "rows"])
@@ -237,7 +237,7 @@ def _start(settings: TrainSettings, out: Path) -> _Run:
         raise SettingsError(f"--bf16 differs from an earlier run in this process: {str(exc).splitlines()[0]}") from exc
     if accelerator.is_main_process:
         # the chat template as resolved (runs from before it had none)
-        recorded["chat_template"] = "on" if uses_chat_template(settings.chat_template, settings.model, "reencode") \
+        recorded["chat_template"] = "on" if uses_chat_template(settings.chat_template, settings.model, REFERENCE_MODE) \
             else "off"
         check_run_settings(out / "settings.json", recorded, out, legacy={"dtype": "auto", "chat_template": "off"})
     accelerator.wait_for_everyone()
@@ -309,8 +309,8 @@ def _make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=
         vllm.set_adapter(target, step)
         return vllm
 
-    if settings.rollouts == "cached":
-        return engine_for(model, tokenizer, "cached", batch_size=batch, do_sample=True,
+    if settings.rollouts == PREFIX_CACHED_MODE:
+        return engine_for(model, tokenizer, PREFIX_CACHED_MODE, batch_size=batch, do_sample=True,
                           temperature=settings.temperature, few_shot=settings.use_few_shot(), chat=chat)
     return Generator(model, tokenizer, batch_size=batch, do_sample=True, temperature=settings.temperature, chat=chat)
 
@@ -485,7 +485,8 @@ def _append_log(log_path: Path, lines: list[dict]) -> None:
 def _evaluate(settings: TrainSettings, pair, loaded, model, out: Path, step: int) -> dict:
     """`seqpo eval` of the step's checkpoint on the dev file (in OUT/eval/step-N); its scores."""
 
-    ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model, decoding="cached",
+    ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model,
+                      decoding=PREFIX_CACHED_MODE,
                       adapter=str(checkpoint_dir(out, step)), few_shot="yes" if settings.use_few_shot() else "no",
                       src=settings.dev_src, ref=settings.dev_ref, limit=settings.dev_limit,
                       out=str(out / "eval" / f"step-{step:06d}"), chat_template="on" if loaded.chat else "off")

@@ -50,7 +50,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -63,12 +63,13 @@ from ..prompts import check_supported
 from ..sentences import SentenceCutter
 from ..speech.audio import pcm16_to_float
 from ..policies import POLICY_NAMES, check_decoding, make_policy
-from ..driver import EpisodeRun, LiveRows, SentenceTooLongError, step_async
+from ..driver import EpisodeRun, SentenceTooLongError, step_async
+from ..model_steps import CompleterSteps
 from ..stream import Step
 from .audio import SAMPLE_RATE, AudioStream
 from .failures import failure_of
 from .metrics import ServerMetrics
-from .worker import Busy, ModelWorker
+from .worker import Busy, ModelWorker, WorkerClient
 
 log = logging.getLogger(__name__)
 
@@ -150,16 +151,11 @@ async def run_due_steps(live: EpisodeRun, worker: ModelWorker, owner: object, me
     """Run every step of `live` that is due now (`driver.step_async`), its requests through the
     worker on the session's `adapter` (`SessionConfig.adapter`); `row` (append/slots) is the
     sentence's engine episode. Yields (step, latency ms)."""
-    live.model, live.row = LiveRows(), LiveRows.open(row)
+    client = WorkerClient(worker, owner, asyncio.get_running_loop(), metrics, adapter=adapter)
+    live.model = CompleterSteps(client)
+    live.row = live.model.open(row=row)
     t0 = time.perf_counter()
-
-    async def complete(request):
-        request = request if adapter is None else replace(request, adapter=adapter)
-        completion = await worker.submit(owner, request, row)
-        metrics.step_latency.observe(time.perf_counter() - t0)
-        return completion
-
-    async for step in step_async(live, complete):
+    async for step in step_async(live, lambda request: client.submit(request, row)):
         metrics.steps.labels("update" if step.display is not None else "write" if step.written else "wait").inc()
         yield step, (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
