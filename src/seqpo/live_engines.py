@@ -7,13 +7,16 @@ read, `read` per consumed chunk, `generate` for the steps that ask the model, `w
 step's segment ("" for a wait), `close` when the sentence is done or dropped. Its row (`LiveRow`)
 is owned by the model thread.
 
-`EngineSet` holds one engine per (pair, adapter, few-shot) it meets, created on first
-use (an engine serves one pair and runs on the weights its prefix cache was computed with); the
-adapter is made active around that engine's model calls with `Generator.on_adapter`. Every engine
-call must happen on one thread (the server's model thread): `read`, `write` and `release` only
-queue on the row (any thread), and `EngineSet.flush` applies every row's queue there, in order, before each model
-call. A wait therefore costs no trip to the model thread, and every written segment is in its row
-before the next forward pass, so the engine can drop dead cache columns (`RowCacheEngine._compact`).
+`EngineSet` holds one engine per (pair, adapter, few-shot) it meets, created on first use (an
+engine serves one pair and runs on the weights its prefix cache was computed with); the adapter is
+made active around that engine's model calls with `Generator.on_adapter`. Every engine call must
+happen on one thread (the server's model thread): `read`, `write` and `release` only queue on the
+row (any thread), and `EngineSet.flush` applies every row's queue there, in order, before each
+model call. A wait therefore costs no trip to the model thread, and every written segment is in its
+row before the next forward pass, so the engine can drop dead cache columns
+(`RowCacheEngine._compact`). Its `complete(requests, rows)` (one thread that runs everything
+itself) and the server's `worker.WorkerClient` (a session's side of the model worker) are what a
+`model_steps.CompleterSteps` steps live sentences on.
 """
 
 from __future__ import annotations

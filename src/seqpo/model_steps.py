@@ -13,9 +13,8 @@ What other code needs to know about a model side it asks the class, never the de
 Two kinds of model side implement it: the streaming engine (`seqpo.engine`, one class per decoding
 mode) and `CompleterSteps`, around anything that only continues a batch of requests with
 `complete(requests)` (a `Generator`, vLLM). A completer whose episodes live on another thread (the
-live engines of `seqpo.live_engines`, the server's worker) also takes each request's row, and the
-row's reads, writes and close (`read`, `write`, `close` on the completer), which it queues for that
-thread.
+live engines of `seqpo.live_engines`, the server's worker) also takes each request's row and the
+row's reads and writes (`read`, `write` on the completer), which it queues for that thread.
 """
 
 from __future__ import annotations
@@ -87,25 +86,27 @@ class CompleterSteps(ModelSteps):
 
     A completer whose episodes live on another thread (`live_engines.EngineSet`, the server's
     `worker.WorkerClient`) has rows of its own: give them to `open`; each request is then completed
-    with its row, and the row's reads, writes and close go to the completer."""
+    with its row, and the row's reads and writes go to the completer (the row's owner releases it)."""
 
     def __init__(self, completer):
         self.completer = completer
         self._started: list[tuple[object, Request]] = []
 
     def open(self, pair=None, reads=None, max_source_tokens=None, row=None):
-        """An episode's row: the completer's own `row` (a live sentence), else a fresh handle."""
+        """An episode's row: the completer's own `row` (a live sentence), else a plain handle."""
         return object() if row is None else row
 
-    def _rows_own(self, row) -> bool:
-        return hasattr(self.completer, "read") and not type(row) is object
+    @staticmethod
+    def _plain(row) -> bool:
+        """The row is a plain handle (`open` without a row of the completer's)."""
+        return type(row) is object
 
     def read(self, row, chunk: str, last: bool = False) -> None:
-        if self._rows_own(row):
+        if not self._plain(row):
             self.completer.read(row, chunk, last)
 
     def write(self, row, segment: str) -> None:
-        if self._rows_own(row):
+        if not self._plain(row):
             self.completer.write(row, segment)
 
     def close(self, row) -> None:
@@ -122,7 +123,7 @@ class CompleterSteps(ModelSteps):
         started, self._started = self._started, []
         rows = [row for row, _ in started]
         requests = [request for _, request in started]
-        if all(not self._rows_own(row) for row in rows):
+        if all(self._plain(row) for row in rows):
             done = self.completer.complete(requests)
         else:
             done = self.completer.complete(requests, rows)

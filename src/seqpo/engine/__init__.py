@@ -43,6 +43,7 @@ def engine_class(mode: str) -> type[ModelSteps]:
     if mode not in ENGINES:
         raise ValueError(f"unknown decoding mode '{mode}' (choose from {', '.join(MODES)})")
     module, name = ENGINES[mode].split(".")
+    # imported here, not at the top: naming and checking a mode must not load torch (start-up cost)
     return getattr(importlib.import_module(f".{module}", __name__), name)
 
 
