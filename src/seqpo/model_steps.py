@@ -23,7 +23,8 @@ from .requests import Ahead, Completion, Request
 
 
 class ModelSteps:
-    """Runs the model steps of episodes; see the module docstring."""
+    """Runs the model steps of episodes; see the module docstring. (Engines also `fork` a row into
+    copies that share what it ran, for GRPO groups: `simulate.run_episodes`; not the driver's call.)"""
 
     # -- capabilities (class attributes: asked of the class, e.g. `engine_class(mode).keeps_cache`) --
     incremental = False  # reads extend the cache in place, in its own prompt format (look-ahead, write-ahead apply)

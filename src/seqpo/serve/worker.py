@@ -14,6 +14,10 @@ the worker batches continuously: each round starts the steps of newly taken requ
 `batch_size` running at once) and runs one forward pass over every running step
 (`EngineSet.advance`), so a session's wait or short write comes back after its own passes instead
 of after the longest step of its batch. Every engine call stays on the model thread.
+
+A session sees the worker through a `WorkerClient` (its owner, adapter and metrics): requests from
+the event loop (`submit`) or from a thread of its own (`complete`, a speech cascade), and its
+sentences' reads and writes queued on their rows; `model_steps.CompleterSteps(client)` steps them.
 """
 
 from __future__ import annotations
