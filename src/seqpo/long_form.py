@@ -36,7 +36,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .data.long_form import read_long_form
-from .engine import make_engine
+from .engine import engine_class, make_engine
 from .errors import InputFileError
 from .instances import LEGACY_DEFAULTS, signature
 from .languages import LanguagePair
@@ -195,7 +195,8 @@ def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
         "pair": str(pair), **policy.settings(), "chunk": settings.chunk, "model": settings.model,
         "adapter": settings.adapter, "long_form": str(settings.long_form),
         "max_sentence_units": settings.max_sentence_units, "decoding": settings.decoding,
-        "slot": settings.slot if settings.decoding == "slots" else None, "chat_template": settings.chat_template,
+        "slot": settings.slot if engine_class(settings.decoding).reserves_source else None,
+        "chat_template": settings.chat_template,
     }
     if speech:
         run_settings.update(audio_dir=str(settings.audio_dir), **settings.asr_settings())
