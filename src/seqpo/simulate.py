@@ -45,6 +45,7 @@ def run_episodes(
     width: int = 8,
     group: int = 1,
     on_model: Callable[[object, Episode, Step, Completion], None] | None = None,
+    on_row: Callable[[Episode, object], None] | None = None,
 ) -> list[Episode]:
     """Run (key, source) pairs through `policy`, `width` sources at a time.
 
@@ -53,7 +54,8 @@ def run_episodes(
     `group` consecutive episodes per source. `on_step` sees every step as it happens (live views,
     servers), `on_done` every finished episode (eval writes its JSONL line there), `on_model` every
     step that ran the model together with its completion (token ids for training on rollouts). Both
-    step hooks see the step already recorded (the episode's last step).
+    step hooks see the step already recorded (the episode's last step). `on_row` sees every finished
+    episode with its model-side row (training reads the transcript an append/slots engine recorded).
     Returns the episodes in input order.
     """
     engine = as_engine(generator)
@@ -77,6 +79,8 @@ def run_episodes(
 
     def done(run: EpisodeRun) -> None:
         results[run.key[0]] = run.episode
+        if on_row:
+            on_row(run.episode, run.row)
         if on_done:
             on_done(run.key[1], run.episode)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import torch
 
 from ..requests import Ahead, Completion, Request
-from ..slots import DEAD
 from .episode import Entry, EpisodeRow, _StepJob
 
 
@@ -95,7 +94,7 @@ class EarlyDecisions:
         dead = cols[end + 1:]
         dead += self._took(row, block, points, j, cols)
         if dead:
-            self.tags[0, r, dead] = DEAD
+            self._kill(r, dead)
         row.n_read += k
 
     # -- write-ahead ------------------------------------------------------------------------------
@@ -116,7 +115,7 @@ class EarlyDecisions:
             row.pending = []
             self._reuse(row, spec, len(base))
             return _StepJob(request, [], [(len(base) - 1, request, 0, row.next_pos)], t0, decided=spec[2], then=then)
-        self.tags[0, self.rows.index(row), spec[1]] = DEAD
+        self._kill(self.rows.index(row), spec[1])
         return None
 
     def _decided(self) -> list[tuple[EpisodeRow, list[Completion | None]]]:

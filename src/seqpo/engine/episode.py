@@ -13,6 +13,8 @@ from ..languages import LanguagePair
 if TYPE_CHECKING:  # the engine's modules hold tensors; this record only names their type
     import torch
 
+    from .transcript import Transcript
+
 Entry = tuple[int, int, int, int]  # one cache entry: (token id, kind, position, vis); see `seqpo.slots`
 
 
@@ -32,10 +34,13 @@ class EpisodeRow:
     gen_cols: list[int] = field(default_factory=list)  # cache columns of this step's generated tokens
     gen_ids: list[int] = field(default_factory=list)
     spec: tuple | None = None  # write-ahead: (entries, cache columns, logits) of the next step's start
+    transcript: Transcript | None = None  # what the row ran, when the engine records it (training)
 
     def move_columns(self, moved: list[int]) -> None:
         """The cache columns this row remembers, after compaction moved column c to moved[c]."""
         self.gen_cols = [moved[c] for c in self.gen_cols]
+        if self.transcript is not None:
+            self.transcript.move_columns(moved)
         if self.spec is not None:
             self.spec = (self.spec[0], [moved[c] for c in self.spec[1]], self.spec[2])
 

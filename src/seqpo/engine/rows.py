@@ -32,6 +32,7 @@ from ..slots import DEAD, PREFIX, layer_masks, visible
 from .decoder import Decoder
 from .early import EarlyDecisions
 from .episode import Entry, EpisodeRow, _StepJob
+from .transcript import Transcript
 
 
 class RowCacheEngine(EarlyDecisions, Decoder):
@@ -47,6 +48,8 @@ class RowCacheEngine(EarlyDecisions, Decoder):
         self.cache: DynamicCache | None = None
         self.tags: torch.Tensor | None = None  # [4, B, L]: kind, position, vis, token id per entry
         self._prefix: tuple | None = None  # (pair, per-layer (keys, values), length, ids)
+        self.record = False  # keep each row's transcript (`transcript.py`; training in these formats)
+        self._passes = 0  # forward passes run (the prefix is pass 0)
 
     # -- mode hooks -------------------------------------------------------------------------------
     def _prefix_ids(self, pair: LanguagePair) -> list[int]:
@@ -88,7 +91,10 @@ class RowCacheEngine(EarlyDecisions, Decoder):
         A live sentence is not known in advance: give `max_source_tokens` instead (slots reserve a
         region for that many source tokens; a read beyond it raises `SourceRegionFullError`).
         """
+        if self.record and (self.lookahead or self.write_ahead):
+            raise ValueError("transcripts are recorded without look-ahead and write-ahead")
         row = self.row_type(pair)
+        row.transcript = Transcript() if self.record else None
         row.next_pos = self._ensure_prefix(pair)
         self._opened(row, reads, max_source_tokens)
         self._add_row(row)
@@ -108,8 +114,14 @@ class RowCacheEngine(EarlyDecisions, Decoder):
             keep += 1
         dead = self._commit(row, want, keep)
         if dead:
-            self.tags[0, r, dead] = DEAD
+            self._kill(r, dead)
         row.gen_cols, row.gen_ids = [], []
+
+    def _kill(self, r: int, cols: list[int]) -> None:
+        """Row r's entries in `cols` are dead from now on (rolled back, superseded)."""
+        self.tags[0, r, cols] = DEAD
+        if self.rows[r].transcript is not None:
+            self.rows[r].transcript.killed(cols, self._passes)
 
     def close(self, row: EpisodeRow) -> None:
         self.jobs.pop(row, None)  # an episode dropped mid-step (a live session that went away)
@@ -192,12 +204,15 @@ class RowCacheEngine(EarlyDecisions, Decoder):
                 picked[r], logp[r] = int(tok), lp
         for s, r, job in fresh + decoding:
             tok = picked[r]
+            if s.transcript is not None:  # the entry whose logits gave the token: the decision point, or the last token
+                col = cols[r][0] if job.entry is not None else cols[r][job.points[job.taken][0]]
+                s.transcript.picked(col, tok, logp.get(r), job.entry is None and job.points[job.taken][1].must_write)
             ended = self._next(s, job, tok, logp.get(r))
             if r in follows:
                 if ended:  # the next step's start, if what gets written and read makes it the same
                     s.spec = (follows[r], cols[r][1:], at[r][1])
                 else:
-                    self.tags[0, r, cols[r][1:]] = DEAD
+                    self._kill(r, cols[r][1:])
             if ended:
                 finished.append((s, self._finish(s, job)))
         return finished
@@ -212,16 +227,21 @@ class RowCacheEngine(EarlyDecisions, Decoder):
         ids = torch.full((B, W), self.tokenizer.pad_token_id, dtype=torch.long)
         new = torch.zeros((4, B, W), dtype=torch.long)  # DEAD, position 0, vis 0
         cols: dict[int, list[int]] = {}
+        self._passes += 1
         for r, block in blocks.items():
             s = self.rows[r]
             off = W - len(block)
+            ran = []
             for i, (tok, kind, pos, vis) in enumerate(block):
                 if pos < 0:  # append: positions are contiguous over the live transcript
                     pos, s.next_pos = s.next_pos, s.next_pos + 1
                 ids[r, off + i] = tok
                 new[:, r, off + i] = torch.tensor([kind, pos, vis, tok])
+                ran.append((tok, kind, pos, vis))
             cols[r] = list(range(L + off, L + W))
             self._tokens += len(block)
+            if s.transcript is not None:
+                s.transcript.ran(ran, cols[r], self._passes)
         self.tags = torch.cat([self.tags, new], dim=2)
         kind, pos, vis, _ = self.tags
         q = (kind[:, L:], pos[:, L:], vis[:, L:])
@@ -306,6 +326,8 @@ class RowCacheEngine(EarlyDecisions, Decoder):
             new = torch.zeros((4, 1, L), dtype=torch.long)
             new[0, 0, :P], new[1, 0, :P], new[3, 0, :P] = PREFIX, torch.arange(P), torch.tensor(ids)
             self.tags = torch.cat([self.tags, new], 1)
+        if row.transcript is not None:
+            row.transcript.ran([(t, PREFIX, i, 0) for i, t in enumerate(ids)], list(range(P)), 0)
         self.rows.append(row)
 
     def _select_rows(self, order: list[int]) -> None:
