@@ -157,6 +157,7 @@ def test_train_refuses_other_settings_in_the_same_folder(waiting_model, train_fi
     (["--quality", "comet"], "--quality comet needs --comet"),
     (["--dev-src", "x.en"], "--dev-src and --dev-ref go together"),
     (["--rollout-backend", "vllm"], "needs vLLM"),  # imported only when chosen; not installed here
+    (["--format", "slots", "--update", "rows"], "--format slots samples on its own engine"),
 ])
 def test_train_bad_settings_are_one_line_errors(train_files, tmp_path, capsys, extra, message):
     code = main(["train", "--src", str(train_files[0]), "--ref", str(train_files[1]), "--out", str(tmp_path / "o"),
@@ -274,6 +275,23 @@ def test_reference_is_the_start_adapter_and_the_export_loads_on_the_base(waiting
         a, b, c = (m(input_ids=ids).logits for m in (exported, trained, start_only))
     assert torch.allclose(a, b, atol=1e-4)
     assert not torch.allclose(a, c, atol=1e-4)  # training changed the policy
+
+
+@pytest.mark.parametrize("fmt", ["append", "slots"])
+def test_the_append_and_slots_formats_train_on_their_own_transcripts(waiting_model, train_files, tmp_path, fmt):
+    """Rollouts on the format's engine, the update over each episode's transcript: every sampled
+    token scored as it was sampled, in every step; the dev eval decodes in the format."""
+    out = tmp_path / fmt
+    train(_settings(waiting_model, train_files, out, format=fmt, steps=2, lr=1e-2, beta=0.1, save_every=2,
+                    dev_src=str(train_files[0]), dev_ref=str(train_files[1]), dev_limit=2), progress=False)
+    log = _log(out)
+    steps = [r for r in log if "logp_gap" in r]
+    assert len(steps) == 2 and max(r["logp_gap"] for r in steps) < 1e-4
+    assert steps[0]["kl"] == pytest.approx(0.0, abs=1e-7) and steps[1]["kl"] > 0  # the update moved the policy
+    assert [r["step"] for r in log if "eval" in r] == [2]
+    info = json.loads((out / "seqpo.json").read_text())
+    assert info["format"] == fmt and ("slot" in info) == (fmt == "slots")
+    assert json.loads((out / "eval" / "step-000002" / "scores.json").read_text())["signature"]["decoding"] == fmt
 
 
 def _torchrun(args: list[str], timeout: int = 300):

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..engine import PREFIX_CACHED_MODE, engine_for
+from ..engine import PREFIX_CACHED_MODE, engine_class, engine_for
 from ..eval_settings import EvalSettings
 from ..evaluate import evaluate
 from ..generation import Generator
@@ -76,8 +76,14 @@ def step_sources(step: int, usable: list[int], sources, references, settings: Tr
 
 def make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=None, out: Path | None = None,
                    step: int = 0, chat=None):
-    """The rollout sampler of one step: a fresh transformers Generator (its prefix cache belongs to
-    the weights of this step), or the run's vLLM engine pointed at this step's LoRA."""
+    """The rollout sampler of one step: a fresh engine or transformers Generator (its cache belongs to
+    the weights of this step), or the run's vLLM engine pointed at this step's LoRA. In the append
+    and slots formats, the format's engine, recording each episode's transcript for the update."""
+    if settings.incremental():
+        engine = engine_for(model, tokenizer, settings.format, slot=settings.slot, batch_size=batch, do_sample=True,
+                            temperature=settings.temperature, few_shot=settings.use_few_shot())
+        engine.record = True
+        return engine
     if vllm is not None:
         target = out / "vllm-lora" / f"step-{step:06d}"
         model.save_pretrained(target)
@@ -108,12 +114,14 @@ def score_groups(groups, pair, settings: TrainSettings) -> Scored:
 def evaluate_dev(settings: TrainSettings, pair, loaded, model, out: Path, step: int) -> dict:
     """`seqpo eval` of the step's checkpoint on the dev file (in OUT/eval/step-N); its scores."""
 
+    decoding = settings.format if settings.incremental() else PREFIX_CACHED_MODE
+    chat = loaded.chat if engine_class(decoding).takes_chat_template else None
     ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model,
-                      decoding=PREFIX_CACHED_MODE,
+                      decoding=decoding, slot=settings.slot,
                       adapter=str(checkpoint_dir(out, step)), few_shot="yes" if settings.use_few_shot() else "no",
                       src=settings.dev_src, ref=settings.dev_ref, limit=settings.dev_limit,
-                      out=str(out / "eval" / f"step-{step:06d}"), chat_template="on" if loaded.chat else "off")
-    scores = evaluate(ev, loaded=LoadedModel(model, loaded.tokenizer, loaded.name, ev.adapter, loaded.chat),
+                      out=str(out / "eval" / f"step-{step:06d}"), chat_template="on" if chat else "off")
+    scores = evaluate(ev, loaded=LoadedModel(model, loaded.tokenizer, loaded.name, ev.adapter, chat),
                       progress=False)
     return {k: v for k, v in scores.items() if k != "signature"}
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from ..bundled import MODEL_HELP
 from ..config import BARE_MODEL, AdapterChoice, DeviceSettings, check_at_least, setting
-from ..engine import PREFIX_CACHED_MODE
+from ..engine import MODES, PREFIX_CACHED_MODE, REFERENCE_MODE, engine_class
 from ..errors import InputFileError, MissingExtraError, SettingsError
 from ..languages import LanguagePair, parse_pair
 from ..model_names import is_bundled, shipped_adapter_dir
@@ -36,6 +36,11 @@ class TrainSettings(DeviceSettings, AdapterChoice):
     few_shot: str = setting("auto", "few-shot examples in the prompt: auto = only without an adapter",
                             choices=["auto", "yes", "no"])
     chunk: int = setting(1, "source units per read; also the latency truncation m")
+    format: str = setting(REFERENCE_MODE, "the format the policy is trained in, named by the decoding that runs "
+                          "it: reencode (the SeqPO prompt per read; cached names the same format; rollouts per "
+                          "--rollouts), append or slots (rollouts on that zero-recompute engine, the update over "
+                          "one sequence per episode: its transcript as the engine ran it)", choices=list(MODES))
+    slot: int = setting(16, "slots format: source slot length in tokens (as seqpo sft --slot; decode with the same)")
     steps: int = setting(100, "training steps (one AdamW update each)")
     sources: int = setting(4, "training sentences per step (split across processes)")
     group: int = setting(5, "rollouts per sentence (GRPO group size B)")
@@ -82,7 +87,8 @@ class TrainSettings(DeviceSettings, AdapterChoice):
     update: str = setting("tree", "update layout: tree (the step samples of a group as one prefix tree, each "
                           "shared token run once) or rows (every step sample a padded row; the original "
                           "loop). Same loss and gradient", choices=["tree", "rows"])
-    tree_tokens: int = setting(1024, "tree update: most tokens per forward pass (attention grows with its square)")
+    tree_tokens: int = setting(1024, "tree update (and the append/slots formats' episode sequences): most tokens "
+                               "per forward pass (attention grows with its square)")
 
     # the start is the SFT policy: by default the pair's shipped SFT adapter, not a shipped SeqPO one
     default_stage: ClassVar[str | None] = "sft"
@@ -104,7 +110,11 @@ class TrainSettings(DeviceSettings, AdapterChoice):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")
         check_at_least(self, 1, "steps", "sources", "chunk", "micro_batch", "save_every", "updates_per_batch",
-                       "max_step_tokens", "tree_tokens")
+                       "max_step_tokens", "tree_tokens", "slot")
+        if self.incremental() and (self.rollouts != PREFIX_CACHED_MODE or self.update != "tree"
+                                   or self.rollout_backend != "hf"):
+            raise SettingsError(f"--format {self.format} samples on its own engine and updates one sequence per "
+                                "episode: --rollouts, --update and --rollout-backend apply to the re-encode format")
         check_at_least(self, 0, "lora_layers")
         if self.group < 2:
             raise SettingsError("--group must be at least 2 (advantages are relative within a group)")
@@ -119,6 +129,11 @@ class TrainSettings(DeviceSettings, AdapterChoice):
                 raise MissingExtraError("--rollout-backend vllm needs vLLM on a CUDA machine: pip install -e '.[vllm]' "
                                         "in the seqpo clone")
         return pair
+
+    def incremental(self) -> bool:
+        """The format extends one cache per episode (append, slots): rollouts on its engine, the
+        update over each episode's transcript."""
+        return engine_class(self.format).incremental
 
     def kl_beta(self, pair: LanguagePair) -> float:
         return self.beta if self.beta is not None else DEFAULT_BETA.get(str(pair), OTHER_BETA)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..engine import REFERENCE_MODE
+from ..engine import REFERENCE_MODE, engine_class
 from ..errors import InputFileError, SettingsError
 from ..files import load_parallel
 from ..model import training_device, use_bf16, uses_chat_template
@@ -70,9 +70,10 @@ def start_run(settings: TrainSettings, out: Path) -> TrainingRun:
         raise SettingsError(f"--bf16 differs from an earlier run in this process: {str(exc).splitlines()[0]}") from exc
     if accelerator.is_main_process:
         # the chat template as resolved (runs from before it had none)
-        recorded["chat_template"] = "on" if uses_chat_template(settings.chat_template, settings.model, REFERENCE_MODE) \
+        recorded["chat_template"] = "on" if uses_chat_template(settings.chat_template, settings.model, settings.format) \
             else "off"
-        check_run_settings(out / "settings.json", recorded, out, legacy={"dtype": "auto", "chat_template": "off"})
+        check_run_settings(out / "settings.json", recorded, out, legacy={"dtype": "auto", "chat_template": "off",
+                                                                             "format": REFERENCE_MODE, "slot": 16})
     accelerator.wait_for_everyone()
 
     resume_from = latest_checkpoint(out)
@@ -114,7 +115,9 @@ def finish_run(settings: TrainSettings, pair, run: TrainingRun, out: Path, comma
     export_adapter(settings, checkpoint_dir(out, settings.steps), out)
     evals = [r for r in read_complete_jsonl(out / "log.jsonl") if "eval" in r]
     (out / "seqpo.json").write_text(json.dumps({
-        "pair": str(pair), "stage": "seqpo", "start": start_name(settings.adapter, pair), "format": "seqpo",
+        "pair": str(pair), "stage": "seqpo", "start": start_name(settings.adapter, pair),
+        "format": settings.format if settings.incremental() else "seqpo",
+        **({"slot": settings.slot} if engine_class(settings.format).reserves_source else {}),
         "base_model": run.loaded.name, "start_adapter": settings.adapter, "steps": settings.steps,
         "episodes": settings.steps * settings.sources * settings.group, "reward": settings.reward,
         "command": command,

@@ -1,6 +1,6 @@
 """The update of one `seqpo train` step: `--updates-per-batch` AdamW updates with the GRPO token
 loss (grpo.py) on every token sampled in the step, the gradients of its micro-batches (or prefix
-trees) accumulated, on every process alike.
+trees, or in the append/slots formats packed episode transcripts) accumulated, on every process alike.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import torch
 
 from ..generation import line_end_ids
 from ..slots import sliding_window
-from .grpo import completion_logprobs, flatten, grpo_token_loss, make_batches, make_trees, tree_logprobs
+from .grpo import (completion_logprobs, flatten, grpo_token_loss, make_batches, make_trees, transcript_batches,
+                   tree_logprobs)
 from .train_settings import TrainSettings
 from .training_run import TrainingRun
 
@@ -56,15 +57,19 @@ def update_policy(run: TrainingRun, scored: Scored, settings: TrainSettings, bet
 
     accelerator, device = run.accelerator, run.accelerator.device
     window, line_end = sliding_window(run.model), line_end_ids(run.loaded.tokenizer)
-    rows = flatten(scored.rollouts, scored.advantages)
-    local_tokens = sum(len(r[1]) for r in rows)
+    if settings.incremental():  # append/slots: one sequence per episode, its transcript (grpo.py)
+        rows = transcript_batches(scored.rollouts, scored.advantages, settings.tree_tokens)
+        local_tokens = sum(b.tokens for b in rows)
+    else:
+        rows = flatten(scored.rollouts, scored.advantages)
+        local_tokens = sum(len(r[1]) for r in rows)
     total_tokens = int(accelerator.reduce(torch.tensor(float(local_tokens), device=device), "sum").item())
     scale = accelerator.num_processes  # DDP averages gradients over processes; the loss is a global mean
     # every process must run the same number of backward passes (DDP synchronises the last one),
     # so all split their rows into the largest count; a process with fewer rows repeats its last
     # micro-batch at weight 0
     if settings.update == "tree":
-        batches = make_trees(rows, settings.tree_tokens)
+        batches = rows if settings.incremental() else make_trees(rows, settings.tree_tokens)
         n_batches = int(accelerator.gather(torch.tensor([len(batches)], device=device)).max())
     else:
         n_batches = int(accelerator.gather(torch.tensor([-(-len(rows) // settings.micro_batch)], device=device)).max())
