@@ -70,8 +70,8 @@ def start_run(settings: TrainSettings, out: Path) -> TrainingRun:
         raise SettingsError(f"--bf16 differs from an earlier run in this process: {str(exc).splitlines()[0]}") from exc
     if accelerator.is_main_process:
         # the chat template as resolved (runs from before it had none)
-        recorded["chat_template"] = "on" if uses_chat_template(settings.chat_template, settings.model, settings.format) \
-            else "off"
+        chat = uses_chat_template(settings.chat_template, settings.model, settings.format)
+        recorded["chat_template"] = "on" if chat else "off"
         check_run_settings(out / "settings.json", recorded, out, legacy={"dtype": "auto", "chat_template": "off",
                                                                              "format": REFERENCE_MODE, "slot": 16})
     accelerator.wait_for_everyone()
