@@ -53,10 +53,6 @@ class SentenceSet(EvalSource):
         `unit_ms` per source unit, as LAAL_CA."""
         return computation_aware_delays(record["delays"], record["elapsed"], unit_ms)
 
-    def asr_scores(self, records: list[dict]) -> dict:
-        """A speech kind's scores of its ASR (none for text)."""
-        return {}
-
     def score(self, records: list[dict], run: EvalRun, out: Path) -> Scored:
         return score_sentences(self, records, run.pair, run.settings, out)
 
@@ -101,7 +97,7 @@ def score_sentences(source: SentenceSet, records: list[dict], pair: LanguagePair
         final = sum(count_units(d[-1], pair.target_unit) for d in retranslated if d)
         result["NE"] = round(corpus_normalized_erasure(retranslated, pair.target_unit), 3) if final else None
     if settings.comet:
-        system, per_sentence = comet_scores([r["source"] for r in records], hyps, refs, settings.comet)
+        system, _ = comet_scores([r["source"] for r in records], hyps, refs, settings.comet)
         result["COMET"] = round(system, 2)
     return Scored(result, quality["signatures"], {"YAAL": yaal.signature, "omnisteval": yaal.command},
                   source.asr_scores(records))

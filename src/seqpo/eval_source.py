@@ -75,6 +75,11 @@ class EvalSource(ABC):
     def run(self, todo: list[int], run: EvalRun, write: Callable[[int, dict], None]) -> None:
         """Run the items `todo`; `write(key, record)` each finished record (in any order)."""
 
+    def asr_scores(self, records: list[dict]) -> dict:
+        """A speech kind's scores of its ASR (WER, ASR time), recomputed from the records so a
+        resumed run scores alike; none for text."""
+        return {}
+
     @abstractmethod
     def score(self, records: list[dict], run: EvalRun, out: Path) -> Scored:
         """The scores of every record (in `keys` order, resumed ones too); extra files go in `out`."""

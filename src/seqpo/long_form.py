@@ -126,32 +126,33 @@ def run_long_form(streams: Iterable[tuple[int, str]], policy: Policy, generator,
 
 
 def score_long_form(records: list[dict], talks: list[list[StreamSentence]], pair: LanguagePair,
-                    unit_ms: float, omnisteval_dir: Path) -> dict:
+                    unit_ms: float, omnisteval_dir: Path) -> Scored:
     """StreamLAAL and LongYAAL (and their _CA, `stream_clock` at `unit_ms` ms per source unit; 1 for
     speech, whose delays are ms), BLEU and chrF of the stream records against each stream's
-    reference sentences. OmniSTEval's log (for LongYAAL) is written to `omnisteval_dir`."""
+    reference sentences, with their signatures. OmniSTEval's log (for LongYAAL) is written to
+    `omnisteval_dir`."""
     outputs = [StreamOutput(r["prediction"], r["delays"], stream_clock(r["steps"], unit_ms)) for r in records]
     yaal = long_yaal(omnisteval_dir, outputs, talks, pair.target)
     if any(o.delays for o in outputs):
         s = score_streams(outputs, talks, pair.target)
         stream_laal, stream_laal_ca, skipped = s.StreamLAAL, s.StreamLAAL_CA, s.skipped
-        quality = {"BLEU": s.BLEU, "chrF": s.chrF, "signatures": s.signature}
+        quality = {"BLEU": s.BLEU, "chrF": s.chrF, "signatures": dict(s.signature)}
     else:  # nothing written at all: no latency, and quality of empty output
         stream_laal = stream_laal_ca = None
         skipped = sum(map(len, talks))
         quality = corpus_quality([""] * skipped, [x.reference for t in talks for x in t], pair.target)
         quality["signatures"] = {"StreamLAAL": stream_laal_signature(pair.target_unit), **quality["signatures"]}
-    return {
+    stream_signature = quality["signatures"].pop("StreamLAAL")
+    return Scored({
         "StreamLAAL": _round(stream_laal), "StreamLAAL_CA": _round(stream_laal_ca),
         **yaal.as_scores("LongYAAL"),
         "BLEU": quality["BLEU"], "chrF": quality["chrF"],
         "sentences": sum(map(len, talks)), "skipped": skipped, "yaal_scored_sentences": yaal.scored,
         "yaal_ca_scored_sentences": yaal.scored_ca,
-        "signatures": {**quality["signatures"], "LongYAAL": yaal.signature, "omnisteval": yaal.command},
         "streams": len(records), "system_sentences": sum(len(r["sentences"]) for r in records),
         "wait_fraction": round(sum(r["wait_fraction"] for r in records) / max(1, len(records)), 3),
         "model_seconds_per_stream": round(sum(r["model_ms"] for r in records) / 1000 / max(1, len(records)), 3),
-    }
+    }, quality["signatures"], {"StreamLAAL": stream_signature, "LongYAAL": yaal.signature, "omnisteval": yaal.command})
 
 
 def _round(value: float | None) -> float | None:
@@ -189,22 +190,16 @@ class StreamSet(EvalSource):
         """What the signature adds about the inputs (speech: the audio folder)."""
         return {}
 
-    def asr_scores(self, records: list[dict]) -> dict:
-        """A speech kind's scores of its ASR (none for text)."""
-        return {}
-
     def score(self, records: list[dict], run: EvalRun, out: Path) -> Scored:
         settings = run.settings
         unit_ms = settings.unit_ms if self.clock_unit_ms is None else self.clock_unit_ms
-        scores = score_long_form(records, self.talks(), run.pair, unit_ms, out / "omnisteval")
-        quality_signatures = scores.pop("signatures")
-        stream_signature = quality_signatures.pop("StreamLAAL")
-        yaal_signatures = {key: quality_signatures.pop(key) for key in ("LongYAAL", "omnisteval")}
-        return Scored(scores, quality_signatures, {
-            "StreamLAAL": stream_signature, **yaal_signatures, "long_form": str(settings.long_form),
-            "latency_reference_length": "reference sentence, after mWER re-segmentation",
-            "segmentation": f"sentence-final punctuation or {settings.max_sentence_units} source units",
-            "computation_aware": self.computation_aware, **self.input_signature()}, self.asr_scores(records))
+        scored = score_long_form(records, self.talks(), run.pair, unit_ms, out / "omnisteval")
+        scored.signature.update(
+            long_form=str(settings.long_form), latency_reference_length="reference sentence, after mWER re-segmentation",
+            segmentation=f"sentence-final punctuation or {settings.max_sentence_units} source units",
+            computation_aware=self.computation_aware, **self.input_signature())
+        scored.asr = self.asr_scores(records)
+        return scored
 
 
 class TextStreams(StreamSet):
