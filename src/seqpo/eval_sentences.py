@@ -43,8 +43,8 @@ class SentenceSet(EvalSource):
     def input_settings(self) -> dict:
         return {"src": str(self.settings.src), "ref": str(self.settings.ref)}
 
-    def prepare(self, records: list[dict], unit_ms: float) -> None:
-        """Computation-aware latency always with this run's --unit-ms, even after a resume."""
+    def add_computation_aware(self, records: list[dict], unit_ms: float) -> None:
+        """Each record's AL_CA / LAAL_CA, always at this run's --unit-ms, even after a resume."""
         for r in records:
             add_computation_aware(r, unit_ms)
 
@@ -65,7 +65,7 @@ def yaal_sentences(source: SentenceSet, records: list[dict], unit_ms: float) -> 
 
 def score_sentences(source: SentenceSet, records: list[dict], pair: LanguagePair, settings, out: Path) -> Scored:
     """Scores of the finished records; OmniSTEval's log (for YAAL) is written to OUT/omnisteval."""
-    source.prepare(records, settings.unit_ms)
+    source.add_computation_aware(records, settings.unit_ms)
     hyps = [r["prediction"] for r in records]
     refs = [r["reference"] for r in records]
     quality = corpus_quality(hyps, refs, pair.target)

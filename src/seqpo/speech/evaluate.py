@@ -98,11 +98,11 @@ class SpokenSentences(SentenceSet):
         self.wavs, self.transcripts, self.references = load_audio_set(settings.audio_dir, pair, settings.src,
                                                                       settings.ref, settings.limit)
 
-    def prepare(self, records: list[dict], unit_ms: float) -> None:
-        pass  # speech latency is measured in ms of audio, not simulated
+    def add_computation_aware(self, records: list[dict], unit_ms: float) -> None:
+        pass  # speech latency is measured in ms of audio as the records were made, not simulated
 
     def ca_delays(self, record: dict, unit_ms: float) -> list[float]:
-        return record["elapsed"]  # SimulEval's speech `elapsed` already is, in ms
+        return record["elapsed"]  # a speech record's `elapsed` holds them already (SimulEval's speech log)
 
     def asr_scores(self, records: list[dict]) -> dict:
         # recomputed, like CA latency, so a resume scores alike
