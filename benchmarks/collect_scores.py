@@ -33,9 +33,9 @@ def rescore(run: Path, limit: int | None) -> dict | None:
     es = EvalSettings(pair=settings["pair"], chunk=settings["chunk"], model=settings.get("model"),
                       adapter=settings.get("adapter") or "none", decoding=settings.get("decoding") or "reencode",
                       slot=settings.get("slot") or 16, **{k: settings[k] for k in ("policy", "k") if k in settings})
-    run = EvalRun(es, pair, es.build_policy())
+    eval_run = EvalRun(es, pair, es.build_policy())
     with tempfile.TemporaryDirectory() as tmp:  # the OmniSTEval log of a rescoring to N lines is not the run's
-        scores = score(TextSentences(es, pair, ([], [])), [done[i] for i in range(n)], run, Path(tmp))
+        scores = score(TextSentences(es, pair, ([], [])), [done[i] for i in range(n)], eval_run, Path(tmp))
     old = run / "scores.json"
     scores["wall_seconds_per_sentence"] = json.loads(old.read_text()).get("wall_seconds_per_sentence") if old.exists() else None
     return scores
