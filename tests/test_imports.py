@@ -54,6 +54,32 @@ def test_torch_block_works():
     assert "torch is blocked" in result.stderr
 
 
+CLI_WITHOUT_TORCH = """
+import sys
+
+import seqpo.cli
+
+assert "torch" not in sys.modules and "transformers" not in sys.modules, "importing seqpo.cli loaded torch"
+seqpo.cli.build_parser().format_help()  # every command's flags, as `seqpo --help` and `seqpo eval --help` build them
+assert "torch" not in sys.modules and "transformers" not in sys.modules, "building the parser loaded torch"
+print("torch-free")
+"""
+
+
+def test_cli_starts_without_torch():
+    """`seqpo --help` loads no model runtime: the settings that make the flags are torch-free and the
+    commands that run a model are imported when run (seconds of start-up otherwise)."""
+    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": ""}
+    result = subprocess.run([sys.executable, "-c", CLI_WITHOUT_TORCH], capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "torch-free"
+    shown = subprocess.run([sys.executable, "-m", "seqpo.cli", "--help"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("usage: seqpo") and "train" in shown.stdout and "serve" in shown.stdout
+
+
 def test_no_import_circles():
     graph = load_import_graph()
     built = graph.build_graph(ROOT / "src" / "seqpo")

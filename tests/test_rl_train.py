@@ -170,7 +170,7 @@ def test_train_without_a_shipped_sft_adapter_needs_adapter(train_files, tmp_path
     model, any other --model) `seqpo train` refuses in one line instead of training a fresh LoRA on
     the bare model unasked; `--adapter none` asks for exactly that."""
     from seqpo.errors import SettingsError
-    from seqpo.model import shipped_adapter_dir
+    from seqpo.model_names import shipped_adapter_dir
 
     files = ["--src", str(train_files[0]), "--ref", str(train_files[1]), "--out", str(tmp_path / "o")]
     assert main(["train", "--pair", "en-ja", *files, "--bf16", "no"]) == 2
@@ -220,7 +220,7 @@ def test_cli_run_records_its_command_and_start(waiting_model, train_files, tmp_p
 
 def test_shipped_adapters_are_selectable_by_stage():
     from seqpo.errors import ModelLoadError
-    from seqpo.model import resolve_adapter, shipped_adapter_dir
+    from seqpo.model_names import resolve_adapter, shipped_adapter_dir
 
     sft = json.loads((shipped_adapter_dir("en-zh", "sft") / "seqpo.json").read_text())
     assert sft["stage"] == "sft" and sft["command"].startswith("seqpo sft") and sft["dev"]
@@ -321,7 +321,8 @@ def test_step_stats_are_summed_by_name_and_logged_as_means():
     from types import SimpleNamespace
 
     from seqpo.rl.rollout import EpisodeScore
-    from seqpo.rl.train import StepStats, _log_record, _Scored, _Update
+    from seqpo.rl.step_log import StepStats, log_record
+    from seqpo.rl.update import Scored, UpdateSums
 
     class TwoProcesses:  # what accelerate's sum-reduce of two equal processes gives
         device = "cpu"
@@ -331,13 +332,13 @@ def test_step_stats_are_summed_by_name_and_logged_as_means():
             return tensor * 2
 
     scores = [EpisodeScore(40.0, 2.0, 3.0, 0.5, 6.0), EpisodeScore(60.0, 4.0, 5.0, 0.25, 6.0)]
-    scored = _Scored([], scores, [1.0, -1.0], [0.7, -0.7])
-    update = _Update(tokens=10, update_tokens=30, loss=0.5, kl_sum=1.0, clipped_sum=2.0, logp_gap_sum=0.1,
-                     grad_norm=0.3)
+    scored = Scored([], scores, [1.0, -1.0], [0.7, -0.7])
+    update = UpdateSums(tokens=10, update_tokens=30, loss=0.5, kl_sum=1.0, clipped_sum=2.0, logp_gap_sum=0.1,
+                        grad_norm=0.3)
     stats = StepStats.of(scored, update).reduce(TwoProcesses())
     assert stats.episodes == 4 and stats.tokens == 20 and stats.quality == 200.0
-    record = _log_record(7, stats, update, SimpleNamespace(tokens_processed=99), rollout_s=2.0, update_s=1.0,
-                         processes=2)
+    record = log_record(7, stats, update, SimpleNamespace(tokens_processed=99), rollout_s=2.0, update_s=1.0,
+                        processes=2)
     assert record == {"step": 7, "reward_mean": 0.0, "reward_std": 1.0, "quality": 50.0, "AL": 3.0, "LAAL": 4.0,
                       "wait_fraction": 0.375, "kl": 0.1, "clipped_fraction": 0.2, "logp_gap": 0.01, "loss": 1.0,
                       "tokens": 20, "update_tokens": 30, "rollout_tokens": 99, "tokens_per_s": 5.0, "rollout_s": 2.0,

@@ -16,7 +16,7 @@ import yaml
 
 from .bundled import ASR_ENGLISH, ASR_MODELS, ASR_PACKAGES, MODEL_HELP
 from .errors import InputFileError, SettingsError
-from .model import CHAT_TEMPLATE_CHOICES, DTYPES, check_chat_template, is_bundled, resolve_adapter, shipped_adapter_dir
+from .model_names import CHAT_TEMPLATE_CHOICES, DTYPES, is_bundled, resolve_adapter, shipped_adapter_dir
 from .policies import POLICY_NAMES, check_decoding, make_policy
 
 
@@ -45,7 +45,7 @@ BARE_MODEL = "none"
 
 def resolve_adapter_setting(adapter: str | None, pair: str, model: str | None,
                             default_stage: str | None = None) -> str | None:
-    """`--adapter` as the folder to load, or None for the bare model (`model.resolve_adapter`).
+    """`--adapter` as the folder to load, or None for the bare model (`model_names.resolve_adapter`).
     Unset on the bundled model: the pair's `default_stage` adapter when that stage ships, else
     the pair's default shipped adapter (`seqpo train` starts from 'sft', the other commands run
     the default)."""
@@ -118,6 +118,8 @@ class PolicySettings(DeviceSettings, AdapterChoice):
                                 "does. Same output, fewer but wider passes")
 
     def __post_init__(self):
+        from .model import check_chat_template  # start-up cost: torch (~3 s); --help builds no settings
+
         self.resolve_adapter()
         check_chat_template(self.chat_template, self.decoding)
         check_decoding(self.policy, self.decoding)

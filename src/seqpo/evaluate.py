@@ -16,63 +16,21 @@ import copy
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .config import PolicySettings, SpeakerClockSettings, SpeechSettings, check_at_least, setting
 from .engine import engine_class, make_engine
-from .errors import InputFileError, SettingsError
 from .eval_sentences import TextSentences
+from .eval_settings import EvalSettings
 from .eval_source import EvalRun, EvalSource
 from .instances import LEGACY_DEFAULTS, signature
-from .languages import LanguagePair, parse_pair
+from .languages import LanguagePair
 from .long_form import TextStreams
 from .model import load_model, uses_chat_template
-from .prompts import check_supported
 from .resume import check_run_settings, read_complete_jsonl
-from .sentences import SentenceSettings
 from .speech.evaluate import SpokenSentences
 from .speech.long_form import SpokenStreams
-
-
-def check_speech_decoding(decoding: str) -> None:
-    """The decoding modes speech evaluation runs: re-encode only (with a cache each sentence would
-    be an engine episode)."""
-    if engine_class(decoding).keeps_cache:
-        raise SettingsError("speech evaluation supports --decoding reencode only")
-
-
-@dataclass
-class EvalSettings(SpeakerClockSettings, PolicySettings, SpeechSettings, SentenceSettings):
-    src: str = setting(None, "source file, one sentence per line (with --audio-dir: the transcripts, "
-                       "default DIR/source.en)")
-    ref: str = setting(None, "reference file, aligned with --src line by line (with --audio-dir: "
-                       "default DIR/reference.<target language>)")
-    audio_dir: str = setting(None, "evaluate on speech in the source language (see --asr): a folder of audio "
-                             "files (wav, flac, mp3, m4a, ogg, opus), one sentence each in name order (see `seqpo data "
-                             "speech`); latency in ms of audio")
-    long_form: str = setting(None, "evaluate on unsegmented streams instead: a `seqpo data long-form` JSONL file; "
-                             "the system cuts its own sentences; OUT/streams.jsonl and StreamLAAL scores "
-                             "(--limit counts streams); with --audio-dir, spoken: DIR is the `seqpo data "
-                             "speech` folder of the same --src, NNNN.wav line NNNN, latency in ms")
-    limit: int = setting(None, "evaluate only the first N lines")
-    out: str = setting(None, "output folder for instances.jsonl and scores.json (resumes if present)")
-    comet: str = setting(None, "path to a local unbabel-comet checkpoint to also report COMET")
-    batch_size: int = setting(8, "sentences decoded together (batched model calls)")
-
-    def validate(self) -> LanguagePair:
-        pair = check_supported(parse_pair(self.pair))
-        if self.audio_dir:
-            self.check_speech(pair)
-            check_speech_decoding(self.decoding)
-        for name in ("out",) if self.audio_dir or self.long_form else ("src", "ref", "out"):
-            if not getattr(self, name):
-                raise InputFileError(f"--{name} is required")
-        self.check_policy()
-        check_at_least(self, 1, "batch_size", "limit", "max_sentence_units")
-        return pair
 
 
 def eval_source(settings: EvalSettings, pair: LanguagePair) -> EvalSource:
@@ -159,5 +117,4 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     return scores
 
 
-__all__ = ["EvalSettings", "check_speech_decoding", "eval_source", "evaluate", "read_finished", "run_settings",
-           "score"]
+__all__ = ["EvalSettings", "eval_source", "evaluate", "read_finished", "run_settings", "score"]

@@ -30,8 +30,9 @@ from ..driver import SentenceTooLongError
 from ..live_engines import EngineSet
 from ..speech.audio import AudioTooLongError
 from .admission import BodyLimit, HostCheck, Limit, OpenLimit, OriginCheck, host_names
-from .connection import Connection, ProtocolError, done_payload, new_episode, new_row, parse_config, \
-    parse_speech_config, run_due_steps, step_payload
+from .connection import Connection
+from .protocol import ProtocolError, done_payload, parse_config, parse_speech_config, step_payload
+from .steps import new_episode, new_row, run_due_steps
 from .audio import SpeechService, translate_upload
 from .failures import failure_of
 from .metrics import ServerMetrics
