@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from .eval_source import EvalRun, EvalSource, Scored
+from .eval_source import EvalRun, EvalScores, EvalSource
 from .files import load_parallel
 from .instances import add_computation_aware, instance_record
 from .languages import LanguagePair
@@ -53,7 +53,7 @@ class SentenceSet(EvalSource):
         `unit_ms` per source unit, as LAAL_CA."""
         return computation_aware_delays(record["delays"], record["elapsed"], unit_ms)
 
-    def score(self, records: list[dict], run: EvalRun, out: Path) -> Scored:
+    def score(self, records: list[dict], run: EvalRun, out: Path) -> EvalScores:
         return score_sentences(self, records, run.pair, run.settings, out)
 
 
@@ -63,7 +63,7 @@ def yaal_sentences(source: SentenceSet, records: list[dict], unit_ms: float) -> 
             for r in records]
 
 
-def score_sentences(source: SentenceSet, records: list[dict], pair: LanguagePair, settings, out: Path) -> Scored:
+def score_sentences(source: SentenceSet, records: list[dict], pair: LanguagePair, settings, out: Path) -> EvalScores:
     """Scores of the finished records; OmniSTEval's log (for YAAL) is written to OUT/omnisteval."""
     source.add_computation_aware(records, settings.unit_ms)
     hyps = [r["prediction"] for r in records]
@@ -99,7 +99,7 @@ def score_sentences(source: SentenceSet, records: list[dict], pair: LanguagePair
     if settings.comet:
         system, _ = comet_scores([r["source"] for r in records], hyps, refs, settings.comet)
         result["COMET"] = round(system, 2)
-    return Scored(result, quality["signatures"], {"YAAL": yaal.signature, "omnisteval": yaal.command},
+    return EvalScores(result, quality["signatures"], {"YAAL": yaal.signature, "omnisteval": yaal.command},
                   source.asr_scores(records))
 
 

@@ -36,7 +36,7 @@ class EvalRun:
 
 
 @dataclass
-class Scored:
+class EvalScores:
     """A kind's scores of its records, laid out as `scores.json` has them: `values` first, then the
     signature (the shared settings, `sacrebleu`'s signatures, then `signature`'s keys), then `asr`
     (a speech kind's WER and ASR time)."""
@@ -81,5 +81,5 @@ class EvalSource(ABC):
         return {}
 
     @abstractmethod
-    def score(self, records: list[dict], run: EvalRun, out: Path) -> Scored:
+    def score(self, records: list[dict], run: EvalRun, out: Path) -> EvalScores:
         """The scores of every record (in `keys` order, resumed ones too); extra files go in `out`."""

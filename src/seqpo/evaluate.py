@@ -91,9 +91,11 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     if loaded is None and source.needs_model(todo):
         loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device, settings.chat_template,
                             settings.decoding)
-    engine = make_engine(loaded, settings.decoding, settings.slot, settings.batch_size,
-                         few_shot=settings.use_few_shot(), lookahead=settings.lookahead,
-                         write_ahead=settings.write_ahead) if loaded is not None and todo and not source.speech else None
+    engine = None  # speech kinds: the cascade makes its own
+    if loaded is not None and todo and not source.speech:
+        engine = make_engine(loaded, settings.decoding, settings.slot, settings.batch_size,
+                             few_shot=settings.use_few_shot(), lookahead=settings.lookahead,
+                             write_ahead=settings.write_ahead)
     run = EvalRun(settings, pair, policy, loaded, engine)
 
     started = time.perf_counter()

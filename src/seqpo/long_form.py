@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .data.long_form import read_long_form
 from .errors import InputFileError
-from .eval_source import EvalRun, EvalSource, Scored
+from .eval_source import EvalRun, EvalScores, EvalSource
 from .languages import LanguagePair
 from .metrics.quality import corpus_quality
 from .metrics.stream_latency import StreamOutput, StreamSentence, score_streams, stream_laal_signature
@@ -126,7 +126,7 @@ def run_long_form(streams: Iterable[tuple[int, str]], policy: Policy, generator,
 
 
 def score_long_form(records: list[dict], talks: list[list[StreamSentence]], pair: LanguagePair,
-                    unit_ms: float, omnisteval_dir: Path) -> Scored:
+                    unit_ms: float, omnisteval_dir: Path) -> EvalScores:
     """StreamLAAL and LongYAAL (and their _CA, `stream_clock` at `unit_ms` ms per source unit; 1 for
     speech, whose delays are ms), BLEU and chrF of the stream records against each stream's
     reference sentences, with their signatures. OmniSTEval's log (for LongYAAL) is written to
@@ -143,7 +143,7 @@ def score_long_form(records: list[dict], talks: list[list[StreamSentence]], pair
         quality = corpus_quality([""] * skipped, [x.reference for t in talks for x in t], pair.target)
         quality["signatures"] = {"StreamLAAL": stream_laal_signature(pair.target_unit), **quality["signatures"]}
     stream_signature = quality["signatures"].pop("StreamLAAL")
-    return Scored({
+    return EvalScores({
         "StreamLAAL": _round(stream_laal), "StreamLAAL_CA": _round(stream_laal_ca),
         **yaal.as_scores("LongYAAL"),
         "BLEU": quality["BLEU"], "chrF": quality["chrF"],
@@ -190,12 +190,13 @@ class StreamSet(EvalSource):
         """What the signature adds about the inputs (speech: the audio folder)."""
         return {}
 
-    def score(self, records: list[dict], run: EvalRun, out: Path) -> Scored:
+    def score(self, records: list[dict], run: EvalRun, out: Path) -> EvalScores:
         settings = run.settings
         unit_ms = settings.unit_ms if self.clock_unit_ms is None else self.clock_unit_ms
         scored = score_long_form(records, self.talks(), run.pair, unit_ms, out / "omnisteval")
         scored.signature.update(
-            long_form=str(settings.long_form), latency_reference_length="reference sentence, after mWER re-segmentation",
+            long_form=str(settings.long_form),
+            latency_reference_length="reference sentence, after mWER re-segmentation",
             segmentation=f"sentence-final punctuation or {settings.max_sentence_units} source units",
             computation_aware=self.computation_aware, **self.input_signature())
         scored.asr = self.asr_scores(records)

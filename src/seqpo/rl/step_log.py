@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .update import Scored, UpdateSums
+from .update import EvalScores, UpdateSums
 
 
 @dataclass
@@ -32,7 +32,7 @@ class StepStats:
     loss: float = 0.0
 
     @classmethod
-    def of(cls, scored: Scored, update: UpdateSums) -> StepStats:
+    def of(cls, scored: EvalScores, update: UpdateSums) -> StepStats:
         s = scored.scores
         return cls(sum(scored.rewards), sum(r * r for r in scored.rewards), len(scored.rewards),
                    sum(x.quality for x in s), sum(x.latency for x in s), sum(x.laal for x in s),

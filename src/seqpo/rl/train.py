@@ -46,7 +46,7 @@ from .rollout import sample_rollouts, score_rollouts
 from .step_log import StepStats, append_log, log_record
 from .train_settings import TrainSettings
 from .training_run import finish_run, start_run, training_sentences
-from .update import Scored, update_policy
+from .update import EvalScores, update_policy
 
 
 def step_items(n: int, step: int, per_step: int, seed: int) -> list[int]:
@@ -90,11 +90,11 @@ def make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=N
     return Generator(model, tokenizer, batch_size=batch, do_sample=True, temperature=settings.temperature, chat=chat)
 
 
-def score_groups(groups, pair, settings: TrainSettings) -> Scored:
+def score_groups(groups, pair, settings: TrainSettings) -> EvalScores:
     """Score every rollout (quality, latency), reward it within its group (reward.py), and turn the
     group's rewards into advantages."""
 
-    scored = Scored([], [], [], [])
+    scored = EvalScores([], [], [], [])
     for group in groups:
         scores = score_rollouts(group, pair.target, settings.quality, settings.comet)
         rewards = group_rewards(scores, settings)
