@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 TORCH_FREE = ("seqpo.policies", "seqpo.metrics.latency", "seqpo.stream", "seqpo.prompts", "seqpo.languages",
-              "seqpo.requests")
+              "seqpo.requests", "seqpo.model_steps", "seqpo.engine", "seqpo.driver")
 
 # A meta-path finder ahead of every other one: `import torch` (or transformers, which needs it) fails.
 BLOCK_TORCH = """

@@ -353,7 +353,8 @@ def test_sessions_run_on_the_adapter_of_their_pair(tiny_model_dir, tiny_adapters
     from seqpo.serve.app import create_app
     from seqpo.serve.protocol import parse_config
     from seqpo.serve.steps import new_episode
-    from seqpo.driver import CompleterSteps, step_due
+    from seqpo.driver import step_due
+    from seqpo.model_steps import CompleterSteps
 
     settings = ServeSettings(model=str(tiny_model_dir), pair="en-de", policy="wait-k", k=2)
     multi = load_model_adapters(str(tiny_model_dir), {k: str(v) for k, v in tiny_adapters.items()})
@@ -368,7 +369,8 @@ def test_sessions_run_on_the_adapter_of_their_pair(tiny_model_dir, tiny_adapters
         live = new_episode(config, 30)
         live.feed(sentence)
         live.end()
-        live.model, live.row = CompleterSteps(Generator(single.model, single.tokenizer)), CompleterSteps.open()
+        live.model = CompleterSteps(Generator(single.model, single.tokenizer))
+        live.row = live.model.open(live.pair)
         list(step_due(live))
         return live.episode.prediction
 

@@ -19,7 +19,7 @@ import time
 import torch
 
 from .config import BARE_MODEL, resolve_adapter_setting, uses_few_shot
-from .engine import engine_class, make_engine
+from .engine import REFERENCE_MODE, engine_class, make_engine
 from .errors import InputFileError
 from .files import read_lines
 from .model import load_model
@@ -72,7 +72,7 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     policy = make_policy(settings.policy, k=settings.k, chunk=settings.chunk, few_shot=few_shot)
     modes = [m.strip() for m in settings.modes.split(",") if m.strip()]
     # (row name, policy, engine settings): offline first, it is the reference of the ratios
-    runs = [("offline", make_policy("offline", few_shot=few_shot), "reencode", (0, False))]
+    runs = [("offline", make_policy("offline", few_shot=few_shot), REFERENCE_MODE, (0, False))]
     for mode in modes:
         runs.append((f"{mode} ({settings.policy})", policy, mode, (0, False)))
         if not engine_class(mode).incremental:  # look-ahead and write-ahead apply to append/slots
@@ -82,7 +82,7 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
         for early, label in variants if la else variants[1:2]:
             runs.append((f"{mode} ({settings.policy}, {label})", policy, mode, early))
     # warm-up (thread pools, allocator, kernels): untimed, or the first timed row pays for it
-    _timed(sources[:1], runs[0][1], make_engine(loaded, "reencode", batch_size=1, few_shot=few_shot), pair,
+    _timed(sources[:1], runs[0][1], make_engine(loaded, REFERENCE_MODE, batch_size=1, few_shot=few_shot), pair,
            settings.chunk, 1)
     walls: dict[str, list[float]] = {name: [] for name, *_ in runs}
     firsts: dict[str, list[float]] = {name: [] for name, *_ in runs}

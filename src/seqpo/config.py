@@ -15,6 +15,7 @@ from typing import Any, ClassVar, get_type_hints
 import yaml
 
 from .bundled import ASR_ENGLISH, ASR_MODELS, ASR_PACKAGES, MODEL_HELP
+from .engine import MODES
 from .errors import InputFileError, SettingsError
 from .model_names import CHAT_TEMPLATE_CHOICES, DTYPES, is_bundled, resolve_adapter, shipped_adapter_dir
 from .policies import POLICY_NAMES, check_decoding, make_policy
@@ -107,7 +108,7 @@ class PolicySettings(DeviceSettings, AdapterChoice):
     decoding: str = setting("reencode", "decoding engine: reencode (each step re-runs its prompt), cached (the "
                             "same prompts and output, re-running only what the last prompt did not share), "
                             "append (conversational transcript, cache only extended) or slots (ExPosST "
-                            "reserved source positions)", choices=["reencode", "cached", "append", "slots"])
+                            "reserved source positions)", choices=list(MODES))
     slot: int = setting(16, "slots decoding: source positions are reserved in slots of this many tokens")
     lookahead: int = setting(0, "append/slots decoding, source known in advance (files, eval): decide up to this "
                              "many later reads in the same forward pass, as if the reads before them waited. "

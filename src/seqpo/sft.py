@@ -26,6 +26,7 @@ import torch
 
 from .config import check_at_least
 from .data.partial_settings import settings_path
+from .engine import MODES, REFERENCE_MODE
 from .errors import InputFileError
 from .languages import LanguagePair, parse_pair
 from .generation import prompt_ids
@@ -160,7 +161,7 @@ def train_sft(settings: SFTSettings, progress: bool = True, command: str | None 
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     # a checkpoint resumes only under the settings that made it; more steps or epochs may be asked for
-    decoding = "slots" if settings.format == "slots" else "reencode"  # the decoding the format trains for
+    decoding = settings.format if settings.format in MODES else REFERENCE_MODE  # the decoding the format trains for
     recorded = {k: v for k, v in asdict(settings).items()
                 if k not in ("out", "epochs", "max_steps", "save_steps", "logging_steps", "device")}
     # the chat template as resolved (runs from before it had none)

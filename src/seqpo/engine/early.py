@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import torch
 
-from ..requests import Completion, Request
+from ..requests import Ahead, Completion, Request
 from ..slots import DEAD
-from .episode import Ahead, Entry, EpisodeRow, _StepJob
+from .episode import Entry, EpisodeRow, _StepJob
 
 
 class EarlyDecisions:
-    """The look-ahead and write-ahead half of `StreamingEngine`. A mode that can decide early
+    """The look-ahead and write-ahead half of the row cache (`rows.RowCacheEngine`). A mode that can decide early
     (`incremental`) places the extra tokens with `_ahead_entries`, `_follow_entries`, `_took`,
     `_matches` and `_reuse`."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..engine import StreamingEngine
+from ..model_steps import ModelSteps
 from ..generation import Generator
 from ..languages import LanguagePair
 from ..metrics.quality import sentence_scores
@@ -46,7 +46,7 @@ class Rollout:
 
 
 def sample_rollouts(
-    generator: Generator | StreamingEngine,
+    generator: Generator | ModelSteps,
     policy: LLMPolicy,
     pair: LanguagePair,
     chunk: int,
@@ -56,7 +56,7 @@ def sample_rollouts(
     """`group` rollouts for each (index, source, reference); one list per source, input order.
 
     `generator` must sample (do_sample=True) for the log-probs to be recorded: a Generator (each
-    step's whole prompt through `generate`) or a StreamingEngine in `cached` mode (the same prompts,
+    step's whole prompt through `generate`) or an engine in `cached` mode (the same prompts,
     running only what the previous step's prompt did not share; the group is forked after opening).
     """
     if not generator.do_sample:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..engine import engine_for
+from ..engine import PREFIX_CACHED_MODE, engine_for
 from ..eval_settings import EvalSettings
 from ..evaluate import evaluate
 from ..generation import Generator
@@ -84,8 +84,8 @@ def make_generator(model, tokenizer, settings: TrainSettings, batch: int, vllm=N
         vllm.set_adapter(target, step)
         return vllm
 
-    if settings.rollouts == "cached":
-        return engine_for(model, tokenizer, "cached", batch_size=batch, do_sample=True,
+    if settings.rollouts == PREFIX_CACHED_MODE:
+        return engine_for(model, tokenizer, PREFIX_CACHED_MODE, batch_size=batch, do_sample=True,
                           temperature=settings.temperature, few_shot=settings.use_few_shot(), chat=chat)
     return Generator(model, tokenizer, batch_size=batch, do_sample=True, temperature=settings.temperature, chat=chat)
 
@@ -108,7 +108,8 @@ def score_groups(groups, pair, settings: TrainSettings) -> EvalScores:
 def evaluate_dev(settings: TrainSettings, pair, loaded, model, out: Path, step: int) -> dict:
     """`seqpo eval` of the step's checkpoint on the dev file (in OUT/eval/step-N); its scores."""
 
-    ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model, decoding="cached",
+    ev = EvalSettings(pair=str(pair), policy="llm", chunk=settings.chunk, model=settings.model,
+                      decoding=PREFIX_CACHED_MODE,
                       adapter=str(checkpoint_dir(out, step)), few_shot="yes" if settings.use_few_shot() else "no",
                       src=settings.dev_src, ref=settings.dev_ref, limit=settings.dev_limit,
                       out=str(out / "eval" / f"step-{step:06d}"), chat_template="on" if loaded.chat else "off")

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from ..bundled import MODEL_HELP
 from ..config import BARE_MODEL, AdapterChoice, DeviceSettings, check_at_least, setting
+from ..engine import PREFIX_CACHED_MODE
 from ..errors import InputFileError, MissingExtraError, SettingsError
 from ..languages import LanguagePair, parse_pair
 from ..model_names import is_bundled, shipped_adapter_dir
@@ -74,10 +75,10 @@ class TrainSettings(DeviceSettings, AdapterChoice):
     seed: int = setting(0, "random seed (data order and sampling)")
     rollout_backend: str = setting("hf", "rollout generation: hf (transformers) or vllm (GPU, optional "
                                    "extra; imported only when chosen)", choices=["hf", "vllm"])
-    rollouts: str = setting("cached", "hf rollouts: cached (each step runs only what its prompt does not "
+    rollouts: str = setting(PREFIX_CACHED_MODE, "hf rollouts: cached (each step runs only what its prompt does not "
                             "share with the episode's previous one) or generate (transformers generate on "
                             "every whole prompt; the original loop). Same prompts and distribution",
-                            choices=["cached", "generate"])
+                            choices=[PREFIX_CACHED_MODE, "generate"])
     update: str = setting("tree", "update layout: tree (the step samples of a group as one prefix tree, each "
                           "shared token run once) or rows (every step sample a padded row; the original "
                           "loop). Same loss and gradient", choices=["tree", "rows"])

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..engine import REFERENCE_MODE
 from ..errors import InputFileError, SettingsError
 from ..files import load_parallel
 from ..model import training_device, use_bf16, uses_chat_template
@@ -69,7 +70,7 @@ def start_run(settings: TrainSettings, out: Path) -> TrainingRun:
         raise SettingsError(f"--bf16 differs from an earlier run in this process: {str(exc).splitlines()[0]}") from exc
     if accelerator.is_main_process:
         # the chat template as resolved (runs from before it had none)
-        recorded["chat_template"] = "on" if uses_chat_template(settings.chat_template, settings.model, "reencode") \
+        recorded["chat_template"] = "on" if uses_chat_template(settings.chat_template, settings.model, REFERENCE_MODE) \
             else "off"
         check_run_settings(out / "settings.json", recorded, out, legacy={"dtype": "auto", "chat_template": "off"})
     accelerator.wait_for_everyone()

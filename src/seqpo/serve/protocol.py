@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 from ..config import check_asr_language
 from ..driver import EpisodeRun
+from ..engine import REFERENCE_MODE
 from ..errors import SeqpoError, SettingsError
 from ..events import done_event, step_event
 from ..languages import parse_pair
@@ -99,7 +100,7 @@ def parse_config(msg: dict, defaults) -> SessionConfig:
     if policy not in POLICY_NAMES:
         raise ProtocolError("bad_policy", f"unknown policy {policy!r} (choose from {', '.join(POLICY_NAMES)})")
     try:
-        check_decoding(policy, getattr(defaults, "decoding", "reencode"))
+        check_decoding(policy, getattr(defaults, "decoding", REFERENCE_MODE))
     except SeqpoError as exc:
         raise ProtocolError("bad_policy", str(exc)) from exc
     numbers = {}

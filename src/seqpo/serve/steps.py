@@ -12,16 +12,17 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from ..driver import EpisodeRun, LiveRows, step_async
+from ..driver import EpisodeRun, step_async
 from ..languages import parse_pair
 from ..live_engines import LiveRow
+from ..model_steps import CompleterSteps
 from ..policies import make_policy
 from ..stream import Step
 from .metrics import ServerMetrics
 from .protocol import SessionConfig, done_payload, step_payload
-from .worker import ModelWorker
+from .worker import ModelWorker, WorkerClient
 
 
 def new_episode(config: SessionConfig, max_units: int, max_chars: int | None = None) -> EpisodeRun:
@@ -43,16 +44,11 @@ async def run_due_steps(live: EpisodeRun, worker: ModelWorker, owner: object, me
     """Run every step of `live` that is due now (`driver.step_async`), its requests through the
     worker on the session's `adapter` (`SessionConfig.adapter`); `row` (append/slots) is the
     sentence's engine episode. Yields (step, latency ms)."""
-    live.model, live.row = LiveRows(), LiveRows.open(row)
+    client = WorkerClient(worker, owner, asyncio.get_running_loop(), metrics, adapter=adapter)
+    live.model = CompleterSteps(client)
+    live.row = live.model.open(row=row)
     t0 = time.perf_counter()
-
-    async def complete(request):
-        request = request if adapter is None else replace(request, adapter=adapter)
-        completion = await worker.submit(owner, request, row)
-        metrics.step_latency.observe(time.perf_counter() - t0)
-        return completion
-
-    async for step in step_async(live, complete):
+    async for step in step_async(live, lambda request: client.submit(request, row)):
         metrics.steps.labels("update" if step.display is not None else "write" if step.written else "wait").inc()
         yield step, (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()

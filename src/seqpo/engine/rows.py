@@ -1,92 +1,52 @@
-"""The streaming engine's interface and the machinery its decoding modes share: episodes as rows of
-one batched cache, and continuous batching of their steps.
+"""The row cache of the incremental decoding modes (append, slots): episodes as rows of one batched
+cache, and continuous batching of their steps.
 
-The engine owns the per-episode state: the driver calls `open` (an `EpisodeRow`), `read` each
-source chunk, `generate` for the steps that need the model, `write` each step's segment ("" for a
-wait), `close`. All open episodes share one batched cache; rows of different lengths are aligned
-with *dead* entries (padding inside the cache, masked for every query), so every model call still
-batches all episodes. Positions and masks are explicit, which is why this is a hand loop and not
-`generate`: `generate` derives positions from the 2D mask and applies Gemma-3's sliding window by
-cache index, so dead entries would shift both, and it cannot change per-row masks per step the way
-slots need. Generated tokens the policy does not keep are marked dead rather than cropped, so one
-row's rollback never touches the others.
+All open episodes share one batched cache; rows of different lengths are aligned with *dead*
+entries (padding inside the cache, masked for every query), so every model call still batches all
+episodes. Positions and masks are explicit, which is why this is a hand loop and not `generate`:
+`generate` derives positions from the 2D mask and applies Gemma-3's sliding window by cache index,
+so dead entries would shift both, and it cannot change per-row masks per step the way slots need.
+Generated tokens the policy does not keep are marked dead rather than cropped, so one row's
+rollback never touches the others.
 
 `fork(row, n)` copies one episode's row n times (GRPO groups): the few-shot prefix and the source
 read so far are shared, not recomputed.
 
 Steps are continuously batched: `start` begins an episode's step, `advance` runs one forward pass
 over every running step (new blocks next to decode tokens) and returns the steps that ended, so an
-episode never waits for the longest step of the batch; `generate` = start + advance.
+episode never waits for the longest step of the batch.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 
 import torch
-from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+from transformers import DynamicCache
 
 from ..errors import SeqpoError
-from ..generation import Generator, forbid_line_end, stop_reached
+from ..generation import forbid_line_end
 from ..languages import LanguagePair
-from ..requests import Completion, Request
-from ..slots import DEAD, PREFIX, additive, layer_masks, sliding_window, visible
+from ..requests import Ahead, Completion, Request
+from ..slots import DEAD, PREFIX, layer_masks, visible
+from .decoder import Decoder
 from .early import EarlyDecisions
-from .episode import Ahead, Entry, EpisodeRow, _StepJob
+from .episode import Entry, EpisodeRow, _StepJob
 
 
-class StreamingEngine(EarlyDecisions):
-    """Continue episodes in one decoding mode; the interface is the same for all of them.
+class RowCacheEngine(EarlyDecisions, Decoder):
+    """Each episode a row of one batched cache (append and slots); a mode fills in the hooks (how a
+    read becomes tokens, how a write commits, the entry of a generated token)."""
 
-    This class runs each episode as a row of one batched cache (append and slots); a mode fills in
-    the hooks (how a read becomes tokens, how a write commits, the entry of a generated token).
-    `reencode` and `cached` hold episodes their own way and override the episode calls. Build one
-    with `seqpo.engine.engine_for` / `make_engine`.
-    """
-
-    mode = ""  # its `--decoding` name
-    incremental = False  # reads extend the cache in place (look-ahead, write-ahead); its own prompt format
-    takes_chat_template = False  # its prompts are the SeqPO prompt, which a chat template can wrap
-    keeps_cache = True  # an episode's computation stays cached between its steps
-    reserves_source = False  # each sentence reserves its source positions in advance (`slot`)
+    incremental = True
+    keeps_cache = True
     row_type = EpisodeRow
 
-    def __init__(self, model, tokenizer, slot: int = 16, batch_size: int = 8, do_sample: bool = False,
-                 temperature: float = 1.0, top_p: float = 1.0, few_shot: bool = True, lookahead: int = 0,
-                 write_ahead: bool = False, chat=None):
-        if type(self) is StreamingEngine:  # the modes fill in its hooks: a bare one cannot decode
-            raise TypeError("StreamingEngine has no decoding mode: use seqpo.engine.engine_for(model, tokenizer, mode)")
-        if chat is not None and not self.takes_chat_template:
-            raise ValueError(f"{self.mode} decoding has its own prompt format: no chat template")
-        self.model, self.tokenizer, self.slot = model, tokenizer, slot
-        self.few_shot = few_shot
-        self.lookahead = lookahead if self.incremental else 0  # reads taken ahead per forward pass
-        self.write_ahead = write_ahead and self.incremental  # run the next read while a segment decodes
-        self.do_sample = do_sample
-        self.generator = Generator(model, tokenizer, batch_size, do_sample, temperature, top_p, chat)
-        warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
-        warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
-        self.warpers = LogitsProcessorList(warpers)
-        self.window = sliding_window(model)
-        self.rows: list[EpisodeRow] = []
-        self.jobs: dict[EpisodeRow, _StepJob] = {}  # started steps, in start order
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.cache: DynamicCache | None = None
         self.tags: torch.Tensor | None = None  # [4, B, L]: kind, position, vis, token id per entry
         self._prefix: tuple | None = None  # (pair, per-layer (keys, values), length, ids)
-        self._tokens = 0
-
-    @property
-    def tokens_processed(self) -> int:
-        """Tokens run through the model (prompt + generated), dead padding not counted."""
-        return self._tokens + self.generator.tokens_processed
-
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
-
-    def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False).input_ids if text else []
 
     # -- mode hooks -------------------------------------------------------------------------------
     def _prefix_ids(self, pair: LanguagePair) -> list[int]:
@@ -119,10 +79,6 @@ class StreamingEngine(EarlyDecisions):
 
     def _started(self, row: EpisodeRow, job: _StepJob, cols: list[int]) -> None:
         """A step's block has run (cols: its cache columns)."""
-
-    def _entry(self, row: EpisodeRow, job: _StepJob, tok: int) -> Entry:
-        """The cache entry of the token just generated, run at the next pass."""
-        raise NotImplementedError
 
     # -- episodes ---------------------------------------------------------------------------
     def open(self, pair: LanguagePair, reads: list[str] | None = None,
@@ -182,36 +138,6 @@ class StreamingEngine(EarlyDecisions):
         return [(int(ids[i]), int(kind[i]), int(pos[i]), int(vis[i])) for i in live]
 
     # -- steps ------------------------------------------------------------------------------------
-    def generate(self, rows: list[EpisodeRow], requests: list[Request],
-                 ahead: list[list[Ahead]] | None = None) -> list[Completion] | list[list[Completion | None]]:
-        """Run one step for each row to its end (`start` each, then `advance` until all are done).
-
-        Without `ahead`: one Completion per row. With `ahead` (see `start`): per row, one entry per
-        read the engine took.
-        """
-        for s, q, later in zip(rows, requests, ahead or [[] for _ in rows]):
-            self.start(s, q, later)
-        done: dict[int, list[Completion | None]] = {}
-        while len(done) < len(rows):
-            for s, entries in self.advance():
-                done[id(s)] = entries
-        return [done[id(s)] if ahead is not None else done[id(s)][-1] for s in rows]
-
-    def start(self, row: EpisodeRow, request: Request, ahead: list[Ahead] | None = None,
-              then: list[tuple[str, bool]] | None = None) -> None:
-        """Begin a model step for `row`; it runs in the next `advance` calls, batched with the steps
-        of every other started episode, whatever point those have reached.
-
-        `ahead` (later reads: look-ahead) and `then` (the reads after this step's: write-ahead) let
-        incremental modes decide reads early; see `seqpo.engine.early`. With `ahead`, the step's
-        result has one entry per read taken: its Completion, None where the policy waited without
-        the model.
-        """
-        if row in self.jobs:
-            raise RuntimeError("this episode already has a step running")
-        t0 = time.perf_counter()
-        self.jobs[row] = self._step_job(row, request, ahead or [], then or [], t0)
-
     def _step_job(self, row: EpisodeRow, request: Request, ahead: list[Ahead], then: list[tuple[str, bool]],
                   t0: float) -> _StepJob:
         job = self._resume(row, request, then, t0)
@@ -219,11 +145,6 @@ class StreamingEngine(EarlyDecisions):
             return job
         block, points = self._block(row, request, ahead)
         return _StepJob(request, block, points, t0, then=then)
-
-    @property
-    def busy(self) -> bool:
-        """Some started step has not finished yet."""
-        return bool(self.jobs)
 
     def advance(self) -> list[tuple[EpisodeRow, list[Completion | None]]]:
         """One forward pass over every started step; returns the steps that finished, each with its
@@ -280,56 +201,6 @@ class StreamingEngine(EarlyDecisions):
             if ended:
                 finished.append((s, self._finish(s, job)))
         return finished
-
-    def _next(self, s: EpisodeRow, job: _StepJob, tok: int, logp: float | None = None) -> bool:
-        """Record a generated token; True if the step ends with it (else it runs at the next pass)."""
-        job.ids.append(tok)
-        if logp is not None:
-            job.logps.append(logp)
-        text = self.tokenizer.decode(job.ids, skip_special_tokens=True)
-        if tok == self.tokenizer.eos_token_id or stop_reached(text, len(job.ids), job.points[job.taken][1]):
-            return True
-        job.entry = self._entry(s, job, tok)
-        return False
-
-    def _finish(self, s: EpisodeRow, job: _StepJob) -> list[Completion | None]:
-        """A step's entries, one per read taken; the token that ended it was not run (it comes back
-        as pending when the written segment keeps it)."""
-        del self.jobs[s]
-        eos = self.tokenizer.eos_token_id
-        text = self.tokenizer.decode(job.ids, skip_special_tokens=True)
-        s.gen_ids = job.ids[: len(s.gen_cols)]
-        elapsed = (time.perf_counter() - job.t0) * 1000
-        last = Completion(text.split("\n")[0], len(job.ids), elapsed, "\n" in text or eos in job.ids, job.ids,
-                          prompt_ids=job.prompt, logprobs=job.logps if len(job.logps) == len(job.ids) else None)
-        entries: list[Completion | None] = []
-        waits = iter(job.waits)
-        by_read = {p[2]: j for j, p in enumerate(job.points[: job.taken + 1])}
-        for k in range(job.points[job.taken][2] + 1):
-            if k not in by_read:
-                entries.append(None)  # the policy waited there without the model
-            elif by_read[k] == job.taken:
-                entries.append(last)
-            else:
-                entries.append(Completion("", 1, 0.0, True, [next(waits)]))
-        return entries
-
-    def _first_token(self, logits: torch.Tensor, req: Request) -> tuple[int, float | None]:
-        """A step's first token from one row of logits [V], under the request's must_write (and
-        its log-prob when sampling)."""
-        scores = forbid_line_end(logits[None], [0] if req.must_write else [], self.generator.line_end)
-        tok, logp = self._pick_logp(scores)
-        return int(tok[0]), logp[0] if logp else None
-
-    def _pick_logp(self, logits: torch.Tensor) -> tuple[torch.Tensor, list[float] | None]:
-        """Next tokens from rows of scores [B, V]; when sampling, also each token's log-prob under
-        the distribution it was drawn from (temperature/top-p applied: what a rollout's update
-        compares against)."""
-        if not self.do_sample:
-            return logits.argmax(-1), None
-        logp = torch.log_softmax(self.warpers(None, logits.float()), -1)
-        picked = torch.multinomial(logp.exp(), 1)[:, 0]
-        return picked, logp.gather(1, picked[:, None])[:, 0].tolist()
 
     # -- the model --------------------------------------------------------------------------------
     def _forward(self, blocks: dict[int, list[Entry]], need: dict[int, list[int]] | None = None):
@@ -401,9 +272,6 @@ class StreamingEngine(EarlyDecisions):
         cfg = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") else self.model.config
         cap = getattr(cfg, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
-
-    def _additive(self, ok: torch.Tensor) -> torch.Tensor:
-        return additive(ok, next(self.model.parameters()).dtype).to(self.device)
 
     # -- the batched cache ----------------------------------------------------------------------
     def _ensure_prefix(self, pair: LanguagePair) -> int:
