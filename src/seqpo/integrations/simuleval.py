@@ -53,6 +53,7 @@ from ..languages import LanguagePair, parse_pair
 from ..live_engines import EngineSet, live_completer
 from ..model_steps import CompleterSteps
 from ..model import load_model
+from ..policies import retranslates
 from ..prompts import check_supported
 from ..speech.asr import streaming_asr
 from ..speech.audio import StreamResampler
@@ -90,8 +91,9 @@ def agent_settings(args: Namespace, cls: type[AgentSettings] = AgentSettings) ->
     settings = build_settings(cls, values)
     settings.check_policy()
     check_at_least(settings, 1, "max_sentence_words")
-    if settings.policy == "retranslate":  # a SimulEval write is final
-        raise SettingsError("SimulEval cannot take back written text: evaluate --policy retranslate with seqpo eval")
+    if retranslates(settings.policy):  # a SimulEval write is final
+        raise SettingsError(f"SimulEval cannot take back written text: evaluate --policy {settings.policy} with "
+                            "seqpo eval")
     return settings
 
 

@@ -25,14 +25,19 @@ def make_policy(name: str, k: int = 3, chunk: int = 1, few_shot: bool = True) ->
     raise SettingsError(f"unknown policy '{name}' (choose from {', '.join(POLICY_NAMES)})")
 
 
+def retranslates(policy: str) -> bool:
+    """The policy `policy` (a name) may take back what it showed (`Policy.retranslates`)."""
+    return any(p.name == policy and p.retranslates for p in POLICIES)
+
+
 def check_decoding(policy: str, decoding: str) -> None:
     """Refuse a policy the decoding engine cannot run: re-translation's prompts drop the target shown
     so far, which an incremental mode (one transcript per episode, only ever extended) cannot
     express. Asking the engine loads torch, so only a policy that retranslates asks."""
-    if any(p.name == policy and p.retranslates for p in POLICIES) and engine_class(decoding).incremental:
+    if retranslates(policy) and engine_class(decoding).incremental:
         raise SettingsError(f"policy {policy} needs {' or '.join(modes_where(incremental=False))} decoding, "
                             f"not {decoding}")
 
 
 __all__ = ["Policy", "State", "LLMPolicy", "OfflinePolicy", "RetranslatePolicy", "WaitKPolicy", "check_decoding",
-           "make_policy", "POLICIES", "POLICY_NAMES"]
+           "make_policy", "retranslates", "POLICIES", "POLICY_NAMES"]
