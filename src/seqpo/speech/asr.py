@@ -207,12 +207,14 @@ class StreamingASR:
 
     def __init__(self, model, max_buffer_s: float = 15.0, prompt_chars: int = 200, beam_size: int = 1,
                  first_ms: float = 1000.0, window_s: float | None = 10.0, vad: bool = True,
-                 pause_ms: float = 600.0, sentence_pause_ms: float = 250.0, language: str = "en"):
+                 pause_ms: float = 600.0, sentence_pause_ms: float = 250.0, break_pause_ms: float = 300.0,
+                 language: str = "en"):
         self.model, self.max_buffer_s, self.prompt_chars, self.beam_size = model, max_buffer_s, prompt_chars, beam_size
         # No decode before this much audio: on half a second Whisper guesses, and two guesses can
         # agree (whisper_streaming's minimum chunk is 1 s too).
         self.first_ms = first_ms
         self.window_s, self.pause_ms, self.sentence_pause_ms = window_s, pause_ms, sentence_pause_ms
+        self.break_pause_ms = break_pause_ms  # a pause this long ends a sentence without a period (`paused_between`)
         self.language = language
         self.vad = vad  # the detector decides when to decode
         self.detector = SpeechDetector()
@@ -280,6 +282,14 @@ class StreamingASR:
             return False
         paused = self.detector.pause_after(word.end_ms, self.sentence_pause_ms)
         return True if paused is None and self.ended else paused
+
+    def paused_between(self, word: AsrWord, next_word: AsrWord) -> bool:
+        """The speaker paused `break_pause_ms` between two words, so a sentence ended there though
+        Whisper wrote no period: in a talk, tiny.en's streaming transcript soon runs on without
+        periods (its prompt, the words before, has none), while espeak-ng still pauses 320-380 ms
+        between sentences and at most 290 ms at a comma."""
+        return self.detector.pause_between((word.start_ms + word.end_ms) / 2, (next_word.start_ms + next_word.end_ms) / 2,
+                                           self.break_pause_ms)
 
     def _final(self) -> list[AsrWord]:
         """One more decode after a pause: all its words are emitted, the buffer is cut after them."""

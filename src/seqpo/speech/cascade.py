@@ -3,7 +3,8 @@
 Each word the streaming ASR emits is fed to an `EpisodeRun` (the one episode driver, as in eval and
 the server); a word ending in . ? ! ends the sentence where the speaker paused after it
 (`StreamingASR.ends_sentence_at`: Whisper also puts a period after whatever word its buffer
-happens to end on, mid-clause), so an unbounded talk becomes a sequence of episodes. Until the
+happens to end on, mid-clause), and so does a longer pause before the next word where Whisper
+wrote no period (`StreamingASR.paused_between`), so an unbounded talk becomes a sequence of episodes. Until the
 pause is known the word's policy step waits (so a sentence's last read is still its finishing
 step); the word after it, without a pause, continues the sentence. Every policy step records
 `audio_ms`, the audio received when it ran, so the delays of the written target units are in ms
@@ -91,6 +92,8 @@ class SpeechCascade:
 
     def _word(self, word: AsrWord, run: bool = True) -> None:
         self._settle(words_follow=True)
+        if self.live is not None and self.split_sentences and self.asr.paused_between(self.sentence_words[-1], word):
+            self._close(self.sentence_words[-1].end_ms)  # a sentence without a period (`paused_between`)
         if self.live is None:
             self.row = self.new_row() if self.new_row else None
             self.live = EpisodeRun(self.pair, self.policy, chunk=self.chunk, model=self.model,

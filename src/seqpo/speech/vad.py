@@ -85,3 +85,8 @@ class SpeechDetector:
             if start <= ms + late_ms and end >= ms - early_ms and end - start >= min_ms:
                 return True
         return False if ms_of(self.scored) >= ms + late_ms + min_ms else None
+
+    def pause_between(self, after_ms: float, before_ms: float, min_ms: float) -> bool:
+        """A silence of at least `min_ms` whose middle lies between the two times (the middles of two
+        words: Whisper may place a word's ends inside the pause next to it, rarely its middle)."""
+        return any(after_ms < (start + end) / 2 < before_ms and end - start >= min_ms for start, end in self.pauses)
