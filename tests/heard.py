@@ -24,6 +24,18 @@ TEA_TAIL = "a cup of tea"  # TEA's last words, which come right before the end o
 COMMA_CLAUSE = ("The city council approved the new budget yesterday, although several members, who had opposed "
                 "the plan for months, voted against it.")
 
+# A talk of 12 sentences (~40 s; espeak-ng pauses 320-380 ms after each, and never inside them).
+# tiny.en's streaming transcript of it drops a period or more (its prompt, the words before, soon
+# has none), so only the pause shows where some of its sentences end.
+TALK = ("The new library opened its doors on Monday morning. Hundreds of readers waited outside in the rain. "
+        "The mayor thanked the builders for their hard work. Children were given free books at the entrance. "
+        "Everyone agreed that the town had waited far too long for it. The old building had closed ten years ago "
+        "after a fire in the basement. Since then the nearest library was an hour away by bus. Teachers said that "
+        "many pupils had never held a library card. The new one has a music room and a small theatre on the top "
+        "floor. It will stay open until nine in the evening on weekdays. On Sundays volunteers will read stories "
+        "to the youngest visitors. The builders finished the work two months ahead of schedule.")
+TALK_SENTENCES = 12
+
 SENTENCE_WER = 0.5  # THANKS alone (and TEA_TAIL: "a cup and tea" is 1 of 4 wrong, a lost tail 4 of 4): at most 2 of its 4 words wrong (tiny.en hears it whole everywhere seen)
 # The whole clip. tiny.en garbles espeak-ng's second sentence in ways that vary by machine and path
 # ("I will like a cup and tea." 2/11 wrong, streaming; "I will die, Kakarpan T." 6/11, offline; "I will like

@@ -160,6 +160,20 @@ def test_a_pause_counts_wherever_whisper_put_the_word_end():
     assert detector.pause_after(2050.0, 250.0) is None
 
 
+def test_a_pause_between_two_words_is_placed_by_their_middles():
+    """`pause_between` finds a long enough silence between two words' middles: Whisper may stretch a
+    word's ends into the pause beside it (so "New" of "... computing. New Zealand's" can end inside
+    the pause before it), rarely its middle."""
+    from seqpo.speech.vad import SpeechDetector
+
+    detector = SpeechDetector()
+    detector.pauses = [[1000.0, 1180.0], [2000.0, 2320.0]]  # a comma's pause, then a sentence's
+    assert detector.pause_between(1800.0, 2500.0, 300.0)  # the sentence pause's middle (2160) lies between
+    assert not detector.pause_between(2200.0, 2500.0, 300.0)  # after it: the pause came before the first word
+    assert not detector.pause_between(900.0, 1300.0, 300.0)  # the comma's pause is too short
+    assert detector.pause_between(900.0, 1300.0, 150.0)
+
+
 def test_short_encoder_window(whisper, spoken):
     """A 10 s encoder window transcribes the clip as well as faster-whisper's 30 s one."""
     from seqpo.speech.asr import decode_words

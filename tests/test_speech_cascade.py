@@ -9,7 +9,7 @@ from seqpo.cli import main
 from seqpo.speech.audio import read_audio
 from seqpo.speech.synth import synthesize, write_wav
 
-from heard import (COMMA_CLAUSE, SENTENCE_WER, TEA_TAIL, THANKS, assert_clip_heard, assert_heard,
+from heard import (COMMA_CLAUSE, TALK, TALK_SENTENCES, SENTENCE_WER, TEA_TAIL, THANKS, assert_clip_heard, assert_heard,
                    assert_second_sentence, assert_tail_heard, trimmed)
 from omnisteval_cli import omnisteval_cli
 
@@ -77,11 +77,11 @@ def test_eval_audio_dir_hears_words_right_before_the_end(tiny_model_dir, trimmed
     assert_tail_heard(" ".join(w["text"] for w in record["asr_words"]), TEA_TAIL, record)  # what was heard
 
 
-@pytest.mark.parametrize("text, sentences", [(TWO_SENTENCES, 2), (COMMA_CLAUSE, 1)])
+@pytest.mark.parametrize("text, sentences", [(TWO_SENTENCES, 2), (COMMA_CLAUSE, 1), (TALK, TALK_SENTENCES)])
 def test_translate_audio_cuts_only_where_the_speaker_ended_a_sentence(tiny_model_dir, tmp_path, capsys,
                                                                       text, sentences):
     """Two sentences are two episodes; a sentence with comma clauses (where tiny.en puts periods
-    mid-clause) is one."""
+    mid-clause) is one; a talk of 12 sentences is 12, periods or not (a pause of 300 ms ends one)."""
     write_wav(tmp_path / "a.wav", synthesize(text))
     assert main(["translate", "--audio", str(tmp_path / "a.wav"), "--pair", "en-de", "--model",
                  str(tiny_model_dir), "--policy", "wait-k", "--json"]) == 0
