@@ -18,6 +18,7 @@ from .bundled import ASR_ENGLISH, ASR_MODELS, ASR_PACKAGES, MODEL_HELP
 from .errors import InputFileError, SettingsError
 from .model import CHAT_TEMPLATE_CHOICES, DTYPES, check_chat_template, is_bundled, resolve_adapter, shipped_adapter_dir
 from .policies import POLICY_NAMES, check_decoding, make_policy
+from .quantize import QUANTIZE
 
 
 def setting(default: Any, help: str, **argparse_kwargs) -> Any:
@@ -116,6 +117,9 @@ class PolicySettings(DeviceSettings, AdapterChoice):
     write_ahead: bool = setting(False, "append/slots decoding, source known in advance: while a segment decodes, "
                                 "also run the next read as if the line ended, so its decision is ready when it "
                                 "does. Same output, fewer but wider passes")
+    quantize: str = setting("off", "CPU inference: int8 = the text model's linear layers and output layer as "
+                            "torch's dynamic int8 layers (faster; not the same output: see docs/results.md)",
+                            choices=list(QUANTIZE))
 
     def __post_init__(self):
         self.resolve_adapter()

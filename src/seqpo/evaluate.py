@@ -62,8 +62,9 @@ class EvalSettings(SpeakerClockSettings, PolicySettings, SpeechSettings, Sentenc
         pair = check_supported(parse_pair(self.pair))
         if self.audio_dir:
             self.check_speech(pair)
-            if engine_class(self.decoding).keeps_cache:  # each sentence would be an engine episode
-                raise SettingsError("speech evaluation supports --decoding reencode only")
+            if engine_class(self.decoding).reserves_source:  # a sentence's source region is reserved in advance
+                raise SettingsError(f"speech evaluation does not support --decoding {self.decoding}: "
+                                    "use cached, reencode or append")
         for name in ("out",) if self.audio_dir or self.long_form else ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")
@@ -156,7 +157,7 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     run_settings = {"pair": str(pair), **policy.settings(), "chunk": settings.chunk,
                     "model": settings.model, "adapter": settings.adapter,
                     "src": str(settings.src), "ref": str(settings.ref)}
-    run_settings.update(decoding=settings.decoding,
+    run_settings.update(decoding=settings.decoding, quantize=settings.quantize,
                         slot=settings.slot if engine_class(settings.decoding).reserves_source else None)
     # the chat template as resolved: a given model brings its own (older runs had none)
     chat = bool(loaded.chat) if loaded is not None else \
@@ -175,7 +176,7 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     todo = [(i, s) for i, s in enumerate(sources) if i not in done]
     if loaded is None and any(s.strip() for _, s in todo) and not settings.audio_dir:
         loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device, settings.chat_template,
-                            settings.decoding)
+                            settings.decoding, settings.quantize)
     generator = make_engine(loaded, settings.decoding, settings.slot, settings.batch_size,
                             few_shot=settings.use_few_shot(), lookahead=settings.lookahead,
                             write_ahead=settings.write_ahead) if loaded and not settings.audio_dir else None

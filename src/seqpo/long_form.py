@@ -196,6 +196,7 @@ def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
         "adapter": settings.adapter, "long_form": str(settings.long_form),
         "max_sentence_units": settings.max_sentence_units, "decoding": settings.decoding,
         "slot": settings.slot if settings.decoding == "slots" else None, "chat_template": settings.chat_template,
+        "quantize": settings.quantize,
     }
     if speech:
         run_settings.update(audio_dir=str(settings.audio_dir), **settings.asr_settings())
@@ -206,7 +207,7 @@ def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
     todo = [(s.index, s.source) for s in streams if s.index not in done]
     if loaded is None and todo and not speech:
         loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device, settings.chat_template,
-                            settings.decoding)
+                            settings.decoding, settings.quantize)
     generator = make_engine(loaded, settings.decoding, settings.slot, settings.batch_size,
                             few_shot=settings.use_few_shot(), lookahead=settings.lookahead,
                             write_ahead=settings.write_ahead) if todo and not speech else None
