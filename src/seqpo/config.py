@@ -105,8 +105,9 @@ class PolicySettings(DeviceSettings, AdapterChoice):
                            "'none' = the bare model")
     few_shot: str = setting("auto", "show the model few-shot examples: auto = only without --adapter "
                             "(a fine-tuned adapter knows the format)", choices=["auto", "yes", "no"])
-    decoding: str = setting("reencode", "decoding engine: reencode (each step re-runs its prompt), cached (the "
-                            "same prompts and output, re-running only what the last prompt did not share), "
+    decoding: str = setting("cached", "decoding engine: cached (each step runs only what its prompt does not "
+                            "share with the last one; the same prompts and output as reencode), reencode (each "
+                            "step re-runs its prompt), "
                             "append (conversational transcript, cache only extended) or slots (ExPosST "
                             "reserved source positions)", choices=["reencode", "cached", "append", "slots"])
     slot: int = setting(16, "slots decoding: source positions are reserved in slots of this many tokens")
