@@ -14,6 +14,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from seqpo.eval_sentences import TextSentences
+from seqpo.eval_source import EvalRun
 from seqpo.evaluate import EvalSettings, read_finished, score
 from seqpo.languages import parse_pair
 
@@ -28,12 +30,12 @@ def rescore(run: Path, limit: int | None) -> dict | None:
     if any(i not in done for i in range(n)):
         return None  # the run has not reached N sentences yet
     pair = parse_pair(settings["pair"])
-    policy = {k: settings[k] for k in ("policy", "k") if k in settings}
     es = EvalSettings(pair=settings["pair"], chunk=settings["chunk"], model=settings.get("model"),
                       adapter=settings.get("adapter") or "none", decoding=settings.get("decoding") or "reencode",
-                      slot=settings.get("slot") or 16)
+                      slot=settings.get("slot") or 16, **{k: settings[k] for k in ("policy", "k") if k in settings})
+    eval_run = EvalRun(es, pair, es.build_policy())
     with tempfile.TemporaryDirectory() as tmp:  # the OmniSTEval log of a rescoring to N lines is not the run's
-        scores = score([done[i] for i in range(n)], pair, es, policy, Path(tmp))
+        scores = score(TextSentences(es, pair, ([], [])), [done[i] for i in range(n)], eval_run, Path(tmp))
     old = run / "scores.json"
     scores["wall_seconds_per_sentence"] = json.loads(old.read_text()).get("wall_seconds_per_sentence") if old.exists() else None
     return scores

@@ -21,6 +21,11 @@ are per episode.
     reads of 3 words      --chunk 3 (the paper's reads are a few words; ours default to 1)
     top-4-layer LoRA      --lora-layers 4 (the backward pass stops below the top 4 of 18 layers)
     8 sources per step    --sources 8 (longer packed rollouts and larger trees per pass)
+  --formats compares the training formats instead (issue 30), each with its own rollouts and update:
+    reencode   the default loop above (cached rollouts, prefix-tree update)
+    append     --format append: rollouts on the append engine, the update over each episode's transcript
+    slots      --format slots: the same on the slots engine (ExPosST reserved positions)
+  e.g. on a tiny random model: ... --formats -- --model DIR --adapter none --few-shot no
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ VARIANTS = {
     "cached rollouts + rows": ["--rollouts", "cached", "--update", "rows"],
     "generate + tree update": ["--rollouts", "generate", "--update", "tree"],
     "fast (cached + tree)": ["--rollouts", "cached", "--update", "tree"],
+}
+FORMATS = {
+    "reencode (cached + tree)": VARIANTS["fast (cached + tree)"],
+    "append (transcripts)": ["--format", "append"],
+    "slots (transcripts)": ["--format", "slots"],
 }
 REAL_WORKLOAD = ["--max-source-units", "15", "--temperature", "0.7", "--order", "truncate-first", "--lr", "1e-4"]
 LEVERS = {
@@ -81,13 +91,15 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=5)
     ap.add_argument("--all", action="store_true", help="also the two mixed variants")
     ap.add_argument("--levers", action="store_true", help="the real workload, one variant per lever (see above)")
+    ap.add_argument("--formats", action="store_true", help="the training formats side by side (see above)")
     ap.add_argument("--work", default=None, help="folder for the runs (default: a temporary one)")
     ap.add_argument("--data", type=Path, default=DATA, help="the folder holding wmt/ (default: $SEQPO_DATA, else "
                     "../shared/data)")
     args, extra = ap.parse_known_args()
     extra = [x for x in extra if x != "--"]
-    variants = LEVERS if args.levers else VARIANTS
-    names = list(variants) if args.all or args.levers else [n for n in VARIANTS if n.startswith(("original", "fast"))]
+    variants = LEVERS if args.levers else FORMATS if args.formats else VARIANTS
+    names = list(variants) if args.all or args.levers or args.formats else \
+        [n for n in VARIANTS if n.startswith(("original", "fast"))]
     if args.levers:
         extra = [*REAL_WORKLOAD, *extra]
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,8 +107,9 @@ def main() -> None:
         rows = [run(n, variants[n], args, extra, work) for n in names]
     base = rows[0]["episodes_per_min"]
     print(f"\n{args.steps} steps x {args.sources} sources x group {args.group}, train split generaltest2022 en-zh, "
-          f"shipped en-zh SFT adapter{', ' + ' '.join(REAL_WORKLOAD) if args.levers else ''}\n")
-    print("| loop | episodes | rollout s/episode | update s/episode | episodes/min | x original | "
+          f"shipped en-zh SFT adapter{', ' + ' '.join(REAL_WORKLOAD) if args.levers else ''}"
+          f"{'; train args: ' + ' '.join(extra) if extra else ''}\n")
+    print(f"| {'format' if args.formats else 'loop'} | episodes | rollout s/episode | update s/episode | episodes/min | x {rows[0]['variant'].split()[0]} | "
           "rollout tokens/episode | update tokens/episode | sampled tokens/episode | max logp gap |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:

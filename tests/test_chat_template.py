@@ -81,7 +81,7 @@ def test_live_cached_engine_uses_the_same_prompt_ids(chat_loaded):
     request = LLMPolicy(max_step_tokens=3).plan(_state("The weather", ""))
     engines = EngineSet(chat_loaded.model, chat_loaded.tokenizer, "cached", chat=chat_loaded.chat)
     stream = engines.open_row(PAIR)
-    stream.read("The weather", last=False)
+    engines.read(stream, "The weather", last=False)
     completion = engines.complete([request], [stream])[0]
     assert completion.prompt_ids == Generator(chat_loaded.model, chat_loaded.tokenizer,
                                               chat=chat_loaded.chat).prompt_ids(request)

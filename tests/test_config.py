@@ -22,7 +22,7 @@ def test_few_shot_only_on_the_bare_model_unless_told():
 
 
 def test_train_starts_from_the_shipped_sft_adapter_the_others_run_the_default():
-    from seqpo.model import shipped_adapter_dir
+    from seqpo.model_names import shipped_adapter_dir
     from seqpo.rl.train import TrainSettings
     from seqpo.serve import ServeSettings
 

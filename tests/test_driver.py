@@ -5,7 +5,8 @@ import pytest
 from seqpo.generation import Generator
 from seqpo.languages import parse_pair
 from seqpo.policies import OfflinePolicy, WaitKPolicy
-from seqpo.driver import CompleterSteps, EpisodeRun, SentenceTooLongError, step_due
+from seqpo.driver import EpisodeRun, SentenceTooLongError, step_due
+from seqpo.model_steps import CompleterSteps
 from seqpo.simulate import stream_text
 
 
@@ -69,7 +70,8 @@ def test_live_matches_simulate_on_tiny_model(tiny_loaded):
     gen = Generator(tiny_loaded.model, tiny_loaded.tokenizer, batch_size=1)
     source = "The weather is nice today."
     expected = stream_text(source, policy, gen, pair, chunk=1)
-    live = EpisodeRun(pair, policy, chunk=1, model=CompleterSteps(gen), row=CompleterSteps.open())
+    steps_on = CompleterSteps(gen)
+    live = EpisodeRun(pair, policy, chunk=1, model=steps_on, row=steps_on.open(pair))
     steps = []
     for piece in ["The wea", "ther is ", "nice", " today."]:
         live.feed(piece)

@@ -99,7 +99,7 @@ def test_modes_drive_episodes_and_forks_match_single_runs(tiny_loaded, mode):
     assert [len(e.steps) for e in single] == [5, 0, 4]
     assert single[0].steps[0].written == ""
     if mode != "reencode":
-        assert engine.rows == [] and engine.tags is None  # every episode closed its row
+        assert engine.rows == [] and getattr(engine, "tags", None) is None  # every episode closed its row
     grouped = run_episodes(sources, WaitKPolicy(k=2), engine, PAIR, chunk=1, group=3)
     assert len(grouped) == 9
     for i, ep in enumerate(grouped):  # greedy forks decode exactly what one episode does
@@ -151,3 +151,16 @@ def test_must_write_applies_in_every_decoding_mode(tiny_loaded):
             assert b.new_tokens >= 2, mode
     finally:
         hook.remove()
+
+
+def test_the_registry_names_the_modes_and_asks_their_classes():
+    """Mode names live in `engine.ENGINES` only; what a mode can do comes from its class."""
+    from seqpo.engine import MODES, engine_class, modes_where
+    from seqpo.model_steps import ModelSteps
+
+    assert all(issubclass(engine_class(mode), ModelSteps) for mode in MODES)
+    assert modes_where(incremental=False) == ("reencode", "cached")  # re-translation can run on these
+    assert modes_where(reserves_source=True) == ("slots",)
+    assert modes_where(keeps_cache=False) == ("reencode",)
+    with pytest.raises(ValueError, match="unknown decoding mode 'beam'"):
+        engine_class("beam")

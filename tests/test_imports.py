@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 TORCH_FREE = ("seqpo.policies", "seqpo.metrics.latency", "seqpo.stream", "seqpo.prompts", "seqpo.languages",
-              "seqpo.requests")
+              "seqpo.requests", "seqpo.model_steps", "seqpo.engine", "seqpo.driver")
 
 # A meta-path finder ahead of every other one: `import torch` (or transformers, which needs it) fails.
 BLOCK_TORCH = """
@@ -52,6 +52,32 @@ def test_torch_block_works():
                             text=True, env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""}, timeout=120)
     assert result.returncode != 0
     assert "torch is blocked" in result.stderr
+
+
+CLI_WITHOUT_TORCH = """
+import sys
+
+import seqpo.cli
+
+assert "torch" not in sys.modules and "transformers" not in sys.modules, "importing seqpo.cli loaded torch"
+seqpo.cli.build_parser().format_help()  # every command's flags, as `seqpo --help` and `seqpo eval --help` build them
+assert "torch" not in sys.modules and "transformers" not in sys.modules, "building the parser loaded torch"
+print("torch-free")
+"""
+
+
+def test_cli_starts_without_torch():
+    """`seqpo --help` loads no model runtime: the settings that make the flags are torch-free and the
+    commands that run a model are imported when run (seconds of start-up otherwise)."""
+    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": ""}
+    result = subprocess.run([sys.executable, "-c", CLI_WITHOUT_TORCH], capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "torch-free"
+    shown = subprocess.run([sys.executable, "-m", "seqpo.cli", "--help"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("usage: seqpo") and "train" in shown.stdout and "serve" in shown.stdout
 
 
 def test_no_import_circles():

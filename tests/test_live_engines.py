@@ -7,7 +7,8 @@ from seqpo.engine import SourceRegionFullError, engine_for
 from seqpo.languages import parse_pair
 from seqpo.live_engines import TOKENS_PER_UNIT, EngineSet, source_token_budget
 from seqpo.policies import make_policy
-from seqpo.driver import CompleterSteps, EpisodeRun, step_due
+from seqpo.driver import EpisodeRun, step_due
+from seqpo.model_steps import CompleterSteps
 from seqpo.simulate import run_episodes
 from seqpo.slots import region_size
 
@@ -67,9 +68,9 @@ def test_live_run_equals_run_episodes(tiny_loaded, mode, policy):
 def test_streams_queue_calls_until_a_flush(tiny_loaded):
     engines = EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, "append")
     a, b = engines.open_row(PAIR), engines.open_row(parse_pair("en-zh"), few_shot=False)
-    a.read("The", last=False)
-    a.write("")
-    b.read("The", last=False)
+    engines.read(a, "The", last=False)
+    engines.write(a, "")
+    engines.read(b, "The", last=False)
     assert engines.engines == {} and list(a.todo) == [("read", "The", False), ("write", "")]
     engines.flush()
     assert not a.todo and not b.todo
@@ -82,7 +83,7 @@ def test_region_overflow_fails_only_its_stream(tiny_loaded):
     engines = EngineSet(tiny_loaded.model, tiny_loaded.tokenizer, "slots", slot=4)
     small, fine = engines.open_row(PAIR, max_units=1), engines.open_row(PAIR, max_units=30)
     for stream in (small, fine):
-        stream.read("The weather is nice today and we would like", last=False)
+        engines.read(stream, "The weather is nice today and we would like", last=False)
     from seqpo.requests import Request
 
     out = engines.complete_each([Request("", "", 3), Request("", "", 3)], [small, fine])
@@ -120,7 +121,7 @@ def test_server_worker_batches_continuously(tiny_loaded, mode):
         worker.start()
         streams = {name: engines.open_row(PAIR, max_units=30) for name in ("long", "short")}
         for stream in streams.values():
-            stream.read("Hello", last=False)
+            engines.read(stream, "Hello", last=False)
         seen = {}
 
         async def step(name, tokens):

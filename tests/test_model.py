@@ -35,7 +35,7 @@ def test_missing_adapter_is_clear(tiny_model_dir, tmp_path):
 
 
 def test_adapter_resolution(monkeypatch, tmp_path):
-    from seqpo import model as m
+    from seqpo import model_names as m
 
     monkeypatch.setattr(m, "shipped_adapter_dir", lambda pair: tmp_path / pair)
     assert m.resolve_adapter(None, "en-zh", None) is None  # nothing shipped
@@ -54,7 +54,7 @@ def test_adapter_resolution(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("pair", ["en-zh", "en-de"])
 def test_shipped_adapter_is_the_default_for_the_bundled_model(pair):
-    from seqpo.model import resolve_adapter, shipped_adapter_dir
+    from seqpo.model_names import resolve_adapter, shipped_adapter_dir
 
     shipped = shipped_adapter_dir(pair)
     assert (shipped / "adapter_config.json").exists() and (shipped / "adapter_model.safetensors").exists()

@@ -120,7 +120,7 @@ def test_eval_reports_normalized_erasure(tiny_model_dir, en_zh_files, tmp_path):
 
 def test_a_server_with_append_decoding_refuses_retranslate_sessions():
     from seqpo.serve import ServeSettings
-    from seqpo.serve.connection import ProtocolError, parse_config
+    from seqpo.serve.protocol import ProtocolError, parse_config
 
     settings = ServeSettings(decoding="append")
     with pytest.raises(ProtocolError) as refused:

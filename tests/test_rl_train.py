@@ -157,6 +157,7 @@ def test_train_refuses_other_settings_in_the_same_folder(waiting_model, train_fi
     (["--quality", "comet"], "--quality comet needs --comet"),
     (["--dev-src", "x.en"], "--dev-src and --dev-ref go together"),
     (["--rollout-backend", "vllm"], "needs vLLM"),  # imported only when chosen; not installed here
+    (["--format", "slots", "--update", "rows"], "--format slots samples on its own engine"),
 ])
 def test_train_bad_settings_are_one_line_errors(train_files, tmp_path, capsys, extra, message):
     code = main(["train", "--src", str(train_files[0]), "--ref", str(train_files[1]), "--out", str(tmp_path / "o"),
@@ -170,7 +171,7 @@ def test_train_without_a_shipped_sft_adapter_needs_adapter(train_files, tmp_path
     model, any other --model) `seqpo train` refuses in one line instead of training a fresh LoRA on
     the bare model unasked; `--adapter none` asks for exactly that."""
     from seqpo.errors import SettingsError
-    from seqpo.model import shipped_adapter_dir
+    from seqpo.model_names import shipped_adapter_dir
 
     files = ["--src", str(train_files[0]), "--ref", str(train_files[1]), "--out", str(tmp_path / "o")]
     assert main(["train", "--pair", "en-ja", *files, "--bf16", "no"]) == 2
@@ -220,7 +221,7 @@ def test_cli_run_records_its_command_and_start(waiting_model, train_files, tmp_p
 
 def test_shipped_adapters_are_selectable_by_stage():
     from seqpo.errors import ModelLoadError
-    from seqpo.model import resolve_adapter, shipped_adapter_dir
+    from seqpo.model_names import resolve_adapter, shipped_adapter_dir
 
     sft = json.loads((shipped_adapter_dir("en-zh", "sft") / "seqpo.json").read_text())
     assert sft["stage"] == "sft" and sft["command"].startswith("seqpo sft") and sft["dev"]
@@ -276,6 +277,23 @@ def test_reference_is_the_start_adapter_and_the_export_loads_on_the_base(waiting
     assert not torch.allclose(a, c, atol=1e-4)  # training changed the policy
 
 
+@pytest.mark.parametrize("fmt", ["append", "slots"])
+def test_the_append_and_slots_formats_train_on_their_own_transcripts(waiting_model, train_files, tmp_path, fmt):
+    """Rollouts on the format's engine, the update over each episode's transcript: every sampled
+    token scored as it was sampled, in every step; the dev eval decodes in the format."""
+    out = tmp_path / fmt
+    train(_settings(waiting_model, train_files, out, format=fmt, steps=2, lr=1e-2, beta=0.1, save_every=2,
+                    dev_src=str(train_files[0]), dev_ref=str(train_files[1]), dev_limit=2), progress=False)
+    log = _log(out)
+    steps = [r for r in log if "logp_gap" in r]
+    assert len(steps) == 2 and max(r["logp_gap"] for r in steps) < 1e-4
+    assert steps[0]["kl"] == pytest.approx(0.0, abs=1e-7) and steps[1]["kl"] > 0  # the update moved the policy
+    assert [r["step"] for r in log if "eval" in r] == [2]
+    info = json.loads((out / "seqpo.json").read_text())
+    assert info["format"] == fmt and ("slot" in info) == (fmt == "slots")
+    assert json.loads((out / "eval" / "step-000002" / "scores.json").read_text())["signature"]["decoding"] == fmt
+
+
 def _torchrun(args: list[str], timeout: int = 300):
     """Two data-parallel processes on CPU (gloo), the same DDP path `accelerate launch --multi_gpu`
     takes on GPUs (`accelerate launch --cpu` would start only one process)."""
@@ -321,7 +339,8 @@ def test_step_stats_are_summed_by_name_and_logged_as_means():
     from types import SimpleNamespace
 
     from seqpo.rl.rollout import EpisodeScore
-    from seqpo.rl.train import StepStats, _log_record, _Scored, _Update
+    from seqpo.rl.step_log import StepStats, log_record
+    from seqpo.rl.update import Scored, UpdateSums
 
     class TwoProcesses:  # what accelerate's sum-reduce of two equal processes gives
         device = "cpu"
@@ -331,13 +350,13 @@ def test_step_stats_are_summed_by_name_and_logged_as_means():
             return tensor * 2
 
     scores = [EpisodeScore(40.0, 2.0, 3.0, 0.5, 6.0), EpisodeScore(60.0, 4.0, 5.0, 0.25, 6.0)]
-    scored = _Scored([], scores, [1.0, -1.0], [0.7, -0.7])
-    update = _Update(tokens=10, update_tokens=30, loss=0.5, kl_sum=1.0, clipped_sum=2.0, logp_gap_sum=0.1,
-                     grad_norm=0.3)
+    scored = Scored([], scores, [1.0, -1.0], [0.7, -0.7])
+    update = UpdateSums(tokens=10, update_tokens=30, loss=0.5, kl_sum=1.0, clipped_sum=2.0, logp_gap_sum=0.1,
+                        grad_norm=0.3)
     stats = StepStats.of(scored, update).reduce(TwoProcesses())
     assert stats.episodes == 4 and stats.tokens == 20 and stats.quality == 200.0
-    record = _log_record(7, stats, update, SimpleNamespace(tokens_processed=99), rollout_s=2.0, update_s=1.0,
-                         processes=2)
+    record = log_record(7, stats, update, SimpleNamespace(tokens_processed=99), rollout_s=2.0, update_s=1.0,
+                        processes=2)
     assert record == {"step": 7, "reward_mean": 0.0, "reward_std": 1.0, "quality": 50.0, "AL": 3.0, "LAAL": 4.0,
                       "wait_fraction": 0.375, "kl": 0.1, "clipped_fraction": 0.2, "logp_gap": 0.01, "loss": 1.0,
                       "tokens": 20, "update_tokens": 30, "rollout_tokens": 99, "tokens_per_s": 5.0, "rollout_s": 2.0,

@@ -334,7 +334,7 @@ def test_worker_round_robin_busy_and_drop():
 def test_default_adapters_one_per_pair():
     """Bundled model, no --adapter: every shipped adapter, one per pair; an explicit --adapter (or
     none) serves every pair on it."""
-    from seqpo.model import shipped_adapter_dir
+    from seqpo.model_names import shipped_adapter_dir
     from seqpo.serve import ServeSettings
 
     shipped = ServeSettings().shipped_adapters()
@@ -351,8 +351,10 @@ def test_sessions_run_on_the_adapter_of_their_pair(tiny_model_dir, tiny_adapters
     from seqpo.model import load_model, load_model_adapters
     from seqpo.serve import ServeSettings
     from seqpo.serve.app import create_app
-    from seqpo.serve.connection import new_episode, parse_config
-    from seqpo.driver import CompleterSteps, step_due
+    from seqpo.serve.protocol import parse_config
+    from seqpo.serve.steps import new_episode
+    from seqpo.driver import step_due
+    from seqpo.model_steps import CompleterSteps
 
     settings = ServeSettings(model=str(tiny_model_dir), pair="en-de", policy="wait-k", k=2)
     multi = load_model_adapters(str(tiny_model_dir), {k: str(v) for k, v in tiny_adapters.items()})
@@ -367,7 +369,8 @@ def test_sessions_run_on_the_adapter_of_their_pair(tiny_model_dir, tiny_adapters
         live = new_episode(config, 30)
         live.feed(sentence)
         live.end()
-        live.model, live.row = CompleterSteps(Generator(single.model, single.tokenizer)), CompleterSteps.open()
+        live.model = CompleterSteps(Generator(single.model, single.tokenizer))
+        live.row = live.model.open(live.pair)
         list(step_due(live))
         return live.episode.prediction
 

@@ -17,7 +17,7 @@ from seqpo.languages import parse_pair
 from seqpo.policies import make_policy
 from seqpo.serve import ServeSettings
 from seqpo.serve.app import create_app
-from seqpo.serve.connection import parse_config
+from seqpo.serve.protocol import parse_config
 from seqpo.simulate import run_episodes
 
 from test_serve import LocalClient

@@ -15,48 +15,17 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass
 
 import torch
 
-from .bundled import MODEL_HELP
-from .config import BARE_MODEL, DeviceSettings, check_at_least, resolve_adapter_setting, setting, uses_few_shot
-from .engine import engine_class, make_engine
+from .config import BARE_MODEL, resolve_adapter_setting, uses_few_shot
+from .engine import REFERENCE_MODE, engine_class, make_engine
 from .errors import InputFileError
 from .files import read_lines
-from .languages import parse_pair
 from .model import load_model
 from .policies import make_policy
-from .prompts import check_supported
+from .bench_settings import BenchSettings
 from .simulate import run_episodes
-
-
-@dataclass
-class BenchSettings(DeviceSettings):
-    pair: str = setting("en-zh", "language pair, source-target")
-    src: str = setting(None, "source file, one sentence per line")
-    limit: int = setting(4, "benchmark the first N non-empty lines")
-    policy: str = setting("llm", "streaming policy timed in every mode", choices=["wait-k", "llm"])
-    k: int = setting(3, "wait-k: reads before the first write")
-    chunk: int = setting(1, "source units per read")
-    slot: int = setting(16, "slots decoding: slot length in tokens")
-    batch_size: int = setting(8, "sentences decoded together")
-    group: int = setting(5, "rollouts per source for the fork comparison (0: skip it)")
-    modes: str = setting("reencode,append,slots", "comma-separated decoding modes to time")
-    lookahead: int = setting(8, "append/slots: also time them with look-ahead of up to this many reads, with "
-                             "write-ahead, and with both (same output, checked; 0: write-ahead only)")
-    model: str = setting(None, f"causal LM: {MODEL_HELP}")
-    adapter: str = setting("none", "peft adapter for the policy ('default': the one shipped for the pair with the "
-                           "bundled model; 'none': the bare model with few-shot examples)")
-    repeats: int = setting(1, "time every row this many times, in rounds; the table shows medians")
-
-    def validate(self):
-        pair = check_supported(parse_pair(self.pair))
-        if not self.src:
-            raise InputFileError("--src is required")
-        check_at_least(self, 1, "limit", "chunk", "slot", "batch_size", "repeats")
-        check_at_least(self, 0, "group", "lookahead")
-        return pair
 
 
 def _timed(sources, policy, engine, pair, chunk, width, group=1):
@@ -103,7 +72,7 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
     policy = make_policy(settings.policy, k=settings.k, chunk=settings.chunk, few_shot=few_shot)
     modes = [m.strip() for m in settings.modes.split(",") if m.strip()]
     # (row name, policy, engine settings): offline first, it is the reference of the ratios
-    runs = [("offline", make_policy("offline", few_shot=few_shot), "reencode", (0, False))]
+    runs = [("offline", make_policy("offline", few_shot=few_shot), REFERENCE_MODE, (0, False))]
     for mode in modes:
         runs.append((f"{mode} ({settings.policy})", policy, mode, (0, False)))
         if not engine_class(mode).incremental:  # look-ahead and write-ahead apply to append/slots
@@ -113,7 +82,7 @@ def run_bench(settings: BenchSettings, loaded=None, log=print) -> list[dict]:
         for early, label in variants if la else variants[1:2]:
             runs.append((f"{mode} ({settings.policy}, {label})", policy, mode, early))
     # warm-up (thread pools, allocator, kernels): untimed, or the first timed row pays for it
-    _timed(sources[:1], runs[0][1], make_engine(loaded, "reencode", batch_size=1, few_shot=few_shot), pair,
+    _timed(sources[:1], runs[0][1], make_engine(loaded, REFERENCE_MODE, batch_size=1, few_shot=few_shot), pair,
            settings.chunk, 1)
     walls: dict[str, list[float]] = {name: [] for name, *_ in runs}
     firsts: dict[str, list[float]] = {name: [] for name, *_ in runs}

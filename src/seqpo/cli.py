@@ -11,20 +11,24 @@ import sys
 import textwrap
 
 from . import __version__
-from .bench import BenchSettings, markdown_table, run_bench
+from .bench_settings import BenchSettings
 from .config import add_settings, build_settings
-from .data.build import PartialDataSettings, build_partial
 from .data.long_form import LongFormSettings, build_long_form
+from .data.partial_settings import PartialDataSettings
 from .data.wmt import WmtDataSettings, build_wmt
 from .errors import SeqpoError
-from .evaluate import EvalSettings, evaluate
+from .eval_settings import EvalSettings
 from .plot import PlotSettings, run_plot
 from .policies import POLICIES
-from .rl.train import TrainSettings, train
+from .rl.train_settings import TrainSettings
 from .serve import ServeSettings, serve
-from .sft import SFTSettings, train_sft
+from .sft_settings import SFTSettings
 from .speech.synth import SpeechDataSettings, build_speech_data
-from .translate import TranslateSettings, translate
+from .translate_settings import TranslateSettings
+
+# The commands that run a model are imported when run (start-up cost): they load torch and
+# transformers (seconds), which `seqpo --help` and the data commands do without. Their settings,
+# which build the flags, are torch-free modules beside them.
 
 # the policies listed from the registry (`seqpo.policies.POLICIES`), so a new one shows up here
 DESCRIPTION = "seqpo: simultaneous machine translation with LLMs.\n\n" + textwrap.fill(
@@ -36,11 +40,15 @@ DESCRIPTION = "seqpo: simultaneous machine translation with LLMs.\n\n" + textwra
 
 
 def _cmd_translate(args) -> int:
+    from .translate import translate  # start-up cost: torch (see the imports above)
+
     translate(build_settings(TranslateSettings, args))
     return 0
 
 
 def _cmd_eval(args) -> int:
+    from .evaluate import evaluate  # start-up cost: torch
+
     settings = build_settings(EvalSettings, args)
     scores = evaluate(settings, progress=not args.quiet)
     shown = {k: v for k, v in scores.items() if k != "signature"}
@@ -54,6 +62,8 @@ def _cmd_serve(args) -> int:
 
 
 def _cmd_data_partial(args) -> int:
+    from .data.build import build_partial  # start-up cost: torch
+
     summary = build_partial(build_settings(PartialDataSettings, args), progress=not args.quiet)
     print(json.dumps(summary))
     return 0
@@ -75,6 +85,8 @@ def _cmd_data_wmt(args) -> int:
 
 
 def _cmd_sft(args) -> int:
+    from .sft import train_sft  # start-up cost: torch
+
     out = train_sft(build_settings(SFTSettings, args), progress=not args.quiet,
                     command="seqpo " + " ".join(shlex.quote(a) for a in args.argv))
     print(json.dumps({"adapter": str(out)}))
@@ -82,12 +94,16 @@ def _cmd_sft(args) -> int:
 
 
 def _cmd_bench(args) -> int:
+    from .bench import markdown_table, run_bench  # start-up cost: torch
+
     rows = run_bench(build_settings(BenchSettings, args), log=lambda m: print(m, file=sys.stderr))
     print(markdown_table(rows))
     return 0
 
 
 def _cmd_train(args) -> int:
+    from .rl.train import train  # start-up cost: torch
+
     out = train(build_settings(TrainSettings, args), progress=not args.quiet,
                 command="seqpo " + " ".join(shlex.quote(a) for a in args.argv))
     print(json.dumps({"adapter": str(out), "log": str(out / "log.jsonl")}))

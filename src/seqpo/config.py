@@ -15,8 +15,9 @@ from typing import Any, ClassVar, get_type_hints
 import yaml
 
 from .bundled import ASR_ENGLISH, ASR_MODELS, ASR_PACKAGES, MODEL_HELP
+from .engine import MODES
 from .errors import InputFileError, SettingsError
-from .model import CHAT_TEMPLATE_CHOICES, DTYPES, check_chat_template, is_bundled, resolve_adapter, shipped_adapter_dir
+from .model_names import CHAT_TEMPLATE_CHOICES, DTYPES, is_bundled, resolve_adapter, shipped_adapter_dir
 from .policies import POLICY_NAMES, check_decoding, make_policy
 from .quantize import QUANTIZE
 
@@ -46,7 +47,7 @@ BARE_MODEL = "none"
 
 def resolve_adapter_setting(adapter: str | None, pair: str, model: str | None,
                             default_stage: str | None = None) -> str | None:
-    """`--adapter` as the folder to load, or None for the bare model (`model.resolve_adapter`).
+    """`--adapter` as the folder to load, or None for the bare model (`model_names.resolve_adapter`).
     Unset on the bundled model: the pair's `default_stage` adapter when that stage ships, else
     the pair's default shipped adapter (`seqpo train` starts from 'sft', the other commands run
     the default)."""
@@ -109,7 +110,7 @@ class PolicySettings(DeviceSettings, AdapterChoice):
                             "share with the last one; the same prompts and output as reencode), reencode (each "
                             "step re-runs its prompt), "
                             "append (conversational transcript, cache only extended) or slots (ExPosST "
-                            "reserved source positions)", choices=["reencode", "cached", "append", "slots"])
+                            "reserved source positions)", choices=list(MODES))
     slot: int = setting(16, "slots decoding: source positions are reserved in slots of this many tokens")
     lookahead: int = setting(0, "append/slots decoding, source known in advance (files, eval): decide up to this "
                              "many later reads in the same forward pass, as if the reads before them waited. "
@@ -123,6 +124,8 @@ class PolicySettings(DeviceSettings, AdapterChoice):
                             choices=list(QUANTIZE))
 
     def __post_init__(self):
+        from .model import check_chat_template  # start-up cost: torch (~3 s); --help builds no settings
+
         self.resolve_adapter()
         check_chat_template(self.chat_template, self.decoding)
         check_decoding(self.policy, self.decoding)

@@ -5,13 +5,11 @@ read by read, the policy waits or writes at each read, and every step is recorde
 `end`), builds the policy's `State` for each due read (`next_step`), tells the model side every read
 and every written segment, and records each `Step` (`record`). It knows nothing of where the
 source comes from (a file line fed whole, a WebSocket, the words of a speech recogniser) nor of how
-model steps run. Those run on a `ModelSteps`:
-
-- a `StreamingEngine` (every decoding mode; re-encode wraps a `Generator`), which batches the steps
-  of many episodes continuously and, for a source known in advance, decides later reads early
-  (look-ahead, write-ahead);
-- a `CompleterSteps` around anything with `complete(requests[, rows])`: a `Generator`, vLLM, the
-  live engines of `seqpo.live_engines`, the server's worker seen from a speech thread.
+model steps run. Those run on a `ModelSteps` (`seqpo.model_steps`, the whole contract): an engine
+of `seqpo.engine` (every decoding mode), which batches the steps of many episodes continuously and,
+for a source known in advance, decides later reads early (look-ahead, write-ahead), or
+`CompleterSteps` around anything with `complete(requests)` (a `Generator`, vLLM, the live engines of
+`seqpo.live_engines`, the server's worker seen from a speech thread).
 
 Two pumps carry requests between runs and model steps: `drive` (synchronous, many runs in
 lockstep: eval, rollouts, translate, speech, SimulEval) and `step_async` (one run of a server
@@ -27,106 +25,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from .engine import Ahead
 from .errors import SeqpoError
 from .languages import LanguagePair
+from .model_steps import ModelSteps
 from .policies.base import Policy, State
-from .requests import Completion, Request
+from .requests import Ahead, Completion, Request
 from .stream import Episode, Step
 
 
 class SentenceTooLongError(SeqpoError):
     """A live sentence grew past the allowed number of source units."""
-
-
-class ModelSteps(Protocol):
-    """Runs the model steps of episodes. An episode is a row handle (`open`, or made by the owner of
-    the run); every read and written segment is told to it so a cache can follow the episode."""
-
-    lookahead: int  # later reads it may decide in the same pass (0: none)
-    write_ahead: bool  # it may run the next read while a segment decodes
-
-    def read(self, row, chunk: str, last: bool) -> None: ...
-
-    def write(self, row, segment: str) -> None: ...
-
-    def start(self, row, request: Request, later: list[Ahead] | None = None,
-              then: list[tuple[str, bool]] | None = None) -> None: ...
-
-    @property
-    def busy(self) -> bool: ...
-
-    def advance(self) -> list[tuple[object, list[Completion | None]]]:
-        """Run the started steps a little further; return the rows whose step ended, each with one
-        entry per read the step took (None: the policy waited there without the model)."""
-
-    def close(self, row) -> None: ...
-
-
-class Completer(Protocol):
-    """Anything that continues a batch of requests (`Generator`, vLLM, `EngineSet`, a worker)."""
-
-    def complete(self, requests: list[Request], rows: list | None = None) -> list[Completion]: ...
-
-
-class PlainRow:
-    """The row of an episode whose model steps keep no per-episode state (re-encoding)."""
-
-    def read(self, chunk: str, last: bool) -> None:
-        pass
-
-    def write(self, segment: str) -> None:
-        pass
-
-
-class LiveRows:
-    """The read/write side of `ModelSteps` for rows that take their own reads and writes: live
-    engine episodes (`live_engines.LiveRow`, which queue them for the model thread) or
-    `PlainRow`s. A server session uses it alone: its model requests go through the worker."""
-
-    @staticmethod
-    def open(row=None):
-        """An episode's row: a live engine episode, else a `PlainRow`."""
-        return PlainRow() if row is None else row
-
-    def read(self, row, chunk: str, last: bool) -> None:
-        row.read(chunk, last)
-
-    def write(self, row, segment: str) -> None:
-        row.write(segment)
-
-    def close(self, row) -> None:
-        """Rows of live engines are released by their owner (the session, the cascade)."""
-
-
-class CompleterSteps(LiveRows):
-    """`ModelSteps` over a `Completer`: every started step runs to its end at the next `advance`,
-    in one `complete` call (with the rows when they are live engine episodes)."""
-
-    lookahead, write_ahead = 0, False
-
-    def __init__(self, completer: Completer):
-        self.completer = completer
-        self._started: list[tuple[object, Request]] = []
-
-    def start(self, row, request: Request, later=None, then=None) -> None:
-        self._started.append((row, request))
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._started)
-
-    def advance(self) -> list[tuple[object, list[Completion | None]]]:
-        started, self._started = self._started, []
-        rows = [row for row, _ in started]
-        requests = [request for _, request in started]
-        if all(isinstance(row, PlainRow) for row in rows):
-            done = self.completer.complete(requests)
-        else:
-            done = self.completer.complete(requests, rows)
-        return [(row, [completion]) for row, completion in zip(rows, done)]
 
 
 @dataclass
@@ -435,5 +344,4 @@ async def step_async(run: EpisodeRun, complete: Callable[[Request], Awaitable[Co
         yield run.record(completion)
 
 
-__all__ = ["CompleterSteps", "Completer", "EpisodeRun", "LiveRows", "ModelSteps", "PlainRow", "PlannedStep", "SentenceTooLongError",
-           "drive", "step_async", "step_due"]
+__all__ = ["EpisodeRun", "PlannedStep", "SentenceTooLongError", "drive", "step_async", "step_due"]

@@ -5,7 +5,7 @@ run's signature in `scores.json` (every setting that changes a number, as sacreb
 from __future__ import annotations
 
 from . import __version__
-from .engine import engine_class
+from .engine import REFERENCE_MODE, engine_class
 from .languages import LanguagePair
 from .metrics.latency import computation_aware_scores, episode_latency
 from .stream import Episode, count_units
@@ -41,7 +41,7 @@ def add_computation_aware(record: dict, unit_ms: float) -> None:
 
 
 # Settings that older seqpo versions did not record in settings.json, with the value they used.
-LEGACY_DEFAULTS = {"decoding": "reencode", "slot": None, "few_shot": True, "chat_template": "off",
+LEGACY_DEFAULTS = {"decoding": REFERENCE_MODE, "slot": None, "few_shot": True, "chat_template": "off",
                    "asr_window": 0.0, "asr_vad": "off", "asr": "tiny.en", "quantize": "off"}
 
 

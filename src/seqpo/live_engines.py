@@ -2,27 +2,33 @@
 
 `simulate.run_episodes` knows every sentence in advance; a live sentence (`driver.EpisodeRun`)
 arrives piece by piece and many of them, of several pairs and adapters, share one model. Here each
-live sentence is one engine episode (`LiveRow`), driven with the calls `run_episodes` makes:
-`open` at its first read, `read` per consumed chunk, `generate` for the steps that ask the model,
-`write` of every step's segment ("" for a wait), `close` when the sentence is done or dropped.
+live sentence is one engine episode, driven with the calls `run_episodes` makes: `open` at its first
+read, `read` per consumed chunk, `generate` for the steps that ask the model, `write` of every
+step's segment ("" for a wait), `close` when the sentence is done or dropped. Its row (`LiveRow`)
+is owned by the model thread.
 
-`EngineSet` holds one `StreamingEngine` per (pair, adapter, few-shot) it meets, created on first
-use (an engine serves one pair and runs on the weights its prefix cache was computed with); the
-adapter is made active around that engine's model calls with `Generator.on_adapter`. Every engine
-call must happen on one thread (the server's model thread): a row only queues its reads, writes
-and close, and `EngineSet.flush` applies every row's queue there, in order, before each model
-call. A wait therefore costs no trip to the model thread, and every written segment is in its row
-before the next forward pass, so the engine can drop dead cache columns (`StreamingEngine._compact`).
+`EngineSet` holds one engine per (pair, adapter, few-shot) it meets, created on first use (an
+engine serves one pair and runs on the weights its prefix cache was computed with); the adapter is
+made active around that engine's model calls with `Generator.on_adapter`. Every engine call must
+happen on one thread (the server's model thread): `read`, `write` and `release` only queue on the
+row (any thread), and `EngineSet.flush` applies every row's queue there, in order, before each
+model call. A wait therefore costs no trip to the model thread, and every written segment is in its
+row before the next forward pass, so the engine can drop dead cache columns
+(`RowCacheEngine._compact`). Its `complete(requests, rows)` (one thread that runs everything
+itself) and the server's `worker.WorkerClient` (a session's side of the model worker) are what a
+`model_steps.CompleterSteps` steps live sentences on.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from dataclasses import dataclass, field
 
-from .engine import EpisodeRow, SourceRegionFullError, StreamingEngine, engine_class, engine_for
+from .engine import EpisodeRow, SourceRegionFullError, engine_class, engine_for
 from .generation import Generator
 from .languages import LanguagePair
+from .model_steps import ModelSteps
 from .requests import Completion, Request
 
 # Slots decoding reserves a live sentence's source region before its text is known, from the
@@ -38,28 +44,25 @@ def source_token_budget(max_units: int) -> int:
     return max_units * TOKENS_PER_UNIT
 
 
+@dataclass(eq=False)  # a handle: two sentences in the same state are still two rows
 class LiveRow:
-    """The engine episode of one live sentence. Its calls are queued (thread-safe) and applied by
-    `EngineSet.flush` on the model thread; `error` is set there when a read overflows the slots
-    region (the episode is closed then, and its later calls are ignored)."""
+    """The row of one live sentence, owned by the model thread: `EngineSet.read` / `write` /
+    `release` queue its calls (any thread) and `EngineSet.flush` applies them there; `error` is set
+    there when a read overflows the slots region (the episode is closed then, and its later calls
+    are ignored)."""
 
-    def __init__(self, pair: LanguagePair, adapter: str | None, few_shot: bool, max_source_tokens: int | None):
-        self.pair, self.adapter, self.few_shot = pair, adapter, few_shot
-        self.max_source_tokens = max_source_tokens
-        self.todo: deque[tuple] = deque()  # ("read", chunk, last) | ("write", segment) | ("close",)
-        self.state: EpisodeRow | None = None  # the engine's handle, once the first read is applied
-        self.error: SourceRegionFullError | None = None
-        self.closed = False  # on the model thread: close applied (or failed)
+    pair: LanguagePair
+    adapter: str | None
+    few_shot: bool
+    max_source_tokens: int | None
+    todo: deque[tuple] = field(default_factory=deque)  # ("read", chunk, last) | ("write", segment) | ("close",)
+    state: EpisodeRow | None = None  # the engine's row, once the first read is applied
+    error: SourceRegionFullError | None = None
+    closed: bool = False  # on the model thread: close applied (or failed)
 
     @property
     def key(self) -> tuple[LanguagePair, str | None, bool]:
         return self.pair, self.adapter, self.few_shot
-
-    def read(self, chunk: str, last: bool) -> None:
-        self.todo.append(("read", chunk, last))
-
-    def write(self, segment: str) -> None:
-        self.todo.append(("write", segment))
 
 
 class EngineSet:
@@ -72,7 +75,7 @@ class EngineSet:
             raise ValueError(f"live engines run append or slots decoding, not '{mode}'")
         self.model, self.tokenizer, self.mode, self.slot = model, tokenizer, mode, slot
         self.chat = chat if self.engine_type.takes_chat_template else None  # `LoadedModel.chat`, of cached prompts
-        self.engines: dict[tuple, StreamingEngine] = {}
+        self.engines: dict[tuple, ModelSteps] = {}
         self._rows: list[LiveRow] = []
         self._lock = threading.Lock()  # rows open on any thread; flush reads the list on the model thread
 
@@ -86,6 +89,14 @@ class EngineSet:
             self._rows.append(row)
         return row
 
+    def read(self, row: LiveRow, chunk: str, last: bool = False) -> None:
+        """The sentence read `chunk` (any thread): queued for the next `flush`."""
+        row.todo.append(("read", chunk, last))
+
+    def write(self, row: LiveRow, segment: str) -> None:
+        """The sentence's step wrote `segment` (any thread): queued for the next `flush`."""
+        row.todo.append(("write", segment))
+
     def release(self, row: LiveRow) -> None:
         """The sentence is done or dropped (any thread): its row is freed at the next `flush` (every
         model call starts with one, so a released row never costs compute)."""
@@ -97,7 +108,7 @@ class EngineSet:
             return len(self._rows)
 
     # -- on the model thread ----------------------------------------------------------------------
-    def engine(self, row: LiveRow) -> StreamingEngine:
+    def engine(self, row: LiveRow) -> ModelSteps:
         key = row.key
         if key not in self.engines:
             self.engines[key] = engine_for(self.model, self.tokenizer, self.mode, self.slot,
@@ -160,7 +171,7 @@ class EngineSet:
 
     # -- continuous batching (the server's worker) -------------------------------------------------
     def start_each(self, requests: list[Request], rows: list[LiveRow]) -> list[Exception | None]:
-        """Flush, then start each row's step on its engine (`StreamingEngine.start`); the steps
+        """Flush, then start each row's step on its engine (`ModelSteps.start`); the steps
         run in the following `advance` calls. Returns an error for a row that cannot start."""
         self.flush()
         errors = [self._unready(row) for row in rows]

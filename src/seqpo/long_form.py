@@ -26,30 +26,19 @@ time counts for each sentence in it, so model times (and StreamLAAL_CA) are an u
 
 from __future__ import annotations
 
-import copy
-import json
-import os
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .data.long_form import read_long_form
-from .engine import make_engine
 from .errors import InputFileError
-from .instances import LEGACY_DEFAULTS, signature
+from .eval_source import EvalRun, EvalScores, EvalSource
 from .languages import LanguagePair
 from .metrics.quality import corpus_quality
 from .metrics.stream_latency import StreamOutput, StreamSentence, score_streams, stream_laal_signature
-from .metrics.wer import corpus_wer
 from .metrics.yaal import long_yaal
-from .model import load_model, uses_chat_template
 from .policies.base import Policy
-from .resume import check_run_settings, read_complete_jsonl
 from .sentences import split_sentences
 from .simulate import run_episodes
-from .speech.long_form import run_spoken_streams, spoken_streams
 from .stream import Episode, append_segment, count_units, count_waits
 
 
@@ -137,129 +126,90 @@ def run_long_form(streams: Iterable[tuple[int, str]], policy: Policy, generator,
 
 
 def score_long_form(records: list[dict], talks: list[list[StreamSentence]], pair: LanguagePair,
-                    unit_ms: float, omnisteval_dir: Path) -> dict:
+                    unit_ms: float, omnisteval_dir: Path) -> EvalScores:
     """StreamLAAL and LongYAAL (and their _CA, `stream_clock` at `unit_ms` ms per source unit; 1 for
     speech, whose delays are ms), BLEU and chrF of the stream records against each stream's
-    reference sentences. OmniSTEval's log (for LongYAAL) is written to `omnisteval_dir`."""
+    reference sentences, with their signatures. OmniSTEval's log (for LongYAAL) is written to
+    `omnisteval_dir`."""
     outputs = [StreamOutput(r["prediction"], r["delays"], stream_clock(r["steps"], unit_ms)) for r in records]
     yaal = long_yaal(omnisteval_dir, outputs, talks, pair.target)
     if any(o.delays for o in outputs):
         s = score_streams(outputs, talks, pair.target)
         stream_laal, stream_laal_ca, skipped = s.StreamLAAL, s.StreamLAAL_CA, s.skipped
-        quality = {"BLEU": s.BLEU, "chrF": s.chrF, "signatures": s.signature}
+        quality = {"BLEU": s.BLEU, "chrF": s.chrF, "signatures": dict(s.signature)}
     else:  # nothing written at all: no latency, and quality of empty output
         stream_laal = stream_laal_ca = None
         skipped = sum(map(len, talks))
         quality = corpus_quality([""] * skipped, [x.reference for t in talks for x in t], pair.target)
         quality["signatures"] = {"StreamLAAL": stream_laal_signature(pair.target_unit), **quality["signatures"]}
-    return {
+    stream_signature = quality["signatures"].pop("StreamLAAL")
+    return EvalScores({
         "StreamLAAL": _round(stream_laal), "StreamLAAL_CA": _round(stream_laal_ca),
         **yaal.as_scores("LongYAAL"),
         "BLEU": quality["BLEU"], "chrF": quality["chrF"],
         "sentences": sum(map(len, talks)), "skipped": skipped, "yaal_scored_sentences": yaal.scored,
         "yaal_ca_scored_sentences": yaal.scored_ca,
-        "signatures": {**quality["signatures"], "LongYAAL": yaal.signature, "omnisteval": yaal.command},
         "streams": len(records), "system_sentences": sum(len(r["sentences"]) for r in records),
         "wait_fraction": round(sum(r["wait_fraction"] for r in records) / max(1, len(records)), 3),
         "model_seconds_per_stream": round(sum(r["model_ms"] for r in records) / 1000 / max(1, len(records)), 3),
-    }
+    }, quality["signatures"], {"StreamLAAL": stream_signature, "LongYAAL": yaal.signature, "omnisteval": yaal.command})
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def evaluate_long_form(settings, loaded=None, progress: bool = True) -> dict:
-    """`seqpo eval --long-form FILE`: translate each stream of a `seqpo data long-form` file (or resume:
-    finished streams in OUT/streams.jsonl are kept), then score them; returns the scores also written
-    to OUT/scores.json. With `--audio-dir` the streams are spoken (`speech.long_form`) and their
-    latency is in ms of audio."""
-    pair = settings.validate()
-    if not Path(settings.long_form).is_file():
-        raise InputFileError(f"long-form file not found: {settings.long_form}")
-    streams = read_long_form(settings.long_form)[: settings.limit]
-    if not streams:
-        raise InputFileError(f"{settings.long_form} has no streams")
-    speech = bool(settings.audio_dir)
-    spoken = spoken_streams(settings.audio_dir, streams, pair) if speech else None  # all checked before a model loads
-    out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
-    policy = settings.build_policy()
-    chat = bool(loaded.chat) if loaded is not None else \
-        uses_chat_template(settings.chat_template, settings.model, settings.decoding)
-    settings = copy.copy(settings)  # not dataclasses.replace: __post_init__ would resolve --adapter again
-    settings.chat_template = "on" if chat else "off"
-    if speech:
-        settings.batch_size = 1  # the cascade decodes one sentence at a time, whatever --batch-size says
-    run_settings = {
-        "pair": str(pair), **policy.settings(), "chunk": settings.chunk, "model": settings.model,
-        "adapter": settings.adapter, "long_form": str(settings.long_form),
-        "max_sentence_units": settings.max_sentence_units, "decoding": settings.decoding,
-        "slot": settings.slot if settings.decoding == "slots" else None, "chat_template": settings.chat_template,
-        "quantize": settings.quantize,
-    }
-    if speech:
-        run_settings.update(audio_dir=str(settings.audio_dir), **settings.asr_settings())
-    check_run_settings(out / "settings.json", run_settings, out, legacy=LEGACY_DEFAULTS)
+class StreamSet(EvalSource):
+    """Streams of a `seqpo data long-form` file (`--long-form`; `--limit` counts streams), one
+    `stream_record` each in `streams.jsonl`, scored with StreamLAAL, LongYAAL, BLEU and chrF."""
 
-    path = out / "streams.jsonl"
-    done = {r["index"]: r for r in read_complete_jsonl(path)}
-    todo = [(s.index, s.source) for s in streams if s.index not in done]
-    if loaded is None and todo and not speech:
-        loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device, settings.chat_template,
-                            settings.decoding, settings.quantize)
-    generator = make_engine(loaded, settings.decoding, settings.slot, settings.batch_size,
-                            few_shot=settings.use_few_shot(), lookahead=settings.lookahead,
-                            write_ahead=settings.write_ahead) if todo and not speech else None
-    started = time.perf_counter()
-    bar = tqdm(total=len(streams), initial=len(streams) - len(todo), unit="stream", disable=not progress,
-               desc=f"{pair} {settings.policy} long-form{' speech' if speech else ''}", dynamic_ncols=True)
-    with path.open("a", encoding="utf-8") as fh:
-        def write(index: int, record: dict) -> None:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-            done[index] = record
-            bar.update(1)
+    log = "streams.jsonl"
+    unit = "stream"
+    progress_unit = "stream"
+    label = " long-form"
+    clock_unit_ms: float | None = None  # ms per unit of the delays for the clock; None: --unit-ms
+    computation_aware = "clock: speaker at unit_ms per source unit, one model step at a time"
 
-        def heard(index: int, episodes: list[Episode], asr) -> None:
-            record = stream_record(index, [0] * len(episodes), episodes, pair.target_unit, speech=True)
-            record.update(source_length=round(spoken[index].ms, 1), transcript=" ".join(e.source for e in episodes),
-                          asr_ms=round(asr.compute_ms, 1), asr_cpu_ms=round(asr.cpu_ms, 1), asr_decodes=asr.decodes)
-            write(index, record)
+    def __init__(self, settings, pair: LanguagePair) -> None:
+        super().__init__(settings, pair)
+        if not Path(settings.long_form).is_file():
+            raise InputFileError(f"long-form file not found: {settings.long_form}")
+        self.streams = read_long_form(settings.long_form)[: settings.limit]
+        if not self.streams:
+            raise InputFileError(f"{settings.long_form} has no streams")
+        self.keys = [s.index for s in self.streams]
 
-        if speech:
-            run_spoken_streams([i for i, _ in todo], spoken, settings, loaded, heard)
-        else:
-            run_long_form(todo, policy, generator, pair, settings.chunk, settings.max_sentence_units,
-                          width=settings.batch_size, on_done=write)
-    bar.close()
-    wall = time.perf_counter() - started
-    records = [done[s.index] for s in streams]
-    talks = [spoken[s.index].sentences if speech else s.sentences() for s in streams]
-    scores = score_long_form(records, talks, pair, 1.0 if speech else settings.unit_ms, out / "omnisteval")
-    quality_signatures = scores.pop("signatures")
-    stream_signature = quality_signatures.pop("StreamLAAL")
-    yaal_signatures = {key: quality_signatures.pop(key) for key in ("LongYAAL", "omnisteval")}
-    scores["signature"] = signature(settings, pair, policy.settings(), {"signatures": quality_signatures})
-    scores["signature"].update(
-        StreamLAAL=stream_signature, **yaal_signatures, long_form=str(settings.long_form),
-        latency_reference_length="reference sentence, after mWER re-segmentation",
-        segmentation=f"sentence-final punctuation or {settings.max_sentence_units} source units",
-        computation_aware="clock: speaker at unit_ms per source unit, one model step at a time")
-    if speech:  # recomputed from the records, so a resumed run scores alike
-        scores["WER"] = round(corpus_wer([r["transcript"] for r in records], [s.source for s in streams],
-                                         pair.source_unit), 2)  # characters for zh/ja (CER)
-        scores["asr_seconds_per_stream"] = round(sum(r["asr_ms"] for r in records) / 1000 / len(records), 3)
-        scores["signature"].update(
-            latency_unit={"source": "ms of audio", "target": pair.target_unit}, unit_ms=None,
-            audio_dir=str(settings.audio_dir),
-            computation_aware="clock: the talk's audio in real time, one step (ASR decoding since the last "
-                              "step included) at a time",
-            **settings.asr_signature())
-    scores["wall_seconds_per_stream"] = round(wall / len(todo), 3) if todo else None
-    (out / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False))
-    return scores
+    def input_settings(self) -> dict:
+        return {"long_form": str(self.settings.long_form), "max_sentence_units": self.settings.max_sentence_units}
+
+    def talks(self) -> list[list[StreamSentence]]:
+        """Each stream's reference sentences, placed in it in the unit of its delays."""
+        return [s.sentences() for s in self.streams]
+
+    def input_signature(self) -> dict:
+        """What the signature adds about the inputs (speech: the audio folder)."""
+        return {}
+
+    def score(self, records: list[dict], run: EvalRun, out: Path) -> EvalScores:
+        settings = run.settings
+        unit_ms = settings.unit_ms if self.clock_unit_ms is None else self.clock_unit_ms
+        scored = score_long_form(records, self.talks(), run.pair, unit_ms, out / "omnisteval")
+        scored.signature.update(
+            long_form=str(settings.long_form),
+            latency_reference_length="reference sentence, after mWER re-segmentation",
+            segmentation=f"sentence-final punctuation or {settings.max_sentence_units} source units",
+            computation_aware=self.computation_aware, **self.input_signature())
+        scored.asr = self.asr_scores(records)
+        return scored
 
 
-__all__ = ["evaluate_long_form", "run_long_form", "score_long_form", "stream_clock", "stream_record"]
+class TextStreams(StreamSet):
+    """Long-form text: each stream cut into sentences by `run_long_form`, batched as eval batches lines."""
+
+    def run(self, todo: list[int], run: EvalRun, write: Callable[[int, dict], None]) -> None:
+        sources = {s.index: s.source for s in self.streams}
+        run_long_form([(i, sources[i]) for i in todo], run.policy, run.engine, run.pair, run.settings.chunk,
+                      run.settings.max_sentence_units, width=run.settings.batch_size, on_done=write)
+
+
+__all__ = ["StreamSet", "TextStreams", "run_long_form", "score_long_form", "stream_clock", "stream_record"]

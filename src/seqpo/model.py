@@ -22,15 +22,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from .bundled import BASES, DEFAULT_BASE, BundledBase, assemble, bundled_base, cache_dir
+from .engine import engine_class
 from .errors import ModelLoadError, SettingsError
+from .model_names import CHAT_TEMPLATE_CHOICES, DEFAULT_MODEL, DTYPES, is_bundled
 from .prompts import chat_format
 from .quantize import check_quantize, quantize_int8
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = f"bundled:{DEFAULT_BASE}"
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "auto-map")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def resolve_device(device: str | None = "auto") -> str:
@@ -182,43 +182,6 @@ def resolve_model_path(model: str | None) -> str:
     raise ModelLoadError(f"model path not found: {model}")
 
 
-STAGES = ("sft", "seqpo")  # shipped adapters per pair: warm-up SFT, and SeqPO trained from it (if it won)
-
-
-def shipped_adapter_dir(pair: str, stage: str | None = None) -> Path:
-    """Where an adapter trained for `pair` ships inside the package: the SFT adapter in
-    src/seqpo/models/<pair>, a SeqPO adapter in src/seqpo/models/<pair>-seqpo. Without a stage, the
-    pair's default: the SeqPO adapter where one ships (only one that beat its SFT start on dev
-    does), else the SFT adapter."""
-    root = Path(__file__).parent / "models"
-    name = str(pair).strip().lower()
-    if stage is None:
-        stage = "seqpo" if (root / f"{name}-seqpo" / "adapter_config.json").exists() else "sft"
-    if stage not in STAGES:
-        raise ValueError(f"unknown adapter stage {stage!r} (choose from {', '.join(STAGES)})")
-    return root / (name if stage == "sft" else f"{name}-{stage}")
-
-
-def resolve_adapter(adapter: str | None, pair: str, model: str | None) -> str | None:
-    """The adapter to load: an explicit path; 'none' for the bare model; 'sft' or 'seqpo' for the
-    adapter of that stage shipped for the pair; by default the pair's default shipped adapter, but
-    only on the bundled model it was trained on."""
-    if adapter is not None and str(adapter).strip().lower() in ("none", ""):
-        return None
-    if adapter and str(adapter).strip().lower() in STAGES and not Path(adapter).exists():
-        shipped = shipped_adapter_dir(pair, str(adapter).strip().lower())
-        if not (shipped / "adapter_config.json").exists():
-            raise ModelLoadError(f"no {adapter} adapter ships for {pair} (shipped: "
-                                 f"{', '.join(s for s in STAGES if (shipped_adapter_dir(pair, s) / 'adapter_config.json').exists()) or 'none'})")
-        return str(shipped)
-    if adapter:
-        return str(adapter)
-    if not is_bundled(model):
-        return None
-    shipped = shipped_adapter_dir(pair)
-    return str(shipped) if (shipped / "adapter_config.json").exists() else None
-
-
 @contextlib.contextmanager
 def quiet_peft():
     """peft calls a transformers API deprecated in v5 on every adapter load; not ours to fix."""
@@ -236,23 +199,11 @@ class LoadedModel:
     chat: object = None  # prompts.ChatFormat when prompts go in the model's chat template (`--chat-template`)
 
 
-CHAT_TEMPLATE_CHOICES = ("auto", "on", "off")
-
-
-def is_bundled(model: str | None) -> bool:
-    """`--model` names the default bundled base, Gemma-3-270M: the base the shipped adapters were
-    trained on, and prompted without a chat template (`bundled_base` knows every bundled base)."""
-    base = bundled_base(model)
-    return base is not None and base.name == DEFAULT_BASE
-
-
 def uses_chat_template(choice: str | None, model: str | None, decoding: str, tokenizer=None) -> bool:
     """`--chat-template` resolved: auto = on for a tokenizer with a chat template, except on the
     bundled base model (its shipped adapters were trained on the plain prompt) and in append/slots
     decoding (their own formats). `tokenizer` is loaded when needed and not given. `on` where it
     cannot apply is a `SettingsError`."""
-    from .engine import engine_class  # could move to the top: the engine does not import this module (no circle)
-
     choice = check_chat_template(choice, decoding)
     if choice == "off" or (choice == "auto" and (is_bundled(model) or not engine_class(decoding).takes_chat_template)):
         return False
@@ -270,8 +221,6 @@ def check_chat_template(choice: str | None, decoding: str) -> str:
     choice = str(choice or "auto").strip().lower()
     if choice not in CHAT_TEMPLATE_CHOICES:
         raise SettingsError(f"--chat-template must be one of {', '.join(CHAT_TEMPLATE_CHOICES)}; got {choice!r}")
-    from .engine import engine_class  # could move to the top: the engine does not import this module (no circle)
-
     if choice == "on" and not engine_class(decoding).takes_chat_template:
         raise SettingsError(f"--chat-template on needs --decoding reencode or cached ({decoding} has its own format)")
     return choice

@@ -32,3 +32,14 @@ class Completion:
     token_ids: list[int] | None = None  # the generated tokens (for training on rollouts)
     prompt_ids: list[int] | None = None  # prefix + prompt tokens exactly as the model saw them
     logprobs: list[float] | None = None  # of token_ids under the sampling distribution (sampling only)
+
+
+@dataclass
+class Ahead:
+    """A later read the model side may take in the same forward pass as the current one, in case
+    every read before it waits (look-ahead; the source must already be known, as in eval and
+    rollouts)."""
+
+    chunk: str
+    last: bool
+    request: Request | None  # None: the policy waits there without asking the model

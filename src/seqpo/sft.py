@@ -18,15 +18,15 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
 import torch
 
-from .bundled import MODEL_HELP
-from .config import DeviceSettings, check_at_least, setting
-from .data.build import settings_path
+from .config import check_at_least
+from .data.partial_settings import settings_path
+from .engine import MODES, REFERENCE_MODE
 from .errors import InputFileError
 from .languages import LanguagePair, parse_pair
 from .generation import prompt_ids
@@ -34,42 +34,12 @@ from .model import load_model, training_device, training_dtype, use_bf16, uses_c
 from .prompts import check_supported, seqpo_prompt
 from .requests import Request
 from .resume import check_run_settings
+from .sft_settings import SFTSettings
 from .sft_slots import collate, encode_episodes, group_episodes, slots_loss
 from .slots import sliding_window
 
 log = logging.getLogger(__name__)
 IGNORE = -100
-
-
-@dataclass
-class SFTSettings(DeviceSettings):
-    pairs: str = setting(None, "partial-translation examples (JSONL from `seqpo data partial`)")
-    pair: str = setting("en-zh", "language pair of the examples, source-target")
-    out: str = setting(None, "output folder: checkpoints while training, the final peft adapter at the top")
-    model: str = setting(None, f"base causal LM: {MODEL_HELP}")
-    epochs: float = setting(1.0, "passes over the examples")
-    max_steps: int = setting(-1, "stop after this many optimizer steps (-1: run the epochs)")
-    lr: float = setting(2e-4, "AdamW learning rate (LoRA)")
-    batch_size: int = setting(8, "examples per device per step")
-    grad_accum: int = setting(1, "gradient accumulation steps")
-    lora_r: int = setting(16, "LoRA rank")
-    lora_alpha: int = setting(32, "LoRA alpha (scale = alpha / r)")
-    lora_dropout: float = setting(0.05, "LoRA dropout")
-    lora_targets: str = setting("q_proj,k_proj,v_proj,o_proj", "comma-separated module names to adapt")
-    max_length: int = setting(256, "line format: longest example in tokens (longer ones keep their end); "
-                             "slots episodes are never cut")
-    save_steps: int = setting(50, "checkpoint every N steps (resume picks up the last one)")
-    logging_steps: int = setting(10, "log loss every N steps")
-    bf16: str = setting("auto", "bf16 mixed precision: auto (if the hardware supports it), yes, no",
-                        choices=["auto", "yes", "no"])
-    seed: int = setting(0, "random seed")
-    limit: int = setting(None, "use only the first N examples (slots format: the first N sentences)")
-    max_wait_share: float = setting(0.5, "at most this share of examples may be waits (extra waits are "
-                                    "dropped at random; slots format: their loss is); 1 keeps all")
-    format: str = setting("line", "training format: line (the re-encode prompt per read, for --decoding "
-                          "reencode) or slots (one sequence per sentence, for --decoding slots)",
-                          choices=["line", "slots"])
-    slot: int = setting(16, "slots format: source slot length in tokens (use the same --slot to decode)")
 
 
 def format_example(pair: LanguagePair, source_prefix: str, target_prefix: str, segment: str) -> tuple[str, str]:
@@ -191,7 +161,7 @@ def train_sft(settings: SFTSettings, progress: bool = True, command: str | None 
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     # a checkpoint resumes only under the settings that made it; more steps or epochs may be asked for
-    decoding = "slots" if settings.format == "slots" else "reencode"  # the decoding the format trains for
+    decoding = settings.format if settings.format in MODES else REFERENCE_MODE  # the decoding the format trains for
     recorded = {k: v for k, v in asdict(settings).items()
                 if k not in ("out", "epochs", "max_steps", "save_steps", "logging_steps", "device")}
     # the chat template as resolved (runs from before it had none)

@@ -8,7 +8,7 @@ of every running step, and an episode whose step ended takes its next read strai
 longer steps go on (continuous batching; re-encode runs each batch of requests to the end). An
 episode ends after its last read, where the policy finishes the sentence.
 
-The model side is a `StreamingEngine` (any decoding mode; a plain `Generator` means re-encode):
+The model side is a `ModelSteps` (any decoding mode; a plain `Generator` means re-encode):
 the driver tells it every read and every written segment, waits included, so append/slots modes
 can keep each episode's cache in step with what was read and written.
 """
@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from .driver import EpisodeRun, drive
-from .engine import ReencodeEngine, StreamingEngine
+from .engine.reencode import ReencodeEngine
+from .model_steps import ModelSteps
 from .generation import Generator
 from .languages import LanguagePair
 from .policies.base import Policy
@@ -26,9 +27,9 @@ from .requests import Completion
 from .stream import Episode, Step
 
 
-def as_engine(generator: Generator | StreamingEngine | None) -> StreamingEngine | None:
+def as_engine(generator: Generator | ModelSteps | None) -> ModelSteps | None:
     """A plain Generator is the re-encode mode of an engine."""
-    if generator is None or isinstance(generator, StreamingEngine):
+    if generator is None or isinstance(generator, ModelSteps):
         return generator
     return ReencodeEngine.over(generator)
 
@@ -36,7 +37,7 @@ def as_engine(generator: Generator | StreamingEngine | None) -> StreamingEngine 
 def run_episodes(
     sources: Iterable[tuple[object, str]],
     policy: Policy,
-    generator: Generator | StreamingEngine | None,
+    generator: Generator | ModelSteps | None,
     pair: LanguagePair,
     chunk: int,
     on_step: Callable[[object, Episode, Step], None] | None = None,
@@ -44,6 +45,7 @@ def run_episodes(
     width: int = 8,
     group: int = 1,
     on_model: Callable[[object, Episode, Step, Completion], None] | None = None,
+    on_row: Callable[[Episode, object], None] | None = None,
 ) -> list[Episode]:
     """Run (key, source) pairs through `policy`, `width` sources at a time.
 
@@ -52,7 +54,8 @@ def run_episodes(
     `group` consecutive episodes per source. `on_step` sees every step as it happens (live views,
     servers), `on_done` every finished episode (eval writes its JSONL line there), `on_model` every
     step that ran the model together with its completion (token ids for training on rollouts). Both
-    step hooks see the step already recorded (the episode's last step).
+    step hooks see the step already recorded (the episode's last step). `on_row` sees every finished
+    episode with its model-side row (training reads the transcript an append/slots engine recorded).
     Returns the episodes in input order.
     """
     engine = as_engine(generator)
@@ -76,6 +79,8 @@ def run_episodes(
 
     def done(run: EpisodeRun) -> None:
         results[run.key[0]] = run.episode
+        if on_row:
+            on_row(run.episode, run.row)
         if on_done:
             on_done(run.key[1], run.episode)
 

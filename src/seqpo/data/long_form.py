@@ -21,7 +21,7 @@ from ..metrics.stream_latency import StreamSentence
 from ..prompts import check_supported
 from ..resume import check_run_settings, read_complete_jsonl
 from ..stream import count_units
-from .build import settings_path
+from .partial_settings import settings_path
 
 
 @dataclass

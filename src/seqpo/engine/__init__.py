@@ -1,4 +1,4 @@
-"""One streaming decoding engine, four modes, one class each:
+"""The streaming engine: four decoding modes, one class each, all `model_steps.ModelSteps`:
 
 - `reencode` (`reencode.py`): each step re-runs its whole prompt. The baseline and reference output.
 - `cached` (`cached.py`): the same prompts and the same computation as `reencode`, with prefix
@@ -7,41 +7,59 @@
 - `slots` (`slots.py`): the SeqPO line format with the source at reserved positions (ExPosST
   zero-recompute caching, Shang et al., arXiv 2603.14903).
 
-The interface (`base.StreamingEngine`) is the same for all of them; look-ahead and write-ahead
-(`early.py`) apply to the incremental modes (append, slots). What other code needs to know about a
-mode it asks the class (`engine_class(mode).takes_chat_template`, ...), so mode names pick a class
-here and nowhere else.
+`reencode` and `cached` build on what every mode shares (`decoder.Decoder`: the model, sampling, a
+step's end); `append` and `slots` extend the row cache (`rows.RowCacheEngine`: episodes as rows of
+one batched cache), whose look-ahead and write-ahead (`early.py`) they share.
+
+Mode names pick a class here and nowhere else: `ENGINES` below is the one list (commands take
+their `--decoding` choices from `MODES`), and what other code needs to know about a mode it asks the
+class (`engine_class(mode).takes_chat_template`, ...). This module is free of torch: a mode's class
+is imported when first asked for, so settings can name and check modes without loading a model
+runtime.
 """
 
 from __future__ import annotations
 
-from .append import AppendEngine
-from .base import StreamingEngine
-from .cached import CachedEngine
-from .episode import Ahead, EpisodeRow, SourceRegionFullError
-from .reencode import ReencodeEngine
-from .slots import SlotsEngine
+import importlib
 
-ENGINES: dict[str, type[StreamingEngine]] = {cls.mode: cls for cls in (ReencodeEngine, CachedEngine, AppendEngine,
-                                                                       SlotsEngine)}
+from ..model_steps import ModelSteps
+from .episode import EpisodeRow, SourceRegionFullError
+
+# decoding mode (`--decoding`) -> "module.Class" of this package that runs it; a new mode is a
+# class plus one line here
+ENGINES: dict[str, str] = {
+    "reencode": "reencode.ReencodeEngine",
+    "cached": "cached.CachedEngine",
+    "append": "append.AppendEngine",
+    "slots": "slots.SlotsEngine",
+}
 MODES = tuple(ENGINES)
+REFERENCE_MODE = "reencode"  # re-runs every prompt: the reference output (a plain Generator is this mode)
+PREFIX_CACHED_MODE = "cached"  # the same computation, prefix-cached (rollouts)
 
 
-def engine_class(mode: str) -> type[StreamingEngine]:
-    """The engine class of a decoding mode (`--decoding`)."""
+def engine_class(mode: str) -> type[ModelSteps]:
+    """The engine class of a decoding mode (`--decoding`); imports it (and torch) on first use."""
     if mode not in ENGINES:
         raise ValueError(f"unknown decoding mode '{mode}' (choose from {', '.join(MODES)})")
-    return ENGINES[mode]
+    module, name = ENGINES[mode].split(".")
+    # imported here, not at the top: naming and checking a mode must not load torch (start-up cost)
+    return getattr(importlib.import_module(f".{module}", __name__), name)
 
 
-def engine_for(model, tokenizer, mode: str = "reencode", slot: int = 16, **settings) -> StreamingEngine:
+def modes_where(**capabilities: bool) -> tuple[str, ...]:
+    """The modes whose classes have these capabilities (`modes_where(incremental=False)`)."""
+    return tuple(m for m in MODES if all(getattr(engine_class(m), k) == v for k, v in capabilities.items()))
+
+
+def engine_for(model, tokenizer, mode: str = REFERENCE_MODE, slot: int = 16, **settings) -> ModelSteps:
     """An engine of `mode` on a model and its tokenizer; `settings` are the engine's (batch_size,
     do_sample, temperature, top_p, few_shot, lookahead, write_ahead, chat)."""
     return engine_class(mode)(model, tokenizer, slot, **settings)
 
 
-def make_engine(loaded, mode: str = "reencode", slot: int = 16, batch_size: int = 8, few_shot: bool = True,
-                lookahead: int = 0, write_ahead: bool = False, **sampling) -> StreamingEngine:
+def make_engine(loaded, mode: str = REFERENCE_MODE, slot: int = 16, batch_size: int = 8, few_shot: bool = True,
+                lookahead: int = 0, write_ahead: bool = False, **sampling) -> ModelSteps:
     """An engine on a loaded model; its chat format (`LoadedModel.chat`) applies in the modes that
     re-encode the SeqPO prompt (append and slots have their own formats)."""
     cls = engine_class(mode)
@@ -50,5 +68,5 @@ def make_engine(loaded, mode: str = "reencode", slot: int = 16, batch_size: int 
                lookahead=lookahead, write_ahead=write_ahead, chat=chat, **sampling)
 
 
-__all__ = ["Ahead", "AppendEngine", "CachedEngine", "ENGINES", "EpisodeRow", "MODES", "ReencodeEngine", "SlotsEngine",
-           "SourceRegionFullError", "StreamingEngine", "engine_class", "engine_for", "make_engine"]
+__all__ = ["ENGINES", "EpisodeRow", "MODES", "PREFIX_CACHED_MODE", "REFERENCE_MODE", "SourceRegionFullError",
+           "engine_class", "engine_for", "make_engine", "modes_where"]

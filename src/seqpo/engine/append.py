@@ -4,7 +4,7 @@ SimulMT, the baseline ExPosST compares against and the cache reuse of HPO.
 Each read appends `English: chunk\\nGerman:`, each step appends ` segment\\n` (or `\\n` for a
 wait). The cache is only extended, so a step runs only its new tokens; the result equals
 re-encoding the transcript. Positions are contiguous over the live transcript: an entry's position
-is handed out when it runs (`StreamingEngine._forward`), so rolled-back tokens leave no gap.
+is handed out when it runs (`RowCacheEngine._forward`), so rolled-back tokens leave no gap.
 """
 
 from __future__ import annotations
@@ -12,15 +12,13 @@ from __future__ import annotations
 from ..languages import LanguagePair
 from ..prompts import conversation_prefix, conversation_read, conversation_write
 from ..slots import PREFIX
-from .base import StreamingEngine
+from .rows import RowCacheEngine
 from .episode import Entry, EpisodeRow, _StepJob
 
 
-class AppendEngine(StreamingEngine):
-    """`StreamingEngine` over conversation transcripts; see the module docstring."""
+class AppendEngine(RowCacheEngine):
+    """The row cache over conversation transcripts; see the module docstring."""
 
-    mode = "append"
-    incremental = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

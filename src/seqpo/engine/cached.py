@@ -25,24 +25,27 @@ import torch
 from transformers import DynamicCache
 
 from ..generation import forbid_line_end, prompt_ids, shared_ids
-from ..requests import Completion, Request
+from ..requests import Ahead, Completion, Request
 from ..languages import LanguagePair
 from ..prompts import streaming_prefix
 from ..slots import PREFIX, layer_masks
-from .base import StreamingEngine
-from .episode import Ahead, Entry, EpisodeRow, _StepJob
+from .decoder import Decoder
+from .episode import Entry, EpisodeRow, _StepJob
 
 SHARED = -1  # owner of the shared prefix columns
 
 
-class CachedEngine(StreamingEngine):
-    """`StreamingEngine`'s interface in the `cached` mode; see the module docstring."""
+class CachedEngine(Decoder):
+    """`ModelSteps` with prefix caching, every episode packed into one sequence; see the module
+    docstring."""
 
-    mode = "cached"
     takes_chat_template = True
+    keeps_cache = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)  # slot, look-ahead and write-ahead do not apply: ignored
+        self.cache: DynamicCache | None = None
+        self._prefix: tuple | None = None  # (pair, length)
         self.cols: torch.Tensor | None = None  # [3, L]: owner, position, token id of each cache column
         self.alive: torch.Tensor | None = None  # [L] bool
         self.owner: dict[EpisodeRow, int] = {}

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import torch
 
-from ..requests import Completion, Request
-from ..slots import DEAD
-from .episode import Ahead, Entry, EpisodeRow, _StepJob
+from ..requests import Ahead, Completion, Request
+from .episode import Entry, EpisodeRow, _StepJob
 
 
 class EarlyDecisions:
-    """The look-ahead and write-ahead half of `StreamingEngine`. A mode that can decide early
+    """The look-ahead and write-ahead half of the row cache (`rows.RowCacheEngine`). A mode that can decide early
     (`incremental`) places the extra tokens with `_ahead_entries`, `_follow_entries`, `_took`,
     `_matches` and `_reuse`."""
 
@@ -95,7 +94,7 @@ class EarlyDecisions:
         dead = cols[end + 1:]
         dead += self._took(row, block, points, j, cols)
         if dead:
-            self.tags[0, r, dead] = DEAD
+            self._kill(r, dead)
         row.n_read += k
 
     # -- write-ahead ------------------------------------------------------------------------------
@@ -116,7 +115,7 @@ class EarlyDecisions:
             row.pending = []
             self._reuse(row, spec, len(base))
             return _StepJob(request, [], [(len(base) - 1, request, 0, row.next_pos)], t0, decided=spec[2], then=then)
-        self.tags[0, self.rows.index(row), spec[1]] = DEAD
+        self._kill(self.rows.index(row), spec[1])
         return None
 
     def _decided(self) -> list[tuple[EpisodeRow, list[Completion | None]]]:

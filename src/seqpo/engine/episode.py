@@ -1,15 +1,19 @@
-"""What the streaming engine keeps per episode and per step: an episode's row of the batched cache
-(`EpisodeRow`), a later read offered for look-ahead (`Ahead`) and a started step (`_StepJob`)."""
+"""What the engine keeps per episode and per step: an episode's row (`EpisodeRow`, the driver's handle
+on it; in append/slots its row of the batched cache) and a started step (`_StepJob`). Free of torch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import SeqpoError
 from ..requests import Request
 from ..languages import LanguagePair
+
+if TYPE_CHECKING:  # the engine's modules hold tensors; this record only names their type
+    import torch
+
+    from .transcript import Transcript
 
 Entry = tuple[int, int, int, int]  # one cache entry: (token id, kind, position, vis); see `seqpo.slots`
 
@@ -20,7 +24,8 @@ class SourceRegionFullError(SeqpoError):
 
 @dataclass(eq=False)  # a handle: two episodes in the same state are still two rows
 class EpisodeRow:
-    """One episode's row of the engine's batched cache, and its handle for the driver."""
+    """One episode on the model side: the driver's handle on it, and in append/slots its row of the
+    engine's batched cache."""
 
     pair: LanguagePair
     n_read: int = 0
@@ -29,22 +34,15 @@ class EpisodeRow:
     gen_cols: list[int] = field(default_factory=list)  # cache columns of this step's generated tokens
     gen_ids: list[int] = field(default_factory=list)
     spec: tuple | None = None  # write-ahead: (entries, cache columns, logits) of the next step's start
+    transcript: Transcript | None = None  # what the row ran, when the engine records it (training)
 
     def move_columns(self, moved: list[int]) -> None:
         """The cache columns this row remembers, after compaction moved column c to moved[c]."""
         self.gen_cols = [moved[c] for c in self.gen_cols]
+        if self.transcript is not None:
+            self.transcript.move_columns(moved)
         if self.spec is not None:
             self.spec = (self.spec[0], [moved[c] for c in self.spec[1]], self.spec[2])
-
-
-@dataclass
-class Ahead:
-    """A later read the engine may take in the same forward pass as the current one, in case every
-    read before it waits (look-ahead; the source must already be known, as in eval and rollouts)."""
-
-    chunk: str
-    last: bool
-    request: Request | None  # None: the policy waits there without asking the model
 
 
 @dataclass(eq=False)

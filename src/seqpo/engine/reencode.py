@@ -6,18 +6,16 @@ from __future__ import annotations
 import copy
 
 from ..languages import LanguagePair
-from ..requests import Completion, Request
-from .base import StreamingEngine
-from .episode import Ahead, EpisodeRow, _StepJob
+from ..requests import Ahead, Completion, Request
+from .decoder import Decoder
+from .episode import EpisodeRow, _StepJob
 
 
-class ReencodeEngine(StreamingEngine):
-    """`StreamingEngine`'s interface over a `Generator`: an episode holds no cache, so reads and
-    writes cost nothing and each step runs its whole prompt."""
+class ReencodeEngine(Decoder):
+    """`ModelSteps` over a `Generator`: an episode holds no cache, so reads and writes cost nothing
+    and each step runs its whole prompt."""
 
-    mode = "reencode"
     takes_chat_template = True
-    keeps_cache = False
 
     @classmethod
     def over(cls, generator) -> "ReencodeEngine":

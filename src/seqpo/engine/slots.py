@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..languages import LanguagePair
 from ..prompts import slots_separator
 from ..slots import SOURCE, TARGET, prefix_ids, region_size, source_piece_ids, target_piece_ids
-from .base import StreamingEngine
+from .rows import RowCacheEngine
 from .episode import Entry, EpisodeRow, SourceRegionFullError, _StepJob
 
 
@@ -32,11 +32,9 @@ class SlotsRow(EpisodeRow):
         self.refed_col = None if self.refed_col is None else moved[self.refed_col]
 
 
-class SlotsEngine(StreamingEngine):
-    """`StreamingEngine` over the slots format; see the module docstring."""
+class SlotsEngine(RowCacheEngine):
+    """The row cache over the slots format; see the module docstring."""
 
-    mode = "slots"
-    incremental = True
     reserves_source = True
     row_type = SlotsRow
 

@@ -48,9 +48,10 @@ from simuleval.agents.actions import Action, ReadAction, WriteAction
 
 from ..config import PolicySettings, SpeechSettings, add_settings, build_settings, check_at_least, setting
 from ..errors import SettingsError
-from ..driver import CompleterSteps, EpisodeRun, step_due
+from ..driver import EpisodeRun, step_due
 from ..languages import LanguagePair, parse_pair
 from ..live_engines import EngineSet, live_completer
+from ..model_steps import CompleterSteps
 from ..model import load_model
 from ..prompts import check_supported
 from ..speech.asr import streaming_asr
@@ -150,7 +151,7 @@ class SeqpoTextAgent(TextToTextAgent):
             self.pair, None, self.settings.use_few_shot(),
             self.settings.max_sentence_words if self.engines.engine_type.reserves_source else None)
         self.live = EpisodeRun(self.pair, self.seqpo_policy, chunk=self.settings.chunk, model=self.model,
-                               row=CompleterSteps.open(self.row))
+                               row=self.model.open(row=self.row))
         self.fed = 0  # SimulEval source segments fed to `live`
 
     def policy(self) -> Action:

@@ -235,3 +235,62 @@ def tree_logprobs(model, tree: TreeBatch, device, window: int | None, temperatur
     logps = torch.log_softmax(logits, -1)
     scored = logps.gather(1, tree.targets.to(device)[:, None])[:, 0]
     return scored[tree.term_target.to(device)]
+
+
+# -- the update of the append and slots formats: one sequence per episode ---------------------------
+# There a step's "prompt" is no text but the episode's row of the engine's cache, so the update
+# scores the episode's transcript as the engine ran it (`engine.transcript`): every entry at the
+# position the engine gave it, seeing what it saw then; each sampled token at the entry whose logits
+# gave it. The episodes of a batch share the engine's prefix (instruction, few-shot examples),
+# which runs once, as in the engine. The result is a TreeBatch (its mask just is no tree's).
+
+def transcript_batches(rollouts: list[Rollout], advantages: list[float], max_nodes: int = 4096) -> list[TreeBatch]:
+    """The transcripts of `rollouts` (see above) packed into batches of at most `max_nodes` tokens
+    (an episode longer than that gets a batch of its own)."""
+    batches, current, size = [], [], 0
+    for rollout, adv in zip(rollouts, advantages):
+        t = rollout.transcript
+        if t is None or not t.picks:
+            continue
+        own = len(t.entries) - t.prefix
+        if current and size + own > max_nodes:
+            batches.append(_pack(current))
+            current, size = [], 0
+        size = size or t.prefix
+        current.append((t, adv))
+        size += own
+    if current:
+        batches.append(_pack(current))
+    return batches
+
+
+def _pack(items) -> TreeBatch:
+    first = items[0][0]
+    P = first.prefix
+    parts = [t.tensors() + (t, adv) for t, adv in items]
+    ids, pos, mask0 = parts[0][:3]
+    N = P + sum(len(p[0]) - P for p in parts)
+    mask = torch.zeros((N, N), dtype=torch.bool)
+    mask[:P, :P] = mask0[:P, :P]
+    all_ids, all_pos = [ids[:P]], [pos[:P]]
+    columns, targets, must, advs, olds = [], [], [], [], []
+    o = P
+    for ids, pos, m, t, adv in parts:
+        if t.prefix != P or not torch.equal(ids[:P], all_ids[0]):
+            raise ValueError("the transcripts of one batch must share the engine's prefix")
+        k = len(ids) - P
+        mask[o : o + k, :P] = m[P:, :P]
+        mask[o : o + k, o : o + k] = m[P:, P:]
+        all_ids.append(ids[P:])
+        all_pos.append(pos[P:])
+        for pick in t.picks:
+            columns.append(pick.column if pick.column < P else o + pick.column - P)
+            targets.append(pick.token)
+            must.append(pick.must_write)
+            advs.append(adv)
+            olds.append(pick.logp if pick.logp is not None else 0.0)
+        o += k
+    M = len(targets)
+    return TreeBatch(torch.cat(all_ids)[None], torch.cat(all_pos)[None], mask[None], torch.tensor(columns),
+                     torch.tensor(targets), torch.tensor(must, dtype=torch.bool), torch.arange(M),
+                     torch.tensor(advs, dtype=torch.float32), torch.tensor(olds, dtype=torch.float32))

@@ -4,6 +4,7 @@ in checkpoints with its optimizer and RNG states, exported beside the start adap
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -115,8 +116,6 @@ def _every_layer(model, name: str) -> str:
     """The adapter `name` over every layer: itself, or (trained with --lora-layers) a copy whose
     lower layers hold a zero update (lora_B = 0), since peft's "cat" combination needs every layer of
     every adapter it joins."""
-    import dataclasses
-
     config = model.peft_config[name]
     if config.layers_to_transform is None:
         return name

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..engine import StreamingEngine
+from ..engine.transcript import Transcript
+from ..model_steps import ModelSteps
 from ..generation import Generator
 from ..languages import LanguagePair
 from ..metrics.quality import sentence_scores
@@ -39,6 +40,7 @@ class Rollout:
     reference: str
     episode: Episode
     samples: list[StepSample] = field(default_factory=list)
+    transcript: Transcript | None = None  # append/slots: the episode as the engine ran it (its update sequence)
 
     @property
     def tokens(self) -> int:
@@ -46,7 +48,7 @@ class Rollout:
 
 
 def sample_rollouts(
-    generator: Generator | StreamingEngine,
+    generator: Generator | ModelSteps,
     policy: LLMPolicy,
     pair: LanguagePair,
     chunk: int,
@@ -56,8 +58,10 @@ def sample_rollouts(
     """`group` rollouts for each (index, source, reference); one list per source, input order.
 
     `generator` must sample (do_sample=True) for the log-probs to be recorded: a Generator (each
-    step's whole prompt through `generate`) or a StreamingEngine in `cached` mode (the same prompts,
-    running only what the previous step's prompt did not share; the group is forked after opening).
+    step's whole prompt through `generate`) or an engine in `cached` mode (the same prompts,
+    running only what the previous step's prompt did not share; the group is forked after opening),
+    or an append/slots engine recording its rows' transcripts (`engine.record`): each rollout then
+    carries its episode's transcript, the sequence its update scores.
     """
     if not generator.do_sample:
         raise ValueError("rollouts need a sampling generator (do_sample=True)")
@@ -69,12 +73,18 @@ def sample_rollouts(
         samples.setdefault(id(episode), []).append(StepSample(  # the step is the episode's last one
             len(episode.steps) - 1, completion.prompt_ids, completion.token_ids, completion.logprobs))
 
+    transcripts: dict[int, Transcript] = {}
+
+    def on_row(episode: Episode, row) -> None:
+        if getattr(row, "transcript", None) is not None:
+            transcripts[id(episode)] = row.transcript
+
     episodes = run_episodes([(i, src) for i, src, _ in items], policy, generator, pair, chunk,
-                            width=max(1, len(items)), group=group, on_model=on_model)
+                            width=max(1, len(items)), group=group, on_model=on_model, on_row=on_row)
     groups = []
     for n, (index, _src, ref) in enumerate(items):
         eps = episodes[n * group : (n + 1) * group]
-        groups.append([Rollout(index, ref, ep, samples.get(id(ep), [])) for ep in eps])
+        groups.append([Rollout(index, ref, ep, samples.get(id(ep), []), transcripts.get(id(ep))) for ep in eps])
         for r in groups[-1]:
             for s in r.samples:  # the last read asks the policy to finish (policies.base.finish_request)
                 s.must_write = s.step == len(r.episode.steps) - 1 and r.episode.steps[-1].read > 0

@@ -1,7 +1,7 @@
 """`seqpo serve`: a live translation server (FastAPI + uvicorn) with a web page.
 
 WebSocket `/ws/translate` streams a speaker's text through a policy and answers every step
-(protocol in `connection.py`; speech as binary PCM frames, `audio.py`); `POST /translate`
+(protocol in `protocol.py`; speech as binary PCM frames, `audio.py`); `POST /translate`
 runs one sentence, `POST /translate/audio` an uploaded wav; `/health`, `/metrics`
 (Prometheus) and the page at `/` (static files, no build step). All model work goes through one
 worker (`worker.py`) that batches the sessions' steps fairly; `--decoding append|slots` runs each
@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 from ..config import PolicySettings, SpeechSettings, check_at_least, resolve_adapter_setting, setting, uses_few_shot
 from ..errors import SettingsError
-from ..generation import Generator
 from ..languages import parse_pair
-from ..model import load_model, load_model_adapters
 from ..prompts import check_supported, supported_pairs
 from ..requests import NO_ADAPTER
 from ..sentences import SentenceSettings
@@ -101,6 +99,8 @@ def serve(settings: ServeSettings) -> None:
 
 def build_app(settings: ServeSettings):
     """The server's ASGI app with its model loaded (what `serve` runs; a test client can call it)."""
+    from ..generation import Generator  # start-up cost: torch (~3 s); --help needs only the settings
+    from ..model import load_model, load_model_adapters  # start-up cost: as Generator
     from .admission import host_names  # start-up cost: starlette, part of the web stack below
     from .app import create_app  # start-up cost: the web stack (fastapi, pydantic, starlette) takes ~0.5 s
 

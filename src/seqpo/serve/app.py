@@ -23,15 +23,16 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from ..engine import engine_class
+from ..engine import REFERENCE_MODE, engine_class
 from ..errors import InputFileError, MissingExtraError
 from ..generation import Generator
 from ..driver import SentenceTooLongError
 from ..live_engines import EngineSet
 from ..speech.audio import AudioTooLongError
 from .admission import BodyLimit, HostCheck, Limit, OpenLimit, OriginCheck, host_names
-from .connection import Connection, ProtocolError, done_payload, new_episode, new_row, parse_config, \
-    parse_speech_config, run_due_steps, step_payload
+from .connection import Connection
+from .protocol import ProtocolError, done_payload, parse_config, parse_speech_config, step_payload
+from .steps import new_episode, new_row, run_due_steps
 from .audio import SpeechService, translate_upload
 from .failures import failure_of
 from .metrics import ServerMetrics
@@ -61,7 +62,7 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
     """The app around `generator`'s model; with `settings.decoding` append or slots, sessions run
     on live engines over that model (`seqpo.live_engines`) instead of re-encoding each step."""
     metrics = ServerMetrics()
-    decoding = getattr(settings, "decoding", "reencode")
+    decoding = getattr(settings, "decoding", REFERENCE_MODE)
     engines = None if not engine_class(decoding).keeps_cache else \
         EngineSet(generator.model, generator.tokenizer, decoding, settings.slot)
     worker = ModelWorker(generator, queue_size=settings.queue_size, batch_size=settings.batch_size,

@@ -5,7 +5,7 @@ decoded to 16 kHz mono), through the same `SpeechCascade` as `seqpo translate --
 The cascade is synchronous (an ASR decode, then the policy steps due on its stable words), so each
 audio stream runs it on a thread of its own (`--max-audio-sessions` threads at most); its model
 requests still go through the shared `ModelWorker` (bounded queue, batching, fairness) via
-`WorkerGenerator`, and its events are sent by the event loop. Audio that arrives while a decode
+`WorkerClient`, and its events are sent by the event loop. Audio that arrives while a decode
 runs is queued and decoded in one piece next time, so a stream that falls behind catches up with
 fewer, longer decodes instead of an ever longer queue (and the VAD skips decoding silence); how
 far behind each stream is (`asr_lag_ms`: audio accepted but not yet through the ASR) is in its
@@ -21,11 +21,9 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 
-from ..errors import SeqpoError
 from ..events import done_event, step_event
 from ..languages import parse_pair
 from ..policies import make_policy
@@ -33,55 +31,9 @@ from ..speech.asr import load_whisper, streaming_asr
 from ..speech.audio import audio_from_bytes
 from ..speech.cascade import SpeechCascade, stream_audio
 from .metrics import ServerMetrics
-from .worker import Busy, ModelWorker
+from .worker import Busy, ModelWorker, StreamClosed, WorkerClient, wait_for
 
 SAMPLE_RATE = 16000  # what Whisper takes; the page resamples the microphone to it
-
-
-class StreamClosed(SeqpoError):
-    """The audio stream was abandoned (new start, client gone): stop working on it."""
-
-
-class WorkerGenerator:
-    """A `Generator` stand-in for a cascade thread: each request goes through the worker on the
-    event loop, and the thread waits for its completion."""
-
-    def __init__(self, worker: ModelWorker, owner: object, loop: asyncio.AbstractEventLoop,
-                 metrics: ServerMetrics, closed: threading.Event, adapter: str | None = None):
-        self.worker, self.owner, self.loop, self.metrics, self.closed = worker, owner, loop, metrics, closed
-        self.adapter = adapter  # the session's Request.adapter (SessionConfig.adapter)
-        self.last_latency_ms = 0.0  # queue + model time of the last request (for the step event)
-
-    def complete(self, requests, rows=None):
-        """Like `Generator.complete`; with append/slots decoding, `rows` are the requests' sentences."""
-        out = []
-        for i, request in enumerate(requests):
-            if self.adapter is not None:
-                request = replace(request, adapter=self.adapter)
-            row = rows[i] if rows is not None else None
-            t0 = time.perf_counter()
-            future = asyncio.run_coroutine_threadsafe(self.worker.submit(self.owner, request, row), self.loop)
-            out.append(wait_for(future, self.closed))
-            self.metrics.step_latency.observe(time.perf_counter() - t0)
-            self.last_latency_ms = (time.perf_counter() - t0) * 1000.0
-        return out
-
-    def release(self, row) -> None:
-        """A sentence's engine episode is done (append/slots): the worker frees it."""
-        self.loop.call_soon_threadsafe(self.worker.release, row)
-
-
-def wait_for(future: concurrent.futures.Future, closed: threading.Event):
-    """The future's result, giving up when the stream is closed (the loop may never answer then)."""
-    while True:
-        try:
-            return future.result(timeout=0.5)
-        except concurrent.futures.TimeoutError:
-            if closed.is_set():
-                future.cancel()
-                raise StreamClosed("audio stream closed") from None
-        except concurrent.futures.CancelledError:
-            raise StreamClosed("audio stream closed") from None
 
 
 class SpeechService:
@@ -137,7 +89,7 @@ class SpeechService:
 class CascadeEvents:
     """The cascade's callbacks (run on its thread): numbered sentences, events in protocol form."""
 
-    def __init__(self, emit: Callable[[dict], None], next_index: Callable[[], int], generator: WorkerGenerator,
+    def __init__(self, emit: Callable[[dict], None], next_index: Callable[[], int], generator: WorkerClient,
                  metrics: ServerMetrics, endpoint: str, lag_ms: Callable[[], float] | None = None):
         self.emit, self.next_index, self.generator, self.metrics, self.endpoint = \
             emit, next_index, generator, metrics, endpoint
@@ -173,8 +125,8 @@ class AudioStream:
         self.conn, self.config, self.service = connection, config, service
         self.loop = asyncio.get_running_loop()
         self.closed = threading.Event()
-        self.generator = WorkerGenerator(connection.worker, connection, self.loop, connection.metrics, self.closed,
-                                         config.adapter)
+        self.generator = WorkerClient(connection.worker, connection, self.loop, connection.metrics, self.closed,
+                                      config.adapter)
         self.events = CascadeEvents(self._emit, connection.next_index, self.generator, connection.metrics, "ws",
                                     lambda: self.lag_ms)
         self.cascade = service.cascade(whisper, config, self.generator, **self.events.callbacks())
@@ -282,7 +234,7 @@ async def _translate_samples(samples: np.ndarray, whisper, config, service: Spee
                              metrics: ServerMetrics) -> dict:
     loop = asyncio.get_running_loop()
     owner, closed = object(), threading.Event()
-    generator = WorkerGenerator(worker, owner, loop, metrics, closed, config.adapter)
+    generator = WorkerClient(worker, owner, loop, metrics, closed, config.adapter)
     trace: list[dict] = []
     counter = iter(range(1, 1 << 30))
     events = CascadeEvents(trace.append, lambda: next(counter), generator, metrics, "http")

@@ -1,6 +1,6 @@
 """How a translation that failed after it was accepted is told to a client: one error code per kind
 of failure, the same for every path that runs sentences through the worker (WebSocket text
-sentences in `connection.py`, audio streams in `audio.py`, the POST routes in `app.py`).
+sentences in `steps.py`, audio streams in `audio.py`, the POST routes in `app.py`).
 
 busy (503): the worker's queue was full; worker (503): the model worker has stopped; too_long
 (400): a slots region overflowed; model (500): the model (or the ASR) raised, logged here.

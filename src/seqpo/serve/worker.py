@@ -14,16 +14,23 @@ the worker batches continuously: each round starts the steps of newly taken requ
 `batch_size` running at once) and runs one forward pass over every running step
 (`EngineSet.advance`), so a session's wait or short write comes back after its own passes instead
 of after the longest step of its batch. Every engine call stays on the model thread.
+
+A session sees the worker through a `WorkerClient` (its owner, adapter and metrics): requests from
+the event loop (`submit`) or from a thread of its own (`complete`, a speech cascade), and its
+sentences' reads and writes queued on their rows; `model_steps.CompleterSteps(client)` steps them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import SeqpoError
 from ..generation import Generator
@@ -39,6 +46,10 @@ class Busy(SeqpoError):
 
 class WorkerDead(SeqpoError):
     """The model worker has stopped; no request can be served."""
+
+
+class StreamClosed(SeqpoError):
+    """The session's stream was abandoned (new start, client gone): stop working on it."""
 
 
 @dataclass
@@ -239,3 +250,61 @@ class ModelWorker:
         rows free their rows there), then one pass over every running step."""
         errors = self.engines.start_each([job.request for job in batch], [job.row for job in batch])
         return errors, self.engines.advance() if self.engines.busy else []
+
+
+class WorkerClient:
+    """One session's side of the worker, the adapter for rows the model thread owns: the reads,
+    writes and release of its sentences' rows (`EngineSet.open_row`, append/slots/cached decoding),
+    queued for the model thread, and its model requests on the session's adapter (`SessionConfig.adapter`), timed
+    into the metrics: `submit` on the event loop (a text session), `complete` from a thread of the
+    session's own (a speech cascade), which waits for the answer unless `closed` is set first.
+    `CompleterSteps(client)` is the session's `ModelSteps`."""
+
+    def __init__(self, worker: ModelWorker, owner: object, loop: asyncio.AbstractEventLoop, metrics,
+                 closed: threading.Event | None = None, adapter: str | None = None):
+        self.worker, self.owner, self.loop, self.metrics = worker, owner, loop, metrics
+        self.closed = closed or threading.Event()
+        self.adapter = adapter
+        self.last_latency_ms = 0.0  # queue + model time of the last request (for the step event)
+
+    def read(self, row: LiveRow, chunk: str, last: bool = False) -> None:
+        self.worker.engines.read(row, chunk, last)
+
+    def write(self, row: LiveRow, segment: str) -> None:
+        self.worker.engines.write(row, segment)
+
+    def release(self, row: LiveRow) -> None:
+        """The sentence is done or dropped (any thread): the worker frees its row."""
+        self.loop.call_soon_threadsafe(self.worker.release, row)
+
+    async def submit(self, request: Request, row: LiveRow | None = None) -> Completion:
+        """One request through the worker (on the event loop)."""
+        if self.adapter is not None:
+            request = replace(request, adapter=self.adapter)
+        t0 = time.perf_counter()
+        completion = await self.worker.submit(self.owner, request, row)
+        self.metrics.step_latency.observe(time.perf_counter() - t0)
+        self.last_latency_ms = (time.perf_counter() - t0) * 1000.0
+        return completion
+
+    def complete(self, requests: list[Request], rows: list | None = None) -> list[Completion]:
+        """Like `Generator.complete`, from a thread that is not the event loop's; `rows`: the
+        requests' sentences (append/slots/cached decoding)."""
+        out = []
+        for i, request in enumerate(requests):
+            row = rows[i] if rows is not None else None
+            out.append(wait_for(asyncio.run_coroutine_threadsafe(self.submit(request, row), self.loop), self.closed))
+        return out
+
+
+def wait_for(future: concurrent.futures.Future, closed: threading.Event):
+    """The future's result, giving up when the stream is closed (the loop may never answer then)."""
+    while True:
+        try:
+            return future.result(timeout=0.5)
+        except concurrent.futures.TimeoutError:
+            if closed.is_set():
+                future.cancel()
+                raise StreamClosed("audio stream closed") from None
+        except concurrent.futures.CancelledError:
+            raise StreamClosed("audio stream closed") from None

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..driver import CompleterSteps, EpisodeRun, step_due
+from ..driver import EpisodeRun, step_due
+from ..model_steps import CompleterSteps
 from ..generation import Generator
 from ..languages import LanguagePair
 from ..policies.base import Policy
@@ -93,7 +94,7 @@ class SpeechCascade:
         if self.live is None:
             self.row = self.new_row() if self.new_row else None
             self.live = EpisodeRun(self.pair, self.policy, chunk=self.chunk, model=self.model,
-                                   row=CompleterSteps.open(self.row))
+                                   row=None if self.model is None else self.model.open(row=self.row))
         self.live.feed(word.text + ("" if self.pair.source_unit == "char" else " "))  # zh/ja: no spaces
         self.sentence_words.append(word)
         if self.on_word:

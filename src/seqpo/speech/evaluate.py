@@ -1,7 +1,8 @@
 """`seqpo eval --audio-dir DIR`: a folder of audio files (one sentence each, in name order),
 `source.en` (their transcripts, for WER) and `reference.<tgt>`, streamed through the speech
 cascade. Instances follow SimulEval's speech-to-text log: `delays`, `elapsed` and
-`source_length` in ms of audio (`read_delays` keeps the words read)."""
+`source_length` in ms of audio (`read_delays` keeps the words read); scored as text sentences
+are (`eval_sentences.SentenceSet`), with SimulEval's speech latency and the corpus WER of the ASR."""
 
 from __future__ import annotations
 
@@ -9,16 +10,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import InputFileError
+from ..eval_sentences import SentenceSet
+from ..eval_source import EvalRun
 from ..files import load_parallel
 from ..instances import instance_record
 from ..languages import LanguagePair
 from ..metrics.latency import computation_aware_delays, speech_latency_scores
-from ..metrics.wer import word_errors
+from ..metrics.wer import corpus_wer, word_errors
 from ..stream import Episode, count_units
 from .asr import streaming_asr
 from .audio import AUDIO_SUFFIXES, read_audio
 from .cascade import SpeechCascade, stream_audio
 from .translate import sentence_rows, speech_parts
+
+SPEECH_LATENCY_KEYS = ("StartOffset", "EndOffset", "AL", "LAAL", "StartOffset_CA", "EndOffset_CA", "AL_CA",
+                       "LAAL_CA")
 
 
 def load_audio_set(audio_dir: str, pair: LanguagePair, src: str | None, ref: str | None,
@@ -80,3 +86,32 @@ def run_audio_set(todo: list[int], wavs: list[Path], transcripts: list[str], ref
         record = speech_instance_record(i, episode, words, references[i], transcripts[i], wavs[i])
         record.update(asr_ms=asr.compute_ms, asr_cpu_ms=asr.cpu_ms, asr_decodes=asr.decodes)
         write(i, record)
+
+
+class SpokenSentences(SentenceSet):
+    """`--audio-dir`: a sentence per audio file, heard by the cascade one at a time."""
+
+    speech = True
+    latency_keys = SPEECH_LATENCY_KEYS
+
+    def __init__(self, settings, pair: LanguagePair) -> None:
+        super().__init__(settings, pair)
+        self.wavs, self.transcripts, self.references = load_audio_set(settings.audio_dir, pair, settings.src,
+                                                                      settings.ref, settings.limit)
+
+    def add_computation_aware(self, records: list[dict], unit_ms: float) -> None:
+        pass  # speech latency is measured in ms of audio as the records were made, not simulated
+
+    def ca_delays(self, record: dict, unit_ms: float) -> list[float]:
+        return record["elapsed"]  # a speech record's `elapsed` holds them already (SimulEval's speech log)
+
+    def asr_scores(self, records: list[dict]) -> dict:
+        # recomputed, like CA latency, so a resume scores alike
+        return {"WER": round(corpus_wer([r["source"] for r in records], [r["transcript"] for r in records],
+                                        self.pair.source_unit), 2)}  # characters for zh/ja (CER)
+
+    def run(self, todo: list[int], run: EvalRun, write: Callable[[int, dict], None]) -> None:
+        run_audio_set(todo, self.wavs, self.transcripts, self.references, run.settings, run.loaded, write)
+
+
+__all__ = ["SPEECH_LATENCY_KEYS", "SpokenSentences", "load_audio_set", "run_audio_set", "speech_instance_record"]

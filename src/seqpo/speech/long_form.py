@@ -13,7 +13,8 @@ system's sentences are the ASR's, not the references'; mWER re-segmentation
 (`metrics.resegment`) maps its output back onto the reference sentences. A written unit's delay is
 the audio received when it was written, from the start of the talk; StreamLAAL_CA uses
 `long_form.stream_clock` at 1 ms per unit: a step starts once its audio has arrived and the
-previous step (ASR decoding since then included) is done.
+previous step (ASR decoding since then included) is done. `SpokenStreams` is this kind of eval
+input; it is scored as long-form text is (`long_form.StreamSet`), plus the stream-level WER.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ import numpy as np
 
 from ..data.long_form import LongFormStream
 from ..errors import InputFileError
+from ..eval_source import EvalRun
 from ..files import read_lines
 from ..languages import LanguagePair
+from ..long_form import StreamSet, stream_record
 from ..metrics.stream_latency import StreamSentence
+from ..metrics.wer import corpus_wer
 from ..stream import Episode
 from .asr import StreamingASR, streaming_asr
 from .audio import AUDIO_SUFFIXES, ms_of, read_audio
@@ -103,4 +107,40 @@ def run_spoken_streams(todo: list[int], spoken: dict[int, SpokenStream], setting
         done(index, stream_audio(spoken[index].samples(), cascade, settings.audio_chunk), asr)
 
 
-__all__ = ["SpokenStream", "run_spoken_streams", "sentence_texts", "spoken_streams"]
+class SpokenStreams(StreamSet):
+    """`--long-form` with `--audio-dir`: each stream heard as one recording; latency in ms of audio."""
+
+    label = " long-form speech"
+    speech = True
+    clock_unit_ms = 1.0  # the delays are ms already
+    computation_aware = ("clock: the talk's audio in real time, one step (ASR decoding since the last step "
+                         "included) at a time")
+
+    def __init__(self, settings, pair: LanguagePair) -> None:
+        super().__init__(settings, pair)
+        self.spoken = spoken_streams(settings.audio_dir, self.streams, pair)  # all checked before a model loads
+
+    def talks(self) -> list[list[StreamSentence]]:
+        return [self.spoken[s.index].sentences for s in self.streams]
+
+    def input_signature(self) -> dict:
+        return {"audio_dir": str(self.settings.audio_dir)}
+
+    def asr_scores(self, records: list[dict]) -> dict:
+        # recomputed from the records, so a resumed run scores alike
+        return {"WER": round(corpus_wer([r["transcript"] for r in records], [s.source for s in self.streams],
+                                        self.pair.source_unit), 2),  # characters for zh/ja (CER)
+                "asr_seconds_per_stream": round(sum(r["asr_ms"] for r in records) / 1000 / len(records), 3)}
+
+    def run(self, todo: list[int], run: EvalRun, write: Callable[[int, dict], None]) -> None:
+        def heard(index: int, episodes: list[Episode], asr: StreamingASR) -> None:
+            record = stream_record(index, [0] * len(episodes), episodes, run.pair.target_unit, speech=True)
+            record.update(source_length=round(self.spoken[index].ms, 1),
+                          transcript=" ".join(e.source for e in episodes),
+                          asr_ms=round(asr.compute_ms, 1), asr_cpu_ms=round(asr.cpu_ms, 1), asr_decodes=asr.decodes)
+            write(index, record)
+
+        run_spoken_streams(todo, self.spoken, run.settings, run.loaded, heard)
+
+
+__all__ = ["SpokenStream", "SpokenStreams", "run_spoken_streams", "sentence_texts", "spoken_streams"]

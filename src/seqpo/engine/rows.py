@@ -1,92 +1,55 @@
-"""The streaming engine's interface and the machinery its decoding modes share: episodes as rows of
-one batched cache, and continuous batching of their steps.
+"""The row cache of the incremental decoding modes (append, slots): episodes as rows of one batched
+cache, and continuous batching of their steps.
 
-The engine owns the per-episode state: the driver calls `open` (an `EpisodeRow`), `read` each
-source chunk, `generate` for the steps that need the model, `write` each step's segment ("" for a
-wait), `close`. All open episodes share one batched cache; rows of different lengths are aligned
-with *dead* entries (padding inside the cache, masked for every query), so every model call still
-batches all episodes. Positions and masks are explicit, which is why this is a hand loop and not
-`generate`: `generate` derives positions from the 2D mask and applies Gemma-3's sliding window by
-cache index, so dead entries would shift both, and it cannot change per-row masks per step the way
-slots need. Generated tokens the policy does not keep are marked dead rather than cropped, so one
-row's rollback never touches the others.
+All open episodes share one batched cache; rows of different lengths are aligned with *dead*
+entries (padding inside the cache, masked for every query), so every model call still batches all
+episodes. Positions and masks are explicit, which is why this is a hand loop and not `generate`:
+`generate` derives positions from the 2D mask and applies Gemma-3's sliding window by cache index,
+so dead entries would shift both, and it cannot change per-row masks per step the way slots need.
+Generated tokens the policy does not keep are marked dead rather than cropped, so one row's
+rollback never touches the others.
 
 `fork(row, n)` copies one episode's row n times (GRPO groups): the few-shot prefix and the source
 read so far are shared, not recomputed.
 
 Steps are continuously batched: `start` begins an episode's step, `advance` runs one forward pass
 over every running step (new blocks next to decode tokens) and returns the steps that ended, so an
-episode never waits for the longest step of the batch; `generate` = start + advance.
+episode never waits for the longest step of the batch.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 
 import torch
-from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+from transformers import DynamicCache
 
 from ..errors import SeqpoError
-from ..generation import Generator, forbid_line_end, stop_reached
+from ..generation import forbid_line_end
 from ..languages import LanguagePair
-from ..requests import Completion, Request
-from ..slots import DEAD, PREFIX, additive, layer_masks, sliding_window, visible
+from ..requests import Ahead, Completion, Request
+from ..slots import DEAD, PREFIX, layer_masks, visible
+from .decoder import Decoder
 from .early import EarlyDecisions
-from .episode import Ahead, Entry, EpisodeRow, _StepJob
+from .episode import Entry, EpisodeRow, _StepJob
+from .transcript import Transcript
 
 
-class StreamingEngine(EarlyDecisions):
-    """Continue episodes in one decoding mode; the interface is the same for all of them.
+class RowCacheEngine(EarlyDecisions, Decoder):
+    """Each episode a row of one batched cache (append and slots); a mode fills in the hooks (how a
+    read becomes tokens, how a write commits, the entry of a generated token)."""
 
-    This class runs each episode as a row of one batched cache (append and slots); a mode fills in
-    the hooks (how a read becomes tokens, how a write commits, the entry of a generated token).
-    `reencode` and `cached` hold episodes their own way and override the episode calls. Build one
-    with `seqpo.engine.engine_for` / `make_engine`.
-    """
-
-    mode = ""  # its `--decoding` name
-    incremental = False  # reads extend the cache in place (look-ahead, write-ahead); its own prompt format
-    takes_chat_template = False  # its prompts are the SeqPO prompt, which a chat template can wrap
-    keeps_cache = True  # an episode's computation stays cached between its steps
-    reserves_source = False  # each sentence reserves its source positions in advance (`slot`)
+    incremental = True
+    keeps_cache = True
     row_type = EpisodeRow
 
-    def __init__(self, model, tokenizer, slot: int = 16, batch_size: int = 8, do_sample: bool = False,
-                 temperature: float = 1.0, top_p: float = 1.0, few_shot: bool = True, lookahead: int = 0,
-                 write_ahead: bool = False, chat=None):
-        if type(self) is StreamingEngine:  # the modes fill in its hooks: a bare one cannot decode
-            raise TypeError("StreamingEngine has no decoding mode: use seqpo.engine.engine_for(model, tokenizer, mode)")
-        if chat is not None and not self.takes_chat_template:
-            raise ValueError(f"{self.mode} decoding has its own prompt format: no chat template")
-        self.model, self.tokenizer, self.slot = model, tokenizer, slot
-        self.few_shot = few_shot
-        self.lookahead = lookahead if self.incremental else 0  # reads taken ahead per forward pass
-        self.write_ahead = write_ahead and self.incremental  # run the next read while a segment decodes
-        self.do_sample = do_sample
-        self.generator = Generator(model, tokenizer, batch_size, do_sample, temperature, top_p, chat)
-        warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
-        warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
-        self.warpers = LogitsProcessorList(warpers)
-        self.window = sliding_window(model)
-        self.rows: list[EpisodeRow] = []
-        self.jobs: dict[EpisodeRow, _StepJob] = {}  # started steps, in start order
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.cache: DynamicCache | None = None
         self.tags: torch.Tensor | None = None  # [4, B, L]: kind, position, vis, token id per entry
         self._prefix: tuple | None = None  # (pair, per-layer (keys, values), length, ids)
-        self._tokens = 0
-
-    @property
-    def tokens_processed(self) -> int:
-        """Tokens run through the model (prompt + generated), dead padding not counted."""
-        return self._tokens + self.generator.tokens_processed
-
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
-
-    def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False).input_ids if text else []
+        self.record = False  # keep each row's transcript (`transcript.py`; training in these formats)
+        self._passes = 0  # forward passes run (the prefix is pass 0)
 
     # -- mode hooks -------------------------------------------------------------------------------
     def _prefix_ids(self, pair: LanguagePair) -> list[int]:
@@ -120,10 +83,6 @@ class StreamingEngine(EarlyDecisions):
     def _started(self, row: EpisodeRow, job: _StepJob, cols: list[int]) -> None:
         """A step's block has run (cols: its cache columns)."""
 
-    def _entry(self, row: EpisodeRow, job: _StepJob, tok: int) -> Entry:
-        """The cache entry of the token just generated, run at the next pass."""
-        raise NotImplementedError
-
     # -- episodes ---------------------------------------------------------------------------
     def open(self, pair: LanguagePair, reads: list[str] | None = None,
              max_source_tokens: int | None = None) -> EpisodeRow:
@@ -132,7 +91,10 @@ class StreamingEngine(EarlyDecisions):
         A live sentence is not known in advance: give `max_source_tokens` instead (slots reserve a
         region for that many source tokens; a read beyond it raises `SourceRegionFullError`).
         """
+        if self.record and (self.lookahead or self.write_ahead):
+            raise ValueError("transcripts are recorded without look-ahead and write-ahead")
         row = self.row_type(pair)
+        row.transcript = Transcript() if self.record else None
         row.next_pos = self._ensure_prefix(pair)
         self._opened(row, reads, max_source_tokens)
         self._add_row(row)
@@ -152,8 +114,14 @@ class StreamingEngine(EarlyDecisions):
             keep += 1
         dead = self._commit(row, want, keep)
         if dead:
-            self.tags[0, r, dead] = DEAD
+            self._kill(r, dead)
         row.gen_cols, row.gen_ids = [], []
+
+    def _kill(self, r: int, cols: list[int]) -> None:
+        """Row r's entries in `cols` are dead from now on (rolled back, superseded)."""
+        self.tags[0, r, cols] = DEAD
+        if self.rows[r].transcript is not None:
+            self.rows[r].transcript.killed(cols, self._passes)
 
     def close(self, row: EpisodeRow) -> None:
         self.jobs.pop(row, None)  # an episode dropped mid-step (a live session that went away)
@@ -182,36 +150,6 @@ class StreamingEngine(EarlyDecisions):
         return [(int(ids[i]), int(kind[i]), int(pos[i]), int(vis[i])) for i in live]
 
     # -- steps ------------------------------------------------------------------------------------
-    def generate(self, rows: list[EpisodeRow], requests: list[Request],
-                 ahead: list[list[Ahead]] | None = None) -> list[Completion] | list[list[Completion | None]]:
-        """Run one step for each row to its end (`start` each, then `advance` until all are done).
-
-        Without `ahead`: one Completion per row. With `ahead` (see `start`): per row, one entry per
-        read the engine took.
-        """
-        for s, q, later in zip(rows, requests, ahead or [[] for _ in rows]):
-            self.start(s, q, later)
-        done: dict[int, list[Completion | None]] = {}
-        while len(done) < len(rows):
-            for s, entries in self.advance():
-                done[id(s)] = entries
-        return [done[id(s)] if ahead is not None else done[id(s)][-1] for s in rows]
-
-    def start(self, row: EpisodeRow, request: Request, ahead: list[Ahead] | None = None,
-              then: list[tuple[str, bool]] | None = None) -> None:
-        """Begin a model step for `row`; it runs in the next `advance` calls, batched with the steps
-        of every other started episode, whatever point those have reached.
-
-        `ahead` (later reads: look-ahead) and `then` (the reads after this step's: write-ahead) let
-        incremental modes decide reads early; see `seqpo.engine.early`. With `ahead`, the step's
-        result has one entry per read taken: its Completion, None where the policy waited without
-        the model.
-        """
-        if row in self.jobs:
-            raise RuntimeError("this episode already has a step running")
-        t0 = time.perf_counter()
-        self.jobs[row] = self._step_job(row, request, ahead or [], then or [], t0)
-
     def _step_job(self, row: EpisodeRow, request: Request, ahead: list[Ahead], then: list[tuple[str, bool]],
                   t0: float) -> _StepJob:
         job = self._resume(row, request, then, t0)
@@ -219,11 +157,6 @@ class StreamingEngine(EarlyDecisions):
             return job
         block, points = self._block(row, request, ahead)
         return _StepJob(request, block, points, t0, then=then)
-
-    @property
-    def busy(self) -> bool:
-        """Some started step has not finished yet."""
-        return bool(self.jobs)
 
     def advance(self) -> list[tuple[EpisodeRow, list[Completion | None]]]:
         """One forward pass over every started step; returns the steps that finished, each with its
@@ -271,65 +204,18 @@ class StreamingEngine(EarlyDecisions):
                 picked[r], logp[r] = int(tok), lp
         for s, r, job in fresh + decoding:
             tok = picked[r]
+            if s.transcript is not None:  # the entry whose logits gave the token: the decision point, or the last token
+                col = cols[r][0] if job.entry is not None else cols[r][job.points[job.taken][0]]
+                s.transcript.picked(col, tok, logp.get(r), job.entry is None and job.points[job.taken][1].must_write)
             ended = self._next(s, job, tok, logp.get(r))
             if r in follows:
                 if ended:  # the next step's start, if what gets written and read makes it the same
                     s.spec = (follows[r], cols[r][1:], at[r][1])
                 else:
-                    self.tags[0, r, cols[r][1:]] = DEAD
+                    self._kill(r, cols[r][1:])
             if ended:
                 finished.append((s, self._finish(s, job)))
         return finished
-
-    def _next(self, s: EpisodeRow, job: _StepJob, tok: int, logp: float | None = None) -> bool:
-        """Record a generated token; True if the step ends with it (else it runs at the next pass)."""
-        job.ids.append(tok)
-        if logp is not None:
-            job.logps.append(logp)
-        text = self.tokenizer.decode(job.ids, skip_special_tokens=True)
-        if tok == self.tokenizer.eos_token_id or stop_reached(text, len(job.ids), job.points[job.taken][1]):
-            return True
-        job.entry = self._entry(s, job, tok)
-        return False
-
-    def _finish(self, s: EpisodeRow, job: _StepJob) -> list[Completion | None]:
-        """A step's entries, one per read taken; the token that ended it was not run (it comes back
-        as pending when the written segment keeps it)."""
-        del self.jobs[s]
-        eos = self.tokenizer.eos_token_id
-        text = self.tokenizer.decode(job.ids, skip_special_tokens=True)
-        s.gen_ids = job.ids[: len(s.gen_cols)]
-        elapsed = (time.perf_counter() - job.t0) * 1000
-        last = Completion(text.split("\n")[0], len(job.ids), elapsed, "\n" in text or eos in job.ids, job.ids,
-                          prompt_ids=job.prompt, logprobs=job.logps if len(job.logps) == len(job.ids) else None)
-        entries: list[Completion | None] = []
-        waits = iter(job.waits)
-        by_read = {p[2]: j for j, p in enumerate(job.points[: job.taken + 1])}
-        for k in range(job.points[job.taken][2] + 1):
-            if k not in by_read:
-                entries.append(None)  # the policy waited there without the model
-            elif by_read[k] == job.taken:
-                entries.append(last)
-            else:
-                entries.append(Completion("", 1, 0.0, True, [next(waits)]))
-        return entries
-
-    def _first_token(self, logits: torch.Tensor, req: Request) -> tuple[int, float | None]:
-        """A step's first token from one row of logits [V], under the request's must_write (and
-        its log-prob when sampling)."""
-        scores = forbid_line_end(logits[None], [0] if req.must_write else [], self.generator.line_end)
-        tok, logp = self._pick_logp(scores)
-        return int(tok[0]), logp[0] if logp else None
-
-    def _pick_logp(self, logits: torch.Tensor) -> tuple[torch.Tensor, list[float] | None]:
-        """Next tokens from rows of scores [B, V]; when sampling, also each token's log-prob under
-        the distribution it was drawn from (temperature/top-p applied: what a rollout's update
-        compares against)."""
-        if not self.do_sample:
-            return logits.argmax(-1), None
-        logp = torch.log_softmax(self.warpers(None, logits.float()), -1)
-        picked = torch.multinomial(logp.exp(), 1)[:, 0]
-        return picked, logp.gather(1, picked[:, None])[:, 0].tolist()
 
     # -- the model --------------------------------------------------------------------------------
     def _forward(self, blocks: dict[int, list[Entry]], need: dict[int, list[int]] | None = None):
@@ -341,16 +227,21 @@ class StreamingEngine(EarlyDecisions):
         ids = torch.full((B, W), self.tokenizer.pad_token_id, dtype=torch.long)
         new = torch.zeros((4, B, W), dtype=torch.long)  # DEAD, position 0, vis 0
         cols: dict[int, list[int]] = {}
+        self._passes += 1
         for r, block in blocks.items():
             s = self.rows[r]
             off = W - len(block)
+            ran = []
             for i, (tok, kind, pos, vis) in enumerate(block):
                 if pos < 0:  # append: positions are contiguous over the live transcript
                     pos, s.next_pos = s.next_pos, s.next_pos + 1
                 ids[r, off + i] = tok
                 new[:, r, off + i] = torch.tensor([kind, pos, vis, tok])
+                ran.append((tok, kind, pos, vis))
             cols[r] = list(range(L + off, L + W))
             self._tokens += len(block)
+            if s.transcript is not None:
+                s.transcript.ran(ran, cols[r], self._passes)
         self.tags = torch.cat([self.tags, new], dim=2)
         kind, pos, vis, _ = self.tags
         q = (kind[:, L:], pos[:, L:], vis[:, L:])
@@ -402,9 +293,6 @@ class StreamingEngine(EarlyDecisions):
         cap = getattr(cfg, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
 
-    def _additive(self, ok: torch.Tensor) -> torch.Tensor:
-        return additive(ok, next(self.model.parameters()).dtype).to(self.device)
-
     # -- the batched cache ----------------------------------------------------------------------
     def _ensure_prefix(self, pair: LanguagePair) -> int:
         if self._prefix is not None:
@@ -438,6 +326,8 @@ class StreamingEngine(EarlyDecisions):
             new = torch.zeros((4, 1, L), dtype=torch.long)
             new[0, 0, :P], new[1, 0, :P], new[3, 0, :P] = PREFIX, torch.arange(P), torch.tensor(ids)
             self.tags = torch.cat([self.tags, new], 1)
+        if row.transcript is not None:
+            row.transcript.ran([(t, PREFIX, i, 0) for i, t in enumerate(ids)], list(range(P)), 0)
         self.rows.append(row)
 
     def _select_rows(self, order: list[int]) -> None:
