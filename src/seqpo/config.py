@@ -17,9 +17,8 @@ import yaml
 from .bundled import ASR_ENGLISH, ASR_MODELS, ASR_PACKAGES, MODEL_HELP
 from .engine import MODES
 from .errors import InputFileError, SettingsError
-from .model_names import CHAT_TEMPLATE_CHOICES, DTYPES, is_bundled, resolve_adapter, shipped_adapter_dir
+from .model_names import CHAT_TEMPLATE_CHOICES, DTYPES, QUANTIZE, is_bundled, resolve_adapter, shipped_adapter_dir
 from .policies import POLICY_NAMES, check_decoding, make_policy
-from .quantize import QUANTIZE
 
 
 def setting(default: Any, help: str, **argparse_kwargs) -> Any:

@@ -12,8 +12,7 @@ import warnings
 import torch
 
 from .errors import SettingsError
-
-QUANTIZE = ("off", "int8")
+from .model_names import QUANTIZE
 
 
 def check_quantize(quantize: str | None, where: str, weights: torch.dtype) -> str:
