@@ -15,7 +15,7 @@ from typing import Any, ClassVar, get_type_hints
 import yaml
 
 from .bundled import ASR_ENGLISH, ASR_MODELS, ASR_PACKAGES, MODEL_HELP
-from .engine import MODES
+from .engine import MODES, PREFIX_CACHED_MODE
 from .errors import InputFileError, SettingsError
 from .model_names import CHAT_TEMPLATE_CHOICES, DTYPES, QUANTIZE, is_bundled, resolve_adapter, shipped_adapter_dir
 from .policies import POLICY_NAMES, check_decoding, make_policy
@@ -105,7 +105,7 @@ class PolicySettings(DeviceSettings, AdapterChoice):
                            "'none' = the bare model")
     few_shot: str = setting("auto", "show the model few-shot examples: auto = only without --adapter "
                             "(a fine-tuned adapter knows the format)", choices=["auto", "yes", "no"])
-    decoding: str = setting("cached", "decoding engine: cached (each step runs only what its prompt does not "
+    decoding: str = setting(PREFIX_CACHED_MODE, "decoding engine: cached (each step runs only what its prompt does not "
                             "share with the last one; the same prompts and output as reencode), reencode (each "
                             "step re-runs its prompt), "
                             "append (conversational transcript, cache only extended) or slots (ExPosST "

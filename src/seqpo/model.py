@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from .bundled import BASES, DEFAULT_BASE, BundledBase, assemble, bundled_base, cache_dir
-from .engine import engine_class
+from .engine import REFERENCE_MODE, engine_class
 from .errors import ModelLoadError, SettingsError
 from .model_names import CHAT_TEMPLATE_CHOICES, DEFAULT_MODEL, DTYPES, is_bundled
 from .prompts import chat_format
@@ -234,7 +234,7 @@ def load_tokenizer(model: str | None):
 
 
 def load_model(model: str | None = None, adapter: str | None = None, dtype: str = "auto",
-               device: str = "auto", chat_template: str = "off", decoding: str = "reencode",
+               device: str = "auto", chat_template: str = "off", decoding: str = REFERENCE_MODE,
                quantize: str = "off") -> LoadedModel:
     """Load a causal LM (+ optional peft adapter) for inference, in eval mode, on `device` in `dtype`
     (see `resolve_device`, `resolve_dtype`; the defaults give float32 on the CPU, as before GPUs),
