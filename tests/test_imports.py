@@ -11,7 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TORCH_FREE = ("seqpo.policies", "seqpo.metrics.latency", "seqpo.stream", "seqpo.prompts", "seqpo.languages",
+METRICS = ("latency", "quality", "wer", "erasure", "resegment", "stream_latency", "yaal")
+TORCH_FREE = ("seqpo.policies", *(f"seqpo.metrics.{m}" for m in METRICS), "seqpo.stream", "seqpo.prompts", "seqpo.languages",
               "seqpo.requests", "seqpo.model_steps", "seqpo.engine", "seqpo.driver")
 
 # A meta-path finder ahead of every other one: `import torch` (or transformers, which needs it) fails.

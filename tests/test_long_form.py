@@ -239,9 +239,9 @@ def test_eval_long_form_speech_scores_in_ms_of_the_joined_audio(tiny_model_dir, 
     assert main(speech_eval(other, tmp_path / "run2")) == 2
     err = capsys.readouterr().err.strip()
     assert "not the same source file" in err and len(err.splitlines()) == 1
-    assert main(speech_eval(audio, tmp_path / "run3", "--decoding", "append")) == 2
-    assert "reencode only" in capsys.readouterr().err
+    assert main(speech_eval(audio, tmp_path / "run3", "--decoding", "slots")) == 2
+    assert "does not support --decoding slots" in capsys.readouterr().err
     sentences = ["eval", "--pair", "en-zh", "--audio-dir", str(audio), "--model", str(tiny_model_dir),
-                 "--out", str(tmp_path / "run4"), "--quiet", "--decoding", "append"]
+                 "--out", str(tmp_path / "run4"), "--quiet", "--decoding", "slots"]
     assert main(sentences) == 2  # sentence by sentence too, before any audio is read
-    assert "reencode only" in capsys.readouterr().err
+    assert "does not support --decoding slots" in capsys.readouterr().err

@@ -197,3 +197,31 @@ def test_eval_audio_dir_resumes_and_scores_like_simuleval(tiny_model_dir, en_zh_
     # other speech settings in the same folder are refused
     assert main([*args, "--audio-chunk", "1.0"]) == 2
     assert "other settings (audio_chunk" in capsys.readouterr().err
+
+
+def test_speech_in_cached_decoding_gives_the_reencode_output(tiny_model_dir, two_sentences_wav, tmp_path, capsys):
+    """cached decoding (the default) runs each spoken sentence as an engine episode, in translate
+    --audio, eval --audio-dir and spoken long-form eval, and writes what re-encoding writes, when."""
+    def events(decoding):
+        assert main(["translate", "--audio", str(two_sentences_wav), "--pair", "en-de", "--model",
+                     str(tiny_model_dir), "--json", "--decoding", decoding]) == 0
+        return [{k: e.get(k) for k in ("type", "text", "read", "audio_ms", "prediction", "delays")}
+                for e in map(json.loads, capsys.readouterr().out.splitlines())]
+
+    cached = events("cached")
+    assert cached == events("reencode") and [e["type"] for e in cached].count("done") >= 2
+    audio = tmp_path / "audio"
+    write_wav_set = ["data", "speech", "--pair", "en-de", "--src", str(tmp_path / "dev.en"), "--ref",
+                     str(tmp_path / "dev.de"), "--out", str(audio)]
+    (tmp_path / "dev.en").write_text("Thank you very much.\nI would like a cup of tea.\n")
+    (tmp_path / "dev.de").write_text("Vielen Dank.\nIch möchte eine Tasse Tee.\n")
+    assert main(write_wav_set) == 0
+    runs = {}
+    for decoding in ("cached", "reencode"):
+        out = tmp_path / decoding
+        assert main(["eval", "--pair", "en-de", "--audio-dir", str(audio), "--model", str(tiny_model_dir),
+                     "--out", str(out), "--quiet", "--decoding", decoding]) == 0
+        records = [json.loads(line) for line in (out / "instances.jsonl").read_text().splitlines()]
+        runs[decoding] = [(r["prediction"], r["delays"], r["transcript"]) for r in records]
+        assert json.loads((out / "scores.json").read_text())["signature"]["decoding"] == decoding
+    assert runs["cached"] == runs["reencode"] and len(runs["cached"]) == 2

@@ -15,9 +15,9 @@ from typing import Any, ClassVar, get_type_hints
 import yaml
 
 from .bundled import ASR_ENGLISH, ASR_MODELS, ASR_PACKAGES, MODEL_HELP
-from .engine import MODES
+from .engine import MODES, PREFIX_CACHED_MODE
 from .errors import InputFileError, SettingsError
-from .model_names import CHAT_TEMPLATE_CHOICES, DTYPES, is_bundled, resolve_adapter, shipped_adapter_dir
+from .model_names import CHAT_TEMPLATE_CHOICES, DTYPES, QUANTIZE, is_bundled, resolve_adapter, shipped_adapter_dir
 from .policies import POLICY_NAMES, check_decoding, make_policy
 
 
@@ -105,8 +105,9 @@ class PolicySettings(DeviceSettings, AdapterChoice):
                            "'none' = the bare model")
     few_shot: str = setting("auto", "show the model few-shot examples: auto = only without --adapter "
                             "(a fine-tuned adapter knows the format)", choices=["auto", "yes", "no"])
-    decoding: str = setting("reencode", "decoding engine: reencode (each step re-runs its prompt), cached (the "
-                            "same prompts and output, re-running only what the last prompt did not share), "
+    decoding: str = setting(PREFIX_CACHED_MODE, "decoding engine: cached (each step runs only what its prompt does not "
+                            "share with the last one; the same prompts and output as reencode), reencode (each "
+                            "step re-runs its prompt), "
                             "append (conversational transcript, cache only extended) or slots (ExPosST "
                             "reserved source positions)", choices=list(MODES))
     slot: int = setting(16, "slots decoding: source positions are reserved in slots of this many tokens")
@@ -117,6 +118,9 @@ class PolicySettings(DeviceSettings, AdapterChoice):
     write_ahead: bool = setting(False, "append/slots decoding, source known in advance: while a segment decodes, "
                                 "also run the next read as if the line ended, so its decision is ready when it "
                                 "does. Same output, fewer but wider passes")
+    quantize: str = setting("off", "CPU inference: int8 = the text model's linear layers and output layer as "
+                            "torch's dynamic int8 layers (faster; not the same output: see docs/results.md)",
+                            choices=list(QUANTIZE))
 
     def __post_init__(self):
         from .model import check_chat_template  # start-up cost: torch (~3 s); --help builds no settings

@@ -36,8 +36,9 @@ class EvalSettings(SpeakerClockSettings, PolicySettings, SpeechSettings, Sentenc
             from .engine import engine_class  # start-up cost: the engine package loads torch (~3 s)
 
             self.check_speech(pair)
-            if engine_class(self.decoding).keeps_cache:  # each sentence would be an engine episode
-                raise SettingsError("speech evaluation supports --decoding reencode only")
+            if engine_class(self.decoding).reserves_source:  # a sentence's source region is reserved in advance
+                raise SettingsError(f"speech evaluation does not support --decoding {self.decoding}: "
+                                    "use cached, reencode or append")
         for name in ("out",) if self.audio_dir or self.long_form else ("src", "ref", "out"):
             if not getattr(self, name):
                 raise InputFileError(f"--{name} is required")

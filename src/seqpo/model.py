@@ -22,10 +22,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from .bundled import BASES, DEFAULT_BASE, BundledBase, assemble, bundled_base, cache_dir
-from .engine import engine_class
+from .engine import REFERENCE_MODE, engine_class
 from .errors import ModelLoadError, SettingsError
 from .model_names import CHAT_TEMPLATE_CHOICES, DEFAULT_MODEL, DTYPES, is_bundled
 from .prompts import chat_format
+from .quantize import check_quantize, quantize_int8
 
 log = logging.getLogger(__name__)
 
@@ -233,14 +234,17 @@ def load_tokenizer(model: str | None):
 
 
 def load_model(model: str | None = None, adapter: str | None = None, dtype: str = "auto",
-               device: str = "auto", chat_template: str = "off", decoding: str = "reencode") -> LoadedModel:
+               device: str = "auto", chat_template: str = "off", decoding: str = REFERENCE_MODE,
+               quantize: str = "off") -> LoadedModel:
     """Load a causal LM (+ optional peft adapter) for inference, in eval mode, on `device` in `dtype`
     (see `resolve_device`, `resolve_dtype`; the defaults give float32 on the CPU, as before GPUs),
-    with its chat format when `chat_template` resolves to on for `decoding` (`uses_chat_template`)."""
+    with its chat format when `chat_template` resolves to on for `decoding` (`uses_chat_template`),
+    its linear layers int8 with `quantize` int8 (`quantize_int8`)."""
     check_chat_template(chat_template, decoding)  # a wrong setting fails before loading
 
     where = resolve_device(device)
     weights = resolve_dtype(dtype, where)
+    quantize = check_quantize(quantize, where, weights)
     # accelerate places the weights while loading (no CPU copy first); "auto" also splits a model
     # over several GPUs. The CPU keeps transformers' plain path.
     placement = {} if where == "cpu" else {"device_map": "auto" if where == "auto-map" else where}
@@ -280,6 +284,8 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
     if adapter:
         lm = _attach_adapter(lm, adapter)
     lm.eval()
+    if quantize == "int8":
+        lm = quantize_int8(lm)
     return LoadedModel(lm, tokenizer, model or DEFAULT_MODEL, str(adapter) if adapter else None, chat)
 
 
@@ -304,10 +310,12 @@ def _attach_adapter(lm, adapter: str, name: str | None = None):
 
 
 def load_model_adapters(model: str | None, adapters: dict[str, str], dtype: str = "auto",
-                        device: str = "auto") -> LoadedModel:
+                        device: str = "auto", quantize: str = "off") -> LoadedModel:
     """One base model with several named peft adapters (name -> folder) in one PeftModel, for
     callers that switch per request (`requests.Request.adapter`; the server's per-pair adapters).
     The first adapter is active after loading; with no adapters this is `load_model(model)`."""
+    where = resolve_device(device)
+    quantize = check_quantize(quantize, where, resolve_dtype(dtype, where))
     loaded = load_model(model, None, dtype, device)
     lm = loaded.model
     for name, path in adapters.items():
@@ -315,5 +323,7 @@ def load_model_adapters(model: str | None, adapters: dict[str, str], dtype: str 
     if adapters:
         lm.set_adapter(next(iter(adapters)))
     lm.eval()
+    if quantize == "int8":
+        lm = quantize_int8(lm)
     summary = ", ".join(f"{name}={path}" for name, path in adapters.items()) or None
     return LoadedModel(lm, loaded.tokenizer, loaded.name, summary)

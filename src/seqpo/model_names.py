@@ -1,4 +1,4 @@
-"""What `--model`, `--adapter`, `--dtype` and `--chat-template` name, decided without loading a
+"""What `--model`, `--adapter`, `--dtype`, `--quantize` and `--chat-template` name, decided without loading a
 model: torch-free, so the settings (and `seqpo --help`) load without torch; `model.py` loads."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from .errors import ModelLoadError
 DEFAULT_MODEL = f"bundled:{DEFAULT_BASE}"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 CHAT_TEMPLATE_CHOICES = ("auto", "on", "off")
+QUANTIZE = ("off", "int8")  # `--quantize`: the weights as loaded, or int8 linear layers (`quantize.py`, CPU)
 STAGES = ("sft", "seqpo")  # shipped adapters per pair: warm-up SFT, and SeqPO trained from it (if it won)
 
 

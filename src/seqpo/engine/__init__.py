@@ -35,7 +35,7 @@ ENGINES: dict[str, str] = {
 }
 MODES = tuple(ENGINES)
 REFERENCE_MODE = "reencode"  # re-runs every prompt: the reference output (a plain Generator is this mode)
-PREFIX_CACHED_MODE = "cached"  # the same computation, prefix-cached (rollouts)
+PREFIX_CACHED_MODE = "cached"  # the same computation and output, prefix-cached: the default (`--decoding`) and rollouts
 
 
 def engine_class(mode: str) -> type[ModelSteps]:

@@ -21,7 +21,7 @@ from ..stream import Episode, count_units
 from .asr import streaming_asr
 from .audio import AUDIO_SUFFIXES, read_audio
 from .cascade import SpeechCascade, stream_audio
-from .translate import speech_parts
+from .translate import sentence_rows, speech_parts
 
 SPEECH_LATENCY_KEYS = ("StartOffset", "EndOffset", "AL", "LAAL", "StartOffset_CA", "EndOffset_CA", "AL_CA",
                        "LAAL_CA")
@@ -75,7 +75,8 @@ def run_audio_set(todo: list[int], wavs: list[Path], transcripts: list[str], ref
         asr = streaming_asr(whisper, settings, pair.source)
         done: list = []
         cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, split_sentences=False,
-                                on_done=lambda episode, words: done.append((episode, words)))
+                                on_done=lambda episode, words: done.append((episode, words)),
+                                **sentence_rows(settings, pair, generator))
         stream_audio(read_audio(wavs[i]), cascade, settings.audio_chunk)
         if done:
             episode, words = done[0]

@@ -37,7 +37,7 @@ from ..stream import Episode
 from .asr import StreamingASR, streaming_asr
 from .audio import AUDIO_SUFFIXES, ms_of, read_audio
 from .cascade import SpeechCascade, stream_audio
-from .translate import speech_parts
+from .translate import sentence_rows, speech_parts
 
 
 @dataclass
@@ -102,7 +102,8 @@ def run_spoken_streams(todo: list[int], spoken: dict[int, SpokenStream], setting
     pair, policy, whisper, generator = speech_parts(settings, loaded)
     for index in todo:
         asr = streaming_asr(whisper, settings, pair.source)
-        cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, max_units=settings.max_sentence_units)
+        cascade = SpeechCascade(asr, pair, policy, generator, settings.chunk, max_units=settings.max_sentence_units,
+                                **sentence_rows(settings, pair, generator))
         done(index, stream_audio(spoken[index].samples(), cascade, settings.audio_chunk), asr)
 
 

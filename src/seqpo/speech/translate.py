@@ -24,7 +24,7 @@ def speech_parts(settings, loaded=None, whisper=None):
     """The pair, policy, Whisper and text generator a speech command needs, checked before any
     model is loaded (`loaded` and `whisper`: already loaded ones). With append/slots/cached
     decoding the generator is an `EngineSet` whose streams are the cascade's sentences
-    (`seqpo eval` refuses those modes for speech, in `EvalSettings.validate`)."""
+    (`sentence_rows`; `seqpo eval` refuses slots for speech, in `EvalSettings.validate`)."""
     pair = check_supported(parse_pair(settings.pair))
     settings.check_speech(pair)
     if settings.chunk < 1 or settings.k < 1 or settings.slot < 1:
@@ -33,18 +33,20 @@ def speech_parts(settings, loaded=None, whisper=None):
     whisper = whisper or load_whisper(name=settings.asr)
     if loaded is None:
         loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device,
-                            settings.chat_template, settings.decoding)
+                            settings.chat_template, settings.decoding, settings.quantize)
     return pair, policy, whisper, live_completer(loaded, settings.decoding, settings.slot)
 
 
 def sentence_rows(settings, pair: LanguagePair, generator) -> dict:
-    """`SpeechCascade` arguments that make each sentence an engine episode (append/slots: `new_row`;
-    slots also closes a sentence at `--max-sentence-words`, the length its region is reserved for);
-    none for re-encode."""
+    """`SpeechCascade` arguments that make each sentence an engine episode (cached/append/slots:
+    `new_row`; slots also closes a sentence at `--max-sentence-words`, the length its region is
+    reserved for); none for re-encode."""
     engine_type = engine_class(settings.decoding)
     if not engine_type.keeps_cache:
         return {}
-    limit = settings.max_sentence_words if engine_type.reserves_source else None
+    if not engine_type.reserves_source:
+        return dict(new_row=lambda: generator.open_row(pair, None, settings.use_few_shot(), None))
+    limit = settings.max_sentence_words
     return dict(max_units=limit, new_row=lambda: generator.open_row(pair, None, settings.use_few_shot(), limit))
 
 
