@@ -387,11 +387,14 @@ def test_errors_are_json_everywhere(server):
         assert body["type"] == "error" and body["code"] == code and body["message"], body
 
 
-def test_model_failure_and_dead_worker_fail_fast(tiny_model_dir, tiny_loaded):
+@pytest.mark.parametrize("decoding", ["reencode", "cached"])
+def test_model_failure_and_dead_worker_fail_fast(tiny_model_dir, tiny_loaded, decoding):
     """A failed model call is a JSON `model` error (500); a worker that died fails every request at
-    once with `worker` (503, WebSocket error event), and /health says it is dead."""
-    app, settings = in_process_app(tiny_model_dir, tiny_loaded)
+    once with `worker` (503, WebSocket error event), and /health says it is dead. Both worker loops:
+    a Generator per batch (reencode) and the live engines' rounds (cached, the default)."""
+    app, settings = in_process_app(tiny_model_dir, tiny_loaded, decoding=decoding)
     worker = app.state.worker
+    call = "_model_call" if worker.engines is None else "_engine_round"  # where the model runs
 
     def failing_model_call(batch):
         raise RuntimeError("CUDA out of memory (simulated)")
@@ -400,10 +403,11 @@ def test_model_failure_and_dead_worker_fail_fast(tiny_model_dir, tiny_loaded):
         raise RuntimeError("a bug in the worker (simulated)")
 
     with serving(app, settings) as url:
-        model_call, worker._model_call = worker._model_call, failing_model_call
+        model_call = getattr(worker, call)
+        setattr(worker, call, failing_model_call)
         r = httpx.post(f"{url}/translate", json={"text": "one two"}, timeout=30)
         assert r.status_code == 500 and r.json()["code"] == "model" and "out of memory" in r.json()["message"]
-        worker._model_call = model_call
+        setattr(worker, call, model_call)
         assert httpx.post(f"{url}/translate", json={"text": "one two"}, timeout=30).status_code == 200
         assert httpx.get(f"{url}/health").json()["worker"] == "ok"
 
