@@ -10,6 +10,8 @@ import pytest
 from seqpo.metrics.latency import length_adaptive_average_lagging
 from seqpo.metrics.stream_latency import StreamOutput, StreamSentence, score_streams, stream_laal, stream_laal_signature
 
+from random_streams import random_stream
+
 
 def test_perfect_segmentation():
     # Sentence 1: source units 0-3, sentence 2: units 3-5 of the stream.
@@ -138,27 +140,16 @@ def test_same_as_simulstream_scorer():
     from simulstream.metrics.scorers.latency import LatencyScoringSample
 
     rng = random.Random(2)
-    for unit, vocab, join in (("word", "a b c The the cat sat on mat . ,".split(), " ".join),
-                              ("char", list("今天她看起很好我们一起去公园散步吧。，"), "".join)):
+    for unit in ("word", "char"):
         for _ in range(100):
-            refs = [[rng.choice(vocab) for _ in range(rng.randint(1, 8))] for _ in range(rng.randint(1, 5))]
-            lengths = [rng.randint(1, 12) for _ in refs]
-            offsets = [sum(lengths[:k]) for k in range(len(refs))]
-            hyp, delays = [], []
-            for k, ref in enumerate(refs):
-                for w in ref:
-                    if rng.random() < 0.15:
-                        continue
-                    hyp.append(w if rng.random() > 0.15 else rng.choice(vocab))
-                    delays.append(float(max(delays[-1] if delays else 0, offsets[k] + rng.randint(0, lengths[k] + 2))))
+            hyp, delays, sentences = random_stream(rng, unit)
             if not hyp:
                 continue
             elapsed = [d + 0.5 * i for i, d in enumerate(delays)]
-            mine = stream_laal(join(hyp), delays, [StreamSentence(join(r), o, n) for r, o, n in
-                                                    zip(refs, offsets, lengths)], unit, elapsed)
-            sample = LatencyScoringSample("talk", OutputWithDelays(join(hyp), list(delays), list(elapsed)),
-                                          [ReferenceSentenceDefinition(join(r), o, n) for r, o, n in
-                                           zip(refs, offsets, lengths)])
+            mine = stream_laal(hyp, delays, sentences, unit, elapsed)
+            sample = LatencyScoringSample("talk", OutputWithDelays(hyp, list(delays), list(elapsed)),
+                                          [ReferenceSentenceDefinition(s.reference, s.source_offset, s.source_length)
+                                           for s in sentences])
             theirs = simulstream.StreamLaal(Namespace(latency_unit=unit)).score([sample])
             assert mine.stream_laal == pytest.approx(theirs.ideal_latency, abs=1e-9)
             assert mine.stream_laal_ca == pytest.approx(theirs.computational_aware_latency, abs=1e-9)

@@ -12,6 +12,7 @@ from seqpo.metrics.stream_latency import StreamOutput, StreamSentence
 from seqpo.metrics.yaal import YaalSentence, long_yaal, omnisteval_seconds, sentence_yaal
 
 from omnisteval_cli import omnisteval_cli
+from random_streams import random_stream
 
 
 def test_sentence_yaal_leaves_out_units_written_after_the_source_ends(tmp_path):
@@ -93,22 +94,11 @@ def test_no_output_at_all_has_no_long_yaal(tmp_path):
 
 
 def random_talks(rng: random.Random, unit: str):
-    vocab = "a b c The the cat sat on mat . ,".split() if unit == "word" else list("今天她看起很好我们一起去公园散步吧。，")
-    join = " ".join if unit == "word" else "".join
     talks, outputs = [], []
     for _ in range(rng.randint(1, 3)):
-        refs = [[rng.choice(vocab) for _ in range(rng.randint(1, 8))] for _ in range(rng.randint(1, 5))]
-        lengths = [rng.randint(1, 12) + rng.choice([0, 0.25, 0.5]) for _ in refs]
-        offsets = [sum(lengths[:k]) for k in range(len(refs))]
-        hyp, delays = [], []
-        for k, ref in enumerate(refs):
-            for w in ref:
-                if rng.random() < 0.15:
-                    continue
-                hyp.append(w if rng.random() > 0.15 else rng.choice(vocab))
-                delays.append(max(delays[-1] if delays else 0, offsets[k] + rng.randint(0, int(lengths[k]) + 2)))
-        talks.append([StreamSentence(join(r), o, n) for r, o, n in zip(refs, offsets, lengths)])
-        outputs.append(StreamOutput(join(hyp), delays, [d + 0.5 * i for i, d in enumerate(delays)]))
+        hyp, delays, sentences = random_stream(rng, unit, fractions=(0, 0.25, 0.5))
+        talks.append(sentences)
+        outputs.append(StreamOutput(hyp, delays, [d + 0.5 * i for i, d in enumerate(delays)]))
     return outputs, talks
 
 
