@@ -283,8 +283,9 @@ class WorkerClient:
             request = replace(request, adapter=self.adapter)
         t0 = time.perf_counter()
         completion = await self.worker.submit(self.owner, request, row)
-        self.metrics.step_latency.observe(time.perf_counter() - t0)
-        self.last_latency_ms = (time.perf_counter() - t0) * 1000.0
+        seconds = time.perf_counter() - t0
+        self.metrics.step_latency.observe(seconds)
+        self.last_latency_ms = seconds * 1000.0
         return completion
 
     def complete(self, requests: list[Request], rows: list | None = None) -> list[Completion]:
