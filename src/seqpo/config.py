@@ -119,7 +119,9 @@ class PolicySettings(DeviceSettings, AdapterChoice):
                                 "also run the next read as if the line ended, so its decision is ready when it "
                                 "does. Same output, fewer but wider passes")
     quantize: str = setting("off", "CPU inference: int8 = the text model's linear layers and output layer as "
-                            "torch's dynamic int8 layers (faster; not the same output: see docs/results.md)",
+                            "torch's dynamic int8 layers; gguf = the model's GGUF file (the bundled Gemma: "
+                            "Q4_K_M) run by llama.cpp, adapters converted for it, reencode/cached decoding "
+                            "(needs the llama-cpp extra). Faster; not the same output: see docs/results.md",
                             choices=list(QUANTIZE))
 
     def __post_init__(self):

@@ -142,6 +142,15 @@ def _text_ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False).input_ids if text else []
 
 
+def completer_for(model, tokenizer, batch_size: int = 8, chat: ChatFormat | None = None):
+    """What continues prompts on a loaded model (greedy): a `Generator`, or the completer a model
+    of another backend brings (`--quantize gguf`: `llama_cpp_backend.LlamaCppGenerator`)."""
+    own = getattr(model, "completer", None)
+    if own is not None:
+        return own(tokenizer, batch_size, chat)
+    return Generator(model, tokenizer, batch_size=batch_size, chat=chat)
+
+
 class Generator:
     """Continues prompts with an LM, batching requests that share a prefix."""
 

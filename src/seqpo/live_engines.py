@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .engine import EpisodeRow, SourceRegionFullError, engine_class, engine_for
-from .generation import Generator
+from .generation import Generator, completer_for
 from .languages import LanguagePair
 from .model_steps import ModelSteps
 from .requests import Completion, Request
@@ -221,13 +221,20 @@ class EngineSet:
         return out  # type: ignore[return-value]
 
 
-def live_completer(loaded, decoding: str, slot: int = 16) -> Generator | EngineSet:
+def live_completer(loaded, decoding: str, slot: int = 16):
     """What runs the model steps of live sentences (one at a time) on a loaded model: re-encode
     runs each step's prompt on a `Generator`; the other modes keep each sentence's cache in an
-    engine episode of an `EngineSet` (`open_row` per sentence)."""
-    if engine_class(decoding).keeps_cache:
+    engine episode of an `EngineSet` (`open_row` per sentence). A model with a completer of its
+    own (llama.cpp, which keeps the last prompt's cache itself) runs every mode it takes there."""
+    completer = completer_for(loaded.model, loaded.tokenizer, batch_size=1, chat=loaded.chat)
+    if engine_class(decoding).keeps_cache and not uses_own_cache(completer):
         return EngineSet(loaded.model, loaded.tokenizer, decoding, slot, chat=loaded.chat)
-    return Generator(loaded.model, loaded.tokenizer, batch_size=1, chat=loaded.chat)
+    return completer
 
 
-__all__ = ["EngineSet", "LiveRow", "TOKENS_PER_UNIT", "live_completer", "source_token_budget"]
+def uses_own_cache(completer) -> bool:
+    """The completer reuses its prompts' cached prefixes itself (llama.cpp): no engine episodes."""
+    return bool(getattr(completer, "caches_prefix", False))
+
+
+__all__ = ["EngineSet", "LiveRow", "TOKENS_PER_UNIT", "live_completer", "source_token_budget", "uses_own_cache"]

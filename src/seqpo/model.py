@@ -245,6 +245,10 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
     where = resolve_device(device)
     weights = resolve_dtype(dtype, where)
     quantize = check_quantize(quantize, where, weights)
+    if quantize == "gguf":
+        from .llama_cpp_backend import load_gguf  # start-up cost: llama.cpp's library, only for gguf
+
+        return load_gguf(model, {"default": adapter} if adapter else {}, chat_template, decoding, device)
     # accelerate places the weights while loading (no CPU copy first); "auto" also splits a model
     # over several GPUs. The CPU keeps transformers' plain path.
     placement = {} if where == "cpu" else {"device_map": "auto" if where == "auto-map" else where}
@@ -310,12 +314,16 @@ def _attach_adapter(lm, adapter: str, name: str | None = None):
 
 
 def load_model_adapters(model: str | None, adapters: dict[str, str], dtype: str = "auto",
-                        device: str = "auto", quantize: str = "off") -> LoadedModel:
+                        device: str = "auto", quantize: str = "off", decoding: str = REFERENCE_MODE) -> LoadedModel:
     """One base model with several named peft adapters (name -> folder) in one PeftModel, for
     callers that switch per request (`requests.Request.adapter`; the server's per-pair adapters).
     The first adapter is active after loading; with no adapters this is `load_model(model)`."""
     where = resolve_device(device)
     quantize = check_quantize(quantize, where, resolve_dtype(dtype, where))
+    if quantize == "gguf":
+        from .llama_cpp_backend import load_gguf  # start-up cost: llama.cpp's library, only for gguf
+
+        return load_gguf(model, adapters, "off", decoding, device)
     loaded = load_model(model, None, dtype, device)
     lm = loaded.model
     for name, path in adapters.items():

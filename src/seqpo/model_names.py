@@ -11,7 +11,9 @@ from .errors import ModelLoadError
 DEFAULT_MODEL = f"bundled:{DEFAULT_BASE}"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 CHAT_TEMPLATE_CHOICES = ("auto", "on", "off")
-QUANTIZE = ("off", "int8")  # `--quantize`: the weights as loaded, or int8 linear layers (`quantize.py`, CPU)
+# `--quantize`: the weights as loaded, int8 linear layers (`quantize.py`), or the GGUF's own quantized
+# weights on llama.cpp (`llama_cpp_backend.py`); the last two on the CPU
+QUANTIZE = ("off", "int8", "gguf")
 STAGES = ("sft", "seqpo")  # shipped adapters per pair: warm-up SFT, and SeqPO trained from it (if it won)
 
 

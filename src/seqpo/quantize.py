@@ -15,17 +15,22 @@ from .errors import SettingsError
 from .model_names import QUANTIZE
 
 
+_RUNS_ON = {"int8": "torch's dynamic int8 kernels", "gguf": "llama.cpp's CPU build"}
+_WEIGHTS = {"int8": "quantizes float32 weights", "gguf": "runs the GGUF's own weight types, no --dtype"}
+
+
 def check_quantize(quantize: str | None, where: str, weights: torch.dtype) -> str:
     """`--quantize` for a model loaded on the resolved device `where` in `weights` dtype; returns it.
-    The dynamic int8 kernels run on the CPU only and replace float32 layers."""
+    The dynamic int8 kernels and llama.cpp (gguf) run on the CPU only; int8 replaces float32
+    layers, and gguf runs the file's own weight types (so `--dtype` does not apply)."""
     name = str(quantize or "off").strip().lower()
     if name not in QUANTIZE:
         raise SettingsError(f"--quantize must be one of {', '.join(QUANTIZE)}; got {quantize!r}")
     if name != "off" and where != "cpu":
-        raise SettingsError(f"--quantize {name} runs on the CPU only (torch's dynamic int8 kernels), not on "
+        raise SettingsError(f"--quantize {name} runs on the CPU only ({_RUNS_ON[name]}), not on "
                             f"{where}: use --device cpu")
     if name != "off" and weights != torch.float32:
-        raise SettingsError(f"--quantize {name} quantizes float32 weights, not {str(weights).removeprefix('torch.')}: "
+        raise SettingsError(f"--quantize {name} {_WEIGHTS[name]}, not {str(weights).removeprefix('torch.')}: "
                             "use --dtype auto or float32")
     return name
 

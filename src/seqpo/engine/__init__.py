@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..model_steps import ModelSteps
+from ..model_steps import CompleterSteps, ModelSteps
 from .episode import EpisodeRow, SourceRegionFullError
 
 # decoding mode (`--decoding`) -> "module.Class" of this package that runs it; a new mode is a
@@ -61,8 +61,14 @@ def engine_for(model, tokenizer, mode: str = REFERENCE_MODE, slot: int = 16, **s
 def make_engine(loaded, mode: str = REFERENCE_MODE, slot: int = 16, batch_size: int = 8, few_shot: bool = True,
                 lookahead: int = 0, write_ahead: bool = False, **sampling) -> ModelSteps:
     """An engine on a loaded model; its chat format (`LoadedModel.chat`) applies in the modes that
-    re-encode the SeqPO prompt (append and slots have their own formats)."""
+    re-encode the SeqPO prompt (append and slots have their own formats). A model with a completer of
+    its own (`--quantize gguf`: llama.cpp, which reuses the cached prefix of each prompt itself) runs
+    reencode and cached through it, greedy."""
     cls = engine_class(mode)
+    if getattr(loaded.model, "completer", None) is not None:
+        if cls.incremental or sampling.get("do_sample"):
+            raise ValueError(f"{type(loaded.model).__name__} runs greedy reencode/cached decoding, not {mode}")
+        return CompleterSteps(loaded.model.completer(loaded.tokenizer, batch_size, loaded.chat))
     chat = loaded.chat if cls.takes_chat_template else None
     return cls(loaded.model, loaded.tokenizer, slot=slot, batch_size=batch_size, few_shot=few_shot,
                lookahead=lookahead, write_ahead=write_ahead, chat=chat, **sampling)

@@ -99,7 +99,7 @@ def serve(settings: ServeSettings) -> None:
 
 def build_app(settings: ServeSettings):
     """The server's ASGI app with its model loaded (what `serve` runs; a test client can call it)."""
-    from ..generation import Generator  # start-up cost: torch (~3 s); --help needs only the settings
+    from ..generation import completer_for  # start-up cost: torch (~3 s); --help needs only the settings
     from ..model import load_model, load_model_adapters  # start-up cost: as Generator
     from .admission import host_names  # start-up cost: starlette, part of the web stack below
     from .app import create_app  # start-up cost: the web stack (fastapi, pydantic, starlette) takes ~0.5 s
@@ -116,12 +116,13 @@ def build_app(settings: ServeSettings):
         raise SettingsError("--audio-chunk must be positive, --max-buffer longer than it")
     shipped = settings.shipped_adapters()
     if shipped:  # bundled model, no --adapter: every session runs on the adapter of its own pair
-        loaded = load_model_adapters(settings.model, shipped, settings.dtype, settings.device, settings.quantize)
+        loaded = load_model_adapters(settings.model, shipped, settings.dtype, settings.device, settings.quantize,
+                                     settings.decoding)
         settings.session_adapters = {pair: pair for pair in shipped}
     else:  # --adapter DIR (every pair on it), --adapter none, or another model: one model for all
         loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device,
                             settings.chat_template, settings.decoding, settings.quantize)
-    generator = Generator(loaded.model, loaded.tokenizer, batch_size=settings.batch_size, chat=loaded.chat)
+    generator = completer_for(loaded.model, loaded.tokenizer, batch_size=settings.batch_size, chat=loaded.chat)
     return create_app(settings, generator, model_name=loaded.name)
 
 

@@ -27,7 +27,7 @@ from ..engine import REFERENCE_MODE, engine_class
 from ..errors import InputFileError, MissingExtraError
 from ..generation import Generator
 from ..driver import SentenceTooLongError
-from ..live_engines import EngineSet
+from ..live_engines import EngineSet, uses_own_cache
 from ..speech.audio import AudioTooLongError
 from .admission import BodyLimit, HostCheck, Limit, OpenLimit, OriginCheck, host_names
 from .connection import Connection
@@ -63,7 +63,7 @@ def create_app(settings, generator: Generator, model_name: str = "") -> FastAPI:
     on live engines over that model (`seqpo.live_engines`) instead of re-encoding each step."""
     metrics = ServerMetrics()
     decoding = getattr(settings, "decoding", REFERENCE_MODE)
-    engines = None if not engine_class(decoding).keeps_cache else \
+    engines = None if not engine_class(decoding).keeps_cache or uses_own_cache(generator) else \
         EngineSet(generator.model, generator.tokenizer, decoding, settings.slot)
     worker = ModelWorker(generator, queue_size=settings.queue_size, batch_size=settings.batch_size,
                          on_batch=metrics.batch_size.observe, engines=engines)

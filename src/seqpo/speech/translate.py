@@ -42,7 +42,7 @@ def sentence_rows(settings, pair: LanguagePair, generator) -> dict:
     `new_row`; slots also closes a sentence at `--max-sentence-words`, the length its region is
     reserved for); none for re-encode."""
     engine_type = engine_class(settings.decoding)
-    if not engine_type.keeps_cache:
+    if not engine_type.keeps_cache or not hasattr(generator, "open_row"):  # re-encode, or llama.cpp's own cache
         return {}
     if not engine_type.reserves_source:
         return dict(new_row=lambda: generator.open_row(pair, None, settings.use_few_shot(), None))
