@@ -20,11 +20,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Debian packages the tests drive: espeak-ng synthesizes English speech (speech tests), chromium is
-# the headless browser of the web page tests (Playwright's own browser downloads fail here).
+# the headless browser of the web page tests (Playwright's own browser downloads fail here); g++ and
+# cmake compile llama.cpp for the `--quantize gguf` tests.
 # Installed by `make test` itself, so a fresh clone runs every test; needs root or sudo.
 system-packages:
 	@missing=""; command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	  { [ -x /usr/bin/chromium ] || command -v chromium >/dev/null; } || missing="$$missing chromium"; \
+	  command -v g++ >/dev/null || missing="$$missing g++"; command -v cmake >/dev/null || missing="$$missing cmake"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing$$missing (apt-get)"; \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -39,10 +41,16 @@ demo: setup
 	$(SEQPO) translate --pair en-zh --policy llm \
 	  "Our team released a new version of the software last week."
 
-test: setup system-packages
+# the tests also run `--quantize gguf`, whose llama-cpp-python compiles llama.cpp (~8 min, once);
+# its multimodal library is not needed and not built
+$(VENV)/.llama-cpp: $(VENV)/.installed
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PY) -m pip install -q -e '.[llama-cpp]'
+	touch $@
+
+test: setup system-packages $(VENV)/.llama-cpp
 	$(PY) -m pytest -q -m "slow or not slow"
 
-test-fast: setup system-packages
+test-fast: setup system-packages $(VENV)/.llama-cpp
 	$(PY) -m pytest -q
 
 clean:

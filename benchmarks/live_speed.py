@@ -5,10 +5,11 @@ sentence at a time as it runs live), and the end-to-end real-time factor of `seq
 spoken line after line, translated into each pair's target.
 
     SEQPO_CACHE=... SEQPO_THREADS=1 PYTHONPATH=src python benchmarks/live_speed.py \\
-        [--lines 10] [--seconds 120] [--configs old,new,new+int8] [--out runs/live-speed]
+        [--lines 10] [--seconds 120] [--configs old,new,new+int8,new+gguf] [--out runs/live-speed]
 
 Configurations: `old` = --decoding reencode (the default before 0.x), `new` = the current defaults
-(`decoding` and `quantize` settings), `new+int8` = the new defaults with --quantize int8. Each
+(`decoding` and `quantize` settings), `new+int8` = the new defaults with --quantize int8, `new+gguf`
+with --quantize gguf (llama.cpp; the llama-cpp extra). Each
 measurement is timed from the moment its model is loaded (start-up left out, as a live server
 pays it once) to the last event, both in wall-clock seconds and in CPU seconds of this process
 (`time.process_time`; with SEQPO_THREADS=1 it is what one dedicated core would take, which a
@@ -34,7 +35,7 @@ from seqpo.speech.audio import ms_of, read_audio
 PAIRS = {"en-zh": ("wmt/generaltest2023.en-zh.en", "zh"), "en-de": ("wmt/generaltest2022.en-de.en", "de")}
 DEFAULTS = {name: PolicySettings.__dataclass_fields__[name].default for name in ("decoding", "quantize")}
 CONFIGS = {"old": {"decoding": "reencode", "quantize": "off"}, "new": dict(DEFAULTS),
-           "new+int8": {**DEFAULTS, "quantize": "int8"}}
+           "new+int8": {**DEFAULTS, "quantize": "int8"}, "new+gguf": {**DEFAULTS, "quantize": "gguf"}}
 
 
 class Clock:

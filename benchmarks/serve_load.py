@@ -4,7 +4,10 @@ Starts the real server as a subprocess (default: the tiny random Gemma-3 of test
 so it measures the serving machinery; `--model bundled` or a path for a real model), runs
 `--sessions` clients that each speak sentences word by word at `--wpm` words per minute, and
 prints a Markdown table: sentences done, steps, p50/p95 latency of model steps (queue + model, as
-the server reports it), mean batch size of the model calls, and errors (which must be 0).
+the server reports it), how far behind its speaker each sentence's translation finished (the time
+from the client's `end` to the `done` event: mean and max, and the means of the round's first and
+second half, which a server that keeps up holds level), mean batch size of the model calls, and
+errors (which must be 0).
 `--audio-sessions N` adds N speech clients streaming an espeak-ng clip in real time (needs the speech
 extra and espeak-ng). `--rounds R` runs the load R times against the same server and reports the
 server's peak RSS during each round and its RSS 5 s after the round's sessions closed: memory that
@@ -82,12 +85,15 @@ async def speaker(url: str, n: int, args, stats: dict) -> None:
             words = SENTENCES[i % len(SENTENCES)].split()
             i += 1
 
+            ended: list[float] = []
+
             async def talk():
                 for j, word in enumerate(words):
                     await ws.send(json.dumps({"type": "source",
                                               "text": word + (" " if j < len(words) - 1 else "")}))
                     await asyncio.sleep(pause)
                 await ws.send(json.dumps({"type": "end"}))
+                ended.append(time.monotonic())
 
             talking = asyncio.create_task(talk())
             while True:
@@ -100,6 +106,8 @@ async def speaker(url: str, n: int, args, stats: dict) -> None:
                     stats["sentences"] += 1
                     if event["AL"] is not None:
                         stats["AL"].append(event["AL"])
+                    # how far behind the speaker the sentence's translation finished
+                    stats["lags"].append((time.monotonic(), time.monotonic() - ended[0] if ended else 0.0))
                     break
                 else:
                     stats["errors"].append(event)
@@ -157,7 +165,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_clients(port: int, args, pcm: bytes | None, pid: int) -> dict:
-    stats = {"steps": 0, "sentences": 0, "audio_sentences": 0, "latency": [], "AL": [], "errors": [],
+    stats = {"steps": 0, "sentences": 0, "audio_sentences": 0, "latency": [], "AL": [], "errors": [], "lags": [],
              "stop_at": time.monotonic() + args.duration, "peak_rss": rss_mb(pid)}
     url = f"ws://127.0.0.1:{port}/ws/translate"
 
@@ -173,6 +181,18 @@ async def run_clients(port: int, args, pcm: bytes | None, pid: int) -> dict:
     watcher.cancel()
     stats["errors"] += [repr(r) for r in results if isinstance(r, BaseException)]
     return stats
+
+
+def lag_summary(lags: list[tuple[float, float]]) -> str:
+    """End->done lags of the text sentences: mean / max, then the mean of the sentences finished in
+    the first and in the second half of the round (a server that keeps up has no growing lag)."""
+    if not lags:
+        return "- | -"
+    values = [lag for _, lag in sorted(lags)]
+    half = len(values) // 2 or 1
+    first, second = values[:half], values[half:] or values[:half]
+    return (f"{statistics.fmean(values):.2f} / {max(values):.2f} | "
+            f"{statistics.fmean(first):.2f} / {statistics.fmean(second):.2f}")
 
 
 def clip_pcm() -> bytes:
@@ -228,14 +248,16 @@ def main() -> None:
     print(f"\n{args.sessions} text sessions ({args.policy} {args.pair}, {args.wpm:g} words/min each) + "
           f"{args.audio_sessions} audio sessions, {args.duration:g} s of input per round, {os.cpu_count()} CPU "
           f"cores; server RSS at start {start_rss:.0f} MB\n")
-    print("| round | model | sentences done | audio sentences | steps | model steps | p50 step latency (ms) "
-          "| p95 step latency (ms) | mean batch | mean AL | errors | peak RSS (MB) | RSS after close (MB) | wall (s) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| round | model | server args | sentences done | audio sentences | steps | model steps | p50 step latency (ms) "
+          "| p95 step latency (ms) | end->done lag, mean / max (s) | lag, first / second half (s) | mean batch "
+          "| mean AL | errors | peak RSS (MB) | RSS after close (MB) | wall (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n, stats in enumerate(rows, 1):
         lat = stats["latency"]
         mean_al = statistics.fmean(stats["AL"]) if stats["AL"] else float("nan")
-        print(f"| {n} | {name} | {stats['sentences']} | {stats['audio_sentences']} | {stats['steps']} | {len(lat)} "
-              f"| {percentile(lat, 50):.0f} | {percentile(lat, 95):.0f} | {stats['mean_batch']:.1f} | {mean_al:.2f} "
+        print(f"| {n} | {name} | {args.server_args or '(defaults)'} | {stats['sentences']} | {stats['audio_sentences']} "
+              f"| {stats['steps']} | {len(lat)} | {percentile(lat, 50):.0f} | {percentile(lat, 95):.0f} "
+              f"| {lag_summary(stats['lags'])} | {stats['mean_batch']:.1f} | {mean_al:.2f} "
               f"| {len(stats['errors'])} | {stats['peak_rss']:.0f} | {stats['rss_after']:.0f} | {stats['wall']:.0f} |")
     sys.exit(1 if any(stats["errors"] for stats in rows) else 0)
 

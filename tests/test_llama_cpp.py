@@ -92,11 +92,7 @@ def test_converted_lora_moves_llama_cpp_as_peft_moves_torch(gguf_cache, tmp_path
     path = gguf_path(None)
     lm = LlamaCppModel(path, {"a": lora_gguf(str(tmp_path / "adapter"), path)})
     gen = lm.completer(loaded.tokenizer)
-    logits = {}
-    for name in ("a", None):
-        llm = lm.context(name)
-        gen._feed(llm, ids)
-        logits[name] = gen._last_logits(llm).copy()
+    logits = {name: gen.feed(ids, name).logits(lm.n_vocab).copy() for name in ("a", None)}
     # the same weights (the torch copy is the GGUF dequantized): llama.cpp differs by its int8
     # activations only
     assert _corr(logits[None], torch_off) > 0.99
@@ -121,16 +117,23 @@ def test_a_prompt_sharing_a_prefix_runs_only_its_new_tokens(gguf_cache):
     first = tokenizer(PROMPT).input_ids
     second = tokenizer(PROMPT.replace("schools.", "schools and libraries.")).input_ids
     shared = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
-    reused, fresh = LlamaCppModel(gguf_path(None), {}), LlamaCppModel(gguf_path(None), {})
-    gen, gen_fresh = reused.completer(tokenizer), fresh.completer(tokenizer)
-    gen._feed(reused.context(None), first)
+    model = LlamaCppModel(gguf_path(None), {}, contexts=2)
+    gen = model.completer(tokenizer)
+    gen.feed(first, None)
     before = gen.tokens_processed
-    gen._feed(reused.context(None), second)
+    kept = gen.feed(second, None).logits(model.n_vocab).copy()
     assert gen.tokens_processed - before == len(second) - shared  # the shared prefix was not run again
-    gen_fresh._feed(fresh.context(None), second)
-    kept = gen._last_logits(reused.context(None))
-    ran = gen_fresh._last_logits(fresh.context(None))
+    assert len(model._contexts) == 1
+    fresh = LlamaCppModel(gguf_path(None), {})  # held: its contexts die with it
+    ran = fresh.completer(tokenizer).feed(second, None).logits(model.n_vocab).copy()
     assert _corr(kept, ran) > 0.999 and int(np.argmax(kept)) == int(np.argmax(ran))
+    # interleaved episodes keep a context each: going back to the first prompt runs nothing again
+    third = tokenizer(PROMPT.replace("council", "committee")).input_ids
+    gen.feed(third, None)
+    assert len(model._contexts) == 2
+    before = gen.tokens_processed
+    gen.feed(second, None)
+    assert gen.tokens_processed - before == 1  # only the last id, for its logits
 
 
 @pytest.mark.slow

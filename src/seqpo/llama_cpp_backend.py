@@ -16,6 +16,7 @@ one place prompt text becomes ids, so both backends see the same ids.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import logging
 import os
@@ -34,7 +35,9 @@ from .requests import NO_ADAPTER, Completion, Request
 
 log = logging.getLogger(__name__)
 
-CONTEXT_TOKENS = 8192  # llama.cpp's KV cache per adapter; a longer prompt is a one-line error
+CONTEXT_TOKENS = 4096  # tokens a llama.cpp context holds (a longer prompt is a one-line error)
+BATCH_TOKENS = 512  # prompt ids per llama.cpp forward pass
+CONTEXTS = 4  # contexts kept per model: interleaved episodes (sessions, a batched eval) each keep their cache
 
 
 def _llama_cpp():
@@ -76,36 +79,89 @@ def lora_gguf(adapter: str, base: Path) -> Path:
     return target / "adapter.gguf"
 
 
-class LlamaCppModel:
-    """A GGUF base on llama.cpp with named LoRA adapters, one llama.cpp context per adapter (each
-    keeps its own prompt cache; the weights are memory-mapped once by the OS). `active` is the
-    adapter a request without one runs on; NO_ADAPTER runs the bare base."""
+class _Context:
+    """One llama.cpp context on the shared model: the ids its KV cache holds, and the adapter they
+    ran under. llama-cpp-python's `Llama` owns one context; more on the same weights take its
+    intermediate layer (`llama_cpp._internals`, pinned with the package version)."""
 
-    def __init__(self, path: Path, adapters: dict[str, Path], threads: int | None = None):
-        self.path, self.adapter_files = path, adapters
+    def __init__(self, llama_cpp, model, params, n_batch: int):
+        from llama_cpp import _internals
+
+        self.llama_cpp, self.n_batch = llama_cpp, n_batch
+        self.ctx = _internals.LlamaContext(model=model, params=params, verbose=False)
+        self.batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
+        self.ids: list[int] = []
+        self.adapter: object = _UNSET
+        self.used = 0  # when it last ran (a counter), for least-recently-used reuse
+
+    def run(self, ids: list[int]) -> None:
+        """Run `ids` after what the cache holds (llama.cpp's batches of at most n_batch)."""
+        for i in range(0, len(ids), self.n_batch):
+            chunk = ids[i : i + self.n_batch]
+            self.batch.set_batch(batch=chunk, n_past=len(self.ids), logits_all=False)
+            self.ctx.decode(self.batch)
+            self.ids.extend(chunk)
+
+    def keep(self, n: int) -> None:
+        """Drop the cache after its first `n` ids."""
+        if n < len(self.ids):
+            self.ctx.kv_cache_seq_rm(-1, n, -1)
+            del self.ids[n:]
+
+    def logits(self, n_vocab: int) -> np.ndarray:
+        """The logits after the last id run (a view of llama.cpp's buffer, valid until the next run)."""
+        return np.ctypeslib.as_array(self.llama_cpp.llama_get_logits_ith(self.ctx.ctx, -1), shape=(n_vocab,))
+
+
+_UNSET = object()
+
+
+def _shared(a: list[int], b: list[int]) -> int:
+    """The length of the longest common prefix of two id lists."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class LlamaCppModel:
+    """A GGUF base on llama.cpp with named LoRA adapters, and up to `contexts` contexts on its
+    weights, each keeping the cache of the prompts it last ran. A request goes to the context that
+    holds the longest prefix of its ids under its adapter, so interleaved episodes (server sessions,
+    a batched eval) each keep their own cache. `active` is the adapter a request without one runs
+    on; NO_ADAPTER runs the bare base."""
+
+    def __init__(self, path: Path, adapters: dict[str, Path], threads: int | None = None, contexts: int = CONTEXTS):
+        self.llama_cpp = _llama_cpp()
+        self.path, self.adapter_files, self.max_contexts = path, adapters, contexts
         self.threads = threads or int(os.environ.get("SEQPO_THREADS", os.cpu_count() or 1))
         self.active = next(iter(adapters), None)
-        self._contexts: dict[str | None, object] = {}
-        self.context(self.active)  # load now: a broken file fails at load time, not mid-stream
+        with _load_error(path), _quiet():
+            self.llama = self.llama_cpp.Llama(
+                model_path=str(path), n_ctx=CONTEXT_TOKENS, n_batch=BATCH_TOKENS, n_threads=self.threads,
+                n_threads_batch=self.threads, verbose=False, swa_full=True)
+        self.n_vocab = self.llama.n_vocab()
+        self._vocab = self.llama_cpp.llama_model_get_vocab(self.llama.model)
+        self._adapters: dict[str, object] = {}
+        for name, file in adapters.items():
+            with _load_error(path, name), _quiet():
+                pointer = self.llama_cpp.llama_adapter_lora_init(self.llama.model, str(file).encode("utf-8"))
+                if pointer is None:
+                    raise ValueError(f"llama.cpp refused the adapter file {file}")
+            self._adapters[name] = pointer
+        self._contexts: list[_Context] = []
+        self._clock = 0
+
+    def ends_generation(self, token: int) -> bool:
+        """The token ends a generation (the GGUF's end-of-generation tokens: Gemma's <eos> and
+        <end_of_turn>, as transformers' generation config lists them)."""
+        return bool(self.llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     def completer(self, tokenizer, batch_size: int = 1, chat=None) -> "LlamaCppGenerator":
         """What continues prompts on this model (`generation.completer_for`)."""
         return LlamaCppGenerator(self, tokenizer, batch_size, chat)
-
-    def context(self, adapter: str | None):
-        """The llama.cpp context of `adapter` (None: the bare base), made on first use."""
-        if adapter not in self._contexts:
-            llama_cpp = _llama_cpp()
-            lora = str(self.adapter_files[adapter]) if adapter is not None else None
-            try:
-                with _quiet():
-                    self._contexts[adapter] = llama_cpp.Llama(
-                        model_path=str(self.path), n_ctx=CONTEXT_TOKENS, n_batch=512, n_threads=self.threads,
-                        n_threads_batch=self.threads, lora_path=lora, verbose=False, swa_full=True)
-            except (ValueError, RuntimeError) as exc:
-                raise ModelLoadError(f"llama.cpp cannot load {self.path.name}"
-                                     f"{' with adapter ' + adapter if adapter else ''}: {exc}") from exc
-        return self._contexts[adapter]
 
     def adapter_of(self, request: Request) -> str | None:
         if request.adapter is None:
@@ -115,6 +171,53 @@ class LlamaCppModel:
         if request.adapter not in self.adapter_files:
             raise ValueError(f"unknown adapter '{request.adapter}' (loaded: {', '.join(self.adapter_files) or 'none'})")
         return request.adapter
+
+    def holding(self, ids: list[int], adapter: str | None) -> tuple[_Context, int]:
+        """A context to run `ids` on under `adapter`, and how many of them it already holds (at
+        most all but the last, whose logits are needed): the one holding the longest prefix (of
+        equals, the least recently used), if that keeps at least half of what it holds: the same
+        episode's next step (new source words change the prompt's end). A context that shares only
+        the few-shot prefix holds another episode: while fewer than `max_contexts` exist, a new one
+        is made instead."""
+        scored = [(min(_shared(c.ids, ids), len(ids) - 1) if c.adapter == adapter else 0, -c.used, c)
+                  for c in self._contexts]
+        best = max(scored, key=lambda x: x[:2], default=None)
+        if best is None or (len(self._contexts) < self.max_contexts and 2 * best[0] < len(best[2].ids)):
+            with _load_error(self.path), _quiet():
+                context = _Context(self.llama_cpp, self.llama._model, self.llama.context_params, BATCH_TOKENS)
+            self._contexts.append(context)
+            kept = 0
+        else:
+            kept, _, context = best
+        if context.adapter != adapter:
+            self._use_adapter(context, adapter)
+            kept = 0
+        self._clock += 1
+        context.used = self._clock
+        context.keep(kept)
+        return context, kept
+
+    def _use_adapter(self, context: _Context, adapter: str | None) -> None:
+        llama_cpp = self.llama_cpp
+        if adapter is None:
+            code = llama_cpp.llama_set_adapters_lora(context.ctx.ctx, None, 0, None)
+        else:
+            code = llama_cpp.llama_set_adapters_lora(context.ctx.ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(
+                self._adapters[adapter]), 1, (ctypes.c_float * 1)(1.0))
+        if code != 0:
+            raise RuntimeError(f"llama.cpp could not switch to adapter {adapter!r}")
+        context.keep(0)
+        context.adapter = adapter
+
+
+@contextlib.contextmanager
+def _load_error(path: Path, adapter: str | None = None):
+    """What llama.cpp raises while loading, as the one-line error of a model that cannot load."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"llama.cpp cannot load {path.name}{' with adapter ' + adapter if adapter else ''}: "
+                             f"{exc}") from exc
 
 
 @contextlib.contextmanager
@@ -139,15 +242,16 @@ def _quiet():
 
 
 class LlamaCppGenerator:
-    """`complete(requests)` on a `LlamaCppModel`, one request after another (llama.cpp's batch is
-    one sequence here; what it saves is per token). Each context keeps the KV of its last prompt
-    and output: a request runs only the ids after the longest prefix it shares with them."""
+    """`complete(requests)` on a `LlamaCppModel`, one request after another (a llama.cpp context
+    runs one sequence here; what it saves is per token): each runs only the ids after the prefix
+    its context already holds (`LlamaCppModel.holding`)."""
 
     do_sample, temperature, top_p = False, 1.0, 1.0
     caches_prefix = True  # needs no engine episode to reuse a sentence's prompt (`live_engines`)
 
     def __init__(self, model: LlamaCppModel, tokenizer, batch_size: int = 1, chat=None):
         self.model, self.tokenizer, self.chat, self.batch_size = model, tokenizer, chat, batch_size
+        model.max_contexts = max(model.max_contexts, batch_size)  # a batch's episodes keep a cache each
         self.line_end = line_end_ids(tokenizer)
         self.tokens_processed = 0  # tokens run through the model (prompt tokens not cached + generated)
 
@@ -157,56 +261,37 @@ class LlamaCppGenerator:
     def complete(self, requests: list[Request]) -> list[Completion]:
         return [self._complete(request) for request in requests]
 
+    def feed(self, ids: list[int], adapter: str | None) -> _Context:
+        """A context holding `ids` under `adapter`, their last logits ready."""
+        if len(ids) >= CONTEXT_TOKENS:
+            raise ValueError(f"a prompt of {len(ids)} tokens exceeds --quantize gguf's context of {CONTEXT_TOKENS}")
+        context, kept = self.model.holding(ids, adapter)
+        context.run(ids[kept:])
+        self.tokens_processed += len(ids) - kept
+        return context
+
     def _complete(self, request: Request) -> Completion:
         t0 = time.perf_counter()
-        llm = self.model.context(self.model.adapter_of(request))
         ids = self.prompt_ids(request)
-        if len(ids) + request.max_new_tokens > CONTEXT_TOKENS:
-            raise ValueError(f"a prompt of {len(ids)} tokens (+{request.max_new_tokens} new) exceeds "
-                             f"--quantize gguf's context of {CONTEXT_TOKENS} tokens")
-        self._feed(llm, ids)
+        budget = min(request.max_new_tokens, CONTEXT_TOKENS - len(ids) - 1)
+        context = self.feed(ids, self.model.adapter_of(request))
         out: list[int] = []
-        eog = self._eog(llm)
+        ends = self.model.ends_generation
         while True:
-            logits = self._last_logits(llm)
+            logits = context.logits(self.model.n_vocab)
             if not out and request.must_write:
                 logits = logits.copy()
                 logits[self.line_end] = -np.inf
             tok = int(np.argmax(logits))
             out.append(tok)
             text = self.tokenizer.decode(out, skip_special_tokens=True)
-            if tok in eog or stop_reached(text, len(out), request):
+            if ends(tok) or stop_reached(text, len(out), request) or len(out) >= budget:
                 break
-            llm.eval([tok])
+            context.run([tok])
         self.tokens_processed += len(out)
-        hit = "\n" in text or any(t in eog for t in out[: request.max_new_tokens])
+        hit = "\n" in text or any(ends(t) for t in out[: request.max_new_tokens])
         kept = text.split("\n")[0] if request.stop_at_newline else text
         return Completion(kept, len(out), (time.perf_counter() - t0) * 1000, hit, out, ids, None)
-
-    def _feed(self, llm, ids: list[int]) -> None:
-        """Make the context hold `ids` with their last logits: keep the longest prefix they share
-        with what it holds (at least the last id runs again, for its logits) and run the rest."""
-        held = llm.input_ids[: llm.n_tokens]
-        keep = 0
-        for a, b in zip(held, ids[:-1]):
-            if a != b:
-                break
-            keep += 1
-        llm.n_tokens = keep  # eval removes the KV from here on before running the new ids
-        llm.eval(ids[keep:])
-        self.tokens_processed += len(ids) - keep
-
-    @staticmethod
-    def _last_logits(llm) -> np.ndarray:
-        """The logits after the last id run (a view of llama.cpp's buffer, valid until the next
-        run): `Llama.eval` keeps none unless every position's are kept (n_ctx x 262k floats)."""
-        llama_cpp = _llama_cpp()
-        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
-
-    @staticmethod
-    def _eog(llm) -> frozenset[int]:
-        eos = {llm.token_eos()}
-        return frozenset(t for t in eos if t is not None and t >= 0)
 
     @contextlib.contextmanager
     def on_adapter(self, adapter: str | None):
