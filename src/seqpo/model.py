@@ -9,19 +9,15 @@ import contextlib
 import logging
 import os
 import re
-import shutil
-import tempfile
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from .bundled import BASES, DEFAULT_BASE, BundledBase, assemble, bundled_base, cache_dir
+from .bundled import BASES, DEFAULT_BASE, BundledBase, assemble, build_cache_dir, bundled_base, cache_dir
 from .engine import REFERENCE_MODE, engine_class
 from .errors import ModelLoadError, SettingsError
 from .model_names import CHAT_TEMPLATE_CHOICES, DEFAULT_MODEL, DTYPES, is_bundled
@@ -106,36 +102,6 @@ def configure_threads() -> None:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set once in this process; harmless
         pass
-
-
-def build_cache_dir(target: Path, build: Callable[[Path], None], damaged: os.stat_result | None = None) -> Path:
-    """Make the cache folder `target` once: `build(tmp)` fills a temporary folder beside it, which
-    one atomic rename makes `target`, so a kill never leaves a folder that looks complete.
-
-    A file lock beside it (released by the kernel when its holder dies) lets one process build at
-    a time: a second one waits, then finds the first one's folder and uses it. Whoever holds the
-    lock removes what killed builders left behind. `damaged` (the stat of a `target` that would
-    not load) has that folder replaced, unless another process already replaced it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{target.name}-build-"
-    with FileLock(str(target.parent / f".{target.name}.lock")):
-        for orphan in target.parent.glob(prefix + "*"):  # no build runs but ours: a killed one's
-            shutil.rmtree(orphan, ignore_errors=True)
-        if target.exists():
-            now = target.stat()
-            if damaged is None or (now.st_ino, now.st_mtime_ns) != (damaged.st_ino, damaged.st_mtime_ns):
-                return target  # made (or already repaired) by another process
-            aside = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-            target.rename(aside / "damaged")
-            shutil.rmtree(aside)
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-        try:
-            build(tmp)
-            tmp.rename(target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return target
 
 
 def _dequantize(base: BundledBase, into: Path) -> None:
@@ -246,9 +212,7 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
     weights = resolve_dtype(dtype, where)
     quantize = check_quantize(quantize, where, weights)
     if quantize == "gguf":
-        from .llama_cpp_backend import load_gguf  # start-up cost: llama.cpp's library, only for gguf
-
-        return load_gguf(model, {"default": adapter} if adapter else {}, chat_template, decoding, device)
+        return _load_gguf(model, {"default": adapter} if adapter else {}, chat_template, decoding, device)
     # accelerate places the weights while loading (no CPU copy first); "auto" also splits a model
     # over several GPUs. The CPU keeps transformers' plain path.
     placement = {} if where == "cpu" else {"device_map": "auto" if where == "auto-map" else where}
@@ -293,6 +257,29 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
     return LoadedModel(lm, tokenizer, model or DEFAULT_MODEL, str(adapter) if adapter else None, chat)
 
 
+def _load_gguf(model: str | None, adapters: dict[str, str], chat_template: str, decoding: str, device: str):
+    """`load_model(..., quantize="gguf")`: the GGUF of `model` on llama.cpp with `adapters`
+    (name -> peft folder), as a `model.LoadedModel` whose model is a `LlamaCppModel`."""
+    # start-up cost: llama.cpp's library, only for gguf
+    from .llama_cpp_backend import LlamaCppModel, gguf_path, gguf_tokenizer, lora_gguf, needs_llama_cpp
+
+    if engine_class(decoding).incremental:
+        raise SettingsError(f"--quantize gguf runs reencode or cached decoding (llama.cpp reuses the prompt's "
+                            f"cached prefix itself), not {decoding}")
+    if resolve_device(device) != "cpu":
+        raise SettingsError("--quantize gguf runs on the CPU (llama.cpp's CPU build): use --device cpu")
+    needs_llama_cpp()  # a missing package fails before any conversion
+    path = gguf_path(model)
+    files = {name: lora_gguf(folder, path) for name, folder in adapters.items()}
+    lm = LlamaCppModel(path, files)
+    tokenizer = load_tokenizer(model) if bundled_base(model) is not None else gguf_tokenizer(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    chat = chat_format(tokenizer) if uses_chat_template(chat_template, model, decoding, tokenizer) else None
+    summary = ", ".join(f"{name}={folder}" for name, folder in adapters.items()) or None
+    return LoadedModel(lm, tokenizer, model or DEFAULT_MODEL, summary, chat)
+
+
 def _attach_adapter(lm, adapter: str, name: str | None = None):
     """`lm` with the peft adapter folder `adapter` loaded (as adapter `name`; peft's "default"
     when None). A PeftModel gets it as one more adapter; any other model is wrapped."""
@@ -321,9 +308,7 @@ def load_model_adapters(model: str | None, adapters: dict[str, str], dtype: str 
     where = resolve_device(device)
     quantize = check_quantize(quantize, where, resolve_dtype(dtype, where))
     if quantize == "gguf":
-        from .llama_cpp_backend import load_gguf  # start-up cost: llama.cpp's library, only for gguf
-
-        return load_gguf(model, adapters, "off", decoding, device)
+        return _load_gguf(model, adapters, "off", decoding, device)
     loaded = load_model(model, None, dtype, device)
     lm = loaded.model
     for name, path in adapters.items():
