@@ -25,6 +25,7 @@ from .bundled import BASES, DEFAULT_BASE, BundledBase, assemble, bundled_base, c
 from .engine import REFERENCE_MODE, engine_class
 from .errors import ModelLoadError, SettingsError
 from .model_names import CHAT_TEMPLATE_CHOICES, DEFAULT_MODEL, DTYPES, is_bundled
+from .output_vocab import check_vocab, restrict_vocab
 from .prompts import chat_format
 from .quantize import check_quantize, quantize_int8
 
@@ -235,12 +236,14 @@ def load_tokenizer(model: str | None):
 
 def load_model(model: str | None = None, adapter: str | None = None, dtype: str = "auto",
                device: str = "auto", chat_template: str = "off", decoding: str = REFERENCE_MODE,
-               quantize: str = "off") -> LoadedModel:
+               quantize: str = "off", vocab: str = "full") -> LoadedModel:
     """Load a causal LM (+ optional peft adapter) for inference, in eval mode, on `device` in `dtype`
     (see `resolve_device`, `resolve_dtype`; the defaults give float32 on the CPU, as before GPUs),
     with its chat format when `chat_template` resolves to on for `decoding` (`uses_chat_template`),
-    its linear layers int8 with `quantize` int8 (`quantize_int8`)."""
+    its output layer restricted to the `vocab` token set (`restrict_vocab`), its linear layers int8
+    with `quantize` int8 (`quantize_int8`)."""
     check_chat_template(chat_template, decoding)  # a wrong setting fails before loading
+    check_vocab(vocab)
 
     where = resolve_device(device)
     weights = resolve_dtype(dtype, where)
@@ -284,6 +287,7 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
     if adapter:
         lm = _attach_adapter(lm, adapter)
     lm.eval()
+    lm = restrict_vocab(lm, tokenizer, vocab)
     if quantize == "int8":
         lm = quantize_int8(lm)
     return LoadedModel(lm, tokenizer, model or DEFAULT_MODEL, str(adapter) if adapter else None, chat)
@@ -310,12 +314,13 @@ def _attach_adapter(lm, adapter: str, name: str | None = None):
 
 
 def load_model_adapters(model: str | None, adapters: dict[str, str], dtype: str = "auto",
-                        device: str = "auto", quantize: str = "off") -> LoadedModel:
+                        device: str = "auto", quantize: str = "off", vocab: str = "full") -> LoadedModel:
     """One base model with several named peft adapters (name -> folder) in one PeftModel, for
     callers that switch per request (`requests.Request.adapter`; the server's per-pair adapters).
     The first adapter is active after loading; with no adapters this is `load_model(model)`."""
     where = resolve_device(device)
     quantize = check_quantize(quantize, where, resolve_dtype(dtype, where))
+    check_vocab(vocab)
     loaded = load_model(model, None, dtype, device)
     lm = loaded.model
     for name, path in adapters.items():
@@ -323,6 +328,7 @@ def load_model_adapters(model: str | None, adapters: dict[str, str], dtype: str 
     if adapters:
         lm.set_adapter(next(iter(adapters)))
     lm.eval()
+    lm = restrict_vocab(lm, loaded.tokenizer, vocab)
     if quantize == "int8":
         lm = quantize_int8(lm)
     summary = ", ".join(f"{name}={path}" for name, path in adapters.items()) or None

@@ -1,5 +1,5 @@
-"""What `--model`, `--adapter`, `--dtype`, `--quantize` and `--chat-template` name, decided without loading a
-model: torch-free, so the settings (and `seqpo --help`) load without torch; `model.py` loads."""
+"""What `--model`, `--adapter`, `--dtype`, `--quantize`, `--vocab` and `--chat-template` name, decided without
+loading a model: torch-free, so the settings (and `seqpo --help`) load without torch; `model.py` loads."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ DEFAULT_MODEL = f"bundled:{DEFAULT_BASE}"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 CHAT_TEMPLATE_CHOICES = ("auto", "on", "off")
 QUANTIZE = ("off", "int8")  # `--quantize`: the weights as loaded, or int8 linear layers (`quantize.py`, CPU)
+VOCABS = ("full", "seen")  # `--vocab`: every output token, or the shipped set the languages write (`output_vocab.py`)
 STAGES = ("sft", "seqpo")  # shipped adapters per pair: warm-up SFT, and SeqPO trained from it (if it won)
 
 
