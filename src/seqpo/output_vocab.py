@@ -110,7 +110,7 @@ class RestrictedHead(torch.nn.Module):
         self.register_buffer("ids", ids, persistent=False)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        kept = self.kept(hidden)
+        kept = self.kept(hidden.to(self.ids.device))  # a model split over GPUs (auto-map) hands it over
         logits = kept.new_full((*kept.shape[:-1], self.out_features), float("-inf"))
         return logits.index_copy_(-1, self.ids, kept)
 
