@@ -7,7 +7,8 @@ one configuration after another in one run, and the output layer alone on one to
 
 Prints a Markdown table: quality and latency (from each run's scores.json), predictions identical
 to the full fp32 run, model seconds per sentence (wall, from scores.json) and the eval process's
-CPU seconds per sentence (its model load included), with the load average beside; then CPU ms of
+CPU seconds per sentence and per target token written (its model load included), with the load
+average beside; then CPU ms of
 one output-layer call per configuration. Runs resume (`seqpo eval --out`): a finished one is read back.
 """
 
@@ -34,10 +35,10 @@ def dev_file(data: Path, stem: str, lang: str, n: int, out: Path) -> Path:
     return target
 
 
-def run_eval(seqpo: str, pair: str, src: Path, ref: Path, vocab: str, quantize: str, out: Path) -> tuple[dict, float | None]:
-    """scores.json of the run and the CPU seconds of its process (None when read back)."""
+def run_eval(seqpo: str, pair: str, src: Path, ref: Path, vocab: str, quantize: str, out: Path) -> None:
+    """One `seqpo eval` run, and the CPU seconds of its process beside its scores.json."""
     if (out / "scores.json").exists():
-        return json.loads((out / "scores.json").read_text()), None
+        return
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([seqpo, "eval", "--pair", pair, "--src", str(src), "--ref", str(ref),
                     "--out", str(out), "--quiet", "--decoding", "cached", "--vocab", vocab, "--quantize", quantize],
@@ -45,7 +46,14 @@ def run_eval(seqpo: str, pair: str, src: Path, ref: Path, vocab: str, quantize: 
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     (out / "cpu_seconds.json").write_text(json.dumps({"cpu_seconds": cpu, "load": os.getloadavg()[0]}))
-    return json.loads((out / "scores.json").read_text()), cpu
+
+
+def target_tokens(run: Path) -> int:
+    """Tokens of the run's predictions, as the bundled tokenizer writes them."""
+    from seqpo.model import load_tokenizer
+
+    texts = list(predictions(run).values())
+    return sum(len(ids) for ids in load_tokenizer(None)(texts, add_special_tokens=False).input_ids)
 
 
 def predictions(run: Path) -> dict[int, str]:
@@ -78,24 +86,28 @@ def main() -> None:
     ap.add_argument("--data", default=str(SHARED), help="folder of generaltest{year}.{pair}.{lang} files")
     ap.add_argument("--lines", type=int, default=20)
     ap.add_argument("--seqpo", default=str(Path(sys.executable).with_name("seqpo")))
+    ap.add_argument("--order", default=",".join(CONFIGS), help="the configurations, in the order they run")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = ["| pair | config | BLEU | chrF | AL | LAAL | identical to off | model s/sentence (wall) "
-            "| CPU s/sentence (process) | load |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [("| pair | config | BLEU | chrF | AL | LAAL | identical to off | model s/sentence (wall) "
+             "| CPU s/sentence (process) | CPU ms/target token | load |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
     for pair, stem in DEV.items():
         source, target = pair.split("-")
         src = dev_file(Path(args.data), stem, source, args.lines, out)
         ref = dev_file(Path(args.data), stem, target, args.lines, out)
-        for name, (vocab, quantize) in CONFIGS.items():
-            run = out / f"{pair}-{name}"
+        for name in args.order.split(","):
             print(f"{pair} {name} ...", file=sys.stderr, flush=True)
-            scores, _ = run_eval(args.seqpo, pair, src, ref, vocab, quantize, run)
+            run_eval(args.seqpo, pair, src, ref, *CONFIGS[name], out / f"{pair}-{name}")
+        base = predictions(out / f"{pair}-off")
+        for name in CONFIGS:
+            run = out / f"{pair}-{name}"
+            scores = json.loads((run / "scores.json").read_text())
             cpu = json.loads((run / "cpu_seconds.json").read_text()) if (run / "cpu_seconds.json").exists() else {}
-            base, mine = predictions(out / f"{pair}-off"), predictions(run)
+            mine = predictions(run)
             same = sum(mine[i] == base[i] for i in base)
             n = scores["sentences"]
-            cpu_s = f"{cpu['cpu_seconds'] / n:.2f}" if cpu else ""
+            cpu_s = f"{cpu['cpu_seconds'] / n:.2f} | {1000 * cpu['cpu_seconds'] / target_tokens(run):.0f}" if cpu else " | "
             load = f"{cpu['load']:.1f}" if cpu else ""
             rows.append(f"| {pair} | {name} | {scores['BLEU']:.2f} | {scores['chrF']:.2f} | {scores['AL']:.2f} | "
                         f"{scores['LAAL']:.2f} | {same}/{len(base)} | {scores['model_seconds_per_sentence']:.2f} | "

@@ -6,11 +6,12 @@ tokenizer is a one-line error."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import CORPUS
 
-import seqpo.output_vocab as output_vocab
+from seqpo import output_vocab
 from seqpo.cli import main
 from seqpo.errors import SettingsError
 from seqpo.model import load_model, load_model_adapters
@@ -25,7 +26,7 @@ def tiny_seen(tiny_loaded, tmp_path, monkeypatch):
     path = tmp_path / "seen.npz"
     save_token_set(path, tiny_loaded.tokenizer, kept_ids(tiny_loaded.tokenizer, CORPUS[:2]))
     monkeypatch.setattr(output_vocab, "SEEN_SET", path)
-    return torch.from_numpy(__import__("numpy").load(path)["ids"]).long()
+    return torch.from_numpy(np.load(path)["ids"]).long()
 
 
 def last_logits(loaded, text=TEXT):

@@ -121,9 +121,10 @@ class PolicySettings(DeviceSettings, AdapterChoice):
     quantize: str = setting("off", "CPU inference: int8 = the text model's linear layers and output layer as "
                             "torch's dynamic int8 layers (faster; not the same output: see docs/results.md)",
                             choices=list(QUANTIZE))
-    vocab: str = setting("full", "inference output vocabulary: seen = only the tokens the toolkit's languages write "
-                         "(a set shipped for the bundled Gemma's tokenizer: a fifth of its 262k): a smaller output "
-                         "layer, faster on the CPU, not the same output: see docs/results.md", choices=list(VOCABS))
+    vocab: str = setting("full", "output layer at inference: full = every token; seen = only the tokens the toolkit's "
+                         "languages write (a set shipped for the bundled Gemma's tokenizer, a fifth of its 262k): "
+                         "a fifth of the output layer's CPU time, not the same output (see docs/results.md)",
+                         choices=list(VOCABS))
 
     def __post_init__(self):
         from .model import check_chat_template  # start-up cost: torch (~3 s); --help builds no settings
