@@ -1,7 +1,8 @@
 """Build the token set that `--vocab seen` ships (src/seqpo/models/vocab/seen.npz): every token id the
 bundled Gemma-3-270M tokenizer gives on the training side of the WMT general MT test sets of every
 supported pair (en-zh, zh-en, en-de, de-en, en-ja), plus control, byte-fallback, digit, punctuation
-and whitespace tokens (`seqpo.output_vocab.kept_ids`).
+and whitespace tokens, capitalized Latin-script pieces (names) and pieces written only in Han or kana
+(`seqpo.output_vocab.kept_ids`).
 
     python benchmarks/build_output_vocab.py                 # the sets through sacrebleu (wmt22, wmt23)
     python benchmarks/build_output_vocab.py --from DIR      # files named generaltest{year}.{pair}.{lang}

@@ -5,6 +5,7 @@ wherever its choice is kept; it composes with adapters and int8; a set made for 
 tokenizer is a one-line error."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -144,6 +145,12 @@ def test_only_inference_commands_offer_the_setting(command, offered, capsys):
     assert ("--vocab {full,seen}" in out) == offered
 
 
+def test_names_are_kept_whatever_the_text(tiny_loaded):
+    tok = tiny_loaded.tokenizer
+    names = {i for t, i in tok.get_vocab().items() if re.fullmatch("[A-Z][a-z]+", t)}  # "The", "Software", ...
+    assert names and names <= output_vocab.word_ids(tok) <= set(kept_ids(tok, []).tolist())
+
+
 def test_the_digest_names_the_tokens_in_order(tiny_loaded):
     size, digest = tokenizer_digest(tiny_loaded.tokenizer)
     assert size == len(tiny_loaded.tokenizer) and len(digest) == 64
@@ -156,7 +163,8 @@ def test_the_shipped_set_fits_the_bundled_tokenizer(real_model):
 
     tok = load_tokenizer(None)
     ids = set(output_vocab.load_token_set(tok).tolist())
-    assert 0.1 < len(ids) / len(tok) < 0.3  # a fifth of the 262k, give or take
+    assert 0.2 < len(ids) / len(tok) < 0.4  # a third of the 262k, give or take
     assert set(line_end_ids(tok)) | set(tok.all_special_ids) <= ids
-    for text in ("Das Wetter ist heute schön, 23 Grad.", "今天天气很好。", "今日は天気がいいです。"):
+    for text in ("Das Wetter ist heute schön, 23 Grad.", "今天天气很好。", "今日は天気がいいです。",
+                 "Walt Jr. bei Alibaba"):  # names, copied from a source as they are (whole-word pieces)
         assert set(tok(text, add_special_tokens=False).input_ids) <= ids

@@ -122,8 +122,8 @@ class PolicySettings(DeviceSettings, AdapterChoice):
                             "torch's dynamic int8 layers (faster; not the same output: see docs/results.md)",
                             choices=list(QUANTIZE))
     vocab: str = setting("full", "output layer at inference: full = every token; seen = only the tokens the toolkit's "
-                         "languages write (a set shipped for the bundled Gemma's tokenizer, a fifth of its 262k): "
-                         "a fifth of the output layer's CPU time, not the same output (see docs/results.md)",
+                         "languages write (a set shipped for the bundled Gemma's tokenizer, a third of its 262k): "
+                         "a third of the output layer's CPU time, not the same output (see docs/results.md)",
                          choices=list(VOCABS))
 
     def __post_init__(self):

@@ -10,7 +10,8 @@ rules, the look-ahead engines' own head calls) runs unchanged on token ids of th
 and a token outside the set gets probability 0. (Mapping ids back instead would save the
 full-width tensor, a few hundred kB per pass, at the cost of teaching every consumer two id spaces.)
 
-The kept set ships in models/vocab/ with the tokenizer it was built for (its size and a hash of its
+The kept set (`kept_ids`) is what the languages' text gives, plus the pieces such text cannot list
+(names, Chinese and Japanese words); it ships in models/vocab/ with the tokenizer it was built for (its size and a hash of its
 tokens in id order); `benchmarks/build_output_vocab.py` builds it. Training never restricts: only the
 inference settings offer `--vocab`.
 """
@@ -35,6 +36,8 @@ SEEN_SET = Path(__file__).parent / "models" / "vocab" / "seen.npz"
 _SYMBOLS = set(string.digits + string.punctuation + " \t\n\r▁")
 _BYTE = re.compile(r"<0x[0-9A-Fa-f]{2}>")  # SentencePiece byte fallback: any character, byte by byte
 _UNUSED = re.compile(r"<unused\d+>")  # reserved slots of the vocabulary, never written
+_NAME = re.compile(r"▁?[A-ZÄÖÜ][a-zäöüß]*")
+_HAN_KANA = re.compile(r"▁?[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]+")  # kana, CJK extension A, unified ideographs
 
 
 def check_vocab(vocab: str | None) -> str:
@@ -64,9 +67,16 @@ def structural_ids(tokenizer) -> set[int]:
     return ids
 
 
+def word_ids(tokenizer) -> set[int]:
+    """Word pieces a sample of text cannot list: every capitalized Latin-script piece (names, which
+    a translation copies from its source as they are) and every piece written only in Han or kana
+    (Chinese and Japanese words)."""
+    return {i for token, i in tokenizer.get_vocab().items() if _NAME.fullmatch(token) or _HAN_KANA.fullmatch(token)}
+
+
 def kept_ids(tokenizer, texts: Iterable[str], batch: int = 1000) -> np.ndarray:
-    """Every token id that encoding `texts` gives, plus `structural_ids`, sorted."""
-    ids = structural_ids(tokenizer)
+    """Every token id that encoding `texts` gives, plus `structural_ids` and `word_ids`, sorted."""
+    ids = structural_ids(tokenizer) | word_ids(tokenizer)
     texts = list(texts)
     for start in range(0, len(texts), batch):
         for encoded in tokenizer(texts[start:start + batch], add_special_tokens=False).input_ids:
@@ -136,4 +146,4 @@ def restrict_vocab(lm, tokenizer, vocab: str = "full", path: Path | None = None)
 
 
 __all__ = ["SEEN_SET", "VOCABS", "RestrictedHead", "check_vocab", "kept_ids", "load_token_set", "restrict_vocab",
-           "save_token_set", "structural_ids", "tokenizer_digest"]
+           "save_token_set", "structural_ids", "tokenizer_digest", "word_ids"]
