@@ -123,7 +123,7 @@ class PolicySettings(DeviceSettings, AdapterChoice):
                             choices=list(QUANTIZE))
     vocab: str = setting("full", "output layer at inference: full = every token; seen = only the tokens the toolkit's "
                          "languages write (a set shipped for the bundled Gemma's tokenizer, a third of its 262k): "
-                         "a third of the output layer's CPU time, not the same output (see docs/results.md)",
+                         "about a third of the output layer's CPU time, not the same output (see docs/results.md)",
                          choices=list(VOCABS))
 
     def __post_init__(self):
