@@ -30,8 +30,8 @@ DEV_LINES = 200
 
 
 def training_text(from_dir: str | None) -> list[str]:
-    sets = {(pair, year): _local(Path(from_dir), year, parse_pair(pair)) if from_dir else _downloaded(year, parse_pair(pair))
-            for pair in PAIRS for year in YEARS}
+    sets = {(pair, year): _local(Path(from_dir), year, parse_pair(pair)) if from_dir
+            else _downloaded(year, parse_pair(pair)) for pair in PAIRS for year in YEARS}
     held_out = {line.strip() for sides in sets.values() for side in sides for line in side[-DEV_LINES:]}
     return [line for sides in sets.values() for side in sides for line in side[:-DEV_LINES]
             if line.strip() and line.strip() not in held_out]
@@ -39,14 +39,16 @@ def training_text(from_dir: str | None) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--from", dest="from_dir", help="folder of generaltest{year}.{pair}.{lang} files; default: sacrebleu")
+    ap.add_argument("--from", dest="from_dir",
+                    help="folder of generaltest{year}.{pair}.{lang} files; default: download through sacrebleu")
     ap.add_argument("--out", default=str(SEEN_SET))
     args = ap.parse_args()
     tokenizer = load_tokenizer(None)
     texts = training_text(args.from_dir)
     ids = kept_ids(tokenizer, texts)
     save_token_set(Path(args.out), tokenizer, ids)
-    print(f"{len(texts)} lines -> {len(ids)} of {len(tokenizer)} tokens kept ({len(ids) / len(tokenizer):.1%}) -> {args.out}")
+    print(f"{len(texts)} lines -> {len(ids)} of {len(tokenizer)} tokens kept "
+          f"({len(ids) / len(tokenizer):.1%}) -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = [("| pair | config | BLEU | chrF | AL | LAAL | identical to off | model s/sentence (wall) "
-             "| CPU s/sentence (process) | CPU ms/target token | load |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| CPU s/sentence (process) | CPU ms/target token | load |"), "|---" * 11 + "|"]
     for pair, stem in DEV.items():
         source, target = pair.split("-")
         src = dev_file(Path(args.data), stem, source, args.lines, out)
@@ -107,7 +107,8 @@ def main() -> None:
             mine = predictions(run)
             same = sum(mine[i] == base[i] for i in base)
             n = scores["sentences"]
-            cpu_s = f"{cpu['cpu_seconds'] / n:.2f} | {1000 * cpu['cpu_seconds'] / target_tokens(run):.0f}" if cpu else " | "
+            cpu_s = (f"{cpu['cpu_seconds'] / n:.2f} | {1000 * cpu['cpu_seconds'] / target_tokens(run):.0f}"
+                     if cpu else " | ")
             load = f"{cpu['load']:.1f}" if cpu else ""
             rows.append(f"| {pair} | {name} | {scores['BLEU']:.2f} | {scores['chrF']:.2f} | {scores['AL']:.2f} | "
                         f"{scores['LAAL']:.2f} | {same}/{len(base)} | {scores['model_seconds_per_sentence']:.2f} | "

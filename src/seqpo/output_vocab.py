@@ -11,9 +11,9 @@ and a token outside the set gets probability 0. (Mapping ids back instead would 
 full-width tensor, a few hundred kB per pass, at the cost of teaching every consumer two id spaces.)
 
 The kept set (`kept_ids`) is what the languages' text gives, plus the pieces such text cannot list
-(names, Chinese and Japanese words); it ships in models/vocab/ with the tokenizer it was built for (its size and a hash of its
-tokens in id order); `benchmarks/build_output_vocab.py` builds it. Training never restricts: only the
-inference settings offer `--vocab`.
+(names, Chinese and Japanese words); it ships in models/vocab/ with the tokenizer it was built for
+(its size and a hash of its tokens in id order); `benchmarks/build_output_vocab.py` builds it.
+Training never restricts: only the inference settings offer `--vocab`.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def structural_ids(tokenizer) -> set[int]:
     whitespace character as the tokenizer writes it alone, and SentencePiece pieces of only those."""
     ids = set(tokenizer.all_special_ids)
     ids |= {i for i, added in tokenizer.added_tokens_decoder.items() if not _UNUSED.fullmatch(added.content)}
-    for text in (*_SYMBOLS - {"▁"}, "\n\n"):  # as the tokenizer writes them alone (byte-level BPE: "Ċ" for a newline)
+    # each as the tokenizer writes it alone (byte-level BPE: "Ċ" for a newline)
+    for text in (*_SYMBOLS - {"▁"}, "\n\n"):
         ids.update(tokenizer(text, add_special_tokens=False).input_ids)
     for token, i in tokenizer.get_vocab().items():
         if _BYTE.fullmatch(token) or (token and set(token) <= _SYMBOLS):
