@@ -151,7 +151,8 @@ def hooked_loader(module, name: str, costs: Costs, started: dict):
 
     def load(*args, **kwargs):
         loaded = original(*args, **kwargs)
-        costs.hook_model(loaded.model)
+        if hasattr(loaded.model, "register_forward_hook"):  # a torch model; llama.cpp's (gguf) is all "other"
+            costs.hook_model(loaded.model)
         started["cpu"], started["wall"] = time.process_time(), time.perf_counter()
         return loaded
 
@@ -162,13 +163,13 @@ def hooked_loader(module, name: str, costs: Costs, started: dict):
         setattr(module, name, original)
 
 
-def run_translate(wav: Path, pair: str, decoding: str) -> tuple[Costs, float, float, int]:
+def run_translate(wav: Path, pair: str, decoding: str, quantize: str = "off") -> tuple[Costs, float, float, int]:
     """`seqpo translate --audio` (the library call the command makes), JSON events."""
     from seqpo.speech import translate as speech_translate
     from seqpo.translate import TranslateSettings
 
     costs, started = Costs(), {}
-    settings = TranslateSettings(pair=pair, audio=str(wav), json=True, decoding=decoding)
+    settings = TranslateSettings(pair=pair, audio=str(wav), json=True, decoding=decoding, quantize=quantize)
     out = io.StringIO()
     with timed_asr(costs), hooked_loader(speech_translate, "load_model", costs, started):
         speech_translate.translate_audio(settings, out)
@@ -177,7 +178,7 @@ def run_translate(wav: Path, pair: str, decoding: str) -> tuple[Costs, float, fl
     return costs, cpu, wall, sentences
 
 
-def run_serve(wav: Path, pair: str, decoding: str) -> tuple[Costs, float, float, int]:
+def run_serve(wav: Path, pair: str, decoding: str, quantize: str = "off") -> tuple[Costs, float, float, int]:
     """One WebSocket audio session of the real server app (uvicorn in a thread of this process),
     streaming the wav in 0.5 s frames at real time."""
     import uvicorn
@@ -188,7 +189,7 @@ def run_serve(wav: Path, pair: str, decoding: str) -> tuple[Costs, float, float,
 
     costs, started = Costs(), {}
     with socket_port() as port:
-        settings = ServeSettings(pair=pair, decoding=decoding, port=port)
+        settings = ServeSettings(pair=pair, decoding=decoding, port=port, quantize=quantize)
     with hooked_loader(serve_module, "load_model_adapters", costs, started), \
             hooked_loader(serve_module, "load_model", costs, started):
         app = build_app(settings)
@@ -242,6 +243,8 @@ def main() -> None:
     ap.add_argument("--pair", default="en-de", choices=list(DEV))
     ap.add_argument("--seconds", type=float, default=60.0, help="at least this much spoken dev text")
     ap.add_argument("--decoding", default=PolicySettings.__dataclass_fields__["decoding"].default)
+    ap.add_argument("--quantize", default="off", help="off, int8 or gguf (gguf: the text model's whole cost is "
+                    "in 'other', llama.cpp has no hooks)")
     ap.add_argument("--paths", default="translate,serve")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("SEQPO_DATA", "../shared/data")))
     ap.add_argument("--out", type=Path, default=Path("runs/cost"))
@@ -252,9 +255,9 @@ def main() -> None:
     runs = {"translate": run_translate, "serve": run_serve}
     rows = []
     for name in args.paths.split(","):
-        costs, cpu, wall, sentences = runs[name](wav, args.pair, args.decoding)
+        costs, cpu, wall, sentences = runs[name](wav, args.pair, args.decoding, args.quantize)
         other = cpu - sum(costs.cpu.values())
-        row = {"path": name, "pair": args.pair, "decoding": args.decoding, "audio_s": audio_s,
+        row = {"path": name, "pair": args.pair, "decoding": args.decoding, "quantize": args.quantize, "audio_s": audio_s,
                "sentences": sentences, **{k: v / audio_s for k, v in costs.cpu.items()}, "other": other / audio_s,
                "cpu_per_s": cpu / audio_s, "wall_rtf": wall / audio_s, "tokens": costs.tokens, "passes": costs.passes,
                "load": os.getloadavg()[0]}
@@ -262,7 +265,7 @@ def main() -> None:
         with (args.out / "cost.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
     print(f"\nCPU seconds per second of speech ({audio_s:.0f} s spoken {args.pair} dev stream, "
-          f"decoding {args.decoding}, SEQPO_THREADS={os.environ.get('SEQPO_THREADS', 'all')})\n")
+          f"decoding {args.decoding}, quantize {args.quantize}, SEQPO_THREADS={os.environ.get('SEQPO_THREADS', 'all')})\n")
     print("| path | ASR | prefill | decode | lm_head | other (Python) | total CPU | wall RTF | prefill tokens / passes "
           "| decode tokens | sentences | load |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")

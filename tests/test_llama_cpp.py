@@ -24,6 +24,7 @@ PROMPT = "Translate English to German.\nEnglish: The city council approved the n
     (["--decoding", "slots"], "reencode or cached"),
     ([], "runs a GGUF file"),  # an HF checkpoint folder is not a GGUF
     (["--dtype", "bfloat16"], "no --dtype"),
+    (["--vocab", "seen"], "--vocab full"),
 ])
 def test_where_gguf_cannot_apply_is_one_line(extra, message, tiny_model_dir, capsys):
     code = main(["translate", "--model", str(tiny_model_dir), "--quantize", "gguf", "--policy", "wait-k", *extra,

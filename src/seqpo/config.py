@@ -17,7 +17,7 @@ import yaml
 from .bundled import ASR_ENGLISH, ASR_MODELS, ASR_PACKAGES, MODEL_HELP
 from .engine import MODES, PREFIX_CACHED_MODE
 from .errors import InputFileError, SettingsError
-from .model_names import CHAT_TEMPLATE_CHOICES, DTYPES, QUANTIZE, is_bundled, resolve_adapter, shipped_adapter_dir
+from .model_names import CHAT_TEMPLATE_CHOICES, DTYPES, QUANTIZE, VOCABS, is_bundled, resolve_adapter, shipped_adapter_dir
 from .policies import POLICY_NAMES, check_decoding, make_policy
 
 
@@ -123,6 +123,10 @@ class PolicySettings(DeviceSettings, AdapterChoice):
                             "Q4_K_M) run by llama.cpp, adapters converted for it, reencode/cached decoding "
                             "(needs the llama-cpp extra). Faster; not the same output: see docs/results.md",
                             choices=list(QUANTIZE))
+    vocab: str = setting("full", "output layer at inference: full = every token; seen = only the tokens the toolkit's "
+                         "languages write (a set shipped for the bundled Gemma's tokenizer, a third of its 262k): "
+                         "about a third of the output layer's CPU time, not the same output (see docs/results.md)",
+                         choices=list(VOCABS))
 
     def __post_init__(self):
         from .model import check_chat_template  # start-up cost: torch (~3 s); --help builds no settings

@@ -49,7 +49,7 @@ def run_settings(source: EvalSource, settings: EvalSettings, pair: LanguagePair,
     """What settings.json records: what a resume must not change."""
     recorded = {"pair": str(pair), **policy_settings, "chunk": settings.chunk, "model": settings.model,
                 "adapter": settings.adapter, **source.input_settings(), "decoding": settings.decoding,
-                "quantize": settings.quantize,
+                "quantize": settings.quantize, "vocab": settings.vocab,
                 "slot": settings.slot if engine_class(settings.decoding).reserves_source else None,
                 "chat_template": settings.chat_template}
     if source.speech:
@@ -91,7 +91,7 @@ def evaluate(settings: EvalSettings, loaded=None, progress: bool = True) -> dict
     todo = [key for key in source.keys if key not in done]
     if loaded is None and source.needs_model(todo):
         loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device, settings.chat_template,
-                            settings.decoding, settings.quantize)
+                            settings.decoding, settings.quantize, settings.vocab)
     engine = None  # speech kinds: the cascade makes its own
     if loaded is not None and todo and not source.speech:
         engine = make_engine(loaded, settings.decoding, settings.slot, settings.batch_size,

@@ -42,7 +42,8 @@ def add_computation_aware(record: dict, unit_ms: float) -> None:
 
 # Settings that older seqpo versions did not record in settings.json, with the value they used.
 LEGACY_DEFAULTS = {"decoding": REFERENCE_MODE, "slot": None, "few_shot": True, "chat_template": "off",
-                   "asr_window": 0.0, "asr_vad": "off", "asr": "tiny.en", "quantize": "off"}
+                   "asr_window": 0.0, "asr_vad": "off", "asr": "tiny.en", "quantize": "off",
+                   "vocab": "full"}
 
 
 def signature(settings, pair: LanguagePair, policy_settings: dict, quality: dict) -> dict:
@@ -60,6 +61,7 @@ def signature(settings, pair: LanguagePair, policy_settings: dict, quality: dict
         "device": settings.device,
         "dtype": settings.dtype,
         "quantize": settings.quantize,
+        "vocab": settings.vocab,
         "chat_template": settings.chat_template,
         "slot": settings.slot if engine_class(settings.decoding).reserves_source else None,
         "sacrebleu": quality.get("signatures", {}),

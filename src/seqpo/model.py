@@ -21,6 +21,7 @@ from .bundled import BASES, DEFAULT_BASE, BundledBase, assemble, build_cache_dir
 from .engine import REFERENCE_MODE, engine_class
 from .errors import ModelLoadError, SettingsError
 from .model_names import CHAT_TEMPLATE_CHOICES, DEFAULT_MODEL, DTYPES, is_bundled
+from .output_vocab import check_vocab, restrict_vocab
 from .prompts import chat_format
 from .quantize import check_quantize, quantize_int8
 
@@ -201,18 +202,20 @@ def load_tokenizer(model: str | None):
 
 def load_model(model: str | None = None, adapter: str | None = None, dtype: str = "auto",
                device: str = "auto", chat_template: str = "off", decoding: str = REFERENCE_MODE,
-               quantize: str = "off") -> LoadedModel:
+               quantize: str = "off", vocab: str = "full") -> LoadedModel:
     """Load a causal LM (+ optional peft adapter) for inference, in eval mode, on `device` in `dtype`
     (see `resolve_device`, `resolve_dtype`; the defaults give float32 on the CPU, as before GPUs),
     with its chat format when `chat_template` resolves to on for `decoding` (`uses_chat_template`),
-    its linear layers int8 with `quantize` int8 (`quantize_int8`)."""
+    its output layer restricted to the `vocab` token set (`restrict_vocab`), its linear layers int8
+    with `quantize` int8 (`quantize_int8`)."""
     check_chat_template(chat_template, decoding)  # a wrong setting fails before loading
+    check_vocab(vocab)
 
     where = resolve_device(device)
     weights = resolve_dtype(dtype, where)
     quantize = check_quantize(quantize, where, weights)
     if quantize == "gguf":
-        return _load_gguf(model, {"default": adapter} if adapter else {}, chat_template, decoding, device)
+        return _load_gguf(model, {"default": adapter} if adapter else {}, chat_template, decoding, device, vocab)
     # accelerate places the weights while loading (no CPU copy first); "auto" also splits a model
     # over several GPUs. The CPU keeps transformers' plain path.
     placement = {} if where == "cpu" else {"device_map": "auto" if where == "auto-map" else where}
@@ -252,12 +255,14 @@ def load_model(model: str | None = None, adapter: str | None = None, dtype: str 
     if adapter:
         lm = _attach_adapter(lm, adapter)
     lm.eval()
+    lm = restrict_vocab(lm, tokenizer, vocab)
     if quantize == "int8":
         lm = quantize_int8(lm)
     return LoadedModel(lm, tokenizer, model or DEFAULT_MODEL, str(adapter) if adapter else None, chat)
 
 
-def _load_gguf(model: str | None, adapters: dict[str, str], chat_template: str, decoding: str, device: str):
+def _load_gguf(model: str | None, adapters: dict[str, str], chat_template: str, decoding: str, device: str,
+               vocab: str = "full"):
     """`load_model(..., quantize="gguf")`: the GGUF of `model` on llama.cpp with `adapters`
     (name -> peft folder), as a `model.LoadedModel` whose model is a `LlamaCppModel`."""
     # start-up cost: llama.cpp's library, only for gguf
@@ -268,6 +273,9 @@ def _load_gguf(model: str | None, adapters: dict[str, str], chat_template: str, 
                             f"cached prefix itself), not {decoding}")
     if resolve_device(device) != "cpu":
         raise SettingsError("--quantize gguf runs on the CPU (llama.cpp's CPU build): use --device cpu")
+    if check_vocab(vocab) != "full":
+        raise SettingsError(f"--vocab {vocab} restricts the torch output layer; --quantize gguf runs llama.cpp's "
+                            "whole one: use --vocab full")
     needs_llama_cpp()  # a missing package fails before any conversion
     path = gguf_path(model)
     files = {name: lora_gguf(folder, path) for name, folder in adapters.items()}
@@ -301,14 +309,16 @@ def _attach_adapter(lm, adapter: str, name: str | None = None):
 
 
 def load_model_adapters(model: str | None, adapters: dict[str, str], dtype: str = "auto",
-                        device: str = "auto", quantize: str = "off", decoding: str = REFERENCE_MODE) -> LoadedModel:
+                        device: str = "auto", quantize: str = "off", decoding: str = REFERENCE_MODE,
+                        vocab: str = "full") -> LoadedModel:
     """One base model with several named peft adapters (name -> folder) in one PeftModel, for
     callers that switch per request (`requests.Request.adapter`; the server's per-pair adapters).
     The first adapter is active after loading; with no adapters this is `load_model(model)`."""
     where = resolve_device(device)
     quantize = check_quantize(quantize, where, resolve_dtype(dtype, where))
+    check_vocab(vocab)
     if quantize == "gguf":
-        return _load_gguf(model, adapters, "off", decoding, device)
+        return _load_gguf(model, adapters, "off", decoding, device, vocab)
     loaded = load_model(model, None, dtype, device)
     lm = loaded.model
     for name, path in adapters.items():
@@ -316,6 +326,7 @@ def load_model_adapters(model: str | None, adapters: dict[str, str], dtype: str 
     if adapters:
         lm.set_adapter(next(iter(adapters)))
     lm.eval()
+    lm = restrict_vocab(lm, loaded.tokenizer, vocab)
     if quantize == "int8":
         lm = quantize_int8(lm)
     summary = ", ".join(f"{name}={path}" for name, path in adapters.items()) or None

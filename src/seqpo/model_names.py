@@ -1,5 +1,5 @@
-"""What `--model`, `--adapter`, `--dtype`, `--quantize` and `--chat-template` name, decided without loading a
-model: torch-free, so the settings (and `seqpo --help`) load without torch; `model.py` loads."""
+"""What `--model`, `--adapter`, `--dtype`, `--quantize`, `--vocab` and `--chat-template` name, decided without
+loading a model: torch-free, so the settings (and `seqpo --help`) load without torch; `model.py` loads."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ CHAT_TEMPLATE_CHOICES = ("auto", "on", "off")
 # `--quantize`: the weights as loaded, int8 linear layers (`quantize.py`), or the GGUF's own quantized
 # weights on llama.cpp (`llama_cpp_backend.py`); the last two on the CPU
 QUANTIZE = ("off", "int8", "gguf")
+VOCABS = ("full", "seen")  # `--vocab`: every output token, or the shipped set the languages write (`output_vocab.py`)
 STAGES = ("sft", "seqpo")  # shipped adapters per pair: warm-up SFT, and SeqPO trained from it (if it won)
 
 

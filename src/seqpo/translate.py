@@ -45,7 +45,7 @@ def translate(settings: TranslateSettings, out=None) -> list[Episode]:
         lines = [text for _, text in split_sentences("\n".join(lines), pair.source_unit, settings.max_sentence_units)]
     policy = settings.build_policy()
     loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device, settings.chat_template,
-                        settings.decoding, settings.quantize)
+                        settings.decoding, settings.quantize, settings.vocab)
     generator = make_engine(loaded, settings.decoding, settings.slot, batch_size=1, few_shot=settings.use_few_shot(),
                             lookahead=settings.lookahead, write_ahead=settings.write_ahead)
     episodes = []

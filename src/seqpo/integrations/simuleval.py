@@ -132,7 +132,7 @@ class SeqpoTextAgent(TextToTextAgent):
         self.settings = s = agent_settings(args)
         self.pair = simuleval_pair(s, args)
         self.seqpo_policy = s.build_policy()
-        loaded = load_model(s.model, s.adapter, s.dtype, s.device, s.chat_template, s.decoding, s.quantize)
+        loaded = load_model(s.model, s.adapter, s.dtype, s.device, s.chat_template, s.decoding, s.quantize, s.vocab)
         # each sentence's cache an engine episode (append/slots/cached), as in the server and the cascade
         self.generator = live_completer(loaded, s.decoding, s.slot)
         self.engines = self.generator if isinstance(self.generator, EngineSet) else None

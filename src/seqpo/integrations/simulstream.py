@@ -202,7 +202,7 @@ class SeqpoSpeechProcessor(SpeechProcessor):
     @classmethod
     def loaded(cls, settings: ProcessorSettings) -> LoadedModel:
         key = (settings.model, settings.adapter, settings.dtype, settings.device, settings.chat_template,
-               settings.decoding, settings.quantize)
+               settings.decoding, settings.quantize, settings.vocab)
         if key not in cls.models:
             cls.models[key] = load_model(*key)
         return cls.models[key]

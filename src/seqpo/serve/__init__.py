@@ -117,11 +117,11 @@ def build_app(settings: ServeSettings):
     shipped = settings.shipped_adapters()
     if shipped:  # bundled model, no --adapter: every session runs on the adapter of its own pair
         loaded = load_model_adapters(settings.model, shipped, settings.dtype, settings.device, settings.quantize,
-                                     settings.decoding)
+                                     settings.decoding, settings.vocab)
         settings.session_adapters = {pair: pair for pair in shipped}
     else:  # --adapter DIR (every pair on it), --adapter none, or another model: one model for all
         loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device,
-                            settings.chat_template, settings.decoding, settings.quantize)
+                            settings.chat_template, settings.decoding, settings.quantize, settings.vocab)
     generator = completer_for(loaded.model, loaded.tokenizer, batch_size=settings.batch_size, chat=loaded.chat)
     return create_app(settings, generator, model_name=loaded.name)
 

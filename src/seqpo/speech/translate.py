@@ -33,7 +33,7 @@ def speech_parts(settings, loaded=None, whisper=None):
     whisper = whisper or load_whisper(name=settings.asr)
     if loaded is None:
         loaded = load_model(settings.model, settings.adapter, settings.dtype, settings.device,
-                            settings.chat_template, settings.decoding, settings.quantize)
+                            settings.chat_template, settings.decoding, settings.quantize, settings.vocab)
     return pair, policy, whisper, live_completer(loaded, settings.decoding, settings.slot)
 
 
