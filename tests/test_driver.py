@@ -39,6 +39,35 @@ def test_chunks_and_finishing_step_without_new_read():
     assert (p.state.read_units, p.state.source_finished, p.chunk) == (4, True, "")
 
 
+@pytest.mark.parametrize(("fed", "source"), [
+    ("took two weeks ", "took two weeks."),  # no mark: one is put on the last word
+    ("in the city, ", "in the city."),  # a trailing comma becomes the mark
+    ('he said "shell," ', 'he said "shell."'),  # inside closing quotes
+    ("Is it late? ", "Is it late?"),  # a sentence that ended keeps its mark
+    ("Thank you. ", "Thank you."),
+])
+def test_a_sentence_closed_without_a_mark_gets_one_on_its_last_word(fed, source):
+    """The speech cascade closes sentences at pauses, where Whisper wrote no period; the prompt's
+    only sign that the source ended is the final mark, so `end(mark=".")` puts one on the last word:
+    the same number of units, and the finishing step's prompt reads it."""
+    live = EpisodeRun(parse_pair("en-de"), OfflinePolicy(), chunk=1)
+    live.feed(fed)
+    while (p := live.next_step()) is not None:  # every word read (waits) before the sentence is closed
+        live.record(None)
+    units = live.complete_units()
+    live.end(mark=".")
+    assert live.episode.source == source and live.complete_units() == units
+    p = live.next_step()
+    assert p.state.source_finished and p.state.source_prefix == source and p.chunk == ""
+
+
+def test_a_mark_is_put_on_word_sources_only():
+    live = EpisodeRun(parse_pair("zh-en"), OfflinePolicy())
+    live.feed("今天天气很好")
+    live.end(mark=".")
+    assert live.episode.source == "今天天气很好"
+
+
 def test_char_source_counts_characters():
     live = EpisodeRun(parse_pair("zh-en"), OfflinePolicy(), chunk=2)
     live.feed("今天 天")

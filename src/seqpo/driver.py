@@ -47,6 +47,10 @@ class PlannedStep:
     chunk: str = ""  # the source text newly read at this step ("" for a finishing step)
 
 
+_SENTENCE_MARKS = (".", "?", "!", "…")
+_CLOSERS = "\"'»)]”’"
+
+
 @dataclass(eq=False)
 class EpisodeRun:
     """One episode being streamed: `feed` source text, `end` it, step with `next_step`/`record`.
@@ -117,12 +121,25 @@ class EpisodeRun:
             raise SentenceTooLongError(
                 f"sentence longer than {self.max_units} {self.pair.source_unit}s; send an end sooner")
 
-    def end(self) -> None:
+    def end(self, mark: str | None = None) -> None:
+        """The source is complete. `mark` (word sources): a sentence-final mark to put on the last
+        word where it has none (a trailing , ; : replaced; closing quotes kept after it): for a
+        sentence the caller closed without one (the speech cascade, at a pause), as the prompt
+        has no other sign that the source ended (without it the model writes a word or two and
+        stops). Words already read keep their count; a read still to come reads the mark."""
         self.ended = True
-        self.episode.source = self.text.strip()
         if self._partial:
             self._words.append(self._partial)
             self._partial = ""
+        if mark and self._words and self.pair.source_unit == "word":
+            last = self._words[-1]
+            core = last.rstrip(_CLOSERS)
+            if not core.endswith(_SENTENCE_MARKS):
+                marked = core.rstrip(",;:") + mark + last[len(core):]
+                self._words[-1] = marked
+                body = self.text.rstrip()
+                self.text = body[: len(body) - len(last)] + marked + self.text[len(body):]
+        self.episode.source = self.text.strip()
 
     def complete_units(self) -> int:
         """Source units known to be complete: a trailing word may still grow until whitespace or end."""

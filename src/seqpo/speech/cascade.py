@@ -120,7 +120,7 @@ class SpeechCascade:
                 self.on_step(self.live, step)
 
     def _close(self, end_ms: float) -> None:
-        self.live.end()
+        self.live.end(mark=".")  # a sentence closed at a pause (or at the audio's end) ends like one
         self._run()
         episode = self.live.episode
         episode.audio_span = (self.sentence_start_ms, max(end_ms, self.sentence_start_ms + 1.0))
