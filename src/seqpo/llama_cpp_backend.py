@@ -31,6 +31,7 @@ from .bundled import assemble, build_cache_dir, bundled_base, cache_dir
 from .errors import ModelLoadError, SettingsError
 from .generation import line_end_ids, prompt_ids, stop_reached
 from .requests import NO_ADAPTER, Completion, Request
+from .stream import common_prefix
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +115,6 @@ class _Context:
 _UNSET = object()
 
 
-def _shared(a: list[int], b: list[int]) -> int:
-    """The length of the longest common prefix of two id lists."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 class LlamaCppModel:
     """A GGUF base on llama.cpp with named LoRA adapters, and up to `contexts` contexts on its
     weights, each keeping the cache of the prompts it last ran. A request goes to the context that
@@ -177,7 +168,7 @@ class LlamaCppModel:
         episode's next step (new source words change the prompt's end). A context that shares only
         the few-shot prefix holds another episode: while fewer than `max_contexts` exist, a new one
         is made instead."""
-        scored = [(min(_shared(c.ids, ids), len(ids) - 1) if c.adapter == adapter else 0, -c.used, c)
+        scored = [(min(common_prefix(c.ids, ids), len(ids) - 1) if c.adapter == adapter else 0, -c.used, c)
                   for c in self._contexts]
         best = max(scored, key=lambda x: x[:2], default=None)
         if best is None or (len(self._contexts) < self.max_contexts and 2 * best[0] < len(best[2].ids)):

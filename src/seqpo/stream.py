@@ -67,8 +67,8 @@ def append_segment(target: str, segment: str, unit: str) -> str:
     return target + " " + segment
 
 
-def common_prefix(a: list[str], b: list[str]) -> int:
-    """How many leading units two unit lists share."""
+def common_prefix(a: list, b: list) -> int:
+    """How many leading items two lists share (units, token ids)."""
     n = 0
     for x, y in zip(a, b):
         if x != y:
