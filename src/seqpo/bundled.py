@@ -31,6 +31,12 @@ from .errors import MissingExtraError, ModelLoadError
 GGUF_MAGIC = b"GGUF"
 
 
+def thread_count() -> int:
+    """Threads each model runtime of seqpo uses (torch, llama.cpp, Whisper's CTranslate2):
+    `SEQPO_THREADS`, else every core."""
+    return max(1, int(os.environ.get("SEQPO_THREADS", os.cpu_count() or 1)))
+
+
 def cache_dir() -> Path:
     """`SEQPO_CACHE`, else the user cache (XDG_CACHE_HOME or ~/.cache)/seqpo."""
     env = os.environ.get("SEQPO_CACHE")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundled import assemble, build_cache_dir, bundled_base, cache_dir
+from .bundled import assemble, build_cache_dir, bundled_base, cache_dir, thread_count
 from .errors import ModelLoadError, SettingsError
 from .generation import line_end_ids, prompt_ids, stop_reached
 from .requests import NO_ADAPTER, Completion, Request
@@ -125,7 +125,7 @@ class LlamaCppModel:
     def __init__(self, path: Path, adapters: dict[str, Path], threads: int | None = None, contexts: int = CONTEXTS):
         self.llama_cpp = needs_llama_cpp()
         self.path, self.adapter_files, self.max_contexts = path, adapters, contexts
-        self.threads = threads or int(os.environ.get("SEQPO_THREADS", os.cpu_count() or 1))
+        self.threads = threads or thread_count()
         self.active = next(iter(adapters), None)
         with _load_error(path), _quiet():
             self.llama = self.llama_cpp.Llama(

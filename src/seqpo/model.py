@@ -17,7 +17,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from .bundled import BASES, DEFAULT_BASE, BundledBase, assemble, build_cache_dir, bundled_base, cache_dir
+from .bundled import (BASES, DEFAULT_BASE, BundledBase, assemble, build_cache_dir, bundled_base, cache_dir,
+                      thread_count)
 from .engine import REFERENCE_MODE, engine_class
 from .errors import ModelLoadError, SettingsError
 from .model_names import CHAT_TEMPLATE_CHOICES, DEFAULT_MODEL, DTYPES, is_bundled
@@ -97,8 +98,7 @@ def bundled_cache_dir(name: str = DEFAULT_BASE) -> Path:
 
 def configure_threads() -> None:
     """Use every core for intra-op work; inter-op parallelism only adds contention for one model."""
-    n = int(os.environ.get("SEQPO_THREADS", os.cpu_count() or 1))
-    torch.set_num_threads(max(1, n))
+    torch.set_num_threads(thread_count())
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set once in this process; harmless

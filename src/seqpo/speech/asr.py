@@ -15,14 +15,13 @@ it (`ends_sentence_at`): Whisper puts a period after whatever word its buffer en
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from ..bundled import ASR_ENGLISH, WHISPER_BASE
+from ..bundled import ASR_ENGLISH, WHISPER_BASE, thread_count
 from ..errors import MissingExtraError, ModelLoadError
 from ..sentences import ends_sentence
 from .audio import SAMPLE_RATE, ms_of
@@ -74,7 +73,7 @@ def load_whisper(threads: int | None = None, name: str = ASR_ENGLISH):
         raise MissingExtraError("speech input needs the speech extra: pip install -e '.[speech]' in the seqpo "
                                 "clone") from exc
     path = whisper_model_path(name)
-    threads = threads or int(os.environ.get("SEQPO_THREADS", os.cpu_count() or 1))
+    threads = threads or thread_count()
     import ctranslate2  # faster-whisper's runtime: a CPU-only build sees no GPU even where torch does
 
     gpu = ctranslate2.get_cuda_device_count() > 0
