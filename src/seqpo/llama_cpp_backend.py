@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
-import logging
 import os
 import sys
 import tempfile
@@ -26,14 +25,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .bundled import assemble, build_cache_dir, bundled_base, cache_dir, thread_count
 from .errors import ModelLoadError, SettingsError
-from .generation import line_end_ids, prompt_ids, stop_reached
+from .generation import forbid_line_end, line_end_ids, prompt_ids, stop_reached
 from .requests import NO_ADAPTER, Completion, Request
 from .stream import common_prefix
-
-log = logging.getLogger(__name__)
 
 CONTEXT_TOKENS = 4096  # tokens a llama.cpp context holds (a longer prompt is a one-line error)
 BATCH_TOKENS = 512  # prompt ids per llama.cpp forward pass
@@ -235,7 +233,6 @@ class LlamaCppGenerator:
     runs one sequence here; what it saves is per token): each runs only the ids after the prefix
     its context already holds (`LlamaCppModel.holding`)."""
 
-    do_sample, temperature, top_p = False, 1.0, 1.0
     caches_prefix = True  # needs no engine episode to reuse a sentence's prompt (`live_engines`)
 
     def __init__(self, model: LlamaCppModel, tokenizer, batch_size: int = 1, chat=None):
@@ -267,24 +264,19 @@ class LlamaCppGenerator:
         out: list[int] = []
         ends = self.model.ends_generation
         while True:
-            logits = context.logits(self.model.n_vocab)
-            if not out and request.must_write:
-                logits = logits.copy()
-                logits[self.line_end] = -np.inf
-            tok = int(np.argmax(logits))
+            logits = torch.from_numpy(context.logits(self.model.n_vocab))[None]
+            if not out:  # the first-token rule of every decoding path
+                logits = forbid_line_end(logits, [0] if request.must_write else [], self.line_end)
+            tok = int(logits[0].argmax())
             out.append(tok)
             text = self.tokenizer.decode(out, skip_special_tokens=True)
             if ends(tok) or stop_reached(text, len(out), request) or len(out) >= budget:
                 break
             context.run([tok])
         self.tokens_processed += len(out)
-        hit = "\n" in text or any(ends(t) for t in out[: request.max_new_tokens])
+        hit = "\n" in text or ends(out[-1])  # generation stops at the first end token
         kept = text.split("\n")[0] if request.stop_at_newline else text
         return Completion(kept, len(out), (time.perf_counter() - t0) * 1000, hit, out, ids, None)
-
-    @contextlib.contextmanager
-    def on_adapter(self, adapter: str | None):
-        yield
 
 
 def gguf_tokenizer(path: Path):

@@ -9,7 +9,7 @@ from ..engine import engine_class
 from ..errors import SettingsError
 from ..events import done_event, step_event
 from ..languages import LanguagePair, parse_pair
-from ..live_engines import live_completer
+from ..live_engines import EngineSet, live_completer
 from ..live_view import LiveView
 from ..model import load_model
 from ..prompts import check_supported
@@ -41,10 +41,9 @@ def sentence_rows(settings, pair: LanguagePair, generator) -> dict:
     """`SpeechCascade` arguments that make each sentence an engine episode (cached/append/slots:
     `new_row`; slots also closes a sentence at `--max-sentence-words`, the length its region is
     reserved for); none for re-encode."""
-    engine_type = engine_class(settings.decoding)
-    if not engine_type.keeps_cache or not hasattr(generator, "open_row"):  # re-encode, or llama.cpp's own cache
+    if not isinstance(generator, EngineSet):  # re-encode, or a completer with its own cache (llama.cpp)
         return {}
-    if not engine_type.reserves_source:
+    if not engine_class(settings.decoding).reserves_source:
         return dict(new_row=lambda: generator.open_row(pair, None, settings.use_few_shot(), None))
     limit = settings.max_sentence_words
     return dict(max_units=limit, new_row=lambda: generator.open_row(pair, None, settings.use_few_shot(), limit))
