@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from eval_resume import assert_recorded_and_resume_refused
 from seqpo.cli import main
 
 PROMPT = "Translate English to German.\nEnglish: The city council approved the new budget for public schools.\nGerman:"
@@ -161,10 +162,5 @@ def test_eval_records_gguf_and_scores_like_the_torch_model(gguf_cache, tmp_path,
     ref.write_text("Das Wetter ist heute schön.\nIch hätte gern eine Tasse Tee, bitte.\n")
     args = ["eval", "--pair", "en-de", "--src", str(src), "--ref", str(ref), "--policy", "wait-k", "--k", "2",
             "--adapter", "none", "--quiet"]
-    assert main([*args, "--quantize", "gguf", "--out", str(tmp_path / "gguf")]) == 0
-    scores = json.loads((tmp_path / "gguf" / "scores.json").read_text())
-    assert scores["signature"]["quantize"] == "gguf" and scores["sentences"] == 2
+    scores = assert_recorded_and_resume_refused(args, "--quantize", "gguf", tmp_path / "gguf", capsys)
     assert scores["chrF"] > 20  # as the torch path's own real-model test asks of the same lines
-    capsys.readouterr()
-    assert main([*args, "--out", str(tmp_path / "gguf")]) == 2  # resuming without gguf: other settings
-    assert "quantize" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import CORPUS
+from eval_resume import assert_recorded_and_resume_refused
 
 from seqpo import output_vocab
 from seqpo.cli import main
@@ -115,13 +116,8 @@ def test_eval_records_the_vocab_and_refuses_to_resume_without_it(tiny_model_dir,
                                                                   capsys):
     src, ref = two_line_files
     args = ["eval", "--pair", "en-zh", "--model", str(tiny_model_dir), "--src", str(src), "--ref", str(ref),
-            "--out", str(tmp_path / "run"), "--quiet", "--policy", "wait-k"]
-    assert main([*args, "--vocab", "seen"]) == 0
-    scores = json.loads((tmp_path / "run" / "scores.json").read_text())
-    assert scores["signature"]["vocab"] == "seen" and scores["sentences"] == 2
-    capsys.readouterr()
-    assert main(args) == 2
-    assert "vocab" in capsys.readouterr().err
+            "--quiet", "--policy", "wait-k"]
+    assert_recorded_and_resume_refused(args, "--vocab", "seen", tmp_path / "run", capsys)
 
 
 def test_a_set_for_another_tokenizer_is_a_one_line_error(tiny_model_dir, capsys):

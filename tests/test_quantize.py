@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from eval_resume import assert_recorded_and_resume_refused
 from seqpo.cli import main
 from seqpo.model import load_model, load_model_adapters
 
@@ -53,13 +54,8 @@ def test_translate_runs_int8_in_every_decoding_mode(decoding, tiny_model_dir, ca
 def test_eval_records_int8_and_refuses_to_resume_without_it(tiny_model_dir, two_line_files, tmp_path, capsys):
     src, ref = two_line_files
     args = ["eval", "--pair", "en-zh", "--model", str(tiny_model_dir), "--src", str(src), "--ref", str(ref),
-            "--out", str(tmp_path / "run"), "--quiet", "--policy", "wait-k"]
-    assert main([*args, "--quantize", "int8"]) == 0
-    scores = json.loads((tmp_path / "run" / "scores.json").read_text())
-    assert scores["signature"]["quantize"] == "int8" and scores["sentences"] == 2
-    capsys.readouterr()
-    assert main(args) == 2  # the same folder without int8: other settings
-    assert "quantize" in capsys.readouterr().err
+            "--quiet", "--policy", "wait-k"]
+    assert_recorded_and_resume_refused(args, "--quantize", "int8", tmp_path / "run", capsys)
 
 
 @pytest.mark.parametrize(("extra", "message"), [
